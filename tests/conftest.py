@@ -1,0 +1,54 @@
+"""Shared fixtures: a mirror folder for offline data, and fake OpenAI checkpoints."""
+
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+from filelock import FileLock
+
+MIRROR_ENV_VAR = "LLMS_FROM_SCRATCH_MIRROR"
+# Random-weight OpenAI checkpoints are slow to write, so they are kept between
+# runs here (the weights are seeded, so a kept copy equals a fresh one).
+CHECKPOINT_CACHE = Path(tempfile.gettempdir()) / "llms-from-scratch-test-checkpoints"
+
+
+def openai_release_folder(model_size):
+    """A cached OpenAI-format GPT-2 release with random weights, in the real layout."""
+    from openai_gpt2 import write_openai_gpt2_release
+
+    folder = CHECKPOINT_CACHE / "gpt-2" / "models" / model_size
+    done_marker = folder / ".complete"
+    CHECKPOINT_CACHE.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(CHECKPOINT_CACHE / f"{model_size}.lock")):
+        if not done_marker.exists():
+            write_openai_gpt2_release(folder, model_size=model_size, seed=0)
+            done_marker.touch()
+    return folder
+
+
+@pytest.fixture
+def course_mirror(tmp_path):
+    """Build a mirror folder: the real mirror's files plus requested fake weights.
+
+    Call the fixture's value with the GPT-2 sizes a test needs, e.g.
+    `course_mirror(["124M"])`; it returns the folder to put in
+    $LLMS_FROM_SCRATCH_MIRROR, or None when there is nothing to mirror.
+    """
+
+    def build(openai_gpt2_sizes=()):
+        original = os.environ.get(MIRROR_ENV_VAR)
+        if not original and not openai_gpt2_sizes:
+            return None
+        mirror = tmp_path / "mirror"
+        mirror.mkdir(exist_ok=True)
+        if original:
+            for entry in Path(original).iterdir():
+                (mirror / entry.name).symlink_to(entry.resolve())
+        for size in openai_gpt2_sizes:
+            target = mirror / "gpt-2" / "models" / size
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.symlink_to(openai_release_folder(size), target_is_directory=True)
+        return mirror
+
+    return build
