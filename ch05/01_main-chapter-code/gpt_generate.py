@@ -1,0 +1,197 @@
+"""Generate text with OpenAI's pretrained GPT-2, or with a model you trained.
+
+    python gpt_generate.py                              # GPT-2 124M, the book's settings
+    python gpt_generate.py --model-size 355M --prompt "The future of AI is"
+    python gpt_generate.py --checkpoint model.pth       # a model saved by gpt_train.py
+    python gpt_generate.py --temperature 0              # greedy, deterministic
+    python gpt_generate.py --help
+
+The first run for a size downloads OpenAI's files into `--models-dir` (0.5 GB
+for 124M, 6 GB for 1558M), or copies them from the folder named by
+$LLMS_FROM_SCRATCH_MIRROR. `load_weights_into_gpt` is copied unchanged from
+the chapter notebook ch05.ipynb (its home); a test keeps the copies identical.
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+import tiktoken
+import torch
+from downloads import MIRROR_ENV_VAR, DownloadError, cache_gpt2_tokenizer_files
+from gpt_download import GPT2_BASE_URL, GPT2_MODEL_SIZES, download_and_load_gpt2
+from gpt_train import (
+    default_device,
+    generate,
+    load_checkpoint,
+    read_checkpoint_config,
+    text_to_token_ids,
+    token_ids_to_text,
+)
+from previous_chapters import GPTModel
+
+
+def assign_checked(param, values, name):
+    """Copy `values` (a NumPy array) into the model parameter `param`, in place.
+
+    Checking the shape first turns a mismatched configuration into an error
+    that names the parameter, instead of a silent broadcast or a cryptic one.
+    """
+    values = torch.as_tensor(values, dtype=param.dtype)
+    if tuple(param.shape) != tuple(values.shape):
+        raise ValueError(
+            f"shape mismatch for {name}: the model has {tuple(param.shape)}, "
+            f"the pretrained weights have {tuple(values.shape)}"
+        )
+    with torch.no_grad():
+        param.copy_(values)
+
+
+def load_weights_into_gpt(gpt, params):
+    """Copy OpenAI's GPT-2 weights (from `download_and_load_gpt2`) into `gpt`.
+
+    `gpt` must be built with GPT-2's configuration: qkv_bias=True and the same
+    sizes as the checkpoint. OpenAI's linear layers store weights as
+    [in, out]; nn.Linear stores [out, in], hence the transposes. GPT-2 reuses
+    its token embedding as the output layer (weight tying), so `wte` goes into
+    both `tok_emb` and `out_head`.
+    """
+    if len(params["blocks"]) != len(gpt.trf_blocks):
+        raise ValueError(
+            f"the pretrained weights have {len(params['blocks'])} transformer blocks, "
+            f"the model has {len(gpt.trf_blocks)} (n_layers)"
+        )
+    assign_checked(gpt.pos_emb.weight, params["wpe"], "pos_emb.weight")
+    assign_checked(gpt.tok_emb.weight, params["wte"], "tok_emb.weight")
+
+    for b, (block, weights) in enumerate(zip(gpt.trf_blocks, params["blocks"], strict=True)):
+        att, prefix = block.att, f"trf_blocks[{b}]"
+        if att.W_query.bias is None:
+            raise ValueError("GPT-2 has biases in its query, key and value projections: "
+                             "build the model with qkv_bias=True")
+
+        # c_attn holds the query, key and value projections side by side
+        q_w, k_w, v_w = torch.as_tensor(weights["attn"]["c_attn"]["w"]).chunk(3, dim=-1)
+        q_b, k_b, v_b = torch.as_tensor(weights["attn"]["c_attn"]["b"]).chunk(3, dim=-1)
+        assign_checked(att.W_query.weight, q_w.T, f"{prefix}.att.W_query.weight")
+        assign_checked(att.W_key.weight, k_w.T, f"{prefix}.att.W_key.weight")
+        assign_checked(att.W_value.weight, v_w.T, f"{prefix}.att.W_value.weight")
+        assign_checked(att.W_query.bias, q_b, f"{prefix}.att.W_query.bias")
+        assign_checked(att.W_key.bias, k_b, f"{prefix}.att.W_key.bias")
+        assign_checked(att.W_value.bias, v_b, f"{prefix}.att.W_value.bias")
+
+        c_proj = weights["attn"]["c_proj"]
+        assign_checked(att.out_proj.weight, c_proj["w"].T, f"{prefix}.att.out_proj.weight")
+        assign_checked(att.out_proj.bias, c_proj["b"], f"{prefix}.att.out_proj.bias")
+
+        fc_in, fc_out = block.ff.layers[0], block.ff.layers[2]
+        c_fc, mlp_proj = weights["mlp"]["c_fc"], weights["mlp"]["c_proj"]
+        assign_checked(fc_in.weight, c_fc["w"].T, f"{prefix}.ff.layers[0].weight")
+        assign_checked(fc_in.bias, c_fc["b"], f"{prefix}.ff.layers[0].bias")
+        assign_checked(fc_out.weight, mlp_proj["w"].T, f"{prefix}.ff.layers[2].weight")
+        assign_checked(fc_out.bias, mlp_proj["b"], f"{prefix}.ff.layers[2].bias")
+
+        assign_checked(block.norm1.scale, weights["ln_1"]["g"], f"{prefix}.norm1.scale")
+        assign_checked(block.norm1.shift, weights["ln_1"]["b"], f"{prefix}.norm1.shift")
+        assign_checked(block.norm2.scale, weights["ln_2"]["g"], f"{prefix}.norm2.scale")
+        assign_checked(block.norm2.shift, weights["ln_2"]["b"], f"{prefix}.norm2.shift")
+
+    assign_checked(gpt.final_norm.scale, params["g"], "final_norm.scale")
+    assign_checked(gpt.final_norm.shift, params["b"], "final_norm.shift")
+    assign_checked(gpt.out_head.weight, params["wte"], "out_head.weight")
+
+
+def gpt_config_from_hparams(settings):
+    """Our GPTModel configuration for OpenAI's hparams.json.
+
+    Loading pretrained weights always needs qkv_bias=True and GPT-2's full
+    context; dropout is off because we only run the model.
+    """
+    return {
+        "vocab_size": settings["n_vocab"],
+        "context_length": settings["n_ctx"],
+        "emb_dim": settings["n_embd"],
+        "n_heads": settings["n_head"],
+        "n_layers": settings["n_layer"],
+        "drop_rate": 0.0,
+        "qkv_bias": True,
+    }
+
+
+def load_openai_gpt2(model_size, models_dir):
+    """Build a GPTModel holding OpenAI's GPT-2 of `model_size`."""
+    settings, params = download_and_load_gpt2(model_size, models_dir)
+    model = GPTModel(gpt_config_from_hparams(settings))
+    load_weights_into_gpt(model, params)
+    return model
+
+
+def load_trained_gpt(checkpoint_path):
+    """Build a GPTModel from a checkpoint written by gpt_train.py."""
+    model = GPTModel(read_checkpoint_config(checkpoint_path))
+    load_checkpoint(checkpoint_path, model)
+    return model
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(
+        description="Generate text with OpenAI's GPT-2 or a model saved by gpt_train.py "
+                    "(chapter 5). The defaults are the book's settings.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--model-size", choices=GPT2_MODEL_SIZES, default="124M",
+                        help="which OpenAI GPT-2 to load")
+    parser.add_argument("--checkpoint", default=None,
+                        help="use this model.pth saved by gpt_train.py instead of GPT-2")
+    parser.add_argument("--models-dir", default="gpt2",
+                        help="folder that holds (or receives) the downloaded GPT-2 files")
+    parser.add_argument("--prompt", default="Every effort moves you", help="text to continue")
+    parser.add_argument("--max-new-tokens", type=int, default=25,
+                        help="how many tokens to generate")
+    parser.add_argument("--temperature", type=float, default=1.5,
+                        help="sampling temperature; 0 picks the most likely token (greedy)")
+    parser.add_argument("--top-k", type=int, default=50,
+                        help="sample only among the k most likely tokens (0: all of them)")
+    parser.add_argument("--seed", type=int, default=123, help="seed for sampling")
+    parser.add_argument("--device", default=None,
+                        help="cpu, cuda or mps (default: the best one available)")
+    return parser.parse_args()
+
+
+def main():
+    args = parse_args()
+    device = torch.device(args.device) if args.device else default_device()
+
+    if args.checkpoint is not None:
+        if not Path(args.checkpoint).is_file():
+            sys.exit(f"error: no checkpoint at {args.checkpoint} (gpt_train.py writes model.pth)")
+        model = load_trained_gpt(args.checkpoint)
+    else:
+        try:
+            model = load_openai_gpt2(args.model_size, args.models_dir)
+        except DownloadError:
+            sys.exit(
+                f"error: could not download GPT-2 {args.model_size} (no network?). Either set "
+                f"{MIRROR_ENV_VAR} to a folder holding gpt-2/models/{args.model_size}/ with "
+                f"OpenAI's seven files, or place them in {args.models_dir}/{args.model_size}/ "
+                f"(from {GPT2_BASE_URL}/{args.model_size}/)."
+            )
+    model.to(device).eval()
+
+    cache_gpt2_tokenizer_files()  # lets tiktoken load GPT-2's BPE with no network
+    tokenizer = tiktoken.get_encoding("gpt2")
+
+    torch.manual_seed(args.seed)
+    token_ids = generate(
+        model=model,
+        idx=text_to_token_ids(args.prompt, tokenizer).to(device),
+        max_new_tokens=args.max_new_tokens,
+        context_size=model.pos_emb.weight.shape[0],
+        temperature=args.temperature,
+        top_k=args.top_k or None,
+    )
+    print(token_ids_to_text(token_ids.cpu(), tokenizer))
+
+
+if __name__ == "__main__":
+    main()
