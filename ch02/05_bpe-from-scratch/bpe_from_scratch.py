@@ -1,0 +1,365 @@
+"""A byte-level BPE tokenizer written from scratch (no tokenizer library).
+
+`BPETokenizerSimple` can
+- learn a vocabulary from text (`train`),
+- turn text into token ids and back (`encode`, `decode`),
+- save what it learned and load it again (`save`, `from_files`),
+- load OpenAI's GPT-2 files (`from_gpt2_files`); it then gives exactly the
+  ids of `tiktoken.get_encoding("gpt2")`, special tokens included.
+
+The notebook `bpe-from-scratch.ipynb` explains every piece; the helper
+functions below are the steps it walks through.
+"""
+
+import heapq
+import json
+import os
+import tempfile
+from collections import Counter, defaultdict
+from itertools import pairwise
+from pathlib import Path
+
+import regex
+
+# GPT-2's pre-tokenization rule: contractions, runs of letters, of digits or
+# of other symbols (each may carry one leading space), and runs of whitespace.
+# BPE merges happen inside these chunks only.
+GPT2_SPLIT_PATTERN = (
+    r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
+)
+SPLIT_REGEX = regex.compile(GPT2_SPLIT_PATTERN)
+GPT2_END_OF_TEXT = "<|endoftext|>"
+
+
+# Copied from ch02/02_bonus_bytepair-encoder/gpt2_original_bpe.py
+def bytes_to_unicode():
+    """GPT-2's table giving each of the 256 byte values a visible character.
+
+    BPE works on bytes, but GPT-2's files store tokens as text. Bytes that are
+    already visible characters ('!' to '~', and the Latin-1 ranges '¡' to '¬'
+    and '®' to 'ÿ') stand for themselves. The other 68 bytes (control codes,
+    the space, ...) are given the characters U+0100, U+0101, ... in byte
+    order. That is why a space appears as 'Ġ' (U+0120) in `vocab.bpe`.
+    """
+    visible = {
+        *range(ord("!"), ord("~") + 1),
+        *range(ord("¡"), ord("¬") + 1),
+        *range(ord("®"), ord("ÿ") + 1),
+    }
+    table = {}
+    next_spare_code_point = 256
+    for byte in range(256):
+        if byte in visible:
+            table[byte] = chr(byte)
+        else:
+            table[byte] = chr(next_spare_code_point)
+            next_spare_code_point += 1
+    return table
+
+
+def merge_adjacent_pair(ids, pair, new_id):
+    """Replace each occurrence of `pair` in `ids`, left to right, by `new_id`."""
+    merged = []
+    i = 0
+    while i < len(ids):
+        if i + 1 < len(ids) and ids[i] == pair[0] and ids[i + 1] == pair[1]:
+            merged.append(new_id)
+            i += 2
+        else:
+            merged.append(ids[i])
+            i += 1
+    return merged
+
+
+def learn_bpe_merges(words, word_counts, num_merges, first_new_id=256):
+    """The BPE training loop: return up to `num_merges` pairs, in learning order.
+
+    `words` are the distinct pre-tokenized chunks as lists of ids (changed in
+    place) and `word_counts` says how often each occurs in the text. Merge
+    number k creates id `first_new_id + k` from the most frequent adjacent
+    pair; among equally frequent pairs the one with the smallest ids wins, so
+    training is deterministic.
+
+    Counting every pair in every word after each merge would repeat almost
+    all of the work. Instead the counts are kept up to date: a merge only
+    changes the words that contain the merged pair, so only those words have
+    their pairs uncounted and counted again. A heap finds the most frequent
+    pair; entries whose count has since changed are skipped when popped.
+    """
+    pair_counts = Counter()
+    words_with_pair = defaultdict(set)
+    for index, (word, count) in enumerate(zip(words, word_counts, strict=True)):
+        for pair in pairwise(word):
+            pair_counts[pair] += count
+            words_with_pair[pair].add(index)
+    heap = [(-count, pair) for pair, count in pair_counts.items()]
+    heapq.heapify(heap)
+
+    merges = []
+    while heap and len(merges) < num_merges:
+        negative_count, pair = heapq.heappop(heap)
+        if pair_counts.get(pair) != -negative_count:
+            continue  # outdated heap entry
+        new_id = first_new_id + len(merges)
+        merges.append(pair)
+        changed_pairs = set()
+        for index in words_with_pair.pop(pair):
+            old_word = words[index]
+            new_word = merge_adjacent_pair(old_word, pair, new_id)
+            if len(new_word) == len(old_word):
+                continue  # the word lost this pair in an earlier merge
+            count = word_counts[index]
+            for old_pair in pairwise(old_word):
+                pair_counts[old_pair] -= count
+                changed_pairs.add(old_pair)
+            for new_pair in pairwise(new_word):
+                pair_counts[new_pair] += count
+                words_with_pair[new_pair].add(index)
+                changed_pairs.add(new_pair)
+            words[index] = new_word
+        for changed in changed_pairs:
+            if pair_counts[changed] > 0:
+                heapq.heappush(heap, (-pair_counts[changed], changed))
+            else:
+                del pair_counts[changed]
+    return merges
+
+
+def bpe_encode_chunk(chunk, ranks):
+    """Token ids of one pre-tokenized chunk (bytes), merging as tiktoken does.
+
+    `ranks` maps each token's bytes to its id, and ids follow the order in
+    which training learned the tokens. Start from single bytes; repeatedly
+    join the neighbouring pair whose joined bytes form the lowest-ranked
+    token (the leftmost such pair on a tie), until no neighbouring pair
+    forms a token. A chunk that is a token as a whole (" the") is returned
+    at once, exactly like tiktoken does.
+    """
+    if chunk in ranks:
+        return [ranks[chunk]]
+    parts = [chunk[i:i + 1] for i in range(len(chunk))]
+    while len(parts) > 1:
+        best_rank, best_index = None, None
+        for i in range(len(parts) - 1):
+            rank = ranks.get(parts[i] + parts[i + 1])
+            if rank is not None and (best_rank is None or rank < best_rank):
+                best_rank, best_index = rank, i
+        if best_index is None:
+            break
+        parts[best_index:best_index + 2] = [parts[best_index] + parts[best_index + 1]]
+    return [ranks[part] for part in parts]
+
+
+def split_on_special_tokens(text, special_tokens):
+    """Split `text` around special tokens: [text, special, text, special, ..., text].
+
+    The pieces at even positions are ordinary text (possibly empty), those
+    at odd positions are special tokens. Longer tokens are tried first, so
+    one special token that contains another is still found whole.
+    """
+    if not special_tokens:
+        return [text]
+    alternatives = "|".join(
+        regex.escape(token) for token in sorted(special_tokens, key=len, reverse=True)
+    )
+    return regex.split(f"({alternatives})", text)
+
+
+class BPETokenizerSimple:
+    """A byte-level BPE tokenizer: train it, or load GPT-2's vocabulary.
+
+    State:
+    - `vocab`: id -> token bytes. Ids 0..255 are the single bytes, id 256 + k
+      is made by merge k, so a token's id is also its rank (learning order).
+    - `merges`: the pairs of ids that were joined, in learning order.
+    - `special_tokens`: text like "<|endoftext|>" -> its id; such a token is
+      never produced by merging, only by `encode(..., allowed_special=...)`.
+    """
+
+    # Results of bpe_encode_chunk are remembered per chunk, up to this many
+    # chunks (then the memory is cleared and refilled).
+    max_cache_size = 100_000
+
+    def __init__(self, vocab=None, merges=(), special_tokens=None):
+        if vocab is None:  # untrained: just the 256 single bytes
+            vocab = {i: bytes([i]) for i in range(256)}
+        self._set_state(vocab, merges, special_tokens or {})
+
+    def _set_state(self, vocab, merges, special_tokens):
+        """Install a vocabulary, checking that it fits together."""
+        self.vocab = dict(vocab)
+        self.merges = [tuple(pair) for pair in merges]
+        self.special_tokens = dict(special_tokens)
+        self._check_consistency()
+        # bytes -> id. If two merges ever produce the same bytes, the earlier
+        # (lower) id is the one the encoder uses.
+        self.ranks = {}
+        for token_id in sorted(self.vocab):
+            self.ranks.setdefault(self.vocab[token_id], token_id)
+        self.special_ids = {token_id: token for token, token_id in self.special_tokens.items()}
+        self._cache = {}
+
+    def _check_consistency(self):
+        """The ids below the merges are the 256 single bytes; merge k makes the next id."""
+        first_new_id = len(self.vocab) - len(self.merges)
+        base_tokens = {self.vocab.get(i) for i in range(first_new_id)}
+        if base_tokens != {bytes([b]) for b in range(256)}:
+            raise ValueError("the first ids of the vocabulary must be the 256 single bytes")
+        for k, (left, right) in enumerate(self.merges):
+            expected = self.vocab.get(first_new_id + k)
+            if expected is None or self.vocab[left] + self.vocab[right] != expected:
+                raise ValueError(f"merge {k} ({left}, {right}) does not match the vocabulary")
+        taken = set(self.vocab).intersection(self.special_tokens.values())
+        if taken:
+            raise ValueError(f"special token ids {sorted(taken)} are also ordinary tokens")
+
+    # ----- training -------------------------------------------------------
+
+    def train(self, text, vocab_size, allowed_special=frozenset({GPT2_END_OF_TEXT})):
+        """Learn a vocabulary of `vocab_size` tokens from `text`.
+
+        The vocabulary is the 256 bytes, then the learned merges, then one id
+        per special token in `allowed_special` (those strings are cut out of
+        the training text instead of being merged). Training stops early if
+        no pair is left to merge.
+        """
+        specials = sorted(allowed_special)
+        num_merges = vocab_size - 256 - len(specials)
+        if num_merges < 0:
+            raise ValueError(f"vocab_size must be at least {256 + len(specials)}")
+        chunk_counts = Counter()
+        for piece in split_on_special_tokens(text, specials)[::2]:
+            chunk_counts.update(SPLIT_REGEX.findall(piece))
+        words = [list(chunk.encode("utf-8")) for chunk in chunk_counts]
+        merges = learn_bpe_merges(words, list(chunk_counts.values()), num_merges)
+
+        vocab = {i: bytes([i]) for i in range(256)}
+        for new_id, (left, right) in enumerate(merges, start=256):
+            vocab[new_id] = vocab[left] + vocab[right]
+        special_tokens = {token: len(vocab) + i for i, token in enumerate(specials)}
+        self._set_state(vocab, merges, special_tokens)
+
+    # ----- encoding and decoding -----------------------------------------
+
+    def encode_ordinary(self, text):
+        """Text -> ids, treating special-token text like any other text."""
+        ids = []
+        for chunk in SPLIT_REGEX.findall(text):
+            chunk_ids = self._cache.get(chunk)
+            if chunk_ids is None:
+                if len(self._cache) >= self.max_cache_size:
+                    self._cache.clear()
+                chunk_ids = bpe_encode_chunk(chunk.encode("utf-8"), self.ranks)
+                self._cache[chunk] = chunk_ids
+            ids.extend(chunk_ids)
+        return ids
+
+    def encode(self, text, allowed_special=frozenset(), disallowed_special="all"):
+        """Text -> ids, with tiktoken's rules for special tokens.
+
+        Special tokens in `allowed_special` (a set, or "all") become their
+        single id. By default every other special token is disallowed, and
+        finding one in the text raises `ValueError`: text from users should
+        not be able to smuggle in an end-of-text marker by accident. Pass
+        `disallowed_special=()` to encode such text as ordinary characters.
+        """
+        if allowed_special == "all":
+            allowed_special = set(self.special_tokens)
+        if disallowed_special == "all":
+            disallowed_special = set(self.special_tokens) - set(allowed_special)
+        for token in disallowed_special:
+            if token in text:
+                raise ValueError(
+                    f"the text contains the special token {token!r}, which is not allowed. "
+                    f"Pass allowed_special={{{token!r}}} to encode it as a special token, "
+                    "or disallowed_special=() to encode it as ordinary text."
+                )
+        allowed = [token for token in allowed_special if token in self.special_tokens]
+        ids = []
+        for position, piece in enumerate(split_on_special_tokens(text, allowed)):
+            if position % 2 == 1:
+                ids.append(self.special_tokens[piece])
+            else:
+                ids.extend(self.encode_ordinary(piece))
+        return ids
+
+    def decode(self, ids):
+        """Ids -> text. Bytes that do not form valid UTF-8 become '�'."""
+        return self.decode_bytes(ids).decode("utf-8", errors="replace")
+
+    def decode_bytes(self, ids):
+        """Ids -> the raw bytes they stand for."""
+        return b"".join(
+            self.special_ids[i].encode("utf-8") if i in self.special_ids else self.vocab[i]
+            for i in ids
+        )
+
+    # ----- saving and loading ---------------------------------------------
+
+    def save(self, vocab_path, merges_path):
+        """Write the vocabulary and the merges as two JSON files.
+
+        Token bytes are written as text with GPT-2's byte-to-character table,
+        the same trick GPT-2's own files use, so any token is valid JSON.
+        """
+        byte_to_char = bytes_to_unicode()
+        vocab_json = {
+            "tokens": {
+                str(token_id): "".join(byte_to_char[b] for b in token)
+                for token_id, token in sorted(self.vocab.items())
+            },
+            "special_tokens": self.special_tokens,
+        }
+        write_json_atomically(vocab_path, vocab_json)
+        write_json_atomically(merges_path, [list(pair) for pair in self.merges])
+
+    @classmethod
+    def from_files(cls, vocab_path, merges_path):
+        """Load what `save` wrote."""
+        char_to_byte = {char: byte for byte, char in bytes_to_unicode().items()}
+        vocab_json = json.loads(Path(vocab_path).read_text(encoding="utf-8"))
+        vocab = {
+            int(token_id): bytes(char_to_byte[char] for char in text)
+            for token_id, text in vocab_json["tokens"].items()
+        }
+        merges = json.loads(Path(merges_path).read_text(encoding="utf-8"))
+        return cls(vocab, merges, vocab_json["special_tokens"])
+
+    @classmethod
+    def from_gpt2_files(cls, encoder_json_path, vocab_bpe_path):
+        """Load OpenAI's GPT-2 `encoder.json` (token -> id) and `vocab.bpe` (merges).
+
+        GPT-2's only special token is "<|endoftext|>" (id 50256). The merges
+        file holds pairs of token strings, one pair per line after a version
+        comment; they are turned into pairs of ids here.
+        """
+        char_to_byte = {char: byte for byte, char in bytes_to_unicode().items()}
+        encoder = json.loads(Path(encoder_json_path).read_text(encoding="utf-8"))
+        special_tokens = {GPT2_END_OF_TEXT: encoder.pop(GPT2_END_OF_TEXT)}
+        vocab = {
+            token_id: bytes(char_to_byte[char] for char in text)
+            for text, token_id in encoder.items()
+        }
+        lines = Path(vocab_bpe_path).read_text(encoding="utf-8").splitlines()
+        merges = [
+            tuple(encoder[part] for part in line.split()) for line in lines[1:] if line
+        ]
+        return cls(vocab, merges, special_tokens)
+
+
+def write_json_atomically(path, data):
+    """Write JSON to a temporary file, then rename: never a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(
+        "w", encoding="utf-8", dir=path.parent, prefix=f".{path.name}.", suffix=".part",
+        delete=False,
+    ) as tmp:
+        temp_path = tmp.name
+        try:
+            json.dump(data, tmp, ensure_ascii=False)
+        except BaseException:
+            tmp.close()
+            os.remove(temp_path)
+            raise
+    os.replace(temp_path, path)
