@@ -1,0 +1,51 @@
+"""Chapter 2 code that chapter 3's summary notebook builds on.
+
+Copied unchanged from chapter 2 (a test checks that every copy equals its
+home), so this folder works on its own.
+"""
+
+import tiktoken
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+
+# From chapter 2
+class GPTDatasetV1(Dataset):
+    """Input/target pairs cut from one long text with a sliding window.
+
+    Each input is `max_length` token ids; its target is the same window moved
+    one token to the right, so position i of the target is the token that
+    follows position i of the input.
+    """
+
+    def __init__(self, txt, tokenizer, max_length, stride):
+        self.input_ids = []
+        self.target_ids = []
+
+        token_ids = tokenizer.encode(txt, allowed_special={"<|endoftext|>"})
+
+        for start in range(0, len(token_ids) - max_length, stride):
+            window = token_ids[start:start + max_length + 1]
+            self.input_ids.append(torch.tensor(window[:-1]))
+            self.target_ids.append(torch.tensor(window[1:]))
+
+    def __len__(self):
+        return len(self.input_ids)
+
+    def __getitem__(self, idx):
+        return self.input_ids[idx], self.target_ids[idx]
+
+
+# From chapter 2
+def create_dataloader_v1(txt, batch_size=4, max_length=256, stride=128,
+                         shuffle=True, drop_last=True, num_workers=0):
+    """Tokenize `txt` with GPT-2's BPE and serve sliding-window batches."""
+    tokenizer = tiktoken.get_encoding("gpt2")
+    dataset = GPTDatasetV1(txt, tokenizer, max_length, stride)
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        drop_last=drop_last,
+        num_workers=num_workers,
+    )
