@@ -1,0 +1,168 @@
+"""How much faster is generation with a KV cache? Measure it.
+
+    flock /tmp/llms-bench.lock python benchmark.py
+
+Three ways to greedily continue "Hello, I am" by 200 tokens with the same
+random GPT-2 (124M) weights, batch size 1:
+
+1. the chapter's `generate_text_simple` with `GPTModel` (no cache: every step
+   runs the model over the whole sequence again);
+2. our `generate_text_cached` with `GPTModelKV` (one token per step);
+3. Hugging Face's `GPT2LMHeadModel.generate(use_cache=True, do_sample=False)`.
+
+The weights come from a randomly initialised Hugging Face model (no download),
+converted into our models, so all three must produce the same token ids; the
+script checks that. Each method is timed `--repeats` times, interleaved, and
+the fastest run counts (the least disturbed by other work on the machine).
+"""
+
+import argparse
+import time
+
+import tiktoken
+import torch
+from downloads import cache_gpt2_tokenizer_files
+from gpt_with_kv_cache import GPTModelKV, generate_text_cached
+from previous_chapters import (
+    GPT_CONFIG_124M,
+    generate_text_simple,
+    gpt_config_from_hf,
+    gpt_model_from_hf,
+)
+from transformers import GPT2Config, GPT2LMHeadModel
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(
+        description="Tokens per second of greedy generation with and without a KV cache."
+    )
+    parser.add_argument("--prompt", default="Hello, I am", help="text to continue")
+    parser.add_argument("--max-new-tokens", type=int, default=200,
+                        help="tokens to generate per run")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="timed runs per method; the fastest counts")
+    parser.add_argument("--seed", type=int, default=123, help="seed for the random weights")
+    parser.add_argument("--emb-dim", type=int, default=GPT_CONFIG_124M["emb_dim"])
+    parser.add_argument("--n-layers", type=int, default=GPT_CONFIG_124M["n_layers"])
+    parser.add_argument("--n-heads", type=int, default=GPT_CONFIG_124M["n_heads"])
+    parser.add_argument("--context-length", type=int,
+                        default=GPT_CONFIG_124M["context_length"])
+    parser.add_argument("--device", default=None,
+                        help="cpu, cuda or mps (default: the best available)")
+    return parser.parse_args()
+
+
+def default_device():
+    return torch.device(
+        "cuda" if torch.cuda.is_available()
+        else "mps" if torch.backends.mps.is_available()
+        else "cpu"
+    )
+
+
+def build_models(args, device):
+    """A random Hugging Face GPT-2, and the same weights in our two model classes."""
+    torch.manual_seed(args.seed)
+    hf_config = GPT2Config(
+        vocab_size=GPT_CONFIG_124M["vocab_size"],
+        n_positions=args.context_length,
+        n_embd=args.emb_dim,
+        n_layer=args.n_layers,
+        n_head=args.n_heads,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+    )
+    hf_model = GPT2LMHeadModel(hf_config).eval()
+    plain_model = gpt_model_from_hf(hf_model)
+    cached_model = GPTModelKV(gpt_config_from_hf(hf_config))
+    cached_model.load_state_dict(plain_model.state_dict())
+    return [model.to(device).eval() for model in (hf_model, plain_model, cached_model)]
+
+
+def generation_methods(hf_model, plain_model, cached_model, context_size):
+    """name -> function(idx, max_new_tokens) returning the ids with the new tokens."""
+
+    def hf_generate(idx, max_new_tokens):
+        with torch.no_grad():
+            return hf_model.generate(
+                idx,
+                attention_mask=torch.ones_like(idx),
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                use_cache=True,
+                eos_token_id=None,  # random weights may pick GPT-2's end token; keep going
+                pad_token_id=0,
+            )
+
+    return {
+        "chapter generate_text_simple (no cache)":
+            lambda idx, n: generate_text_simple(plain_model, idx, n, context_size),
+        "ours generate_text_cached (KV cache)":
+            lambda idx, n: generate_text_cached(cached_model, idx, n, context_size),
+        "Hugging Face generate (use_cache=True)": hf_generate,
+    }
+
+
+def synchronize(device):
+    """Wait for queued GPU work, so that the clock measures the work itself."""
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    elif device.type == "mps":
+        torch.mps.synchronize()
+
+
+def time_methods(methods, idx, max_new_tokens, repeats, device):
+    """Fastest seconds per method, and the ids each method produced."""
+    for generate in methods.values():
+        generate(idx, 2)  # warm-up: first calls pay for memory allocation and setup
+    best = {name: float("inf") for name in methods}
+    outputs = {}
+    for _ in range(repeats):
+        for name, generate in methods.items():
+            synchronize(device)
+            start = time.perf_counter()
+            outputs[name] = generate(idx, max_new_tokens)
+            synchronize(device)
+            best[name] = min(best[name], time.perf_counter() - start)
+    return best, outputs
+
+
+def print_results(best, max_new_tokens):
+    names = list(best)
+    uncached, cached, hf = (best[name] for name in names)
+    print(f"\n| method | seconds for {max_new_tokens} tokens | tokens/s |")
+    print("|---|---:|---:|")
+    for name in names:
+        print(f"| {name} | {best[name]:.2f} | {max_new_tokens / best[name]:.1f} |")
+    print(f"\nKV cache speed-up over no cache: {uncached / cached:.1f}x (target: >= 5x)")
+    print(f"ours vs Hugging Face generate:   {hf / cached:.2f}x (target: >= 1x)")
+
+
+def main():
+    args = parse_args()
+    device = torch.device(args.device) if args.device else default_device()
+    hf_model, plain_model, cached_model = build_models(args, device)
+
+    cache_gpt2_tokenizer_files()  # lets tiktoken load GPT-2's BPE with no network
+    tokenizer = tiktoken.get_encoding("gpt2")
+    idx = torch.tensor([tokenizer.encode(args.prompt)], device=device)
+
+    print(f"torch {torch.__version__}, device: {device}, threads: {torch.get_num_threads()}")
+    print(f"model: emb_dim={args.emb_dim}, n_layers={args.n_layers}, n_heads={args.n_heads}, "
+          f"random weights; prompt {args.prompt!r} ({idx.shape[1]} tokens), batch size 1, "
+          f"best of {args.repeats}")
+
+    methods = generation_methods(hf_model, plain_model, cached_model, args.context_length)
+    best, outputs = time_methods(methods, idx, args.max_new_tokens, args.repeats, device)
+
+    reference = next(iter(outputs.values()))
+    identical = all(torch.equal(reference, out) for out in outputs.values())
+    print(f"all three produced the same {reference.shape[1]} token ids: {identical}")
+    print_results(best, args.max_new_tokens)
+    if not identical:
+        raise SystemExit("the three methods disagree; the timings compare different work")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,205 @@
+"""The chapter 4 GPT model with a key-value (KV) cache for fast generation.
+
+Why a cache helps: `generate_text_simple` feeds the whole sequence through the
+model for every new token, although only the newest token is new. In a causal
+model the keys and values of the earlier tokens never change (a token only
+attends to itself and to tokens before it), so we can compute them once, keep
+them, and afterwards run the model on one token per step.
+
+The classes below are deliberate variants of the chapter's `MultiHeadAttention`,
+`TransformerBlock` and `GPTModel`, under their own names. They create the same
+layers in the same order with the same names, so
+
+* `torch.manual_seed(123); GPTModelKV(cfg)` holds the same weights as
+  `torch.manual_seed(123); GPTModel(cfg)`, and
+* a state dict saved from one loads into the other.
+
+Called without `use_cache=True`, `GPTModelKV` computes exactly what `GPTModel`
+computes.
+"""
+
+import torch
+import torch.nn as nn
+from previous_chapters import FeedForward, LayerNorm
+
+
+class CacheFullError(RuntimeError):
+    """Raised when new tokens would not fit into the KV cache any more."""
+
+
+def check_cache_room(cached, new, context_length):
+    """Fail clearly when `cached` + `new` tokens exceed the supported context."""
+    if cached + new > context_length:
+        raise CacheFullError(
+            f"{cached} cached + {new} new tokens exceed context_length={context_length}; "
+            f"call reset_cache() and continue from the last {context_length} tokens at most"
+        )
+
+
+class MultiHeadAttentionKV(nn.Module):
+    """Causal multi-head attention that can remember the keys and values it has seen.
+
+    With `use_cache=True`, the keys and values of the new tokens are appended to
+    `cache_k` / `cache_v`, and the new queries attend to everything cached so far.
+    """
+
+    def __init__(self, d_in, d_out, context_length, dropout, num_heads, qkv_bias=False):
+        super().__init__()
+        if d_out % num_heads != 0:
+            raise ValueError(
+                f"d_out ({d_out}) must be divisible by num_heads ({num_heads}) "
+                "so that every head gets the same number of dimensions"
+            )
+
+        self.d_out = d_out
+        self.num_heads = num_heads
+        self.head_dim = d_out // num_heads
+        self.context_length = context_length
+
+        self.W_query = nn.Linear(d_in, d_out, bias=qkv_bias)
+        self.W_key = nn.Linear(d_in, d_out, bias=qkv_bias)
+        self.W_value = nn.Linear(d_in, d_out, bias=qkv_bias)
+        self.out_proj = nn.Linear(d_out, d_out)
+        self.dropout = nn.Dropout(dropout)
+        self.register_buffer(
+            "mask", torch.triu(torch.ones(context_length, context_length), diagonal=1)
+        )
+        # Plain attributes, not buffers: the cache is per-generation state,
+        # it must not end up in the state dict.
+        self.cache_k = None
+        self.cache_v = None
+
+    def reset_cache(self):
+        self.cache_k = None
+        self.cache_v = None
+
+    def cached_tokens(self):
+        return 0 if self.cache_k is None else self.cache_k.shape[2]
+
+    def forward(self, x, use_cache=False):
+        batch_size, num_new, _ = x.shape
+        queries = self._split_heads(self.W_query(x))
+        keys = self._split_heads(self.W_key(x))
+        values = self._split_heads(self.W_value(x))
+
+        # Absolute position of the first new token: everything cached comes before it.
+        start = self.cached_tokens() if use_cache else 0
+        check_cache_room(start, num_new, self.context_length)
+        end = start + num_new
+        if use_cache:
+            if self.cache_k is not None:
+                keys = torch.cat((self.cache_k, keys), dim=2)
+                values = torch.cat((self.cache_v, values), dim=2)
+            self.cache_k, self.cache_v = keys, values
+
+        # (batch, heads, new tokens, all tokens). Row i belongs to absolute position
+        # start + i, so it takes row start + i of the causal mask: it may see keys
+        # 0 .. start + i and nothing later.
+        attn_scores = queries @ keys.transpose(2, 3)
+        causal_mask = self.mask.bool()[start:end, :end]
+        attn_scores.masked_fill_(causal_mask, -torch.inf)
+
+        attn_weights = torch.softmax(attn_scores / self.head_dim**0.5, dim=-1)
+        attn_weights = self.dropout(attn_weights)
+
+        context = (attn_weights @ values).transpose(1, 2)
+        context = context.contiguous().view(batch_size, num_new, self.d_out)
+        return self.out_proj(context)
+
+    def _split_heads(self, x):
+        """(batch, tokens, d_out) -> (batch, heads, tokens, head_dim)."""
+        batch_size, num_tokens, _ = x.shape
+        x = x.view(batch_size, num_tokens, self.num_heads, self.head_dim)
+        return x.transpose(1, 2)
+
+
+class TransformerBlockKV(nn.Module):
+    """The chapter's pre-norm transformer block, passing `use_cache` to attention."""
+
+    def __init__(self, cfg):
+        super().__init__()
+        self.att = MultiHeadAttentionKV(
+            d_in=cfg["emb_dim"],
+            d_out=cfg["emb_dim"],
+            context_length=cfg["context_length"],
+            num_heads=cfg["n_heads"],
+            dropout=cfg["drop_rate"],
+            qkv_bias=cfg["qkv_bias"],
+        )
+        self.ff = FeedForward(cfg)
+        self.norm1 = LayerNorm(cfg["emb_dim"])
+        self.norm2 = LayerNorm(cfg["emb_dim"])
+        self.drop_shortcut = nn.Dropout(cfg["drop_rate"])
+
+    def forward(self, x, use_cache=False):
+        x = x + self.drop_shortcut(self.att(self.norm1(x), use_cache=use_cache))
+        x = x + self.drop_shortcut(self.ff(self.norm2(x)))
+        return x
+
+
+class GPTModelKV(nn.Module):
+    """GPT-2 whose forward pass can continue from the tokens it has already seen.
+
+    `model(idx, use_cache=True)` treats `idx` as the continuation of everything
+    passed since the last `reset_cache()`: positions continue where the cache
+    ends, and the new tokens attend to the cached ones.
+    """
+
+    def __init__(self, cfg):
+        super().__init__()
+        self.tok_emb = nn.Embedding(cfg["vocab_size"], cfg["emb_dim"])
+        self.pos_emb = nn.Embedding(cfg["context_length"], cfg["emb_dim"])
+        self.drop_emb = nn.Dropout(cfg["drop_rate"])
+        # A ModuleList instead of the chapter's Sequential, so that each block can
+        # receive `use_cache`; the parameter names (trf_blocks.0. ...) stay the same.
+        self.trf_blocks = nn.ModuleList(
+            [TransformerBlockKV(cfg) for _ in range(cfg["n_layers"])]
+        )
+        self.final_norm = LayerNorm(cfg["emb_dim"])
+        self.out_head = nn.Linear(cfg["emb_dim"], cfg["vocab_size"], bias=False)
+
+    def reset_cache(self):
+        """Forget all cached keys and values, e.g. before a new prompt."""
+        for block in self.trf_blocks:
+            block.att.reset_cache()
+
+    def cached_tokens(self):
+        """How many tokens the cache holds (every layer holds the same number)."""
+        return self.trf_blocks[0].att.cached_tokens()
+
+    def forward(self, in_idx, use_cache=False):
+        _, seq_len = in_idx.shape
+        start = self.cached_tokens() if use_cache else 0
+        # Checked here already: the position embedding would fail first, less clearly.
+        check_cache_room(start, seq_len, self.pos_emb.num_embeddings)
+        positions = torch.arange(start, start + seq_len, device=in_idx.device)
+        x = self.drop_emb(self.tok_emb(in_idx) + self.pos_emb(positions))
+        for block in self.trf_blocks:
+            x = block(x, use_cache=use_cache)
+        x = self.final_norm(x)
+        return self.out_head(x)
+
+
+def generate_text_cached(model, idx, max_new_tokens, context_size):
+    """Greedy generation like `generate_text_simple`, with the same output, but cached.
+
+    The prompt goes through the model once (filling the cache), then every step
+    feeds only the token chosen last. When the sequence outgrows `context_size`,
+    `generate_text_simple` keeps only the last `context_size` tokens, which moves
+    every token to a new position; cached keys and values belong to the old
+    positions, so from then on we reset the cache and recompute the window each
+    step, exactly as the uncached function does.
+    """
+    model.reset_cache()  # a new prompt: nothing cached belongs to it
+    new_tokens = idx[:, -context_size:]
+    with torch.no_grad():
+        for _ in range(max_new_tokens):
+            if model.cached_tokens() + new_tokens.shape[1] > context_size:
+                model.reset_cache()  # the window slides: recompute it from scratch
+                new_tokens = idx[:, -context_size:]
+            logits = model(new_tokens, use_cache=True)
+            idx_next = torch.argmax(logits[:, -1, :], dim=-1, keepdim=True)
+            idx = torch.cat((idx, idx_next), dim=1)
+            new_tokens = idx_next
+    model.reset_cache()  # free the cached tensors
+    return idx
