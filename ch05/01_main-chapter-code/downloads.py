@@ -23,7 +23,9 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from tqdm.auto import tqdm
+# The plain (text) bar works in terminals and notebooks alike; tqdm.auto would
+# warn in every notebook that lacks the optional ipywidgets package.
+from tqdm import tqdm
 
 # Point this environment variable at a folder holding the course's files to
 # work offline. A file is looked up at its URL's path without the host (e.g.
@@ -58,22 +60,24 @@ def download_file(url, destination, sha256=None, backup_urls=(), timeout=30):
         try:
             _copy_atomically(mirror_path, destination, sha256)
             return destination
-        except DownloadError as err:
+        except (DownloadError, OSError) as err:
             problems.append(f"{mirror_path}: {err}")
 
     for candidate_url in urls:
         try:
             _fetch_atomically(candidate_url, destination, sha256, timeout)
             return destination
-        except (DownloadError, OSError) as err:
+        except (DownloadError, OSError, http.client.HTTPException) as err:
             problems.append(f"{candidate_url}: {err}")
 
     tried = "\n".join(f"  - {problem}" for problem in problems)
+    mirror = os.environ.get(MIRROR_ENV_VAR)
+    mirror_state = f"now {mirror}" if mirror else "now unset"
     raise DownloadError(
         f"Could not get {destination.name}. Tried:\n{tried}\n"
         f"To provide it by hand, place the file at {destination.resolve()}, "
-        f"or set {MIRROR_ENV_VAR} to a folder that holds it "
-        f"(as {_url_path(url)} or {destination.name})."
+        f"or set {MIRROR_ENV_VAR} ({mirror_state}) to a folder that holds it "
+        f"as {_url_path(url)} or {Path(_url_path(url)).name}."
     )
 
 
@@ -162,7 +166,7 @@ def _stream_with_progress(response, out_file, total, label):
             try:
                 chunk = response.read(1 << 16)
             except (http.client.IncompleteRead, ConnectionError) as err:
-                raise DownloadError(f"connection broke off after {received} bytes ({err})")
+                raise DownloadError(f"connection broke off after {received} bytes ({err})") from err
             if not chunk:
                 return received
             out_file.write(chunk)

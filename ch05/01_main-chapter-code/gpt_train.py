@@ -245,6 +245,9 @@ def load_checkpoint(path, model, optimizer=None, map_location="cpu"):
             f"({len(problems)} mismatches):\n  " + "\n  ".join(problems)
         )
 
+    if optimizer is not None and "optimizer_state_dict" not in checkpoint:
+        raise ValueError(f"checkpoint {path} holds no optimizer state (saved without one)")
+
     model.load_state_dict(state_dict)
     if optimizer is not None:
         optimizer.load_state_dict(checkpoint["optimizer_state_dict"])
