@@ -1,0 +1,82 @@
+"""Fixtures for the chapter 2 tests: the story, GPT-2's tokenizer, and the
+tokenizer code that lives in the chapter notebook."""
+
+import ast
+import types
+
+import nbformat
+import pytest
+import tiktoken
+from course_imports import REPO_ROOT, import_course_module
+
+MAIN_FOLDER = "ch02/01_main-chapter-code"
+VERDICT_URL = (
+    "https://raw.githubusercontent.com/rasbt/LLMs-from-scratch/main/"
+    "ch02/01_main-chapter-code/the-verdict.txt"
+)
+VERDICT_SHA256 = "b41e41a68f0398a3154ae69e2e4c0e2694e17fe0d66730536837f1b01935b31f"
+
+
+def definitions_from_notebook(notebook, names):
+    """Run the notebook code cells that define `names`; return them as a namespace.
+
+    Notebooks cannot be imported, so we execute only the cells whose top level
+    defines one of the requested functions or classes (those cells hold just
+    imports, constants and definitions). Cells run in notebook order, sharing
+    one namespace, so a class can use a function from an earlier cell.
+    """
+    namespace = {}
+    missing = set(names)
+    for cell in nbformat.read(REPO_ROOT / notebook, as_version=4).cells:
+        if cell.cell_type != "code":
+            continue
+        tree = ast.parse(cell.source)
+        defined = {
+            node.name for node in tree.body
+            if isinstance(node, (ast.FunctionDef, ast.ClassDef))
+        }
+        if defined & missing:
+            exec(compile(tree, f"{notebook} (cell)", "exec"), namespace)
+            missing -= defined
+    if missing:
+        raise LookupError(f"{notebook} defines no {sorted(missing)}")
+    return types.SimpleNamespace(**{name: namespace[name] for name in names})
+
+
+@pytest.fixture(scope="session")
+def ch02_notebook():
+    """split_into_tokens, SimpleTokenizerV1 and SimpleTokenizerV2 from ch02.ipynb."""
+    return definitions_from_notebook(
+        f"{MAIN_FOLDER}/ch02.ipynb",
+        ["split_into_tokens", "SimpleTokenizerV1", "SimpleTokenizerV2"],
+    )
+
+
+@pytest.fixture(scope="session")
+def the_verdict(tmp_path_factory):
+    """The text of the-verdict.txt, fetched by the chapter's download helper."""
+    downloads = import_course_module(f"{MAIN_FOLDER}/downloads.py")
+    destination = tmp_path_factory.mktemp("data") / "the-verdict.txt"
+    path = downloads.download_file(VERDICT_URL, destination, sha256=VERDICT_SHA256)
+    return path.read_text(encoding="utf-8")
+
+
+@pytest.fixture(scope="session")
+def gpt2_tokenizer():
+    downloads = import_course_module(f"{MAIN_FOLDER}/downloads.py")
+    downloads.cache_gpt2_tokenizer_files()
+    return tiktoken.get_encoding("gpt2")
+
+
+@pytest.fixture(scope="session")
+def gpt():
+    """The canonical chapter 2-4 code (GPTDatasetV1, create_dataloader_v1, ...)."""
+    return import_course_module("ch04/01_main-chapter-code/gpt.py")
+
+
+@pytest.fixture(scope="session")
+def verdict_vocab(ch02_notebook, the_verdict):
+    """The chapter's vocabulary with the two special tokens appended, as in 2.4."""
+    tokens = sorted(set(ch02_notebook.split_into_tokens(the_verdict)))
+    tokens.extend(["<|endoftext|>", "<|unk|>"])
+    return {token: integer for integer, token in enumerate(tokens)}
