@@ -15,6 +15,10 @@ The exit status is 1 when anything is missing or has a wrong version, so the
 script can also guard a shell script or a CI job.
 """
 
+# Lazy annotations keep this file importable on Pythons older than 3.10, so
+# it can tell their users that their Python is too old instead of crashing.
+from __future__ import annotations
+
 import argparse
 import importlib.metadata
 import os
@@ -43,7 +47,7 @@ MIN_PYTHON = (3, 10)
 
 
 @dataclass
-class Wanted:
+class WantedPackage:
     """One requirement line, reduced to what the check needs."""
 
     name: str
@@ -53,8 +57,8 @@ class Wanted:
 
 
 @dataclass
-class Result:
-    wanted: Wanted
+class CheckResult:
+    wanted: WantedPackage
     status: str  # "OK", "MISSING", "WRONG" or "SKIPPED"
     installed: str | None = None
 
@@ -83,7 +87,7 @@ def requirement_lines(path):
 
 
 def parse_requirement(line):
-    """Turn `name[extras] specifiers ; marker` into a `Wanted`."""
+    """Turn `name[extras] specifiers ; marker` into a `WantedPackage`."""
     if Requirement is None:
         return _parse_requirement_simply(line)
     try:
@@ -91,7 +95,7 @@ def parse_requirement(line):
     except InvalidRequirement as err:
         raise ValueError(f"cannot read requirement {line!r}: {err}") from err
     marker = requirement.marker
-    return Wanted(
+    return WantedPackage(
         name=requirement.name,
         specifier=str(requirement.specifier),
         marker=str(marker) if marker else "",
@@ -106,7 +110,7 @@ def _parse_requirement_simply(line):
         raise ValueError(f"cannot read requirement {line!r}")
     name, _extras, specifier, marker = match.groups()
     marker = marker[1:].strip() if marker else ""
-    return Wanted(
+    return WantedPackage(
         name=name,
         specifier=re.sub(r"\s+", "", specifier),
         marker=marker,
@@ -136,7 +140,7 @@ def version_allowed(version, specifier):
     return SpecifierSet(specifier).contains(parsed, prereleases=True)
 
 
-def _release(version):
+def _release_numbers(version):
     """ "2.13.0+cpu" -> (2, 13, 0): the numeric part that the fallback compares."""
     match = re.match(r"\d+(\.\d+)*", version)
     return tuple(int(part) for part in match.group(0).split(".")) if match else ()
@@ -145,12 +149,12 @@ def _release(version):
 def _clause_allows(version, clause):
     """Fallback check of one clause such as ">=2.2", "==2.*" or "~=1.4"."""
     operator, target = re.fullmatch(r"(~=|==|!=|<=|>=|<|>)(.+)", clause).groups()
-    have = _release(version)
+    have = _release_numbers(version)
     if target.endswith(".*"):  # prefix match: ==2.* / !=2.*
-        prefix = _release(target[:-2])
+        prefix = _release_numbers(target[:-2])
         same = have[: len(prefix)] == prefix
         return same if operator == "==" else not same
-    want = _release(target)
+    want = _release_numbers(target)
     width = max(len(have), len(want))
     have, want_padded = (v + (0,) * (width - len(v)) for v in (have, want))
     if operator == "~=":  # compatible release: >=1.4.2 and ==1.4.*
@@ -165,20 +169,20 @@ def _clause_allows(version, clause):
     }[operator]
 
 
-def check(wanted):
+def check_requirement(wanted):
     """Compare one requirement with what is installed."""
-    if wanted.applies is False or wanted.applies is None:
-        return Result(wanted, "SKIPPED")
+    if wanted.applies is not True:  # another platform, or a marker we cannot read
+        return CheckResult(wanted, "SKIPPED")
     version = installed_version(wanted.name)
     if version is None:
-        return Result(wanted, "MISSING")
+        return CheckResult(wanted, "MISSING")
     status = "OK" if version_allowed(version, wanted.specifier) else "WRONG"
-    return Result(wanted, status, version)
+    return CheckResult(wanted, status, version)
 
 
 def check_requirements_file(path):
-    """Check every requirement listed in `path`; returns a list of `Result`."""
-    return [check(parse_requirement(line)) for line in requirement_lines(path)]
+    """Check every requirement listed in `path`; returns a list of `CheckResult`."""
+    return [check_requirement(parse_requirement(line)) for line in requirement_lines(path)]
 
 
 def format_result(result):

@@ -76,15 +76,15 @@ def test_markers_are_evaluated_with_packaging():
 
     assert here.applies is True
     assert elsewhere.applies is False
-    assert envcheck.check(elsewhere).status == "SKIPPED"
-    assert 'python_version < "3"' in envcheck.format_result(envcheck.check(elsewhere))
+    assert envcheck.check_requirement(elsewhere).status == "SKIPPED"
+    assert 'python_version < "3"' in envcheck.format_result(envcheck.check_requirement(elsewhere))
 
 
 def test_fallback_reports_markers_it_cannot_evaluate(monkeypatch):
     monkeypatch.setattr(envcheck, "Requirement", None)
     wanted = envcheck.parse_requirement('tensorflow>=2.16; sys_platform != "linux"')
 
-    result = envcheck.check(wanted)
+    result = envcheck.check_requirement(wanted)
 
     assert wanted.applies is None
     assert result.status == "SKIPPED" and not result.is_problem
@@ -134,7 +134,7 @@ def test_ok_missing_and_wrong_version(parser_kind, tmp_path):
 
 
 def test_report_line_shows_status_name_version_and_wish():
-    result = envcheck.check(envcheck.parse_requirement("pytest<1.0"))
+    result = envcheck.check_requirement(envcheck.parse_requirement("pytest<1.0"))
 
     line = envcheck.format_result(result)
 
