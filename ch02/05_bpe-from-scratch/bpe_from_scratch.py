@@ -29,6 +29,7 @@ GPT2_SPLIT_PATTERN = (
 )
 SPLIT_REGEX = regex.compile(GPT2_SPLIT_PATTERN)
 GPT2_END_OF_TEXT = "<|endoftext|>"
+NO_TOKEN = float("inf")  # rank of a byte sequence that is not a token
 
 
 # Copied from ch02/02_bonus_bytepair-encoder/gpt2_original_bpe.py
@@ -138,15 +139,21 @@ def bpe_encode_chunk(chunk, ranks):
     if chunk in ranks:
         return [ranks[chunk]]
     parts = [chunk[i:i + 1] for i in range(len(chunk))]
-    while len(parts) > 1:
-        best_rank, best_index = None, None
-        for i in range(len(parts) - 1):
-            rank = ranks.get(parts[i] + parts[i + 1])
-            if rank is not None and (best_rank is None or rank < best_rank):
-                best_rank, best_index = rank, i
-        if best_index is None:
+    # pair_ranks[i] is the rank of the token parts[i] + parts[i + 1] (or
+    # infinity if that is no token). After a merge only the two pairs next to
+    # it change, so the others are not looked up again.
+    pair_ranks = [ranks.get(left + right, NO_TOKEN) for left, right in pairwise(parts)]
+    while pair_ranks:
+        best_rank = min(pair_ranks)
+        if best_rank == NO_TOKEN:
             break
-        parts[best_index:best_index + 2] = [parts[best_index] + parts[best_index + 1]]
+        i = pair_ranks.index(best_rank)  # the leftmost pair with that rank
+        parts[i:i + 2] = [parts[i] + parts[i + 1]]
+        del pair_ranks[i]
+        if i > 0:
+            pair_ranks[i - 1] = ranks.get(parts[i - 1] + parts[i], NO_TOKEN)
+        if i < len(parts) - 1:
+            pair_ranks[i] = ranks.get(parts[i] + parts[i + 1], NO_TOKEN)
     return [ranks[part] for part in parts]
 
 
@@ -248,11 +255,15 @@ class BPETokenizerSimple:
             chunk_ids = self._cache.get(chunk)
             if chunk_ids is None:
                 if len(self._cache) >= self.max_cache_size:
-                    self._cache.clear()
+                    self.clear_cache()
                 chunk_ids = bpe_encode_chunk(chunk.encode("utf-8"), self.ranks)
                 self._cache[chunk] = chunk_ids
             ids.extend(chunk_ids)
         return ids
+
+    def clear_cache(self):
+        """Forget the remembered chunk encodings (to free memory, or to time encoding)."""
+        self._cache.clear()
 
     def encode(self, text, allowed_special=frozenset(), disallowed_special="all"):
         """Text -> ids, with tiktoken's rules for special tokens.

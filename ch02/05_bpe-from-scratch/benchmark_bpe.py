@@ -1,0 +1,148 @@
+"""Time the from-scratch BPE tokenizer against tiktoken, side by side in one run.
+
+    python benchmark_bpe.py [--repeats 20] [--vocab-size 1000]
+
+Measures, on the-verdict.txt:
+- encoding with GPT-2's vocabulary: tiktoken vs `BPETokenizerSimple`, ours
+  both with an empty chunk cache (a fresh tokenizer) and with the cache
+  filled by an earlier call; it also checks that the ids are equal;
+- training a `--vocab-size` vocabulary with `BPETokenizerSimple.train`.
+Prints a Markdown table; every number in it is measured in this run.
+"""
+
+import argparse
+import gc
+import os
+import platform
+import time
+from pathlib import Path
+
+import tiktoken
+import torch
+from bpe_from_scratch import BPETokenizerSimple
+from downloads import cache_gpt2_tokenizer_files, download_file, gpt2_bpe_file_paths
+
+VERDICT_URL = (
+    "https://raw.githubusercontent.com/rasbt/LLMs-from-scratch/main/"
+    "ch02/01_main-chapter-code/the-verdict.txt"
+)
+VERDICT_SHA256 = "b41e41a68f0398a3154ae69e2e4c0e2694e17fe0d66730536837f1b01935b31f"
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=50,
+                        help="timed calls per measurement; the fastest counts (default: 50; "
+                             "a quarter as many for training)")
+    parser.add_argument("--vocab-size", type=int, default=1000,
+                        help="vocabulary size for the training benchmark (default: 1000)")
+    parser.add_argument("--text", type=Path, default=Path("the-verdict.txt"),
+                        help="text file to use (downloaded if it is the-verdict.txt and missing)")
+    return parser.parse_args()
+
+
+# Copied from ch02/02_bonus_bytepair-encoder/benchmark_tokenizers.py
+def seconds_for_call(function):
+    """(wall-clock seconds, CPU seconds) of one call of `function()`.
+
+    Like `timeit`, the garbage collector is paused so that a collection
+    triggered by earlier code is not billed to this call. CPU time counts
+    only the time this process actually ran: on a busy shared machine the
+    wall-clock time also contains waiting for other programs.
+    """
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        wall_start, cpu_start = time.perf_counter(), time.process_time()
+        function()
+        return time.perf_counter() - wall_start, time.process_time() - cpu_start
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+
+
+# Copied from ch02/02_bonus_bytepair-encoder/benchmark_tokenizers.py
+def fastest_seconds_interleaved(contenders, repeats):
+    """Best (wall, CPU) seconds of each function in `contenders` (name -> function).
+
+    The functions take turns, one call each per round, for `repeats` rounds:
+    a busy moment on the machine then slows all of them alike, and the
+    fastest call of each is the one least disturbed. The best wall-clock
+    and the best CPU time are taken separately.
+    """
+    best = {name: (float("inf"), float("inf")) for name in contenders}
+    for _ in range(repeats):
+        for name, function in contenders.items():
+            wall, cpu = seconds_for_call(function)
+            best[name] = (min(best[name][0], wall), min(best[name][1], cpu))
+    return best
+
+
+# Copied from ch02/02_bonus_bytepair-encoder/benchmark_tokenizers.py
+def read_benchmark_text(path):
+    """The text to time; the-verdict.txt is fetched with the download helper."""
+    if path.name == "the-verdict.txt":
+        download_file(VERDICT_URL, path, sha256=VERDICT_SHA256)
+    return path.read_text(encoding="utf-8")
+
+
+def encoding_times(text, repeats):
+    """Best (wall, CPU) seconds, by name, to encode `text` with tiktoken and ours."""
+    cache_gpt2_tokenizer_files()
+    reference = tiktoken.get_encoding("gpt2")
+    paths = gpt2_bpe_file_paths()
+    ours = BPETokenizerSimple.from_gpt2_files(paths["encoder.json"], paths["vocab.bpe"])
+    if ours.encode(text) != reference.encode(text):
+        raise AssertionError("BPETokenizerSimple and tiktoken disagree on this text")
+
+    # A second tokenizer whose cache is emptied before each call: it measures
+    # encoding text whose chunks were never seen before.
+    cold = BPETokenizerSimple(ours.vocab, ours.merges, ours.special_tokens)
+
+    def encode_with_empty_cache():
+        cold.clear_cache()
+        cold.encode(text)
+
+    return fastest_seconds_interleaved({
+        "tiktoken (Rust; keeps no cache between calls)": lambda: reference.encode(text),
+        "BPETokenizerSimple, empty cache": encode_with_empty_cache,
+        "BPETokenizerSimple, cache filled by earlier calls": lambda: ours.encode(text),
+    }, repeats)
+
+
+def training_seconds(text, vocab_size, repeats):
+    """Best (wall, CPU) seconds to train a fresh tokenizer with `vocab_size` tokens."""
+    contender = {"train": lambda: BPETokenizerSimple().train(text, vocab_size)}
+    return fastest_seconds_interleaved(contender, repeats)["train"]
+
+
+def main():
+    args = parse_args()
+    text = read_benchmark_text(args.text)
+    encode_best = encoding_times(text, args.repeats)
+    train_runs = max(1, args.repeats // 4)
+    train_best = training_seconds(text, args.vocab_size, train_runs)
+
+    print(f"text: {args.text.name}, {len(text):,} characters "
+          "(both tokenizers give identical ids)")
+    print(f"python {platform.python_version()}, torch {torch.__version__}, "
+          f"tiktoken {tiktoken.__version__}, {platform.machine()} {platform.system()}, "
+          f"{os.cpu_count()} CPU cores")
+    print()
+    tiktoken_wall, tiktoken_cpu = next(iter(encode_best.values()))
+    print(f"| encode with GPT-2's vocabulary (best of {args.repeats}) | wall clock | "
+          "vs tiktoken | CPU time | vs tiktoken |")
+    print("|---|---:|---:|---:|---:|")
+    for name, (wall, cpu) in encode_best.items():
+        print(f"| {name} | {wall * 1e3:.2f} ms | {wall / tiktoken_wall:.1f}x | "
+              f"{cpu * 1e3:.2f} ms | {cpu / tiktoken_cpu:.1f}x |")
+    print()
+    train_wall, train_cpu = train_best
+    print(f"| training (best of {train_runs}) | wall clock | CPU time |")
+    print("|---|---:|---:|")
+    print(f"| BPETokenizerSimple.train, vocab_size={args.vocab_size} | {train_wall:.2f} s | "
+          f"{train_cpu:.2f} s |")
+
+
+if __name__ == "__main__":
+    main()
