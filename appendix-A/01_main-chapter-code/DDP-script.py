@@ -1,0 +1,189 @@
+"""Distributed data-parallel (DDP) training of appendix A's toy network.
+
+One process per device. Each process holds a full copy of the model, trains
+on its own slice of the data, and after every backward pass PyTorch averages
+the gradients across processes, so all copies take the same optimizer step
+and stay identical.
+
+How to run it:
+
+    python DDP-script.py                      # spawns one process per GPU,
+                                              # or 2 CPU processes (gloo)
+    python DDP-script.py --num-procs 4        # 4 CPU processes
+    torchrun --nproc_per_node=2 DDP-script.py # let torchrun start the processes
+
+NVIDIA GPUs use the NCCL backend; CPUs (and Windows) use gloo.
+"""
+
+import argparse
+import os
+import socket
+import sys
+from datetime import timedelta
+
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel as DDP
+from torch.utils.data import DataLoader, Dataset
+from torch.utils.data.distributed import DistributedSampler
+
+
+class ToyDataset(Dataset):
+    def __init__(self, X, y):
+        self.features = X
+        self.labels = y
+
+    def __getitem__(self, index):
+        return self.features[index], self.labels[index]
+
+    def __len__(self):
+        return self.labels.shape[0]
+
+
+class NeuralNetwork(torch.nn.Module):
+    def __init__(self, num_inputs, num_outputs):
+        super().__init__()
+        self.layers = torch.nn.Sequential(
+            # 1st hidden layer
+            torch.nn.Linear(num_inputs, 30),
+            torch.nn.ReLU(),
+            # 2nd hidden layer
+            torch.nn.Linear(30, 20),
+            torch.nn.ReLU(),
+            # output layer
+            torch.nn.Linear(20, num_outputs),
+        )
+
+    def forward(self, x):
+        logits = self.layers(x)
+        return logits
+
+
+def toy_data():
+    """The appendix's five training points and two test points (2 features each)."""
+    X_train = torch.tensor([
+        [-1.2, 3.1], [-0.9, 2.9], [-0.5, 2.6], [2.3, -1.1], [2.7, -1.5],
+    ])
+    y_train = torch.tensor([0, 0, 0, 1, 1])
+    X_test = torch.tensor([[-0.8, 2.8], [2.6, -1.6]])
+    y_test = torch.tensor([0, 1])
+    return ToyDataset(X_train, y_train), ToyDataset(X_test, y_test)
+
+
+def backend_and_device(rank):
+    """NCCL with one GPU per process where CUDA exists; gloo on the CPU otherwise."""
+    if torch.cuda.is_available():
+        torch.cuda.set_device(rank % torch.cuda.device_count())
+        return "nccl", torch.device("cuda", rank % torch.cuda.device_count())
+    return "gloo", torch.device("cpu")
+
+
+def init_process_group(rank, world_size, backend):
+    if sys.platform == "win32":
+        # PyTorch's Windows builds have no libuv; the rendezvous store must not use it.
+        os.environ["USE_LIBUV"] = "0"
+    dist.init_process_group(
+        backend=backend, rank=rank, world_size=world_size,
+        timeout=timedelta(seconds=60),  # a vanished peer fails the run instead of hanging
+    )
+
+
+def compute_accuracy(model, dataloader, device):
+    model.eval()
+    correct, total = 0, 0
+    with torch.no_grad():
+        for features, labels in dataloader:
+            predictions = model(features.to(device)).argmax(dim=1)
+            correct += (predictions == labels.to(device)).sum().item()
+            total += labels.numel()
+    return correct / total
+
+
+def train(rank, world_size, num_epochs, fail_rank):
+    backend, device = backend_and_device(rank)
+    init_process_group(rank, world_size, backend)
+    try:
+        train_ds, test_ds = toy_data()
+        # The sampler hands each process a different, non-overlapping slice.
+        train_loader = DataLoader(train_ds, batch_size=2, shuffle=False, drop_last=True,
+                                  sampler=DistributedSampler(train_ds))
+        test_loader = DataLoader(test_ds, batch_size=2, shuffle=False)
+
+        torch.manual_seed(123)  # same initial weights on every process
+        model = NeuralNetwork(num_inputs=2, num_outputs=2).to(device)
+        model = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+
+        for epoch in range(num_epochs):
+            train_loader.sampler.set_epoch(epoch)  # reshuffle differently each epoch
+            model.train()
+            for batch_idx, (features, labels) in enumerate(train_loader):
+                if rank == fail_rank:
+                    raise RuntimeError(f"rank {rank}: simulated failure (--fail-rank)")
+                logits = model(features.to(device))
+                loss = F.cross_entropy(logits, labels.to(device))
+                optimizer.zero_grad()
+                loss.backward()  # DDP averages the gradients across processes here
+                optimizer.step()
+                print(f"[rank {rank}] epoch {epoch + 1:03d}/{num_epochs:03d} "
+                      f"| batch size {labels.shape[0]:03d} | batch {batch_idx:03d} "
+                      f"| loss {loss.item():.2f}", flush=True)
+
+        train_acc = compute_accuracy(model, DataLoader(train_ds, batch_size=2), device)
+        test_acc = compute_accuracy(model, test_loader, device)
+        if rank == 0:
+            print(f"Training accuracy: {train_acc}", flush=True)
+            print(f"Test accuracy: {test_acc}", flush=True)
+    finally:
+        dist.destroy_process_group()
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def spawned_worker(rank, world_size, num_epochs, fail_rank):
+    """Entry point of each process started by `mp.spawn`."""
+    os.environ["RANK"] = str(rank)
+    train(rank, world_size, num_epochs, fail_rank)
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--num-procs", type=int, default=None,
+                        help="processes to start (default: one per GPU, or 2 on a CPU)")
+    parser.add_argument("--num-epochs", type=int, default=3)
+    parser.add_argument("--fail-rank", type=int, default=None,
+                        help="make this rank raise during training, to see how a failed "
+                             "process ends the whole run")
+    return parser.parse_args()
+
+
+def main():
+    args = parse_args()
+    if "LOCAL_RANK" in os.environ:  # started by torchrun, which set up the rendezvous
+        train(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]),
+              args.num_epochs, args.fail_rank)
+        return 0
+
+    world_size = args.num_procs or (torch.cuda.device_count() or 2)
+    os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+    os.environ.setdefault("MASTER_PORT", str(free_port()))
+    print(f"Starting {world_size} processes (PyTorch {torch.__version__})", flush=True)
+    try:
+        # If any process raises, spawn stops the others and re-raises here.
+        mp.spawn(spawned_worker, args=(world_size, args.num_epochs, args.fail_rank),
+                 nprocs=world_size, join=True)
+    except mp.ProcessRaisedException as err:
+        first_line = str(err).strip().splitlines()[-1]
+        print(f"Training failed, all processes stopped: {first_line}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
