@@ -124,7 +124,7 @@ def unused_port():
         return sock.getsockname()[1]
 
 
-def test_downloads_file_with_matching_checksum(server, folder):
+def test_downloads_file_with_matching_checksum(server, folder, capsys):
     server.routes["/data/file.txt"] = ("ok", CONTENT)
     destination = folder / "file.txt"
 
@@ -133,6 +133,7 @@ def test_downloads_file_with_matching_checksum(server, folder):
     assert result == destination
     assert destination.read_bytes() == CONTENT
     assert files_in(folder) == ["file.txt"]
+    assert "file.txt" in capsys.readouterr().err  # the progress bar, labelled with the file
 
 
 def test_downloads_without_checksum_and_creates_missing_folders(server, folder):
