@@ -1,0 +1,47 @@
+"""The documentation points at files that exist, and CI runs README's command."""
+
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+from notebooks import REPO_ROOT
+
+LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)]*)?\)")
+
+
+def markdown_files():
+    tracked = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "*.md"],
+        cwd=REPO_ROOT, capture_output=True, text=True, check=True,
+    ).stdout.split()
+    return sorted(tracked)
+
+
+@pytest.mark.parametrize("markdown", markdown_files())
+def test_relative_links_resolve(markdown):
+    path = REPO_ROOT / markdown
+    broken = [
+        target for target in LINK.findall(path.read_text())
+        if "://" not in target and not target.startswith("mailto:")
+        and not (path.parent / target).exists()
+    ]
+    assert not broken, f"{markdown} links to missing files: {broken}"
+
+
+def test_ci_runs_the_readme_test_command():
+    """.ci/run extracts the command between README's test-command markers."""
+    readme = (REPO_ROOT / "README.md").read_text()
+    block = re.search(r"<!-- test-command -->\n```bash\n(.+?)\n```\n<!-- /test-command -->",
+                      readme, re.DOTALL)
+    assert block, "README.md must show the test command between its markers"
+    assert "pytest" in block.group(1)
+    assert "<!-- test-command -->" in (REPO_ROOT / ".ci" / "run").read_text()
+
+
+def test_quick_start_script_exists():
+    readme = (REPO_ROOT / "README.md").read_text()
+    scripts = re.findall(r"python3 (\S+\.py)", readme)
+    assert scripts, "README.md should show how to run the main job"
+    for script in scripts:
+        assert Path(REPO_ROOT, script).is_file(), script
