@@ -1,0 +1,201 @@
+"""The KV-cache GPT (ch04/03_kv-cache) computes exactly what the chapter's GPT computes.
+
+Equality tests run in float64: cached and uncached forward passes add the same
+numbers in a different order, and float64 keeps those rounding differences far
+below any gap between the two most likely tokens.
+"""
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from course_imports import REPO_ROOT, import_course_module
+
+KV_FOLDER = REPO_ROOT / "ch04" / "03_kv-cache"
+kv = import_course_module("ch04/03_kv-cache/gpt_with_kv_cache.py")
+prev = import_course_module("ch04/03_kv-cache/previous_chapters.py")
+
+SMALL_CONFIG = {
+    "vocab_size": 97,
+    "context_length": 16,
+    "emb_dim": 32,
+    "n_heads": 4,
+    "n_layers": 2,
+    "drop_rate": 0.0,
+    "qkv_bias": True,
+}
+BOOK_IDS = [15496, 11, 314, 716, 27018, 24086, 47843, 30961, 42348, 7267, 49706, 43231,
+            47062, 34657]
+
+
+def small_models(seed=0):
+    """The chapter's GPTModel and our GPTModelKV with the same random weights."""
+    torch.manual_seed(seed)
+    plain = prev.GPTModel(SMALL_CONFIG).double().eval()
+    cached = kv.GPTModelKV(SMALL_CONFIG).double().eval()
+    cached.load_state_dict(plain.state_dict())
+    return plain, cached
+
+
+def random_prompt(length, batch_size=1, seed=1):
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randint(0, SMALL_CONFIG["vocab_size"], (batch_size, length), generator=generator)
+
+
+def test_same_seed_gives_the_same_weights_as_the_chapter_model():
+    torch.manual_seed(123)
+    plain = prev.GPTModel(SMALL_CONFIG)
+    torch.manual_seed(123)
+    cached = kv.GPTModelKV(SMALL_CONFIG)
+    plain_state, cached_state = plain.state_dict(), cached.state_dict()
+    assert list(plain_state) == list(cached_state)
+    for name, tensor in plain_state.items():
+        assert torch.equal(tensor, cached_state[name]), name
+
+
+def test_forward_without_cache_equals_the_chapter_model():
+    plain, cached = small_models()
+    idx = random_prompt(SMALL_CONFIG["context_length"], batch_size=3)
+    torch.testing.assert_close(cached(idx), plain(idx), rtol=0, atol=1e-12)
+    assert cached.cached_tokens() == 0
+
+
+@pytest.mark.parametrize("chunks", [[16], [1] * 16, [5, 1, 3, 7], [2, 14]])
+def test_feeding_chunks_through_the_cache_gives_the_full_sequence_logits(chunks):
+    plain, cached = small_models()
+    idx = random_prompt(sum(chunks), batch_size=2)
+    expected = plain(idx)
+    start = 0
+    for size in chunks:
+        logits = cached(idx[:, start:start + size], use_cache=True)
+        torch.testing.assert_close(logits, expected[:, start:start + size], rtol=0, atol=1e-12)
+        start += size
+    assert cached.cached_tokens() == sum(chunks)
+
+
+@pytest.mark.parametrize("prompt_length", [1, 4, 15, 16, 20])
+@pytest.mark.parametrize("max_new_tokens", [1, 9, 30])
+def test_cached_generation_equals_uncached_generation(prompt_length, max_new_tokens):
+    # Prompts of 16 and 20 tokens reach or exceed context_length=16, and 30 new
+    # tokens push every prompt past it: the window has to slide.
+    plain, cached = small_models()
+    idx = random_prompt(prompt_length, batch_size=2, seed=prompt_length)
+    context = SMALL_CONFIG["context_length"]
+    expected = prev.generate_text_simple(plain, idx, max_new_tokens, context)
+    actual = kv.generate_text_cached(cached, idx, max_new_tokens, context)
+    assert actual.tolist() == expected.tolist()
+
+
+def test_a_smaller_context_size_than_the_model_supports_is_respected():
+    plain, cached = small_models()
+    idx = random_prompt(3)
+    expected = prev.generate_text_simple(plain, idx, 12, context_size=6)
+    assert kv.generate_text_cached(cached, idx, 12, context_size=6).tolist() == expected.tolist()
+
+
+def test_cache_is_reset_between_prompts():
+    plain, cached = small_models()
+    first, second = random_prompt(7, seed=2), random_prompt(5, seed=3)
+    context = SMALL_CONFIG["context_length"]
+    kv.generate_text_cached(cached, first, 6, context)
+    assert cached.cached_tokens() == 0
+    after_first = kv.generate_text_cached(cached, second, 6, context)
+    assert after_first.tolist() == prev.generate_text_simple(plain, second, 6, context).tolist()
+
+
+def test_reset_cache_forgets_earlier_tokens():
+    _, cached = small_models()
+    first, second = random_prompt(7, seed=2), random_prompt(5, seed=3)
+    fresh = cached(second)
+    cached(first, use_cache=True)
+    continued = cached(second, use_cache=True)  # second is read as a continuation of first
+    assert not torch.allclose(continued, fresh)
+    cached.reset_cache()
+    assert cached.cached_tokens() == 0
+    torch.testing.assert_close(cached(second, use_cache=True), fresh, rtol=0, atol=1e-12)
+
+
+def test_cache_overflow_raises_a_clear_error():
+    _, cached = small_models()
+    context = SMALL_CONFIG["context_length"]
+    cached(random_prompt(context), use_cache=True)
+    with pytest.raises(kv.CacheFullError, match=f"exceed context_length={context}"):
+        cached(random_prompt(1), use_cache=True)
+    cached.reset_cache()
+    with pytest.raises(kv.CacheFullError, match="reset_cache"):
+        cached(random_prompt(context + 1), use_cache=True)
+
+
+def test_cache_stays_out_of_the_state_dict():
+    _, cached = small_models()
+    keys_before = set(cached.state_dict())
+    cached(random_prompt(4), use_cache=True)
+    assert set(cached.state_dict()) == keys_before
+
+
+def test_cached_generation_reproduces_the_book_output():
+    torch.manual_seed(123)
+    model = kv.GPTModelKV(prev.GPT_CONFIG_124M).eval()
+    idx = torch.tensor([BOOK_IDS[:4]])  # "Hello, I am"
+    out = kv.generate_text_cached(model, idx, 10, prev.GPT_CONFIG_124M["context_length"])
+    assert out.tolist() == [BOOK_IDS]
+
+
+def random_hf_gpt2(seed=0):
+    """A small Hugging Face GPT-2 with weights spread wide enough to vary the tokens.
+
+    Hugging Face initialises with std 0.02, which makes tiny models repeat one
+    token forever; a wider spread gives greedy decoding something to get wrong.
+    """
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(seed)
+    hf_config = transformers.GPT2Config(
+        vocab_size=SMALL_CONFIG["vocab_size"],
+        n_positions=SMALL_CONFIG["context_length"],
+        n_embd=SMALL_CONFIG["emb_dim"],
+        n_head=SMALL_CONFIG["n_heads"],
+        n_layer=SMALL_CONFIG["n_layers"],
+        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
+        bos_token_id=None, eos_token_id=None,
+    )
+    hf_model = transformers.GPT2LMHeadModel(hf_config)
+    with torch.no_grad():
+        for parameter in hf_model.parameters():
+            parameter.normal_(0.0, 0.3)
+    return hf_model.double().eval()
+
+
+@pytest.mark.parametrize("prompt_length", [1, 3, 8])
+def test_cached_generation_equals_hugging_face_greedy(prompt_length):
+    hf_model = random_hf_gpt2()
+    ours = kv.GPTModelKV(prev.gpt_config_from_hf(hf_model.config)).double().eval()
+    prev.load_hf_gpt2_weights(ours, hf_model.state_dict())
+    idx = random_prompt(prompt_length, seed=10 + prompt_length)
+    max_new_tokens = SMALL_CONFIG["context_length"] - prompt_length  # fill the context
+    with torch.no_grad():
+        expected = hf_model.generate(
+            idx, attention_mask=torch.ones_like(idx), max_new_tokens=max_new_tokens,
+            do_sample=False, use_cache=True, pad_token_id=0,
+        )
+    actual = kv.generate_text_cached(ours, idx, max_new_tokens,
+                                     SMALL_CONFIG["context_length"])
+    assert actual.tolist() == expected.tolist()
+    assert len(set(actual[0, prompt_length:].tolist())) > 1  # not one repeated token
+
+
+@pytest.mark.slow
+def test_benchmark_script_runs_a_small_model_and_reports_agreement():
+    env = dict(os.environ)
+    result = subprocess.run(
+        [sys.executable, "benchmark.py", "--emb-dim", "32", "--n-layers", "2",
+         "--n-heads", "2", "--context-length", "32", "--max-new-tokens", "12",
+         "--repeats", "1", "--device", "cpu"],
+        cwd=KV_FOLDER, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "all three produced the same 16 token ids: True" in result.stdout
+    for method in ("no cache", "KV cache", "Hugging Face"):
+        assert method in result.stdout
+    assert "KV cache speed-up over no cache:" in result.stdout
