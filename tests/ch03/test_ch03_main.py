@@ -214,3 +214,21 @@ def test_exercise_solutions():
     torch.testing.assert_close(solutions["context_vecs"][0, 0], torch.tensor([-0.5740, 0.2216]),
                                atol=ATOL, rtol=0)
     assert solutions["num_params"] == 2_360_064
+
+
+def test_buffers_notebook_demonstrates_the_differences():
+    ns = run_notebook_code(REPO_ROOT / "ch03/03_understanding-buffers/understanding-buffers.ipynb")
+    assert "mask" in ns["ca_buffer"].state_dict()
+    assert "mask" not in ns["ca_plain"].state_dict()
+    assert "mask" not in ns["ca_nonpersistent"].state_dict()
+    assert [name for name, _ in ns["ca_nonpersistent"].named_buffers()] == ["mask"]
+    assert ns["ca_buffer_16"].mask.dtype == torch.float16
+    assert ns["ca_plain_16"].mask.dtype == torch.float32
+    # the copied CausalAttention is chapter 3's class: same seeded output
+    torch.manual_seed(123)
+    module = ns["CausalAttention"](3, 2, 6, 0.0)
+    with torch.no_grad():
+        out = module(torch.stack([ns["inputs"][0]] * 2))
+    expected = causal_reference(torch.stack([ns["inputs"][0]] * 2), module.W_query.weight.T,
+                                module.W_key.weight.T, module.W_value.weight.T)
+    torch.testing.assert_close(out, expected, atol=ATOL, rtol=0)
