@@ -86,7 +86,7 @@ def read_benchmark_text(path):
     return path.read_text(encoding="utf-8")
 
 
-def encoding_times(text, repeats):
+def encoding_times_vs_tiktoken(text, repeats):
     """Best (wall, CPU) seconds, by name, to encode `text` with tiktoken and ours."""
     cache_gpt2_tokenizer_files()
     reference = tiktoken.get_encoding("gpt2")
@@ -119,7 +119,7 @@ def training_seconds(text, vocab_size, repeats):
 def main():
     args = parse_args()
     text = read_benchmark_text(args.text)
-    encode_best = encoding_times(text, args.repeats)
+    encode_best = encoding_times_vs_tiktoken(text, args.repeats)
     train_runs = max(1, args.repeats // 4)
     train_best = training_seconds(text, args.vocab_size, train_runs)
 
