@@ -75,7 +75,7 @@ def describe_machine(device):
             f"{torch.get_num_threads()} torch threads")
 
 
-def synchronize(device):
+def wait_for_device(device):
     """GPU calls return before the work is done; wait for it before reading the clock."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -115,10 +115,10 @@ def forward_backward_step(module, x):
 
 
 def seconds_for(step, module, x, device):
-    synchronize(device)
+    wait_for_device(device)
     start = time.perf_counter()
     step(module, x)
-    synchronize(device)
+    wait_for_device(device)
     return time.perf_counter() - start
 
 
