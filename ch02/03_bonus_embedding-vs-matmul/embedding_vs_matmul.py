@@ -2,12 +2,18 @@
 
 An embedding layer looks up rows of its weight matrix. Multiplying one-hot
 encoded token ids with the same matrix (held by an nn.Linear without bias)
-selects the same rows, so both layers give identical outputs and identical
-weight gradients. The lookup only skips the many multiplications by zero.
+selects the same rows, so both layers give identical outputs and the same
+weight gradients (up to rounding where an id occurs many times: the two add up
+its gradient contributions in different orders). The lookup only skips the many
+multiplications by zero.
 This script checks the equality at a chosen size and times both ways:
 
     python embedding_vs_matmul.py               # GPT-2's sizes: 50,257 x 768
     python embedding_vs_matmul.py --vocab-size 1000 --emb-dim 64 --num-tokens 32
+
+On a CPU that other programs keep busy, try --threads 1: multi-threaded
+PyTorch operations then wait for descheduled threads, which can swamp the
+time of the operation itself.
 """
 
 import argparse
@@ -107,6 +113,8 @@ def parse_args():
                         help="token ids per forward pass (random, with repeats)")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per method")
     parser.add_argument("--seed", type=int, default=123, help="seed for weights and ids")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads for PyTorch (default: PyTorch's choice)")
     parser.add_argument("--device", default=None,
                         help="cpu, cuda or mps (default: the best available)")
     return parser.parse_args()
@@ -119,6 +127,9 @@ def main():
         else "mps" if torch.backends.mps.is_available()
         else "cpu"
     ))
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     torch.manual_seed(args.seed)
     embedding = nn.Embedding(args.vocab_size, args.emb_dim, device=device)

@@ -1,8 +1,10 @@
 """Bonus 03: nn.Embedding equals one-hot x nn.Linear in values and gradients."""
 
+import re
 import subprocess
 import sys
 
+import pytest
 import torch
 import torch.nn as nn
 from course_imports import REPO_ROOT, import_course_module
@@ -36,7 +38,9 @@ def test_gradients_equal_and_repeated_ids_accumulate():
     embedding, linear = make_layers()
     token_ids = torch.tensor([4, 9, 4, 4, 1])
     differences = bonus.compare_embedding_and_linear(embedding, linear, token_ids, seed=1)
-    assert differences == {"output": 0.0, "gradient": 0.0}
+    assert differences["output"] == 0.0
+    # equal up to rounding: repeated ids are summed in a different order
+    assert differences["gradient"] <= 1e-6
 
     # an independent reference: each used row's gradient is the sum of the
     # upstream rows of its occurrences; unused rows get zero
@@ -51,9 +55,10 @@ def test_comparison_detects_different_weights():
     with torch.no_grad():
         linear.weight[2, 4] += 0.5
     differences = bonus.compare_embedding_and_linear(embedding, linear, torch.tensor([4, 5]))
-    assert differences["output"] == 0.5
+    assert differences["output"] == pytest.approx(0.5, abs=1e-6)
 
 
+@pytest.mark.slow  # starts a Python process that imports torch
 def test_script_reports_zero_differences_and_timings():
     result = subprocess.run(
         [sys.executable, "embedding_vs_matmul.py", "--vocab-size", "300", "--emb-dim", "16",
@@ -61,6 +66,7 @@ def test_script_reports_zero_differences_and_timings():
         cwd=REPO_ROOT / FOLDER, capture_output=True, text=True, check=True, timeout=120,
     )
     assert "largest output difference:   0\n" in result.stdout
-    assert "largest gradient difference: 0\n" in result.stdout
+    gradient_difference = re.search(r"largest gradient difference: (\S+)", result.stdout)
+    assert float(gradient_difference.group(1)) <= 1e-6
     assert "| embedding lookup |" in result.stdout
     assert "| one-hot @ linear |" in result.stdout
