@@ -43,7 +43,7 @@ FALLBACK_TEXT = SCRIPT_DIR / "fallback-text.txt"
 # It keeps GPT-2's vocabulary, so the same tokenizer and data work unchanged.
 MODEL_CONFIGS = {
     "124M": GPT_CONFIG_124M,
-    "tiny": {**GPT_CONFIG_124M, "emb_dim": 64, "n_heads": 2, "n_layers": 2},
+    "tiny": {**GPT_CONFIG_124M, "emb_dim": 32, "n_heads": 2, "n_layers": 2},
 }
 
 
@@ -262,18 +262,22 @@ def read_checkpoint_config(path):
     return checkpoint["config"]
 
 
-def read_training_text(text_file=None):
-    """The text to train on: `text_file`, else the-verdict.txt, else the fallback text."""
+def find_training_text(text_file, data_dir):
+    """The file to train on: `text_file`, else the-verdict.txt, else the fallback text.
+
+    the-verdict.txt is downloaded into `data_dir` once (or copied from the
+    $LLMS_FROM_SCRATCH_MIRROR folder). Without network and mirror we still
+    want a working run, so we say so in one line and use the shipped text.
+    """
     if text_file is not None:
-        return Path(text_file).read_text(encoding="utf-8")
+        return Path(text_file)
     try:
-        path = download_file(THE_VERDICT_URL, SCRIPT_DIR / "the-verdict.txt",
+        return download_file(THE_VERDICT_URL, Path(data_dir) / "the-verdict.txt",
                              sha256=THE_VERDICT_SHA256)
     except DownloadError:
-        print("Could not download the-verdict.txt (no network and no file in "
+        print("Could not download the-verdict.txt (no network and no copy in "
               f"$LLMS_FROM_SCRATCH_MIRROR): training on {FALLBACK_TEXT.name} instead.")
-        path = FALLBACK_TEXT
-    return path.read_text(encoding="utf-8")
+        return FALLBACK_TEXT
 
 
 def parse_args():
@@ -290,11 +294,14 @@ def parse_args():
                         help="tokens per training sequence (and the model's context length)")
     parser.add_argument("--text-file", default=None,
                         help="train on this UTF-8 text file instead of the-verdict.txt")
+    parser.add_argument("--data-dir", default=None,
+                        help="where the downloaded the-verdict.txt is kept "
+                             "(None: this script's folder)")
     parser.add_argument("--output-dir", default=".",
                         help="where to write model.pth and loss-plot.pdf")
     parser.add_argument("--seed", type=int, default=123, help="seed for weights and shuffling")
     parser.add_argument("--device", default=None,
-                        help="cpu, cuda or mps (default: the best one available)")
+                        help="cpu, cuda or mps (None: the best one available)")
     parser.add_argument("--eval-freq", type=int, default=5,
                         help="measure the losses every this many optimizer steps")
     parser.add_argument("--eval-iter", type=int, default=5,
@@ -319,7 +326,9 @@ def main():
     device = torch.device(args.device) if args.device else default_device()
     print(f"torch {torch.__version__}, device: {device}")
 
-    text = read_training_text(args.text_file)
+    text_path = find_training_text(args.text_file, args.data_dir or SCRIPT_DIR)
+    text = text_path.read_text(encoding="utf-8")
+    print(f"Training text: {text_path.name}, {len(text):,} characters")
     split_idx = int(0.90 * len(text))  # 90% training, 10% validation
 
     cache_gpt2_tokenizer_files()  # lets tiktoken load GPT-2's BPE with no network

@@ -1,0 +1,135 @@
+"""Measure the training speed of `train_model_simple` (tokens per second).
+
+    python bench_train.py            # one epoch of the book's run, both loops
+    python bench_train.py --epochs 2 --repeats 3
+
+It sets up the book's run (GPT-2 124M with a 256-token context, AdamW, seed
+123, batches of 2 from the-verdict.txt) and times two implementations of the
+same computation from the same starting point:
+
+- `train_model_simple` from this chapter, and
+- `plain_training_loop`, written here the most direct way (no helper
+  functions), as a yardstick.
+
+Both must produce exactly the same losses (the script checks it), so the
+comparison is fair. Tokens per second counts the training tokens only; the
+time includes everything the loop does (evaluations and samples too). The
+numbers depend on the machine; this script prints which one it ran on.
+"""
+
+import argparse
+import itertools
+import os
+import platform
+import time
+
+import tiktoken
+import torch
+from gpt_train import THE_VERDICT_SHA256, THE_VERDICT_URL, SCRIPT_DIR, train_model_simple
+
+from downloads import cache_gpt2_tokenizer_files, download_file
+from previous_chapters import GPT_CONFIG_124M, GPTModel, create_dataloader_v1, generate_text_simple
+
+BOOK_CONFIG = {**GPT_CONFIG_124M, "context_length": 256}
+
+
+def book_loaders(text):
+    split_idx = int(0.90 * len(text))
+    train_loader = create_dataloader_v1(text[:split_idx], batch_size=2, max_length=256,
+                                        stride=256, drop_last=True, shuffle=True)
+    val_loader = create_dataloader_v1(text[split_idx:], batch_size=2, max_length=256,
+                                      stride=256, drop_last=False, shuffle=False)
+    return train_loader, val_loader
+
+
+def plain_training_loop(model, train_loader, val_loader, optimizer, num_epochs, tokenizer):
+    """The book's training computation written out in one function."""
+    cross_entropy = torch.nn.functional.cross_entropy
+    train_losses, val_losses, tokens_seen, tokens, step = [], [], [], 0, -1
+    for _ in range(num_epochs):
+        model.train()
+        for inputs, targets in train_loader:
+            optimizer.zero_grad()
+            loss = cross_entropy(model(inputs).flatten(0, 1), targets.flatten())
+            loss.backward()
+            optimizer.step()
+            tokens += inputs.numel()
+            step += 1
+            if step % 5 == 0:
+                model.eval()
+                with torch.no_grad():
+                    for loader, history in ((train_loader, train_losses),
+                                            (val_loader, val_losses)):
+                        batch_losses = [
+                            cross_entropy(model(x).flatten(0, 1), y.flatten()).item()
+                            for x, y in itertools.islice(loader, 5)
+                        ]
+                        history.append(sum(batch_losses) / len(batch_losses))
+                tokens_seen.append(tokens)
+                model.train()
+        model.eval()
+        prompt = torch.tensor([tokenizer.encode("Every effort moves you")])
+        sample = generate_text_simple(model, prompt, max_new_tokens=50, context_size=256)
+        print("  sample:", tokenizer.decode(sample[0].tolist()).replace("\n", " "))
+    return train_losses, val_losses, tokens_seen
+
+
+def time_run(name, text, tokenizer, num_epochs):
+    """Train from the book's starting point; return (seconds, tokens seen, losses)."""
+    torch.manual_seed(123)
+    train_loader, val_loader = book_loaders(text)
+    torch.manual_seed(123)
+    model = GPTModel(BOOK_CONFIG)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.0004, weight_decay=0.1)
+
+    print(f"{name}:")
+    start = time.perf_counter()
+    if name == "train_model_simple":
+        history = train_model_simple(
+            model, train_loader, val_loader, optimizer, "cpu", num_epochs=num_epochs,
+            eval_freq=5, eval_iter=5, start_context="Every effort moves you",
+            tokenizer=tokenizer,
+        )
+    else:
+        history = plain_training_loop(model, train_loader, val_loader, optimizer,
+                                      num_epochs, tokenizer)
+    seconds = time.perf_counter() - start
+    return seconds, num_epochs * len(train_loader) * 2 * 256, history
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=1, help="epochs per timed run")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="timed runs per implementation (the best one is reported)")
+    return parser.parse_args()
+
+
+def main():
+    args = parse_args()
+    print(f"torch {torch.__version__}, device: cpu, {torch.get_num_threads()} threads, "
+          f"{os.cpu_count()} CPU cores, {platform.processor() or platform.machine()}, "
+          f"Python {platform.python_version()}")
+
+    text = download_file(THE_VERDICT_URL, SCRIPT_DIR / "the-verdict.txt",
+                         sha256=THE_VERDICT_SHA256).read_text(encoding="utf-8")
+    cache_gpt2_tokenizer_files()
+    tokenizer = tiktoken.get_encoding("gpt2")
+
+    best, histories = {}, {}
+    for _ in range(args.repeats):
+        for name in ("plain_training_loop", "train_model_simple"):
+            seconds, tokens, histories[name] = time_run(name, text, tokenizer, args.epochs)
+            best[name] = min(best.get(name, seconds), seconds)
+
+    identical = histories["plain_training_loop"] == histories["train_model_simple"]
+    print(f"\nIdentical losses and token counts: {identical}")
+    print(f"{'implementation':<22}{'best seconds':>14}{'tokens/s':>12}")
+    for name, seconds in best.items():
+        print(f"{name:<22}{seconds:>14.1f}{tokens / seconds:>12.1f}")
+    if not identical:
+        raise SystemExit("the two loops disagree: the comparison is not valid")
+
+
+if __name__ == "__main__":
+    main()
