@@ -245,9 +245,8 @@ def peak_flops_per_second(device, dtype, matmul_size=4096):
 # ---------------------------------------------------------------------------
 
 def synchronize(device):
-    """Wait for queued GPU work, so that the clock measures the work itself."""
     if device.type == "cuda":
-        torch.cuda.synchronize(device)
+        torch.cuda.synchronize()
     elif device.type == "mps":
         torch.mps.synchronize()
 
@@ -283,16 +282,14 @@ def measure_step_seconds(model, batch_size, seq_len, training=False, repeats=3):
     return best
 
 
-def throughput_row(size, device, dtype, batch_size, seq_len, peak, training, repeats=3):
-    """Tokens/s, achieved model FLOP/s and MFU of one GPT-2 size on `device`."""
-    cfg = gpt2_config(size)
+def throughput_row(cfg, device, dtype, batch_size, seq_len, peak, training, repeats=3):
+    """Tokens/s, achieved model FLOP/s and MFU of the model `cfg` describes, on `device`."""
     flops = count_flops(meta_model(cfg), batch_size, seq_len, training=training)
     torch.manual_seed(123)
     model = GPTModel(cfg).to(device=device, dtype=dtype)
     seconds = measure_step_seconds(model, batch_size, seq_len, training, repeats)
     del model
     return {
-        "size": size,
         "mode": "training (fwd+bwd)" if training else "inference (fwd)",
         "seconds per step": seconds,
         "tokens/s": batch_size * seq_len / seconds,
@@ -367,8 +364,9 @@ def main():
     rows = []
     for size in args.throughput_sizes:
         for training in ([False] if args.skip_training else [False, True]):
-            rows.append(throughput_row(size, device, dtype, args.batch_size, args.seq_len,
-                                       peak, training, args.repeats))
+            row = throughput_row(gpt2_config(size), device, dtype, args.batch_size,
+                                 args.seq_len, peak, training, args.repeats)
+            rows.append({"size": size, **row})
     print(markdown_table(rows, {"seconds per step": ".2f", "tokens/s": ",.0f",
                                 "model GFLOP/s": ",.1f", "MFU": ".1%"}))
 

