@@ -94,6 +94,7 @@ def test_without_network_or_mirror_it_trains_on_the_fallback_text(tmp_path):
     assert not (tmp_path / "data" / "the-verdict.txt").exists()
 
 
+@pytest.mark.slow
 def test_text_file_option_is_used(tmp_path):
     text_file = tmp_path / "story.txt"
     text = (SCRIPT_DIR / "fallback-text.txt").read_text(encoding="utf-8")[:8_000]

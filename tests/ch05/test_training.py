@@ -81,6 +81,7 @@ def reference_training(model, train_loader, val_loader, optimizer, num_epochs, e
     return train_losses, val_losses, seen
 
 
+@pytest.mark.slow
 def test_losses_fall_and_history_is_consistent(tokenizer, capsys):
     _, train_loader, (train_losses, val_losses, tokens_seen) = run_training(tokenizer)
     steps = 2 * len(train_loader)
@@ -98,12 +99,14 @@ def test_losses_fall_and_history_is_consistent(tokenizer, capsys):
     assert len(samples) == 2  # one greedy sample per epoch, each on one line
 
 
+@pytest.mark.slow
 def test_seeded_run_is_reproducible(tokenizer):
     _, _, first = run_training(tokenizer, num_epochs=1)
     _, _, second = run_training(tokenizer, num_epochs=1)
     assert first == second
 
 
+@pytest.mark.slow
 def test_matches_a_straightforward_training_loop(tokenizer):
     """Same seed, same data: the chapter's loop and a plain one agree exactly."""
     _, _, history = run_training(tokenizer, num_epochs=2, eval_freq=3)
@@ -121,15 +124,17 @@ def test_matches_a_straightforward_training_loop(tokenizer):
 def test_calc_loss_loader_averages_the_first_batches():
     torch.manual_seed(0)
     model = pc.GPTModel(TINY_CONFIG).eval()
-    _, val_loader = make_loaders()
+    loader = pc.create_dataloader_v1(TEXT, batch_size=4, max_length=32, stride=32,
+                                     shuffle=False, drop_last=False)
     with torch.no_grad():
-        per_batch = [ch05.calc_loss_batch(x, y, model, "cpu").item() for x, y in val_loader]
-        assert ch05.calc_loss_loader(val_loader, model, "cpu") == pytest.approx(
+        per_batch = [ch05.calc_loss_batch(x, y, model, "cpu").item() for x, y in loader]
+        assert len(per_batch) > 2
+        assert ch05.calc_loss_loader(loader, model, "cpu") == pytest.approx(
             sum(per_batch) / len(per_batch))
-        assert ch05.calc_loss_loader(val_loader, model, "cpu", num_batches=2) == pytest.approx(
+        assert ch05.calc_loss_loader(loader, model, "cpu", num_batches=2) == pytest.approx(
             sum(per_batch[:2]) / 2)
         # asking for more batches than there are uses them all
-        assert ch05.calc_loss_loader(val_loader, model, "cpu", num_batches=10_000) == (
+        assert ch05.calc_loss_loader(loader, model, "cpu", num_batches=10_000) == (
             pytest.approx(sum(per_batch) / len(per_batch)))
     assert math.isnan(ch05.calc_loss_loader([], model, "cpu"))
 
