@@ -96,7 +96,7 @@ class MultiHeadAttentionKV(nn.Module):
         # start + i, so it takes row start + i of the causal mask: it may see keys
         # 0 .. start + i and nothing later.
         attn_scores = queries @ keys.transpose(2, 3)
-        causal_mask = self.mask.bool()[start:end, :end]
+        causal_mask = self.mask[start:end, :end].bool()  # slice first: convert only what we use
         attn_scores.masked_fill_(causal_mask, -torch.inf)
 
         attn_weights = torch.softmax(attn_scores / self.head_dim**0.5, dim=-1)
