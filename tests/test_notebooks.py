@@ -8,6 +8,7 @@ never land in the working tree.
 
 import ast
 import os
+import re
 import shutil
 import subprocess
 
@@ -15,7 +16,9 @@ import nbformat
 import pytest
 from notebooks import (
     DEFAULT_TIMEOUT,
+    ENVIRONMENT_TAG,
     REPO_ROOT,
+    cell_tags,
     execute_notebook,
     find_notebooks,
     load_test_settings,
@@ -99,3 +102,22 @@ def test_injected_parameters_exist(notebook):
     }
     unknown = sorted(set(parameters) - assigned)
     assert not unknown, f"{notebook}: not assigned in its parameters cell: {unknown}"
+
+
+ABSOLUTE_PATH = re.compile(r"(/home/|/Users/|/root/|/work/|/tmp/|[A-Z]:\\\\Users)")
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS)
+def test_committed_notebook_is_portable_and_dated(notebook):
+    """No machine's absolute paths; outputs open with the torch version and device."""
+    nb = nbformat.read(REPO_ROOT / notebook, as_version=4)
+    text = nbformat.writes(nb)
+    assert not ABSOLUTE_PATH.search(text), f"{notebook} contains an absolute path"
+    code_cells = [cell for cell in nb.cells if cell.cell_type == "code"]
+    if any(cell.get("outputs") for cell in code_cells):
+        first = code_cells[0]
+        assert ENVIRONMENT_TAG in cell_tags(first), \
+            f"{notebook}: first code cell must be the tagged 'environment' cell"
+        printed = "".join(output.get("text", "") for output in first.outputs)
+        assert "torch " in printed and "device" in printed, \
+            f"{notebook}: refresh it with tests/refresh_notebook.py"
