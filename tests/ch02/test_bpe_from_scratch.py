@@ -38,8 +38,14 @@ TRICKY_PIECES = [
     "\x1c", "\x85", "'s", "'ll", "'S", " 't", "123", " 4567", "Hello", " world", "é",
     "ñ", "😀", "中文", "ß", "\u0301",
 ]
+# Characters assigned in Python's Unicode database only: tiktoken's regex engine and the
+# `regex` package may ship newer Unicode tables, and a code point assigned only there
+# (e.g. U+323B0, a letter since Unicode 15) is a letter to one and punctuation to the
+# other, so the two pre-tokenizers would legitimately split it differently.
+assigned_characters = st.characters(exclude_categories=("Cs", "Cn"))
 texts_with_tricky_pieces = st.lists(
-    st.one_of(st.text(max_size=10), st.sampled_from(TRICKY_PIECES)), max_size=10
+    st.one_of(st.text(assigned_characters, max_size=10), st.sampled_from(TRICKY_PIECES)),
+    max_size=10
 ).map("".join)
 
 
