@@ -52,3 +52,21 @@ def course_mirror(tmp_path):
         return mirror
 
     return build
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Without a mirror, a test whose data cannot be downloaded is skipped, not failed.
+
+    On a machine that reaches only PyPI, the-verdict.txt and the other public files
+    cannot be fetched; such tests then say what they need instead of erroring.
+    """
+    outcome = yield
+    report = outcome.get_result()
+    excinfo = call.excinfo
+    if (excinfo is not None and not os.environ.get(MIRROR_ENV_VAR)
+            and excinfo.type.__name__ == "DownloadError"):
+        report.outcome = "skipped"
+        report.longrepr = (str(item.path), item.location[1] or 0,
+                           f"Skipped: needs network access or {MIRROR_ENV_VAR} "
+                           "(its data could not be downloaded)")
