@@ -68,13 +68,34 @@ class MultiHeadAttentionKV(nn.Module):
         # it must not end up in the state dict.
         self.cache_k = None
         self.cache_v = None
+        self.num_cached = 0
 
     def reset_cache(self):
         self.cache_k = None
         self.cache_v = None
+        self.num_cached = 0
 
     def cached_tokens(self):
-        return 0 if self.cache_k is None else self.cache_k.shape[2]
+        return self.num_cached
+
+    def _store_in_cache(self, keys, values):
+        """Write the new keys/values after the cached ones; return all of them so far.
+
+        The cache is allocated once, for the full context, on the first call after
+        a reset. Appending with `torch.cat` instead would copy the whole cache at
+        every step, work that grows with the length of the text.
+        """
+        if self.cache_k is None:
+            batch_size, _, _, head_dim = keys.shape
+            shape = (batch_size, self.num_heads, self.context_length, head_dim)
+            self.cache_k = keys.new_empty(shape)
+            self.cache_v = values.new_empty(shape)
+        start, end = self.num_cached, self.num_cached + keys.shape[2]
+        self.cache_k[:, :, start:end] = keys
+        self.cache_v[:, :, start:end] = values
+        self.num_cached = end
+        # Views of the filled part: no copy.
+        return self.cache_k[:, :, :end], self.cache_v[:, :, :end]
 
     def forward(self, x, use_cache=False):
         batch_size, num_new, _ = x.shape
@@ -87,17 +108,16 @@ class MultiHeadAttentionKV(nn.Module):
         check_cache_room(start, num_new, self.context_length)
         end = start + num_new
         if use_cache:
-            if self.cache_k is not None:
-                keys = torch.cat((self.cache_k, keys), dim=2)
-                values = torch.cat((self.cache_v, values), dim=2)
-            self.cache_k, self.cache_v = keys, values
+            keys, values = self._store_in_cache(keys, values)
 
         # (batch, heads, new tokens, all tokens). Row i belongs to absolute position
         # start + i, so it takes row start + i of the causal mask: it may see keys
-        # 0 .. start + i and nothing later.
+        # 0 .. start + i and nothing later. A single new token is the latest one and
+        # may see every key, so its mask row hides nothing and we skip it.
         attn_scores = queries @ keys.transpose(2, 3)
-        causal_mask = self.mask[start:end, :end].bool()  # slice first: convert only what we use
-        attn_scores.masked_fill_(causal_mask, -torch.inf)
+        if num_new > 1:
+            causal_mask = self.mask[start:end, :end].bool()  # slice first: convert only what we use
+            attn_scores.masked_fill_(causal_mask, -torch.inf)
 
         attn_weights = torch.softmax(attn_scores / self.head_dim**0.5, dim=-1)
         attn_weights = self.dropout(attn_weights)
