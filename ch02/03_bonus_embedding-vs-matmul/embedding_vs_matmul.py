@@ -120,13 +120,17 @@ def parse_args():
     return parser.parse_args()
 
 
-def main():
-    args = parse_args()
-    device = torch.device(args.device or (
+def default_device():
+    return torch.device(
         "cuda" if torch.cuda.is_available()
         else "mps" if torch.backends.mps.is_available()
         else "cpu"
-    ))
+    )
+
+
+def main():
+    args = parse_args()
+    device = torch.device(args.device) if args.device else default_device()
 
     if args.threads:
         torch.set_num_threads(args.threads)

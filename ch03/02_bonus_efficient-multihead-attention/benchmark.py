@@ -48,14 +48,16 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def pick_device(name="auto"):
-    if name != "auto":
-        return torch.device(name)
+def default_device():
     return torch.device(
         "cuda" if torch.cuda.is_available()
         else "mps" if torch.backends.mps.is_available()
         else "cpu"
     )
+
+
+def pick_device(name="auto"):
+    return default_device() if name == "auto" else torch.device(name)
 
 
 def describe_machine(device):

@@ -2,6 +2,7 @@
 tokenizer code that lives in the chapter notebook."""
 
 import ast
+import json
 import types
 
 import nbformat
@@ -15,6 +16,11 @@ VERDICT_URL = (
     "ch02/01_main-chapter-code/the-verdict.txt"
 )
 VERDICT_SHA256 = "b41e41a68f0398a3154ae69e2e4c0e2694e17fe0d66730536837f1b01935b31f"
+INSTRUCTIONS_URL = (
+    "https://raw.githubusercontent.com/rasbt/LLMs-from-scratch/main/"
+    "ch07/01_main-chapter-code/instruction-data.json"
+)
+INSTRUCTIONS_SHA256 = "7e09a9af353722ca15c18bc580f093f9c39d3178335a75177319cb1e1d163944"
 
 
 def definitions_from_notebook(notebook, names):
@@ -59,6 +65,15 @@ def the_verdict(tmp_path_factory):
     destination = tmp_path_factory.mktemp("data") / "the-verdict.txt"
     path = downloads.download_file(VERDICT_URL, destination, sha256=VERDICT_SHA256)
     return path.read_text(encoding="utf-8")
+
+
+@pytest.fixture(scope="session")
+def instruction_records(tmp_path_factory):
+    """Chapter 7's instruction dataset: a list of instruction/input/output dicts."""
+    downloads = import_course_module(f"{MAIN_FOLDER}/downloads.py")
+    destination = tmp_path_factory.mktemp("data") / "instruction-data.json"
+    path = downloads.download_file(INSTRUCTIONS_URL, destination, sha256=INSTRUCTIONS_SHA256)
+    return json.loads(path.read_text(encoding="utf-8"))
 
 
 @pytest.fixture(scope="session")

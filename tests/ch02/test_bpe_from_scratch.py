@@ -12,6 +12,7 @@ from itertools import pairwise
 
 import pytest
 from course_imports import import_course_module
+from gpt2_test_texts import EOT, texts_with_tricky_pieces
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -19,56 +20,11 @@ FOLDER = "ch02/05_bpe-from-scratch"
 bpe = import_course_module(f"{FOLDER}/bpe_from_scratch.py")
 downloads = import_course_module(f"{FOLDER}/downloads.py")
 
-VERDICT_URL = (
-    "https://raw.githubusercontent.com/rasbt/LLMs-from-scratch/main/"
-    "ch02/01_main-chapter-code/the-verdict.txt"
-)
-VERDICT_SHA256 = "b41e41a68f0398a3154ae69e2e4c0e2694e17fe0d66730536837f1b01935b31f"
-INSTRUCTIONS_URL = (
-    "https://raw.githubusercontent.com/rasbt/LLMs-from-scratch/main/"
-    "ch07/01_main-chapter-code/instruction-data.json"
-)
-INSTRUCTIONS_SHA256 = "7e09a9af353722ca15c18bc580f093f9c39d3178335a75177319cb1e1d163944"
-EOT = "<|endoftext|>"
-
-# Random text, with pieces that exercise GPT-2's pre-tokenizer (contractions,
-# runs of spaces, digits, non-ASCII whitespace) and the end-of-text token.
-TRICKY_PIECES = [
-    EOT, "<|endoftext", "|>", " ", "   ", "\n", "\n\n", "\t", "\r\n", "\u00a0", "\u3000",
-    "\x1c", "\x85", "'s", "'ll", "'S", " 't", "123", " 4567", "Hello", " world", "é",
-    "ñ", "😀", "中文", "ß", "\u0301",
-]
-# Characters assigned in Python's Unicode database only: tiktoken's regex engine and the
-# `regex` package may ship newer Unicode tables, and a code point assigned only there
-# (e.g. U+323B0, a letter since Unicode 15) is a letter to one and punctuation to the
-# other, so the two pre-tokenizers would legitimately split it differently.
-assigned_characters = st.characters(exclude_categories=("Cs", "Cn"))
-texts_with_tricky_pieces = st.lists(
-    st.one_of(st.text(assigned_characters, max_size=10), st.sampled_from(TRICKY_PIECES)),
-    max_size=10
-).map("".join)
-
-
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    return tmp_path_factory.mktemp("bpe-data")
-
-
-@pytest.fixture(scope="module")
-def verdict(data_dir):
-    path = downloads.download_file(VERDICT_URL, data_dir / "the-verdict.txt", VERDICT_SHA256)
-    return path.read_text(encoding="utf-8")
-
-
-@pytest.fixture(scope="module")
-def instruction_texts(data_dir):
+def instruction_texts(instruction_records):
     """A few Alpaca-style prompts with responses, as chapter 7 formats them."""
-    path = downloads.download_file(
-        INSTRUCTIONS_URL, data_dir / "instruction-data.json", INSTRUCTIONS_SHA256
-    )
-    records = json.loads(path.read_text(encoding="utf-8"))
     texts = []
-    for record in records[::100]:
+    for record in instruction_records[::100]:
         text = (
             "Below is an instruction that describes a task. Write a response that "
             f"appropriately completes the request.\n\n### Instruction:\n{record['instruction']}"
@@ -80,23 +36,15 @@ def instruction_texts(data_dir):
 
 
 @pytest.fixture(scope="module")
-def tiktoken_gpt2():
-    import tiktoken
-
-    downloads.cache_gpt2_tokenizer_files()
-    return tiktoken.get_encoding("gpt2")
-
-
-@pytest.fixture(scope="module")
 def ours_gpt2():
     paths = downloads.gpt2_bpe_file_paths()
     return bpe.BPETokenizerSimple.from_gpt2_files(paths["encoder.json"], paths["vocab.bpe"])
 
 
 @pytest.fixture(scope="module")
-def trained_on_verdict(verdict):
+def trained_on_verdict(the_verdict):
     tokenizer = bpe.BPETokenizerSimple()
-    tokenizer.train(verdict, vocab_size=1000, allowed_special={EOT})
+    tokenizer.train(the_verdict, vocab_size=1000, allowed_special={EOT})
     return tokenizer
 
 
@@ -125,39 +73,39 @@ def test_book_example_with_end_of_text(ours_gpt2):
     ]
 
 
-def test_the_verdict_equals_tiktoken(ours_gpt2, tiktoken_gpt2, verdict):
-    ids = ours_gpt2.encode(verdict)
-    assert ids == tiktoken_gpt2.encode(verdict)
+def test_the_verdict_equals_tiktoken(ours_gpt2, gpt2_tokenizer, the_verdict):
+    ids = ours_gpt2.encode(the_verdict)
+    assert ids == gpt2_tokenizer.encode(the_verdict)
     assert len(ids) == 5145
-    assert ours_gpt2.decode(ids) == verdict
+    assert ours_gpt2.decode(ids) == the_verdict
 
 
-def test_instruction_text_equals_tiktoken(ours_gpt2, tiktoken_gpt2, instruction_texts):
+def test_instruction_text_equals_tiktoken(ours_gpt2, gpt2_tokenizer, instruction_texts):
     for text in instruction_texts:
-        expected = tiktoken_gpt2.encode(text, allowed_special={EOT})
+        expected = gpt2_tokenizer.encode(text, allowed_special={EOT})
         assert ours_gpt2.encode(text, allowed_special={EOT}) == expected
         assert expected[-1] == 50256
 
 
 @settings(max_examples=150, deadline=None, database=None)
 @given(text=texts_with_tricky_pieces)
-def test_random_text_equals_tiktoken(ours_gpt2, tiktoken_gpt2, text):
-    assert ours_gpt2.encode_ordinary(text) == tiktoken_gpt2.encode_ordinary(text)
+def test_random_text_equals_tiktoken(ours_gpt2, gpt2_tokenizer, text):
+    assert ours_gpt2.encode_ordinary(text) == gpt2_tokenizer.encode_ordinary(text)
     for kwargs in [{}, {"allowed_special": {EOT}}, {"allowed_special": "all"},
                    {"disallowed_special": ()}]:
-        expected = outcome(tiktoken_gpt2.encode, text, **kwargs)
+        expected = outcome(gpt2_tokenizer.encode, text, **kwargs)
         assert outcome(ours_gpt2.encode, text, **kwargs) == expected, kwargs
 
 
-def test_disallowed_special_token_raises_like_tiktoken(ours_gpt2, tiktoken_gpt2):
+def test_disallowed_special_token_raises_like_tiktoken(ours_gpt2, gpt2_tokenizer):
     text = f"first document{EOT}second document"
     with pytest.raises(ValueError):
-        tiktoken_gpt2.encode(text)
+        gpt2_tokenizer.encode(text)
     with pytest.raises(ValueError, match="endoftext"):
         ours_gpt2.encode(text)
     as_plain_text = ours_gpt2.encode(text, disallowed_special=())
     assert 50256 not in as_plain_text
-    assert as_plain_text == tiktoken_gpt2.encode(text, disallowed_special=())
+    assert as_plain_text == gpt2_tokenizer.encode(text, disallowed_special=())
 
 
 @settings(max_examples=150, deadline=None, database=None)
@@ -188,8 +136,8 @@ def naive_train_merges(text, num_merges):
     return merges
 
 
-def test_training_matches_the_slow_reference(verdict):
-    text = verdict[:3000]
+def test_training_matches_the_slow_reference(the_verdict):
+    text = the_verdict[:3000]
     tokenizer = bpe.BPETokenizerSimple()
     tokenizer.train(text, vocab_size=256 + 100, allowed_special=())
     assert tokenizer.merges == naive_train_merges(text, 100)
@@ -203,20 +151,20 @@ def test_training_matches_the_slow_reference_on_random_text(text, num_merges):
     assert tokenizer.merges == naive_train_merges(text, num_merges)
 
 
-def test_trained_tokenizer_round_trips_the_verdict(trained_on_verdict, verdict):
+def test_trained_tokenizer_round_trips_the_verdict(trained_on_verdict, the_verdict):
     tokenizer = trained_on_verdict
     assert len(tokenizer.vocab) + len(tokenizer.special_tokens) == 1000
     assert tokenizer.special_tokens == {EOT: 999}
-    ids = tokenizer.encode(verdict)
-    assert tokenizer.decode(ids) == verdict
+    ids = tokenizer.encode(the_verdict)
+    assert tokenizer.decode(ids) == the_verdict
     # Learned merges must compress: far fewer tokens than bytes.
-    assert len(ids) < 0.5 * len(verdict.encode("utf-8"))
+    assert len(ids) < 0.5 * len(the_verdict.encode("utf-8"))
     assert max(ids) >= 900
 
 
-def test_trained_tokenizer_keeps_special_tokens_out_of_merges(verdict):
+def test_trained_tokenizer_keeps_special_tokens_out_of_merges(the_verdict):
     tokenizer = bpe.BPETokenizerSimple()
-    tokenizer.train(f"{verdict}{EOT}" * 2, vocab_size=400, allowed_special={EOT})
+    tokenizer.train(f"{the_verdict}{EOT}" * 2, vocab_size=400, allowed_special={EOT})
     assert all(b"<|" not in token for token in tokenizer.vocab.values())
     ids = tokenizer.encode(f"tea{EOT}", allowed_special={EOT})
     assert ids[-1] == tokenizer.special_tokens[EOT] == 399
@@ -231,24 +179,24 @@ def test_vocab_size_too_small_is_rejected():
 # ----- saving and loading ---------------------------------------------------------
 
 
-def test_save_and_load_round_trip(trained_on_verdict, verdict, tmp_path):
+def test_save_and_load_round_trip(trained_on_verdict, the_verdict, tmp_path):
     vocab_path, merges_path = tmp_path / "vocab.json", tmp_path / "merges.json"
     trained_on_verdict.save(vocab_path, merges_path)
     loaded = bpe.BPETokenizerSimple.from_files(vocab_path, merges_path)
     assert loaded.vocab == trained_on_verdict.vocab
     assert loaded.merges == trained_on_verdict.merges
     assert loaded.special_tokens == trained_on_verdict.special_tokens
-    text = f"{verdict[:2000]}{EOT}"
+    text = f"{the_verdict[:2000]}{EOT}"
     assert loaded.encode(text, allowed_special="all") == trained_on_verdict.encode(
         text, allowed_special="all"
     )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["merges.json", "vocab.json"]
 
 
-def test_gpt2_vocabulary_survives_save_and_load(ours_gpt2, tiktoken_gpt2, verdict, tmp_path):
+def test_gpt2_vocabulary_survives_save_and_load(ours_gpt2, gpt2_tokenizer, the_verdict, tmp_path):
     ours_gpt2.save(tmp_path / "vocab.json", tmp_path / "merges.json")
     loaded = bpe.BPETokenizerSimple.from_files(tmp_path / "vocab.json", tmp_path / "merges.json")
-    assert loaded.encode(verdict) == tiktoken_gpt2.encode(verdict)
+    assert loaded.encode(the_verdict) == gpt2_tokenizer.encode(the_verdict)
 
 
 def test_loading_inconsistent_merges_fails(trained_on_verdict, tmp_path):
