@@ -2,18 +2,23 @@
 
     flock /tmp/llms-bench.lock python benchmark.py
 
-Three ways to greedily continue "Hello, I am" by 200 tokens with the same
+Four ways to greedily continue "Hello, I am" by 200 tokens with the same
 random GPT-2 (124M) weights, batch size 1:
 
 1. the chapter's `generate_text_simple` with `GPTModel` (no cache: every step
    runs the model over the whole sequence again);
-2. our `generate_text_cached` with `GPTModelKV` (one token per step);
-3. Hugging Face's `GPT2LMHeadModel.generate(use_cache=True, do_sample=False)`.
+2. our `generate_text_cached` with `GPTModelKV` (one token per step), built
+   from the chapter's LayerNorm, GELU and attention code;
+3. the same with `GPTModelKV(cfg, fused_ops=True)`: PyTorch's fused
+   layer_norm, gelu and scaled_dot_product_attention, as Hugging Face uses;
+4. Hugging Face's `GPT2LMHeadModel.generate(use_cache=True, do_sample=False)`.
 
-The weights come from a randomly initialised Hugging Face model (no download),
-converted into our models, so all three must produce the same token ids; the
-script checks that. Each method is timed `--repeats` times, interleaved, and
-the fastest run counts (the least disturbed by other work on the machine).
+Comparing 1 with 2 measures what the cache alone buys; 2 with 3 what the
+fused operations add. The weights come from a randomly initialised Hugging
+Face model (no download), converted into our models, so all four must
+produce the same token ids; the script checks that. Each method is timed
+`--repeats` times, interleaved, and the fastest run counts (the least
+disturbed by other work on the machine).
 """
 
 import argparse
@@ -61,7 +66,7 @@ def default_device():
 
 
 def build_models(args, device):
-    """A random Hugging Face GPT-2, and the same weights in our two model classes."""
+    """A random Hugging Face GPT-2, and the same weights in our models."""
     torch.manual_seed(args.seed)
     hf_config = GPT2Config(
         vocab_size=GPT_CONFIG_124M["vocab_size"],
@@ -75,12 +80,15 @@ def build_models(args, device):
     )
     hf_model = GPT2LMHeadModel(hf_config).eval()
     plain_model = gpt_model_from_hf(hf_model)
-    cached_model = GPTModelKV(gpt_config_from_hf(hf_config))
-    cached_model.load_state_dict(plain_model.state_dict())
-    return [model.to(device).eval() for model in (hf_model, plain_model, cached_model)]
+    models = [hf_model, plain_model]
+    for fused_ops in (False, True):
+        cached_model = GPTModelKV(gpt_config_from_hf(hf_config), fused_ops=fused_ops)
+        cached_model.load_state_dict(plain_model.state_dict())
+        models.append(cached_model)
+    return [model.to(device).eval() for model in models]
 
 
-def generation_methods(hf_model, plain_model, cached_model, context_size):
+def generation_methods(hf_model, plain_model, cached_model, fused_model, context_size):
     """name -> function(idx, max_new_tokens) returning the ids with the new tokens."""
 
     def hf_generate(idx, max_new_tokens):
@@ -100,6 +108,8 @@ def generation_methods(hf_model, plain_model, cached_model, context_size):
             lambda idx, n: generate_text_simple(plain_model, idx, n, context_size),
         "ours generate_text_cached (KV cache)":
             lambda idx, n: generate_text_cached(cached_model, idx, n, context_size),
+        "ours generate_text_cached, fused ops":
+            lambda idx, n: generate_text_cached(fused_model, idx, n, context_size),
         "Hugging Face generate (use_cache=True)": hf_generate,
     }
 
@@ -128,20 +138,21 @@ def time_methods(methods, idx, max_new_tokens, repeats, device):
 
 
 def print_results(best, max_new_tokens):
-    names = list(best)
-    uncached, cached, hf = (best[name] for name in names)
+    uncached, cached, fused, hf = best.values()
     print(f"\n| method | seconds for {max_new_tokens} tokens | tokens/s |")
     print("|---|---:|---:|")
-    for name in names:
-        print(f"| {name} | {best[name]:.2f} | {max_new_tokens / best[name]:.1f} |")
-    print(f"\nKV cache speed-up over no cache: {uncached / cached:.1f}x (target: >= 5x)")
-    print(f"ours vs Hugging Face generate:   {hf / cached:.2f}x (target: >= 1x)")
+    for name, seconds in best.items():
+        print(f"| {name} | {seconds:.2f} | {max_new_tokens / seconds:.1f} |")
+    print(f"\nKV cache speed-up over no cache:     {uncached / cached:.1f}x (target: >= 5x)")
+    print(f"fused ops speed-up over chapter ops: {cached / fused:.2f}x")
+    print(f"speed relative to Hugging Face generate (> 1 = ours faster): "
+          f"chapter ops {hf / cached:.2f}x, fused ops {hf / fused:.2f}x (target: >= 1x)")
 
 
 def main():
     args = parse_args()
     device = torch.device(args.device) if args.device else default_device()
-    hf_model, plain_model, cached_model = build_models(args, device)
+    models = build_models(args, device)
 
     cache_gpt2_tokenizer_files()  # lets tiktoken load GPT-2's BPE with no network
     tokenizer = tiktoken.get_encoding("gpt2")
@@ -152,15 +163,16 @@ def main():
           f"random weights; prompt {args.prompt!r} ({idx.shape[1]} tokens), batch size 1, "
           f"best of {args.repeats}")
 
-    methods = generation_methods(hf_model, plain_model, cached_model, args.context_length)
+    methods = generation_methods(*models, args.context_length)
     best, outputs = time_methods(methods, idx, args.max_new_tokens, args.repeats, device)
 
     reference = next(iter(outputs.values()))
     identical = all(torch.equal(reference, out) for out in outputs.values())
-    print(f"all three produced the same {reference.shape[1]} token ids: {identical}")
+    print(f"all {len(outputs)} methods produced the same {reference.shape[1]} token ids: "
+          f"{identical}")
     print_results(best, args.max_new_tokens)
     if not identical:
-        raise SystemExit("the three methods disagree; the timings compare different work")
+        raise SystemExit("the methods disagree; the timings compare different work")
 
 
 if __name__ == "__main__":

@@ -16,11 +16,20 @@ layers in the same order with the same names, so
 
 Called without `use_cache=True`, `GPTModelKV` computes exactly what `GPTModel`
 computes.
+
+`GPTModelKV(cfg, fused_ops=True)` computes the same functions with PyTorch's
+fused kernels: `F.layer_norm`, `F.gelu(approximate="tanh")` and
+`F.scaled_dot_product_attention`. The chapter's classes spell each formula out
+in several small tensor operations, which is clear; but when generating one
+token at a time every operation handles a single vector, and the fixed cost of
+launching it (not the arithmetic) is what we pay for. Same parameters, same
+names, results equal up to floating-point rounding.
 """
 
 import torch
 import torch.nn as nn
-from previous_chapters import FeedForward, LayerNorm
+import torch.nn.functional as F
+from previous_chapters import GELU, FeedForward, LayerNorm
 
 
 class CacheFullError(RuntimeError):
@@ -36,6 +45,20 @@ def check_cache_room(cached, new, context_length):
         )
 
 
+class FusedLayerNorm(LayerNorm):
+    """The chapter's LayerNorm (same `scale`, `shift`, eps), in one fused call."""
+
+    def forward(self, x):
+        return F.layer_norm(x, self.scale.shape, self.scale, self.shift, self.eps)
+
+
+class FusedGELU(GELU):
+    """The chapter's tanh-approximated GELU, in one fused call."""
+
+    def forward(self, x):
+        return F.gelu(x, approximate="tanh")
+
+
 class MultiHeadAttentionKV(nn.Module):
     """Causal multi-head attention that can remember the keys and values it has seen.
 
@@ -43,7 +66,8 @@ class MultiHeadAttentionKV(nn.Module):
     `cache_k` / `cache_v`, and the new queries attend to everything cached so far.
     """
 
-    def __init__(self, d_in, d_out, context_length, dropout, num_heads, qkv_bias=False):
+    def __init__(self, d_in, d_out, context_length, dropout, num_heads, qkv_bias=False,
+                 fused_ops=False):
         super().__init__()
         if d_out % num_heads != 0:
             raise ValueError(
@@ -55,6 +79,7 @@ class MultiHeadAttentionKV(nn.Module):
         self.num_heads = num_heads
         self.head_dim = d_out // num_heads
         self.context_length = context_length
+        self.fused_ops = fused_ops
 
         self.W_query = nn.Linear(d_in, d_out, bias=qkv_bias)
         self.W_key = nn.Linear(d_in, d_out, bias=qkv_bias)
@@ -110,21 +135,36 @@ class MultiHeadAttentionKV(nn.Module):
         if use_cache:
             keys, values = self._store_in_cache(keys, values)
 
+        if self.fused_ops:
+            context = self._fused_attention(queries, keys, values, start, end)
+        else:
+            context = self._attention(queries, keys, values, start, end)
+        context = context.transpose(1, 2).contiguous().view(batch_size, num_new, self.d_out)
+        return self.out_proj(context)
+
+    def _attention(self, queries, keys, values, start, end):
+        """The chapter's causal attention, for queries at positions start .. end - 1."""
         # (batch, heads, new tokens, all tokens). Row i belongs to absolute position
         # start + i, so it takes row start + i of the causal mask: it may see keys
         # 0 .. start + i and nothing later. A single new token is the latest one and
         # may see every key, so its mask row hides nothing and we skip it.
         attn_scores = queries @ keys.transpose(2, 3)
-        if num_new > 1:
+        if end - start > 1:
             causal_mask = self.mask[start:end, :end].bool()  # slice first: convert only what we use
             attn_scores.masked_fill_(causal_mask, -torch.inf)
 
         attn_weights = torch.softmax(attn_scores / self.head_dim**0.5, dim=-1)
         attn_weights = self.dropout(attn_weights)
+        return attn_weights @ values
 
-        context = (attn_weights @ values).transpose(1, 2)
-        context = context.contiguous().view(batch_size, num_new, self.d_out)
-        return self.out_proj(context)
+    def _fused_attention(self, queries, keys, values, start, end):
+        """The same attention in PyTorch's fused kernel."""
+        # SDPA's boolean mask marks the keys a query MAY see, the opposite of ours.
+        allowed = None if end - start == 1 else ~self.mask[start:end, :end].bool()
+        return F.scaled_dot_product_attention(
+            queries, keys, values, attn_mask=allowed,
+            dropout_p=self.dropout.p if self.training else 0.0,
+        )
 
     def _split_heads(self, x):
         """(batch, tokens, d_out) -> (batch, heads, tokens, head_dim)."""
@@ -136,7 +176,7 @@ class MultiHeadAttentionKV(nn.Module):
 class TransformerBlockKV(nn.Module):
     """The chapter's pre-norm transformer block, passing `use_cache` to attention."""
 
-    def __init__(self, cfg):
+    def __init__(self, cfg, fused_ops=False):
         super().__init__()
         self.att = MultiHeadAttentionKV(
             d_in=cfg["emb_dim"],
@@ -145,10 +185,14 @@ class TransformerBlockKV(nn.Module):
             num_heads=cfg["n_heads"],
             dropout=cfg["drop_rate"],
             qkv_bias=cfg["qkv_bias"],
+            fused_ops=fused_ops,
         )
         self.ff = FeedForward(cfg)
-        self.norm1 = LayerNorm(cfg["emb_dim"])
-        self.norm2 = LayerNorm(cfg["emb_dim"])
+        norm = FusedLayerNorm if fused_ops else LayerNorm
+        if fused_ops:
+            self.ff.layers[1] = FusedGELU()  # GELU has no parameters: the state dict is unchanged
+        self.norm1 = norm(cfg["emb_dim"])
+        self.norm2 = norm(cfg["emb_dim"])
         self.drop_shortcut = nn.Dropout(cfg["drop_rate"])
 
     def forward(self, x, use_cache=False):
@@ -162,10 +206,12 @@ class GPTModelKV(nn.Module):
 
     `model(idx, use_cache=True)` treats `idx` as the continuation of everything
     passed since the last `reset_cache()`: positions continue where the cache
-    ends, and the new tokens attend to the cached ones.
+    ends, and the new tokens attend to the cached ones. `fused_ops=True` computes
+    LayerNorm, GELU and attention with PyTorch's fused functions (see the module
+    docstring).
     """
 
-    def __init__(self, cfg):
+    def __init__(self, cfg, fused_ops=False):
         super().__init__()
         self.tok_emb = nn.Embedding(cfg["vocab_size"], cfg["emb_dim"])
         self.pos_emb = nn.Embedding(cfg["context_length"], cfg["emb_dim"])
@@ -173,9 +219,9 @@ class GPTModelKV(nn.Module):
         # A ModuleList instead of the chapter's Sequential, so that each block can
         # receive `use_cache`; the parameter names (trf_blocks.0. ...) stay the same.
         self.trf_blocks = nn.ModuleList(
-            [TransformerBlockKV(cfg) for _ in range(cfg["n_layers"])]
+            [TransformerBlockKV(cfg, fused_ops) for _ in range(cfg["n_layers"])]
         )
-        self.final_norm = LayerNorm(cfg["emb_dim"])
+        self.final_norm = (FusedLayerNorm if fused_ops else LayerNorm)(cfg["emb_dim"])
         self.out_head = nn.Linear(cfg["emb_dim"], cfg["vocab_size"], bias=False)
 
     def reset_cache(self):
