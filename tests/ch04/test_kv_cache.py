@@ -227,3 +227,17 @@ def test_benchmark_script_runs_a_small_model_and_reports_agreement():
     for method in ("no cache", "KV cache", "fused ops", "Hugging Face"):
         assert method in result.stdout
     assert "KV cache speed-up over no cache:" in result.stdout
+
+
+def test_matvec_layouts_script_times_every_gpt2_shape():
+    result = subprocess.run(
+        [sys.executable, "matvec_layouts.py", "--repeats", "2", "--memory-mb", "1"],
+        cwd=KV_FOLDER, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    rows = [line for line in result.stdout.splitlines()
+            if line.startswith("| ") and "ms" not in line]  # table rows, not the header
+    assert len(rows) == 5
+    for row in rows:
+        linear_ms, conv1d_ms = (float(cell) for cell in row.strip("| ").split(" | ")[1:])
+        assert linear_ms > 0 and conv1d_ms > 0
