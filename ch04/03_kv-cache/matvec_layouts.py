@@ -52,6 +52,11 @@ def milliseconds_per_product(multiply, matrices, x, repeats):
     return (time.perf_counter() - start) / repeats * 1e3
 
 
+def layout_products(bias):
+    """x @ W.T + bias for a weight stored (out, in), and x @ W + bias for one stored (in, out)."""
+    return (lambda x, w: F.linear(x, w, bias)), (lambda x, w: torch.addmm(bias, x, w))
+
+
 def compare_layouts(in_features, out_features, repeats, memory_mb):
     """(ms for out x in with x @ W.T, ms for in x out with x @ W)."""
     bytes_per_matrix = in_features * out_features * 4
@@ -59,10 +64,9 @@ def compare_layouts(in_features, out_features, repeats, memory_mb):
     out_by_in = [torch.randn(out_features, in_features) for _ in range(copies)]
     in_by_out = [w.t().contiguous() for w in out_by_in]
     bias, x = torch.randn(out_features), torch.randn(1, in_features)
-    linear_ms = milliseconds_per_product(
-        lambda x, w: F.linear(x, w, bias), out_by_in, x, repeats)
-    conv1d_ms = milliseconds_per_product(
-        lambda x, w: torch.addmm(bias, x, w), in_by_out, x, repeats)
+    linear, conv1d = layout_products(bias)
+    linear_ms = milliseconds_per_product(linear, out_by_in, x, repeats)
+    conv1d_ms = milliseconds_per_product(conv1d, in_by_out, x, repeats)
     return linear_ms, conv1d_ms
 
 

@@ -230,14 +230,23 @@ def test_benchmark_script_runs_a_small_model_and_reports_agreement():
 
 
 def test_matvec_layouts_script_times_every_gpt2_shape():
+    layouts = import_course_module("ch04/03_kv-cache/matvec_layouts.py")
     result = subprocess.run(
         [sys.executable, "matvec_layouts.py", "--repeats", "2", "--memory-mb", "1"],
         cwd=KV_FOLDER, capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 0, result.stderr
-    rows = [line for line in result.stdout.splitlines()
+    rows = [line.strip("| ").split(" | ") for line in result.stdout.splitlines()
             if line.startswith("| ") and "ms" not in line]  # table rows, not the header
-    assert len(rows) == 5
-    for row in rows:
-        linear_ms, conv1d_ms = (float(cell) for cell in row.strip("| ").split(" | ")[1:])
-        assert linear_ms > 0 and conv1d_ms > 0
+    assert [row[0] for row in rows] == list(layouts.GPT2_124M_SHAPES)
+    for _, linear_ms, conv1d_ms in rows:
+        assert float(linear_ms) > 0 and float(conv1d_ms) > 0
+
+
+def test_both_layouts_compute_the_same_product():
+    """The two timed calls must do the same work, or the comparison means nothing."""
+    layouts = import_course_module("ch04/03_kv-cache/matvec_layouts.py")
+    torch.manual_seed(0)
+    weight, bias, x = torch.randn(5, 3), torch.randn(5), torch.randn(1, 3)
+    linear, conv1d = layouts.layout_products(bias)
+    torch.testing.assert_close(linear(x, weight), conv1d(x, weight.t().contiguous()))
