@@ -1,20 +1,22 @@
-"""Why Hugging Face's GPT-2 generates a little faster than ours on some CPUs.
+"""Does the memory order of a weight matrix change how fast one token goes through it?
 
     python matvec_layouts.py
 
 Generating one token at a time, every weight matrix is used once per step in
 a matrix-vector product, and the time goes into streaming the weights from
-memory, not into arithmetic. Our model and Hugging Face's read the same
-weights, but store some of them differently:
+memory, not into arithmetic. `nn.Linear` computes `x @ W.T` with an
+(out_features, in_features) weight W, which can sit in memory in two orders:
 
-* `nn.Linear` (ours, and Hugging Face's output head) keeps the weight as
-  (out_features, in_features) and computes `x @ W.T`;
-* Hugging Face's `Conv1D` (attention and feed-forward layers of GPT-2) keeps it
-  as (in_features, out_features) and computes `x @ W`.
+* row by row (row-major), as `nn.Linear` creates it;
+* column by column (column-major), as `store_weights_column_major` leaves it.
+  This is the memory order of Hugging Face's GPT-2 `Conv1D` layers, which
+  keep the transposed (in, out) matrix row by row.
 
-This script times both layouts for the matrix shapes of GPT-2 124M, with
-enough copies of each matrix that they cannot stay in the CPU cache (as in a
-real model, where every matrix is read once per token).
+Both give the same product (up to rounding); the matrix-vector kernel that
+does the work differs. This script times `F.linear` with both orders for the
+matrix shapes of GPT-2 124M, with enough copies of each matrix that they
+cannot stay in the CPU cache (as in a real model, where every matrix is read
+once per token).
 """
 
 import argparse
@@ -22,6 +24,7 @@ import time
 
 import torch
 import torch.nn.functional as F
+from gpt_with_kv_cache import column_major
 
 # (in_features, out_features) of the matrices one GPT-2 124M token passes through.
 GPT2_124M_SHAPES = {
@@ -52,34 +55,32 @@ def milliseconds_per_product(multiply, matrices, x, repeats):
     return (time.perf_counter() - start) / repeats * 1e3
 
 
-def layout_products(bias):
-    """x @ W.T + bias for a weight stored (out, in), and x @ W + bias for one stored (in, out)."""
-    return (lambda x, w: F.linear(x, w, bias)), (lambda x, w: torch.addmm(bias, x, w))
-
-
 def compare_layouts(in_features, out_features, repeats, memory_mb):
-    """(ms for out x in with x @ W.T, ms for in x out with x @ W)."""
+    """(ms with the weight stored row-major, ms with it stored column-major)."""
     bytes_per_matrix = in_features * out_features * 4
     copies = max(2, memory_mb * 2**20 // bytes_per_matrix)
-    out_by_in = [torch.randn(out_features, in_features) for _ in range(copies)]
-    in_by_out = [w.t().contiguous() for w in out_by_in]
+    row_major = [torch.randn(out_features, in_features) for _ in range(copies)]
+    col_major = [column_major(w) for w in row_major]
     bias, x = torch.randn(out_features), torch.randn(1, in_features)
-    linear, conv1d = layout_products(bias)
-    linear_ms = milliseconds_per_product(linear, out_by_in, x, repeats)
-    conv1d_ms = milliseconds_per_product(conv1d, in_by_out, x, repeats)
-    return linear_ms, conv1d_ms
+
+    def linear(x, weight):
+        return F.linear(x, weight, bias)
+
+    row_major_ms = milliseconds_per_product(linear, row_major, x, repeats)
+    col_major_ms = milliseconds_per_product(linear, col_major, x, repeats)
+    return row_major_ms, col_major_ms
 
 
 def main():
     args = parse_args()
     print(f"torch {torch.__version__}, threads: {torch.get_num_threads()}, float32, "
           f"one token (batch 1)\n")
-    print("| matrix | nn.Linear layout (out, in), ms | Conv1D layout (in, out), ms |")
+    print("| matrix | row-major weight (nn.Linear's), ms | column-major weight, ms |")
     print("|---|---:|---:|")
     for name, (in_features, out_features) in GPT2_124M_SHAPES.items():
-        linear_ms, conv1d_ms = compare_layouts(in_features, out_features,
-                                               args.repeats, args.memory_mb)
-        print(f"| {name} | {linear_ms:.3f} | {conv1d_ms:.3f} |")
+        row_major_ms, col_major_ms = compare_layouts(in_features, out_features,
+                                                     args.repeats, args.memory_mb)
+        print(f"| {name} | {row_major_ms:.3f} | {col_major_ms:.3f} |")
 
 
 if __name__ == "__main__":

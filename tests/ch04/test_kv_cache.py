@@ -213,6 +213,56 @@ def test_cached_generation_equals_hugging_face_greedy(prompt_length, fused_ops):
     assert len(set(actual[0, prompt_length:].tolist())) > 1  # not one repeated token
 
 
+def linear_weights(model):
+    return [module.weight for module in model.modules() if isinstance(module, torch.nn.Linear)]
+
+
+def is_column_major(weight):
+    return weight.t().is_contiguous() and not weight.is_contiguous()
+
+
+def test_column_major_weights_keep_names_shapes_and_values(small_models):
+    _, cached = small_models()
+    before = {name: tensor.clone() for name, tensor in cached.state_dict().items()}
+    kv.store_weights_column_major(cached)
+    after = cached.state_dict()
+    assert list(after) == list(before)
+    for name, tensor in before.items():
+        assert torch.equal(after[name], tensor), name
+    weights = linear_weights(cached)
+    assert len(weights) == 6 * SMALL_CONFIG["n_layers"] + 1  # 4 attention, 2 feed-forward, head
+    assert all(is_column_major(weight) for weight in weights)
+
+
+def test_column_major_weights_survive_load_state_dict_and_moving(small_models):
+    plain, _ = small_models()
+    model = kv.store_weights_column_major(kv.GPTModelKV(SMALL_CONFIG, fused_ops=True))
+    model.load_state_dict(plain.state_dict())  # copies into the column-major tensors
+    model.to("cpu").double()
+    assert all(is_column_major(weight) for weight in linear_weights(model))
+    for name, tensor in plain.state_dict().items():
+        assert torch.equal(model.state_dict()[name], tensor), name
+
+
+def test_column_major_weights_give_the_same_logits_and_generation(small_models, atol):
+    plain, cached = small_models()
+    kv.store_weights_column_major(cached)
+    idx = random_prompt(SMALL_CONFIG["context_length"], batch_size=3)
+    torch.testing.assert_close(cached(idx), plain(idx), rtol=0, atol=atol)
+    prompt, context = random_prompt(5), SMALL_CONFIG["context_length"]
+    expected = prev.generate_text_simple(plain, prompt, 20, context)
+    assert kv.generate_text_cached(cached, prompt, 20, context).tolist() == expected.tolist()
+
+
+def test_column_major_weights_reproduce_the_book_output():
+    torch.manual_seed(123)
+    model = kv.GPTModelKV(prev.GPT_CONFIG_124M, fused_ops=True).eval()
+    kv.store_weights_column_major(model)
+    idx = torch.tensor([BOOK_IDS[:4]])  # "Hello, I am"
+    out = kv.generate_text_cached(model, idx, 10, prev.GPT_CONFIG_124M["context_length"])
+    assert out.tolist() == [BOOK_IDS]
+
+
 @pytest.mark.slow
 def test_benchmark_script_runs_a_small_model_and_reports_agreement():
     env = dict(os.environ)
@@ -223,8 +273,8 @@ def test_benchmark_script_runs_a_small_model_and_reports_agreement():
         cwd=KV_FOLDER, env=env, capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 0, result.stderr
-    assert "all 4 methods produced the same 16 token ids: True" in result.stdout
-    for method in ("no cache", "KV cache", "fused ops", "Hugging Face"):
+    assert "all 5 methods produced the same 16 token ids: True" in result.stdout
+    for method in ("no cache", "KV cache", "fused ops", "column-major weights", "Hugging Face"):
         assert method in result.stdout
     assert "KV cache speed-up over no cache:" in result.stdout
 
@@ -243,10 +293,9 @@ def test_matvec_layouts_script_times_every_gpt2_shape():
         assert float(linear_ms) > 0 and float(conv1d_ms) > 0
 
 
-def test_both_layouts_compute_the_same_product():
-    """The two timed calls must do the same work, or the comparison means nothing."""
-    layouts = import_course_module("ch04/03_kv-cache/matvec_layouts.py")
-    torch.manual_seed(0)
-    weight, bias, x = torch.randn(5, 3), torch.randn(5), torch.randn(1, 3)
-    linear, conv1d = layouts.layout_products(bias)
-    torch.testing.assert_close(linear(x, weight), conv1d(x, weight.t().contiguous()))
+def test_column_major_is_the_same_matrix_in_the_other_memory_order():
+    """matvec_layouts.py times F.linear on both orders; they must hold the same matrix."""
+    weight = torch.randn(5, 3)
+    stored = kv.column_major(weight)
+    assert torch.equal(stored, weight)
+    assert stored.stride() == (1, 5)
