@@ -33,7 +33,15 @@ EXCLUDED_TOP_LEVEL = {"tests"}
 SCRIPT_ENTRY_POINTS = {"main", "parse_args"}
 
 # Deliberate variants: (name, repository-relative path) -> why it differs.
-VARIANTS = {}
+# Variants registered with the same reason form their own family: they must be
+# identical to each other (the family's home is chosen as for any name).
+CH06_CLASSIFICATION_LOSS = ("chapter 6 classifies from the last token's logits "
+                            "instead of predicting every next token")
+VARIANTS = {
+    ("calc_loss_batch", "ch06/01_main-chapter-code/ch06.ipynb"): CH06_CLASSIFICATION_LOSS,
+    ("calc_loss_batch", "ch06/01_main-chapter-code/gpt_class_finetune.py"):
+        CH06_CLASSIFICATION_LOSS,
+}
 
 
 @dataclass
@@ -122,17 +130,21 @@ def _home_rank(definition):
 
 
 def group_copies(definitions, variants=None):
-    """{name: [home, copy, copy, ...]} for names defined more than once."""
+    """{name: [home, copy, copy, ...]} for names defined more than once.
+
+    A registered variant is grouped with the variants of that name registered
+    for the same reason, under the key (name, reason).
+    """
     variants = VARIANTS if variants is None else variants
     groups = {}
     for definition in definitions:
         if definition.name in SCRIPT_ENTRY_POINTS:
             continue
-        if (definition.name, definition.path) in variants:
-            continue
-        groups.setdefault(definition.name, []).append(definition)
-    return {name: sorted(group, key=_home_rank)
-            for name, group in groups.items() if len(group) > 1}
+        reason = variants.get((definition.name, definition.path))
+        key = definition.name if reason is None else (definition.name, reason)
+        groups.setdefault(key, []).append(definition)
+    return {key: sorted(group, key=_home_rank)
+            for key, group in groups.items() if len(group) > 1}
 
 
 def find_divergent_copies(root=REPO_ROOT, variants=None):

@@ -79,3 +79,21 @@ def test_home_prefers_earliest_chapter_and_main_notebook(tmp_path):
     write_notebook(tmp_path / "ch02/02_bonus/extra.ipynb", HOME_SOURCE)
     group = group_copies(find_definitions(tmp_path), variants={})["add"]
     assert group[0].path == "ch02/01_main-chapter-code/ch02.ipynb"
+
+
+def test_variants_with_one_reason_must_agree(tmp_path):
+    """Variants registered for the same reason form a family checked among itself."""
+    variant = HOME_SOURCE.replace("a + b", "a + b + 0").rstrip("\n")
+    make_tree(tmp_path, variant)
+    write_notebook(tmp_path / "ch05/01_main-chapter-code/ch05.ipynb",
+                   variant.replace("+ 0", "+ 1"))
+    reason = "test family"
+    variants = {
+        ("add", "ch03/01_main-chapter-code/previous_chapters.py"): reason,
+        ("add", "ch04/01_main-chapter-code/ch04.ipynb"): reason,
+        ("add", "ch05/01_main-chapter-code/ch05.ipynb"): reason,
+    }
+    problems = find_divergent_copies(tmp_path, variants=variants)
+    assert [(home.path, copy.path) for home, copy in problems] == [
+        ("ch03/01_main-chapter-code/previous_chapters.py", "ch05/01_main-chapter-code/ch05.ipynb")
+    ]
