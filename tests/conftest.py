@@ -13,16 +13,23 @@ MIRROR_ENV_VAR = "LLMS_FROM_SCRATCH_MIRROR"
 CHECKPOINT_CACHE = Path(tempfile.gettempdir()) / "llms-from-scratch-test-checkpoints"
 
 
-def openai_release_folder(model_size):
-    """A cached OpenAI-format GPT-2 release with random weights, in the real layout."""
+def openai_release_folder(model_size, hparams_override=None):
+    """A cached OpenAI-format GPT-2 release with random weights, in the real layout.
+
+    `hparams_override` (e.g. {"n_embd": 32, "n_head": 2, "n_layer": 2}) makes a
+    smaller model with the same files, for notebooks that only need to run.
+    """
     from openai_gpt2 import write_openai_gpt2_release
 
-    folder = CHECKPOINT_CACHE / "gpt-2" / "models" / model_size
+    name = model_size + "".join(f"-{key}{value}"
+                                for key, value in sorted((hparams_override or {}).items()))
+    folder = CHECKPOINT_CACHE / ("gpt-2" if name == model_size else "small") / "models" / name
     done_marker = folder / ".complete"
     CHECKPOINT_CACHE.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(CHECKPOINT_CACHE / f"{model_size}.lock")):
+    with FileLock(str(CHECKPOINT_CACHE / f"{name}.lock")):
         if not done_marker.exists():
-            write_openai_gpt2_release(folder, model_size=model_size, seed=0)
+            write_openai_gpt2_release(folder, model_size=model_size,
+                                      hparams_override=hparams_override, seed=0)
             done_marker.touch()
     return folder
 
@@ -32,11 +39,12 @@ def course_mirror(tmp_path):
     """Build a mirror folder: the real mirror's files plus requested fake weights.
 
     Call the fixture's value with the GPT-2 sizes a test needs, e.g.
-    `course_mirror(["124M"])`; it returns the folder to put in
-    $LLMS_FROM_SCRATCH_MIRROR, or None when there is nothing to mirror.
+    `course_mirror(["124M"])`, and optionally hyperparameters that shrink them
+    (`openai_gpt2_hparams`, see `openai_release_folder`); it returns the folder
+    to put in $LLMS_FROM_SCRATCH_MIRROR, or None when there is nothing to mirror.
     """
 
-    def build(openai_gpt2_sizes=()):
+    def build(openai_gpt2_sizes=(), openai_gpt2_hparams=None):
         original = os.environ.get(MIRROR_ENV_VAR)
         if not original and not openai_gpt2_sizes:
             return None
@@ -48,7 +56,8 @@ def course_mirror(tmp_path):
         for size in openai_gpt2_sizes:
             target = mirror / "gpt-2" / "models" / size
             target.parent.mkdir(parents=True, exist_ok=True)
-            target.symlink_to(openai_release_folder(size), target_is_directory=True)
+            target.symlink_to(openai_release_folder(size, openai_gpt2_hparams),
+                              target_is_directory=True)
         return mirror
 
     return build

@@ -51,7 +51,8 @@ def load_test_settings(root=REPO_ROOT):
 
     Keys are repository-relative notebook paths; values hold "parameters"
     (names and small values to inject), optionally "timeout" (seconds for
-    the whole notebook) and "openai_gpt2_sizes" (checkpoints it needs).
+    the whole notebook), "openai_gpt2_sizes" (checkpoints it needs) and
+    "openai_gpt2_hparams" (smaller hyperparameters for those checkpoints).
     """
     settings = {}
     for settings_file in sorted(Path(root, "tests").rglob("*notebook_parameters.json")):

@@ -55,7 +55,8 @@ def test_notebook_runs(notebook, tmp_path, course_mirror):
     copy = copy_for_execution(notebook, workdir)
 
     env = dict(os.environ, MPLBACKEND="module://matplotlib_inline.backend_inline")
-    mirror = course_mirror(settings.get("openai_gpt2_sizes", []))
+    mirror = course_mirror(settings.get("openai_gpt2_sizes", []),
+                           settings.get("openai_gpt2_hparams"))
     if mirror is not None:
         env["LLMS_FROM_SCRATCH_MIRROR"] = str(mirror)
 

@@ -58,7 +58,7 @@ GPT2_CONTEXT_LENGTH = 1024
 # --test-mode: a tiny random model that trains in seconds, on a few examples.
 TEST_MODE_CONFIG = {**GPT_CONFIG_124M, "emb_dim": 32, "n_heads": 2, "n_layers": 2,
                     "drop_rate": 0.0, "qkv_bias": True}
-TEST_MODE_EXAMPLES = 48  # per split
+TEST_MODE_EXAMPLES = 32  # per split
 NUM_CLASSES = 2  # 0: not spam ("ham"), 1: spam
 
 
@@ -519,7 +519,7 @@ def parse_args(argv=None):
 
 def fail(message):
     """Report a problem with the input in one line and exit with status 2."""
-    print(f"{Path(sys.argv[0]).name}: error: {message}", file=sys.stderr)
+    print(f"{Path(__file__).name}: error: {message}", file=sys.stderr)
     sys.exit(2)
 
 

@@ -1,0 +1,165 @@
+"""gpt_class_finetune.py: --help, a test-mode run, OpenAI's format end to end, bad input."""
+
+import os
+import re
+import subprocess
+import sys
+import zipfile
+
+import pytest
+import torch
+from course_imports import REPO_ROOT
+from openai_gpt2 import random_hf_gpt2, write_openai_gpt2_mirror
+
+SCRIPT_DIR = REPO_ROOT / "ch06" / "01_main-chapter-code"
+SMALL_HPARAMS = {"n_vocab": 50257, "n_ctx": 1024, "n_embd": 32, "n_head": 2, "n_layer": 2}
+
+
+def needs_mirror():
+    if not os.environ.get("LLMS_FROM_SCRATCH_MIRROR"):
+        pytest.skip("needs sms+spam+collection.zip from $LLMS_FROM_SCRATCH_MIRROR")
+
+
+def accuracies(stdout):
+    """The final accuracies, in percent, as the script prints them."""
+    return {name: float(value) for name, value in
+            re.findall(r"^(Training|Validation|Test) accuracy: ([\d.]+)%$", stdout, re.M)}
+
+
+def no_temporary_files(*folders):
+    return not [p for folder in folders if folder.exists() for p in folder.rglob("*.part")]
+
+
+def test_help_lists_hyphenated_options_only():
+    result = subprocess.run([sys.executable, "gpt_class_finetune.py", "--help"],
+                            cwd=SCRIPT_DIR, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    for option in ("--model-size", "--epochs", "--lr", "--batch-size", "--seed", "--device",
+                   "--output-dir", "--test-mode", "--context-length", "--trainable-layers",
+                   "--trainable-token-pos"):
+        assert option in result.stdout
+    assert "--test_mode" not in result.stdout  # the book's spelling works but is not listed
+
+
+def test_test_mode_runs_end_to_end(tmp_path, ch06, previous_chapters, tokenizer, capsys):
+    needs_mirror()
+    out = tmp_path / "out"
+    # the book repository's spellings of the options work too
+    ch06.main(["--test_mode", "--epochs", "2", "--eval_freq", "1", "--eval_iter", "1",
+               "--device", "cpu", "--output_dir", str(out), "--data-dir", str(tmp_path / "data")])
+    stdout = capsys.readouterr().out
+    assert "Messages padded to 120 tokens" in stdout
+    assert "4 training, 4 validation and 4 test batches" in stdout  # 32 examples each
+    assert stdout.count("Validation accuracy:") == 3  # after each epoch, and at the end
+    assert set(accuracies(stdout)) == {"Training", "Validation", "Test"}
+    assert all(0 <= value <= 100 for value in accuracies(stdout).values())
+    assert len(re.findall(r"^Ep \d \(Step \d{6}\)", stdout, re.M)) == 8  # every step
+    for name in ("review_classifier.pth", "loss-plot.pdf", "accuracy-plot.pdf"):
+        assert (out / name).stat().st_size > 0
+    assert no_temporary_files(out, tmp_path / "data")
+
+    config = previous_chapters.read_checkpoint_config(out / "review_classifier.pth")
+    assert (config["emb_dim"], config["num_classes"], config["max_length"]) == (32, 2, 120)
+
+
+@pytest.fixture(scope="module")
+def openai_mirror(tmp_path_factory):
+    """A mirror with the SMS data and an OpenAI-format GPT-2 "124M" (small, random)."""
+    needs_mirror()
+    hf_model = random_hf_gpt2(SMALL_HPARAMS, seed=5)
+    mirror = write_openai_gpt2_mirror(tmp_path_factory.mktemp("mirror"), "124M",
+                                      hf_model=hf_model)
+    real_mirror = os.environ["LLMS_FROM_SCRATCH_MIRROR"]
+    (mirror / "sms+spam+collection.zip").symlink_to(
+        os.path.realpath(os.path.join(real_mirror, "sms+spam+collection.zip")))
+    return mirror, hf_model
+
+
+def test_finetunes_openai_gpt2_and_saves_a_reloadable_model(
+        tmp_path, monkeypatch, capsys, openai_mirror, ch06, previous_chapters, tokenizer):
+    mirror, hf_model = openai_mirror
+    monkeypatch.setenv("LLMS_FROM_SCRATCH_MIRROR", str(mirror))
+    out = tmp_path / "out"
+    ch06.main(["--model-size", "124M", "--epochs", "1", "--batch-size", "64",
+               "--eval-freq", "8", "--eval-iter", "1", "--device", "cpu",
+               "--output-dir", str(out), "--data-dir", str(tmp_path / "data"),
+               "--models-dir", str(tmp_path / "gpt2")])
+    stdout = capsys.readouterr().out
+    # the last block, the final norm and the head of a 32-dimensional GPT-2
+    assert "Trainable parameters: 12,834" in stdout
+    assert "16 training, 3 validation and 5 test batches" in stdout
+    assert all(0 <= value <= 100 for value in accuracies(stdout).values())
+    assert len(accuracies(stdout)) == 3
+
+    path = out / "review_classifier.pth"
+    config = previous_chapters.read_checkpoint_config(path)
+    model = previous_chapters.GPTModel(config)
+    model.out_head = torch.nn.Linear(config["emb_dim"], config["num_classes"])
+    previous_chapters.load_checkpoint(path, model)
+    # frozen layers still hold the weights read from OpenAI's format
+    hf_state = hf_model.state_dict()
+    torch.testing.assert_close(model.tok_emb.weight, hf_state["transformer.wte.weight"],
+                               rtol=0, atol=0)
+    torch.testing.assert_close(model.trf_blocks[0].ff.layers[0].weight,
+                               hf_state["transformer.h.0.mlp.c_fc.weight"].T, rtol=0, atol=0)
+    # the finetuned head differs from its seeded start
+    torch.manual_seed(123)
+    assert not torch.equal(model.out_head.weight, torch.nn.Linear(32, 2).weight)
+
+    label = ch06.classify_review("Claim your free prize now!", model, tokenizer, "cpu",
+                                 max_length=config["max_length"])
+    assert label in ("spam", "not spam")
+
+
+def run_expecting_exit_2(ch06, capsys, argv):
+    with pytest.raises(SystemExit) as info:
+        ch06.main(argv)
+    assert info.value.code == 2
+    return capsys.readouterr().err.strip().splitlines()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--model-size", "999M"], "argument --model-size: invalid choice: '999M'"),
+    (["--epochs", "0"], "argument --epochs: must be greater than 0"),
+    (["--lr", "fast"], "argument --lr: expected a number"),
+    (["--context-length", "5000"], "argument --context-length: expected"),
+    (["--device", "tpu"], "argument --device: invalid choice"),
+])
+def test_bad_arguments_exit_2_naming_the_option(ch06, capsys, argv, message):
+    lines = run_expecting_exit_2(ch06, capsys, argv)
+    assert message in lines[-1]
+
+
+def test_output_dir_that_is_a_file_is_refused_before_any_work(tmp_path, ch06, capsys):
+    (tmp_path / "taken").write_text("a user's file")
+    lines = run_expecting_exit_2(ch06, capsys, ["--test-mode", "--output-dir",
+                                                str(tmp_path / "taken")])
+    assert "argument --output-dir" in lines[-1]
+    assert (tmp_path / "taken").read_text() == "a user's file"
+
+
+def test_corrupt_zip_gives_one_line_and_leaves_nothing_behind(tmp_path, ch06, capsys):
+    data, out = tmp_path / "data", tmp_path / "out"
+    data.mkdir()
+    (data / "sms_spam_collection.zip").write_bytes(b"PK\x03\x04 cut off" * 10)
+    lines = run_expecting_exit_2(ch06, capsys, ["--test-mode", "--data-dir", str(data),
+                                                "--output-dir", str(out)])
+    assert len(lines) == 1
+    assert "sms_spam_collection.zip is not a usable zip file" in lines[0]
+    assert sorted(p.name for p in data.iterdir()) == ["sms_spam_collection.zip"]
+    assert list(out.iterdir()) == []
+
+
+def test_truncated_zip_is_reported_the_same_way(tmp_path, ch06, capsys):
+    needs_mirror()
+    data = tmp_path / "data"
+    data.mkdir()
+    real = os.path.join(os.environ["LLMS_FROM_SCRATCH_MIRROR"], "sms+spam+collection.zip")
+    with open(real, "rb") as f:
+        whole = f.read()
+    assert zipfile.is_zipfile(real)
+    (data / "sms_spam_collection.zip").write_bytes(whole[: len(whole) // 3])
+    lines = run_expecting_exit_2(ch06, capsys, ["--test-mode", "--data-dir", str(data),
+                                                "--output-dir", str(tmp_path / "out")])
+    assert len(lines) == 1 and "not a usable zip file" in lines[0]
+    assert sorted(p.name for p in data.iterdir()) == ["sms_spam_collection.zip"]
