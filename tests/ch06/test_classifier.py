@@ -20,7 +20,8 @@ def tiny_classifier(ch06, previous_chapters, trainable_layers="last_block", seed
 
 def test_gpt2_small_trains_7_090_946_parameters(ch06, previous_chapters):
     config = {**previous_chapters.GPT_CONFIG_124M, "drop_rate": 0.0, "qkv_bias": True}
-    model = ch06.prepare_classifier(previous_chapters.GPTModel(config), 768)
+    with torch.device("meta"):  # shapes only: no memory, no time spent on random weights
+        model = ch06.prepare_classifier(previous_chapters.GPTModel(config), 768)
     trainable = {name: p.numel() for name, p in model.named_parameters() if p.requires_grad}
     assert sum(trainable.values()) == 7_090_946
 

@@ -2,17 +2,14 @@
 
 import os
 import re
-import subprocess
-import sys
 import zipfile
 
 import pytest
 import torch
-from course_imports import REPO_ROOT
-from openai_gpt2 import random_hf_gpt2, write_openai_gpt2_mirror
+from openai_gpt2 import OPENAI_HPARAMS, random_openai_weights
 
-SCRIPT_DIR = REPO_ROOT / "ch06" / "01_main-chapter-code"
-SMALL_HPARAMS = {"n_vocab": 50257, "n_ctx": 1024, "n_embd": 32, "n_head": 2, "n_layer": 2}
+# GPT-2's vocabulary and context with a 32-dimensional, 2-layer model: quick to train
+SMALL_OVERRIDE = {"n_embd": 32, "n_head": 2, "n_layer": 2}
 
 
 def needs_mirror():
@@ -30,15 +27,16 @@ def no_temporary_files(*folders):
     return not [p for folder in folders if folder.exists() for p in folder.rglob("*.part")]
 
 
-def test_help_lists_hyphenated_options_only():
-    result = subprocess.run([sys.executable, "gpt_class_finetune.py", "--help"],
-                            cwd=SCRIPT_DIR, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr
+def test_help_lists_hyphenated_options_only(ch06, capsys):
+    with pytest.raises(SystemExit) as info:
+        ch06.main(["--help"])
+    assert info.value.code == 0
+    help_text = capsys.readouterr().out
     for option in ("--model-size", "--epochs", "--lr", "--batch-size", "--seed", "--device",
                    "--output-dir", "--test-mode", "--context-length", "--trainable-layers",
                    "--trainable-token-pos"):
-        assert option in result.stdout
-    assert "--test_mode" not in result.stdout  # the book's spelling works but is not listed
+        assert option in help_text
+    assert "--test_mode" not in help_text  # the book's spelling works but is not listed
 
 
 def test_test_mode_runs_end_to_end(tmp_path, ch06, previous_chapters, tokenizer, capsys):
@@ -62,22 +60,15 @@ def test_test_mode_runs_end_to_end(tmp_path, ch06, previous_chapters, tokenizer,
     assert (config["emb_dim"], config["num_classes"], config["max_length"]) == (32, 2, 120)
 
 
-@pytest.fixture(scope="module")
-def openai_mirror(tmp_path_factory):
-    """A mirror with the SMS data and an OpenAI-format GPT-2 "124M" (small, random)."""
-    needs_mirror()
-    hf_model = random_hf_gpt2(SMALL_HPARAMS, seed=5)
-    mirror = write_openai_gpt2_mirror(tmp_path_factory.mktemp("mirror"), "124M",
-                                      hf_model=hf_model)
-    real_mirror = os.environ["LLMS_FROM_SCRATCH_MIRROR"]
-    (mirror / "sms+spam+collection.zip").symlink_to(
-        os.path.realpath(os.path.join(real_mirror, "sms+spam+collection.zip")))
-    return mirror, hf_model
-
-
 def test_finetunes_openai_gpt2_and_saves_a_reloadable_model(
-        tmp_path, monkeypatch, capsys, openai_mirror, ch06, previous_chapters, tokenizer):
-    mirror, hf_model = openai_mirror
+        tmp_path, monkeypatch, capsys, course_mirror, ch06, previous_chapters, tokenizer):
+    """A "124M" release in OpenAI's exact format, with small random weights.
+
+    The same (cached) checkpoint the notebook tests use: seeded random weights,
+    which `random_openai_weights` recreates here as the reference.
+    """
+    needs_mirror()
+    mirror = course_mirror(["124M"], SMALL_OVERRIDE)
     monkeypatch.setenv("LLMS_FROM_SCRATCH_MIRROR", str(mirror))
     out = tmp_path / "out"
     ch06.main(["--model-size", "124M", "--epochs", "1", "--batch-size", "64",
@@ -97,11 +88,12 @@ def test_finetunes_openai_gpt2_and_saves_a_reloadable_model(
     model.out_head = torch.nn.Linear(config["emb_dim"], config["num_classes"])
     previous_chapters.load_checkpoint(path, model)
     # frozen layers still hold the weights read from OpenAI's format
-    hf_state = hf_model.state_dict()
-    torch.testing.assert_close(model.tok_emb.weight, hf_state["transformer.wte.weight"],
+    weights = random_openai_weights({**OPENAI_HPARAMS["124M"], **SMALL_OVERRIDE}, seed=0)
+    torch.testing.assert_close(model.tok_emb.weight, torch.from_numpy(weights["model/wte"]),
                                rtol=0, atol=0)
     torch.testing.assert_close(model.trf_blocks[0].ff.layers[0].weight,
-                               hf_state["transformer.h.0.mlp.c_fc.weight"].T, rtol=0, atol=0)
+                               torch.from_numpy(weights["model/h0/mlp/c_fc/w"][0]).T,
+                               rtol=0, atol=0)
     # the finetuned head differs from its seeded start
     torch.manual_seed(123)
     assert not torch.equal(model.out_head.weight, torch.nn.Linear(32, 2).weight)
