@@ -58,7 +58,7 @@ GPT2_CONTEXT_LENGTH = 1024
 # --test-mode: a tiny random model that trains in seconds, on a few examples.
 TEST_MODE_CONFIG = {**GPT_CONFIG_124M, "emb_dim": 32, "n_heads": 2, "n_layers": 2,
                     "drop_rate": 0.0, "qkv_bias": True}
-TEST_MODE_EXAMPLES = 32  # per split
+TEST_MODE_EXAMPLES = 16  # per split
 NUM_CLASSES = 2  # 0: not spam ("ham"), 1: spam
 
 
@@ -461,6 +461,7 @@ def add_option(parser, name, **kwargs):
 
 def build_parser():
     parser = argparse.ArgumentParser(
+        prog=Path(__file__).name,  # also when main() is called from a notebook
         description="Finetune OpenAI's GPT-2 to classify text messages as spam or not "
                     "(chapter 6). The defaults are the book's run.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,

@@ -47,11 +47,11 @@ def test_test_mode_runs_end_to_end(tmp_path, ch06, previous_chapters, tokenizer,
                "--device", "cpu", "--output_dir", str(out), "--data-dir", str(tmp_path / "data")])
     stdout = capsys.readouterr().out
     assert "Messages padded to 120 tokens" in stdout
-    assert "4 training, 4 validation and 4 test batches" in stdout  # 32 examples each
+    assert "2 training, 2 validation and 2 test batches" in stdout  # 16 examples each
     assert stdout.count("Validation accuracy:") == 3  # after each epoch, and at the end
     assert set(accuracies(stdout)) == {"Training", "Validation", "Test"}
     assert all(0 <= value <= 100 for value in accuracies(stdout).values())
-    assert len(re.findall(r"^Ep \d \(Step \d{6}\)", stdout, re.M)) == 8  # every step
+    assert len(re.findall(r"^Ep \d \(Step \d{6}\)", stdout, re.M)) == 4  # every step
     for name in ("review_classifier.pth", "loss-plot.pdf", "accuracy-plot.pdf"):
         assert (out / name).stat().st_size > 0
     assert no_temporary_files(out, tmp_path / "data")
