@@ -367,7 +367,12 @@ def write_splits(data_file_path, data_dir):
         path = Path(data_dir) / f"{name}.csv"
         with tempfile.NamedTemporaryFile("w", dir=data_dir, prefix=f".{name}.", suffix=".part",
                                          delete=False, encoding="utf-8", newline="") as tmp:
-            split.to_csv(tmp, index=None)
+            try:
+                split.to_csv(tmp, index=None)
+            except BaseException:
+                tmp.close()
+                os.remove(tmp.name)
+                raise
         os.replace(tmp.name, path)
         paths.append(path)
     return paths
@@ -554,6 +559,9 @@ def main(argv=None):
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     print(f"Trainable parameters: {trainable:,}")
 
+    # as in ch06.ipynb: the same seed right before training, so the shuffling of the
+    # training data does not depend on what drew random numbers before
+    torch.manual_seed(args.seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     start = time.perf_counter()
     train_losses, val_losses, train_accs, val_accs, examples_seen = train_classifier_simple(
