@@ -16,14 +16,15 @@ def test_training_loop_on_instruction_batches_lowers_the_loss(ch07, previous, to
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=0.1)
 
     torch.manual_seed(123)
+    # a short start context: the per-epoch sample of 50 tokens is the slowest part
     train_losses, val_losses, tokens_seen = previous.train_model_simple(
-        model, train_loader, val_loader, optimizer, "cpu", num_epochs=4, eval_freq=2,
-        eval_iter=1, start_context=ch07.format_input(entries[0]), tokenizer=tokenizer)
+        model, train_loader, val_loader, optimizer, "cpu", num_epochs=2, eval_freq=3,
+        eval_iter=1, start_context="Name", tokenizer=tokenizer)
 
-    assert len(train_losses) == len(val_losses) == len(tokens_seen) == 4  # steps 0, 2, 4, 6
-    assert train_losses[-1] < train_losses[0] - 1.0
-    assert tokens_seen == sorted(tokens_seen) and tokens_seen[0] > 0
-    assert "### Instruction:" in capsys.readouterr().out  # the per-epoch sample
+    assert len(train_losses) == len(val_losses) == len(tokens_seen) == 2  # steps 0 and 3
+    assert train_losses[-1] < train_losses[0] - 0.5
+    assert 0 < tokens_seen[0] < tokens_seen[1]
+    assert capsys.readouterr().out.count("Name") == 2  # one sample per epoch
 
 
 def test_padding_targets_do_not_count_in_the_loss(ch07, previous):
