@@ -318,10 +318,10 @@ def validate_args(parser, args, output_names):
         value = getattr(args, name)
         if value is not None and value < 1:
             parser.error(f"argument --{name.replace('_', '-')}: must be at least 1, got {value}")
-    for name in ("lr", "weight_decay"):
-        value = getattr(args, name)
-        if not value >= 0 or (name == "lr" and value == 0):
-            parser.error(f"argument --{name.replace('_', '-')}: must be positive, got {value}")
+    if not args.lr > 0:
+        parser.error(f"argument --lr: must be positive, got {args.lr}")
+    if not args.weight_decay >= 0:
+        parser.error(f"argument --weight-decay: must be at least 0, got {args.weight_decay}")
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("argument --device: cuda was requested but no CUDA GPU is available")
     if args.device == "mps" and not torch.backends.mps.is_available():
