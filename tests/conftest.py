@@ -38,8 +38,9 @@ def course_mirror(tmp_path):
     """Build a mirror folder: the real mirror's files plus requested fake weights.
 
     Call the fixture's value with the GPT-2 sizes a test needs, e.g.
-    `course_mirror(["124M"])` (or a small stand-in such as "355M-small"); it returns the folder to put in
-    $LLMS_FROM_SCRATCH_MIRROR, or None when there is nothing to mirror.
+    `course_mirror(["124M"])` (or a small stand-in such as "355M-small"); it returns
+    the folder to put in $LLMS_FROM_SCRATCH_MIRROR, or None when there is nothing to
+    mirror.
     """
 
     def build(openai_gpt2_sizes=()):
