@@ -11,6 +11,10 @@ MIRROR_ENV_VAR = "LLMS_FROM_SCRATCH_MIRROR"
 # Random-weight OpenAI checkpoints are slow to write, so they are kept between
 # runs here (the weights are seeded, so a kept copy equals a fresh one).
 CHECKPOINT_CACHE = Path(tempfile.gettempdir()) / "llms-from-scratch-test-checkpoints"
+# Small stand-ins written under a real size's path, for notebooks and scripts whose
+# model is too slow to finetune inside the suite: GPT-2's vocabulary and context,
+# two narrow layers. "355M-small" is served as gpt-2/models/355M/.
+SMALL_STANDINS = {"355M-small": ("355M", {"n_embd": 64, "n_head": 2, "n_layer": 2})}
 
 
 def openai_release_folder(model_size, hparams_override=None):
@@ -21,6 +25,8 @@ def openai_release_folder(model_size, hparams_override=None):
     """
     from openai_gpt2 import write_openai_gpt2_release
 
+    real_size, standin_override = SMALL_STANDINS.get(model_size, (model_size, None))
+    hparams_override = hparams_override or standin_override
     name = model_size + "".join(f"-{key}{value}"
                                 for key, value in sorted((hparams_override or {}).items()))
     folder = CHECKPOINT_CACHE / ("gpt-2" if name == model_size else "small") / "models" / name
@@ -28,7 +34,7 @@ def openai_release_folder(model_size, hparams_override=None):
     CHECKPOINT_CACHE.mkdir(parents=True, exist_ok=True)
     with FileLock(str(CHECKPOINT_CACHE / f"{name}.lock")):
         if not done_marker.exists():
-            write_openai_gpt2_release(folder, model_size=model_size,
+            write_openai_gpt2_release(folder, model_size=real_size,
                                       hparams_override=hparams_override, seed=0)
             done_marker.touch()
     return folder
@@ -39,9 +45,10 @@ def course_mirror(tmp_path):
     """Build a mirror folder: the real mirror's files plus requested fake weights.
 
     Call the fixture's value with the GPT-2 sizes a test needs, e.g.
-    `course_mirror(["124M"])`, and optionally hyperparameters that shrink them
-    (`openai_gpt2_hparams`, see `openai_release_folder`); it returns the folder
-    to put in $LLMS_FROM_SCRATCH_MIRROR, or None when there is nothing to mirror.
+    `course_mirror(["124M"])` (or a small stand-in such as "355M-small"), and
+    optionally hyperparameters that shrink them (`openai_gpt2_hparams`, see
+    `openai_release_folder`); it returns the folder to put in
+    $LLMS_FROM_SCRATCH_MIRROR, or None when there is nothing to mirror.
     """
 
     def build(openai_gpt2_sizes=(), openai_gpt2_hparams=None):
@@ -54,7 +61,7 @@ def course_mirror(tmp_path):
             for entry in Path(original).iterdir():
                 (mirror / entry.name).symlink_to(entry.resolve())
         for size in openai_gpt2_sizes:
-            target = mirror / "gpt-2" / "models" / size
+            target = mirror / "gpt-2" / "models" / SMALL_STANDINS.get(size, (size,))[0]
             target.parent.mkdir(parents=True, exist_ok=True)
             target.symlink_to(openai_release_folder(size, openai_gpt2_hparams),
                               target_is_directory=True)

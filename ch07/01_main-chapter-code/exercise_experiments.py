@@ -1,0 +1,214 @@
+"""The chapter 7 exercises as options of one script.
+
+    python exercise_experiments.py --exercise-solution phi3_prompt        # exercise 7.1
+    python exercise_experiments.py --exercise-solution mask_instructions  # exercise 7.2
+    python exercise_experiments.py --exercise-solution alpaca_52k         # exercise 7.3
+    python exercise_experiments.py --exercise-solution lora               # exercise 7.4
+    python exercise_experiments.py --exercise-solution lora --test-mode   # seconds, for tests
+
+Each runs the chapter's finetuning (gpt_instruction_finetuning.py, with the same
+flags and the book's defaults) with one change, and writes the model, the test
+answers and the loss plot with the exercise's name in the file names, e.g.
+`instruction-data-with-response-lora.json` for `ollama_evaluate.py --file`:
+
+- phi3_prompt: Microsoft Phi-3's prompt style (`<|user|>` ... `<|assistant|>:`)
+  instead of Alpaca's; shorter prompts, so training is a little faster.
+- mask_instructions: the prompt's tokens are masked (-100) in the targets, so the
+  loss covers only the answer.
+- alpaca_52k: Stanford Alpaca's 52,002 entries instead of 1,100 (batch size 4 and
+  at most 512 tokens per entry, as in the book's solution, to fit in memory).
+- lora: the pretrained weights stay frozen; only LoRA layers of rank 16
+  (alpha 16) on every nn.Linear are trained (appendix E).
+
+The definitions below are copied unchanged from exercise-solutions.ipynb (their
+home); `LoRALayer`, `LinearWithLoRA` and `replace_linear_with_lora` are appendix
+E's.
+"""
+
+import argparse
+import math
+from pathlib import Path
+
+import torch
+from gpt_instruction_finetuning import (
+    INSTRUCTION_DATA_SHA256,
+    INSTRUCTION_DATA_URL,
+    InstructionDataset,
+    build_parser,
+    custom_collate_fn,
+    download_and_load_file,
+    format_input,
+    output_files,
+    run,
+    validate_args,
+)
+
+ALPACA_DATA_URL = (
+    "https://raw.githubusercontent.com/tatsu-lab/stanford_alpaca/main/alpaca_data.json"
+)
+EXERCISES = ("phi3_prompt", "mask_instructions", "alpaca_52k", "lora")
+
+
+def format_input_phi(entry):
+    """Phi-3's prompt style: the instruction (and input) after a `<|user|>` line."""
+    instruction_text = f"<|user|>\n{entry['instruction']}"
+    input_text = f"\n{entry['input']}" if entry["input"] else ""
+    return instruction_text + input_text
+
+
+class InstructionDatasetPhi(InstructionDataset):
+    """`InstructionDataset` with the Phi-3 prompt and an `<|assistant|>:` answer."""
+
+    def __init__(self, data, tokenizer):
+        self.data = data
+        self.encoded_texts = []
+        for entry in data:
+            full_text = format_input_phi(entry) + f"\n<|assistant|>:\n{entry['output']}"
+            self.encoded_texts.append(tokenizer.encode(full_text))
+
+
+def extract_response_phi(response_text, input_text):
+    """The answer after a Phi-3 prompt: what follows `<|assistant|>:`, up to an end-of-text."""
+    generated = response_text[len(input_text):]
+    header, found, answer = generated.partition("<|assistant|>:")
+    answer = answer if found else header
+    return answer.split("<|endoftext|>")[0].strip()
+
+
+class InstructionDatasetWithMasking(InstructionDataset):
+    """Items are (prompt length, token ids), so the collate function can mask the prompt."""
+
+    def __init__(self, data, tokenizer):
+        self.data = data
+        self.encoded_texts = []
+        for entry in data:
+            prompt_ids = tokenizer.encode(format_input(entry))
+            response_ids = tokenizer.encode(f"\n\n### Response:\n{entry['output']}")
+            self.encoded_texts.append((len(prompt_ids), prompt_ids + response_ids))
+
+
+def custom_collate_with_masking(batch, pad_token_id=50256, ignore_index=-100,
+                                allowed_max_length=None, device="cpu"):
+    """`custom_collate_fn` for (prompt length, token ids) items, prompt targets masked too.
+
+    Target i is token i + 1, so the targets of the prompt's tokens are
+    targets[:prompt_length - 1]: the model is then trained only to produce the
+    answer (and the end-of-text token after it), not to repeat the prompt.
+    """
+    inputs, targets = custom_collate_fn([item for _, item in batch], pad_token_id,
+                                        ignore_index, allowed_max_length, device)
+    for row, (prompt_length, _) in enumerate(batch):
+        targets[row, :prompt_length - 1] = ignore_index
+    return inputs, targets
+
+
+class LoRALayer(torch.nn.Module):
+    """The low-rank update (alpha / rank) * x A B that LoRA adds to a frozen layer.
+
+    A (in_dim x rank) starts random and B (rank x out_dim) starts at zero, so the
+    update is zero until training changes B.
+    """
+
+    def __init__(self, in_dim, out_dim, rank, alpha):
+        super().__init__()
+        if rank < 1:
+            raise ValueError(f"rank must be a positive integer, got {rank}")
+        self.A = torch.nn.Parameter(torch.empty(in_dim, rank))
+        torch.nn.init.kaiming_uniform_(self.A, a=math.sqrt(5))
+        self.B = torch.nn.Parameter(torch.zeros(rank, out_dim))
+        self.rank = rank
+        self.alpha = alpha
+        self.scale = alpha / rank  # the printed book uses alpha alone (see above)
+
+    def forward(self, x):
+        return self.scale * (x @ self.A @ self.B)
+
+    def extra_repr(self):  # shown by print(model)
+        in_dim, out_dim = self.A.shape[0], self.B.shape[1]
+        return f"in_dim={in_dim}, out_dim={out_dim}, rank={self.rank}, alpha={self.alpha}"
+
+
+class LinearWithLoRA(torch.nn.Module):
+    """An nn.Linear `linear` plus a LoRA update of the given rank and alpha."""
+
+    def __init__(self, linear, rank, alpha):
+        super().__init__()
+        self.linear = linear
+        # A and B live where the layer lives (CPU, GPU, or "meta" when only counting)
+        self.lora = LoRALayer(linear.in_features, linear.out_features, rank, alpha).to(
+            device=linear.weight.device, dtype=linear.weight.dtype
+        )
+
+    def forward(self, x):
+        return self.linear(x) + self.lora(x)
+
+
+def replace_linear_with_lora(model, rank, alpha):
+    """Wrap every nn.Linear inside `model` (at any depth) in a LinearWithLoRA, in place."""
+    for name, module in model.named_children():
+        if isinstance(module, torch.nn.Linear):
+            setattr(model, name, LinearWithLoRA(module, rank, alpha))
+        else:
+            replace_linear_with_lora(module, rank, alpha)
+
+
+def freeze_and_add_lora(model, rank=16, alpha=16):
+    """Freeze every pretrained weight, then add trainable LoRA layers to every nn.Linear."""
+    for param in model.parameters():
+        param.requires_grad = False
+    replace_linear_with_lora(model, rank=rank, alpha=alpha)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    print(f"Trainable parameters with LoRA: {trainable:,}")
+    return model
+
+
+def parse_args(argv=None):
+    parser = build_parser("The chapter 7 exercises: finetuning GPT-2 with one change each. "
+                          "The other defaults are the book's run.")
+    parser.add_argument("--exercise-solution", choices=EXERCISES, default=None,
+                        help="which exercise to run (required)")
+    parser.add_argument("--exercise_solution", dest="exercise_solution", choices=EXERCISES,
+                        default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    parser.add_argument("--lora-rank", type=int, default=16, help="rank of the LoRA layers (7.4)")
+    parser.add_argument("--lora-alpha", type=float, default=16, help="LoRA scaling alpha (7.4)")
+    args = parser.parse_args(argv)
+    if args.exercise_solution is None:
+        parser.error(f"argument --exercise-solution: required, one of {', '.join(EXERCISES)}")
+    if args.exercise_solution == "alpaca_52k":
+        # the book's solution: 52k entries, some long, need smaller batches
+        parser.set_defaults(batch_size=4)
+        args = parser.parse_args(argv)
+    if args.lora_rank < 1:
+        parser.error(f"argument --lora-rank: must be at least 1, got {args.lora_rank}")
+    validate_args(parser, args, output_files(args, suffix(args)))
+    return args
+
+
+def suffix(args):
+    return args.exercise_solution.replace("_", "-")
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    data_dir = Path(args.data_dir) if args.data_dir else Path(__file__).resolve().parent
+    options = {"suffix": suffix(args)}
+    if args.exercise_solution == "alpaca_52k":
+        data = download_and_load_file(data_dir / "alpaca_data.json", ALPACA_DATA_URL)
+        options["allowed_max_length"] = 512
+    else:
+        data = download_and_load_file(data_dir / "instruction-data.json", INSTRUCTION_DATA_URL,
+                                      sha256=INSTRUCTION_DATA_SHA256)
+    if args.exercise_solution == "phi3_prompt":
+        options.update(dataset_class=InstructionDatasetPhi, format_prompt=format_input_phi,
+                       extract=extract_response_phi)
+    elif args.exercise_solution == "mask_instructions":
+        options.update(dataset_class=InstructionDatasetWithMasking,
+                       collate_fn=custom_collate_with_masking)
+    elif args.exercise_solution == "lora":
+        options["prepare_model"] = lambda model: freeze_and_add_lora(
+            model, rank=args.lora_rank, alpha=args.lora_alpha)
+    return run(args, data, **options)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,118 @@
+"""Download OpenAI's pretrained GPT-2 and read its weights into NumPy arrays.
+
+OpenAI published GPT-2 in four sizes as TensorFlow checkpoints. Each size is a
+folder of seven files (see `GPT2_FILES`). `download_and_load_gpt2` fetches
+them with the course's download helper (which also reads them from a local
+mirror, `$LLMS_FROM_SCRATCH_MIRROR`, when there is no network) and turns the
+checkpoint into a nested dictionary of NumPy arrays that `load_weights_into_gpt`
+(chapter 5) copies into our own `GPTModel`.
+
+Reading the checkpoint needs TensorFlow (`pip install tensorflow-cpu`); nothing
+else in the course does, so it is imported only when a checkpoint is read.
+"""
+
+import json
+import os
+import re
+from pathlib import Path
+
+from downloads import GPT2_BPE_FILES, download_file
+
+GPT2_MODEL_SIZES = ("124M", "355M", "774M", "1558M")
+
+GPT2_BASE_URL = "https://openaipublic.blob.core.windows.net/gpt-2/models"
+# A copy of the same files kept by the book's author, used if OpenAI's is down.
+GPT2_BACKUP_BASE_URL = "https://f001.backblazeb2.com/file/LLMs-from-scratch/gpt2"
+
+GPT2_FILES = (
+    "checkpoint",                      # names the checkpoint ("model.ckpt")
+    "encoder.json",                    # BPE vocabulary: token string -> id
+    "hparams.json",                    # n_vocab, n_ctx, n_embd, n_head, n_layer
+    "model.ckpt.data-00000-of-00001",  # the weights themselves (0.5 to 6 GB)
+    "model.ckpt.index",                # where each variable sits in the data file
+    "model.ckpt.meta",                 # the TensorFlow graph
+    "vocab.bpe",                       # BPE merge rules
+)
+
+# The tokenizer files are the same for every size, and their sha256 is known.
+KNOWN_SHA256 = {name: sha256 for name, (_, sha256) in GPT2_BPE_FILES.items()}
+
+
+def download_and_load_gpt2(model_size, models_dir="gpt2"):
+    """Get GPT-2 `model_size` into `models_dir/model_size` and read it.
+
+    Returns `(settings, params)`: the hyperparameters from hparams.json and
+    the weights as nested dictionaries of NumPy arrays (see
+    `load_gpt2_params_from_tf_ckpt`). Files already present are not fetched
+    again.
+    """
+    if model_size not in GPT2_MODEL_SIZES:
+        raise ValueError(
+            f"unknown GPT-2 model size {model_size!r}; "
+            f"valid sizes are {', '.join(GPT2_MODEL_SIZES)}"
+        )
+    model_dir = Path(models_dir) / model_size
+    for filename in GPT2_FILES:
+        download_file(
+            f"{GPT2_BASE_URL}/{model_size}/{filename}",
+            model_dir / filename,
+            sha256=KNOWN_SHA256.get(filename),
+            backup_urls=[f"{GPT2_BACKUP_BASE_URL}/{model_size}/{filename}"],
+        )
+
+    settings = json.loads((model_dir / "hparams.json").read_text(encoding="utf-8"))
+    params = load_gpt2_params_from_tf_ckpt(model_dir, settings)
+    return settings, params
+
+
+def import_tensorflow():
+    """Import TensorFlow, or explain how to get it."""
+    # Hide TensorFlow's start-up notes about CPU instructions and GPUs.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        import tensorflow as tf
+    except ImportError as err:
+        raise ImportError(
+            "Reading OpenAI's GPT-2 checkpoints needs TensorFlow, which is not "
+            "installed: run `pip install tensorflow-cpu` (or `tensorflow`)."
+        ) from err
+    return tf
+
+
+def load_gpt2_params_from_tf_ckpt(model_dir, settings):
+    """Read the TensorFlow checkpoint in `model_dir` into nested dictionaries.
+
+    OpenAI's variables are named like `model/h3/attn/c_attn/w`. We keep the
+    path after `model/` as dictionary keys and collect the `h<i>` parts in a
+    list, so the result looks like:
+
+        {"wte": ..., "wpe": ..., "g": ..., "b": ...,          # ln_f's g and b
+         "blocks": [{"attn": {"c_attn": {"w": ..., "b": ...}, "c_proj": {...}},
+                     "mlp": {"c_fc": {...}, "c_proj": {...}},
+                     "ln_1": {"g": ..., "b": ...}, "ln_2": {...}}, ...]}
+    """
+    tf = import_tensorflow()
+    ckpt_path = tf.train.latest_checkpoint(str(model_dir))
+    if ckpt_path is None:
+        raise FileNotFoundError(f"no TensorFlow checkpoint found in {model_dir}")
+    reader = tf.train.load_checkpoint(ckpt_path)
+
+    params = {"blocks": [{} for _ in range(settings["n_layer"])]}
+    for name, _ in tf.train.list_variables(ckpt_path):
+        array = reader.get_tensor(name)
+        keys = name.split("/")[1:]  # drop the leading "model"
+        if keys[-1] == "w":
+            # OpenAI stored its linear layers as 1x1 convolutions: drop that axis
+            array = array[0]
+
+        target = params
+        block = re.fullmatch(r"h(\d+)", keys[0])
+        if block:
+            target = params["blocks"][int(block.group(1))]
+            keys = keys[1:]
+        elif keys[0] == "ln_f":
+            keys = keys[1:]  # the final layer norm's g and b sit at the top level
+        for key in keys[:-1]:
+            target = target.setdefault(key, {})
+        target[keys[-1]] = array
+    return params

@@ -1,0 +1,469 @@
+"""Chapter 7 as one script: finetune GPT-2 to follow instructions.
+
+    python gpt_instruction_finetuning.py                     # the book's run: GPT-2 355M, 2 epochs
+    python gpt_instruction_finetuning.py --model-size 124M   # smaller and faster
+    python gpt_instruction_finetuning.py --test-mode         # seconds: a tiny random model
+    python gpt_instruction_finetuning.py --help
+
+It downloads the 1,100-entry instruction dataset (or copies it from the folder
+named by $LLMS_FROM_SCRATCH_MIRROR), splits it 85/10/5 into training, test and
+validation entries, loads OpenAI's pretrained GPT-2, finetunes it on the
+prompts and responses (padding ignored in the loss), and writes three files to
+--output-dir: the finetuned model (`gpt2-medium355M-sft.pth` for 355M), the
+test entries with the model's answers under "model_response"
+(`instruction-data-with-response.json`, the input of `ollama_evaluate.py`), and
+a plot of the losses (`loss-plot.pdf`).
+
+The definitions below are copied unchanged from the chapter notebook ch07.ipynb
+(their home); a test checks that the copies stay identical.
+"""
+
+import argparse
+import json
+import os
+import re
+import sys
+import tempfile
+import time
+from functools import partial
+from pathlib import Path
+
+import tiktoken
+import torch
+from downloads import MIRROR_ENV_VAR, DownloadError, cache_gpt2_tokenizer_files, download_file
+from gpt_download import GPT2_MODEL_SIZES
+from previous_chapters import (
+    GPTModel,
+    calc_loss_loader,
+    default_device,
+    generate,
+    gpt_config_from_hparams,
+    load_openai_gpt2,
+    plot_losses,
+    save_checkpoint,
+    text_to_token_ids,
+    token_ids_to_text,
+    train_model_simple,
+)
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+INSTRUCTION_DATA_URL = (
+    "https://raw.githubusercontent.com/rasbt/LLMs-from-scratch/main/"
+    "ch07/01_main-chapter-code/instruction-data.json"
+)
+INSTRUCTION_DATA_SHA256 = "7e09a9af353722ca15c18bc580f093f9c39d3178335a75177319cb1e1d163944"
+
+# The names the book gives the four GPT-2 sizes (they also name the saved model).
+GPT2_MODEL_NAMES = {
+    "124M": "gpt2-small (124M)",
+    "355M": "gpt2-medium (355M)",
+    "774M": "gpt2-large (774M)",
+    "1558M": "gpt2-xl (1558M)",
+}
+
+# --test-mode: a tiny random model with GPT-2's vocabulary, so the tokenizer,
+# data and code paths are the real ones, but everything runs in seconds.
+TEST_MODE_CONFIG = {
+    "vocab_size": 50257, "context_length": 256, "emb_dim": 32, "n_heads": 2,
+    "n_layers": 2, "drop_rate": 0.0, "qkv_bias": True,
+}
+TEST_MODE_ENTRIES = 8
+TEST_MODE_MAX_NEW_TOKENS = 8
+
+RESPONSES_FILE = "instruction-data-with-response.json"
+LOSS_PLOT_FILE = "loss-plot.pdf"
+
+
+def download_and_load_file(file_path, url, sha256=None):
+    """Fetch the JSON file at `url` into `file_path` once, then parse it.
+
+    The course's download helper skips the download when the file is already
+    there, copies it from $LLMS_FROM_SCRATCH_MIRROR when that folder holds it,
+    and checks the file's SHA-256 when we know it.
+    """
+    download_file(url, file_path, sha256=sha256)
+    with open(file_path, encoding="utf-8") as file:
+        return json.load(file)
+
+
+def format_input(entry):
+    """The Alpaca-style prompt for one entry: a preamble, the instruction, the input.
+
+    The "### Input:" section appears only when the entry has an input. The
+    answer ("\\n\\n### Response:\\n" and the output) is appended separately, so
+    the same prompt serves for training texts and for asking the model.
+    """
+    instruction_text = (
+        "Below is an instruction that describes a task. "
+        "Write a response that appropriately completes the request."
+        f"\n\n### Instruction:\n{entry['instruction']}"
+    )
+    input_text = f"\n\n### Input:\n{entry['input']}" if entry["input"] else ""
+    return instruction_text + input_text
+
+
+def split_instruction_data(data, train_frac=0.85, test_frac=0.10):
+    """Split `data` in order into training, test and validation entries.
+
+    The first 85% train, the next 10% test, the rest (5%) validate; returned
+    as `(train_data, test_data, val_data)`, the order of the slices.
+    """
+    train_portion = int(len(data) * train_frac)
+    test_portion = int(len(data) * test_frac)
+    train_data = data[:train_portion]
+    test_data = data[train_portion:train_portion + test_portion]
+    val_data = data[train_portion + test_portion:]
+    return train_data, test_data, val_data
+
+
+class InstructionDataset(Dataset):
+    """Instruction entries as lists of token ids: prompt, "### Response:", answer.
+
+    Every text is tokenized once here, not again in every epoch.
+    """
+
+    def __init__(self, data, tokenizer):
+        self.data = data
+        self.encoded_texts = []
+        for entry in data:
+            full_text = format_input(entry) + f"\n\n### Response:\n{entry['output']}"
+            self.encoded_texts.append(tokenizer.encode(full_text))
+
+    def __getitem__(self, index):
+        return self.encoded_texts[index]
+
+    def __len__(self):
+        return len(self.data)
+
+
+def custom_collate_draft_1(batch, pad_token_id=50256, device="cpu"):
+    """First draft: pad every sequence of token ids to the same length.
+
+    Each sequence gets at least one end-of-text token (50256, which also
+    serves as padding); the batch is as long as its longest sequence.
+    """
+    batch_max_length = max(len(item) + 1 for item in batch)
+    inputs_lst = []
+    for item in batch:
+        padded = item + [pad_token_id] * (batch_max_length - len(item))
+        inputs_lst.append(torch.tensor(padded[:-1]))  # drop the one extra token
+    return torch.stack(inputs_lst).to(device)
+
+
+def custom_collate_draft_2(batch, pad_token_id=50256, device="cpu"):
+    """Second draft: padded inputs and the targets, the inputs shifted by one."""
+    batch_max_length = max(len(item) + 1 for item in batch)
+    inputs_lst, targets_lst = [], []
+    for item in batch:
+        padded = item + [pad_token_id] * (batch_max_length - len(item))
+        inputs_lst.append(torch.tensor(padded[:-1]))
+        targets_lst.append(torch.tensor(padded[1:]))  # the next token at each position
+    return torch.stack(inputs_lst).to(device), torch.stack(targets_lst).to(device)
+
+
+def custom_collate_fn(batch, pad_token_id=50256, ignore_index=-100, allowed_max_length=None,
+                      device="cpu"):
+    """Final version: inputs and targets, padding after the first end-of-text ignored.
+
+    The first end-of-text target stays, so the model learns to stop after its
+    answer; the padding targets after it become `ignore_index`, which
+    cross-entropy skips. We find the padding by position (everything after the
+    sequence's own tokens), so a 50256 inside a text would still count.
+    `allowed_max_length` truncates long sequences.
+    """
+    batch_max_length = max(len(item) + 1 for item in batch)
+    inputs_lst, targets_lst = [], []
+    for item in batch:
+        padded = item + [pad_token_id] * (batch_max_length - len(item))
+        inputs = torch.tensor(padded[:-1])
+        targets = torch.tensor(padded[1:])
+        # targets[len(item) - 1] is the first end-of-text token: keep it
+        targets[len(item):] = ignore_index
+        if allowed_max_length is not None:
+            inputs = inputs[:allowed_max_length]
+            targets = targets[:allowed_max_length]
+        inputs_lst.append(inputs)
+        targets_lst.append(targets)
+    return torch.stack(inputs_lst).to(device), torch.stack(targets_lst).to(device)
+
+
+def create_instruction_loaders(train_data, val_data, test_data, tokenizer, collate_fn,
+                               batch_size=8, num_workers=0, dataset_class=InstructionDataset):
+    """DataLoaders for the three splits; only the training one shuffles and drops
+    its last incomplete batch (so every training step sees `batch_size` entries).
+
+    Seed the global RNG before iterating: the training loader draws its order
+    from it at the start of every epoch.
+    """
+    def loader(data, training):
+        return DataLoader(dataset_class(data, tokenizer), batch_size=batch_size,
+                          collate_fn=collate_fn, shuffle=training, drop_last=training,
+                          num_workers=num_workers)
+    return loader(train_data, True), loader(val_data, False), loader(test_data, False)
+
+
+def extract_response(response_text, input_text):
+    """The model's answer in `response_text` (the prompt `input_text` plus what it generated).
+
+    We keep what follows the prompt, after the first "### Response:" header
+    and before an end-of-text marker, without surrounding whitespace.
+    """
+    generated = response_text[len(input_text):]
+    header, found, answer = generated.partition("### Response:")
+    answer = answer if found else header
+    return answer.split("<|endoftext|>")[0].strip()
+
+
+def generate_test_responses(model, test_data, tokenizer, device, max_new_tokens=256,
+                            format_prompt=format_input, extract=extract_response):
+    """Add the model's greedy answer to every entry under "model_response"; return them.
+
+    Generation stops at the end-of-text token (50256), which finetuning taught
+    the model to produce after its answer. `format_prompt` and `extract` are
+    the prompt style's two halves (exercise 7.1 swaps in another style).
+    """
+    model.eval()
+    context_size = model.pos_emb.weight.shape[0]
+    for entry in tqdm(test_data, desc="Generating responses", file=sys.stderr):
+        input_text = format_prompt(entry)
+        token_ids = generate(
+            model=model, idx=text_to_token_ids(input_text, tokenizer).to(device),
+            max_new_tokens=max_new_tokens, context_size=context_size, eos_id=50256,
+        )
+        entry["model_response"] = extract(token_ids_to_text(token_ids, tokenizer), input_text)
+    return test_data
+
+
+# the same helper as in ch02/05_bpe-from-scratch (its home)
+def write_json_atomically(path, data):
+    """Write JSON to a temporary file, then rename: never a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(
+        "w", encoding="utf-8", dir=path.parent, prefix=f".{path.name}.", suffix=".part",
+        delete=False,
+    ) as tmp:
+        temp_path = tmp.name
+        try:
+            json.dump(data, tmp, ensure_ascii=False)
+        except BaseException:
+            tmp.close()
+            os.remove(temp_path)
+            raise
+    os.replace(temp_path, path)
+
+
+def finetuned_model_file(choose_model):
+    """The book's file name for a finetuned model, e.g. "gpt2-medium355M-sft.pth"."""
+    return f"{re.sub(r'[ ()]', '', choose_model)}-sft.pth"
+
+
+class OneLineErrorParser(argparse.ArgumentParser):
+    """An ArgumentParser that reports a bad command line in one line, exit status 2.
+
+    argparse prints its whole usage block before the error; the one line naming
+    the flag is what a reader needs, and `--help` still shows the usage.
+    """
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def build_parser(description):
+    """The options shared by this script and exercise_experiments.py (book defaults)."""
+    parser = OneLineErrorParser(description=description,
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+
+    def add(flag, **options):
+        """Add `flag`, and the book repository's underscore spelling as a hidden alias."""
+        action = parser.add_argument(flag, **options)
+        alias = "--" + flag[2:].replace("-", "_")
+        if alias != flag:
+            parser.add_argument(alias, **{**options, "dest": action.dest,
+                                          "help": argparse.SUPPRESS})
+
+    add("--model-size", choices=GPT2_MODEL_SIZES, default="355M",
+        help="which OpenAI GPT-2 to finetune")
+    add("--models-dir", default="gpt2", help="folder that holds (or receives) GPT-2's files")
+    add("--data-dir", default=None,
+        help="where the dataset's JSON file is kept (None: this script's folder)")
+    add("--output-dir", default=".", help="where the model, responses and plot are written")
+    add("--epochs", type=int, default=2, help="passes over the training entries")
+    add("--lr", type=float, default=5e-5, help="AdamW learning rate")
+    add("--weight-decay", type=float, default=0.1, help="AdamW weight decay")
+    add("--batch-size", type=int, default=8, help="entries per batch")
+    add("--seed", type=int, default=123, help="seed for shuffling and dropout")
+    add("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto",
+        help="where to train; auto picks CUDA, then MPS, then the CPU")
+    add("--eval-freq", type=int, default=5, help="measure the losses every this many steps")
+    add("--eval-iter", type=int, default=5, help="batches per loss measurement")
+    add("--max-new-tokens", type=int, default=256, help="longest generated answer, in tokens")
+    add("--max-train-entries", type=int, default=None,
+        help="finetune on only the first N training entries (None: all)")
+    add("--max-test-entries", type=int, default=None,
+        help="generate answers for only the first N test entries (None: all)")
+    add("--overwrite", action="store_true", help="replace output files from an earlier run")
+    add("--test-mode", action="store_true",
+        help="a tiny random-weight model, 8 entries per split and at most 8 new tokens "
+             "per answer: runs in seconds (for tests)")
+    return parser
+
+
+def validate_args(parser, args, output_names):
+    """Check every value before the long work starts; exit 2 naming the flag."""
+    positive = ("epochs", "batch_size", "eval_freq", "eval_iter", "max_new_tokens",
+                "max_train_entries", "max_test_entries")
+    for name in positive:
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            parser.error(f"argument --{name.replace('_', '-')}: must be at least 1, got {value}")
+    if not args.lr > 0:
+        parser.error(f"argument --lr: must be positive, got {args.lr}")
+    if not args.weight_decay >= 0:
+        parser.error(f"argument --weight-decay: must be at least 0, got {args.weight_decay}")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("argument --device: cuda was requested but no CUDA GPU is available")
+    if args.device == "mps" and not torch.backends.mps.is_available():
+        parser.error("argument --device: mps was requested but MPS is not available")
+    output_dir = Path(args.output_dir)
+    if output_dir.exists() and not output_dir.is_dir():
+        parser.error(f"argument --output-dir: {output_dir} exists and is not a folder")
+    existing = [name for name in output_names if (output_dir / name).exists()]
+    if existing and not args.overwrite:
+        parser.error(f"argument --output-dir: {output_dir} already holds "
+                     f"{', '.join(existing)}; pass --overwrite to replace")
+
+
+def parse_args(argv=None):
+    parser = build_parser("Finetune GPT-2 to follow instructions (chapter 7). "
+                          "The defaults are the book's run.")
+    args = parser.parse_args(argv)
+    validate_args(parser, args, output_files(args))
+    return args
+
+
+def output_files(args, suffix=""):
+    """Names of the model, responses and plot files a run writes into --output-dir."""
+    choose_model = "test-model" if args.test_mode else GPT2_MODEL_NAMES[args.model_size]
+    model_file = finetuned_model_file(choose_model)
+    if suffix:
+        model_file = model_file.replace("-sft.pth", f"-sft-{suffix}.pth")
+    stem = f"-{suffix}" if suffix else ""
+    return [model_file, RESPONSES_FILE.replace(".json", f"{stem}.json"),
+            LOSS_PLOT_FILE.replace(".pdf", f"{stem}.pdf")]
+
+
+def split_for_run(data, args):
+    """The three splits of `data`; test mode and the --max-*-entries flags keep fewer."""
+    train_data, test_data, val_data = split_instruction_data(data)
+    if args.test_mode:
+        train_data, test_data, val_data = (split[:TEST_MODE_ENTRIES]
+                                           for split in (train_data, test_data, val_data))
+    train_data = train_data[:args.max_train_entries]
+    test_data = test_data[:args.max_test_entries]
+    print(f"{len(data):,} entries: {len(train_data)} for training, {len(val_data)} for "
+          f"validation, {len(test_data)} for testing")
+    return train_data, val_data, test_data
+
+
+def load_model(args):
+    """GPT-2 with OpenAI's weights (or --test-mode's tiny random model) and its config."""
+    if args.test_mode:
+        return GPTModel(TEST_MODE_CONFIG), TEST_MODE_CONFIG
+    try:
+        model = load_openai_gpt2(args.model_size, args.models_dir)
+    except DownloadError:
+        sys.exit(f"error: could not download GPT-2 {args.model_size} (no network?). Set "
+                 f"{MIRROR_ENV_VAR} to a folder holding gpt-2/models/{args.model_size}/, or "
+                 f"place OpenAI's files in {args.models_dir}/{args.model_size}/.")
+    hparams = Path(args.models_dir, args.model_size, "hparams.json").read_text(encoding="utf-8")
+    return model, gpt_config_from_hparams(json.loads(hparams))
+
+
+def finetune(model, train_loader, val_loader, start_context, tokenizer, device, args):
+    """Chapter 5's training loop on the instruction batches; returns the loss history."""
+    with torch.no_grad():  # the losses before finetuning, for comparison
+        train_loss = calc_loss_loader(train_loader, model, device, num_batches=5)
+        val_loss = calc_loss_loader(val_loader, model, device, num_batches=5)
+    print(f"Before finetuning: training loss {train_loss:.3f}, validation loss {val_loss:.3f}")
+
+    torch.manual_seed(args.seed)
+    trainable = [param for param in model.parameters() if param.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=args.lr, weight_decay=args.weight_decay)
+    start = time.perf_counter()
+    history = train_model_simple(
+        model, train_loader, val_loader, optimizer, device,
+        num_epochs=args.epochs, eval_freq=args.eval_freq, eval_iter=args.eval_iter,
+        start_context=start_context, tokenizer=tokenizer,
+    )
+    print(f"Training took {(time.perf_counter() - start) / 60:.2f} minutes.")
+    return history
+
+
+def run(args, data, dataset_class=InstructionDataset, collate_fn=custom_collate_fn,
+        format_prompt=format_input, extract=extract_response, prepare_model=None,
+        allowed_max_length=None, suffix=""):
+    """Finetune on `data` and write the model, the test answers and the loss plot.
+
+    The keyword arguments are what the exercises (exercise_experiments.py)
+    change: the dataset class and collate function, the prompt style, a
+    function applied to the loaded model (LoRA) and the longest sequence.
+    Returns the training losses, validation losses and answered test entries.
+    """
+    device = default_device() if args.device == "auto" else torch.device(args.device)
+    print(f"torch {torch.__version__}, device: {device}")
+    model_file, responses_file, plot_file = output_files(args, suffix)
+    output_dir = Path(args.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+
+    cache_gpt2_tokenizer_files()  # lets tiktoken load GPT-2's BPE with no network
+    tokenizer = tiktoken.get_encoding("gpt2")
+    train_data, val_data, test_data = split_for_run(data, args)
+
+    torch.manual_seed(args.seed)
+    model, config = load_model(args)
+    if prepare_model is not None:
+        prepare_model(model)
+    model.to(device)
+    collate = partial(collate_fn, device=device,
+                      allowed_max_length=allowed_max_length or config["context_length"])
+    torch.manual_seed(args.seed)
+    train_loader, val_loader, _ = create_instruction_loaders(
+        train_data, val_data, test_data, tokenizer, collate, batch_size=args.batch_size,
+        dataset_class=dataset_class)
+    if len(train_loader) == 0:
+        sys.exit(f"error: {len(train_data)} training entries make no full batch of "
+                 f"--batch-size {args.batch_size}")
+
+    train_losses, val_losses, tokens_seen = finetune(
+        model, train_loader, val_loader, format_prompt(val_data[0]), tokenizer, device, args)
+
+    max_new_tokens = min(args.max_new_tokens, TEST_MODE_MAX_NEW_TOKENS) if args.test_mode \
+        else args.max_new_tokens
+    generate_test_responses(model, test_data, tokenizer, device, max_new_tokens,
+                            format_prompt=format_prompt, extract=extract)
+    write_json_atomically(output_dir / responses_file, test_data)
+    print(f"Saved the test entries with the model's answers to {output_dir / responses_file}")
+    save_checkpoint(output_dir / model_file, model, config=config)
+    print(f"Saved the finetuned model to {output_dir / model_file}")
+
+    if train_losses:
+        epochs_seen = torch.linspace(0, args.epochs, len(train_losses))
+        plot_losses(epochs_seen, tokens_seen, train_losses, val_losses).savefig(
+            output_dir / plot_file)
+        print(f"Saved the loss plot to {output_dir / plot_file}")
+    return train_losses, val_losses, test_data
+
+
+def main(argv=None):
+    """The chapter's run: the instruction dataset, GPT-2, finetuning, answers, files."""
+    args = parse_args(argv)
+    data_dir = Path(args.data_dir) if args.data_dir else Path(__file__).resolve().parent
+    data = download_and_load_file(data_dir / "instruction-data.json", INSTRUCTION_DATA_URL,
+                                  sha256=INSTRUCTION_DATA_SHA256)
+    return run(args, data)
+
+
+if __name__ == "__main__":
+    main()

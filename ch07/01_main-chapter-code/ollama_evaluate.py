@@ -1,0 +1,261 @@
+"""Score a finetuned model's answers with a local LLM judge served by Ollama.
+
+    ollama serve                # in another terminal (https://ollama.com)
+    ollama pull llama3          # once: the judge model (about 4.7 GB)
+    python ollama_evaluate.py --file instruction-data-with-response.json
+    python ollama_evaluate.py --help
+
+For every entry of the JSON file (written by gpt_instruction_finetuning.py or
+the chapter notebook) the judge compares the model's answer ("model_response")
+with the dataset's answer ("output") and replies with a score from 0 to 100.
+The script prints the average score and how many replies were a usable
+number. A reply that is not a number, or a request that fails even after
+retries, is counted as unparsed and reported; it never counts as a 0.
+
+The client speaks Ollama's HTTP API (POST /api/chat, GET /api/tags) through
+`requests`. It asks for seed 123, temperature 0 and a 2,048-token context, so
+repeated runs give the same scores. The definitions below are copied unchanged
+from the chapter notebook ch07.ipynb (their home).
+"""
+
+import argparse
+import json
+import os
+import re
+import sys
+import time
+from pathlib import Path
+
+import requests
+from tqdm import tqdm
+
+DEFAULT_OLLAMA_HOST = "http://localhost:11434"
+JUDGE_OPTIONS = {"seed": 123, "temperature": 0, "num_ctx": 2048}
+
+
+class OllamaError(RuntimeError):
+    """The Ollama server could not be used at all (not running, model missing)."""
+
+
+def ollama_base_url(host=None):
+    """The server's base URL from `host`, else $OLLAMA_HOST, else localhost:11434.
+
+    Accepts what Ollama itself accepts in OLLAMA_HOST: "localhost:11434",
+    "0.0.0.0" (which means "this machine" for a client) or a full URL.
+    """
+    host = (host or os.environ.get("OLLAMA_HOST") or DEFAULT_OLLAMA_HOST).strip().rstrip("/")
+    if "://" not in host:
+        host = f"http://{host}"
+    scheme, rest = host.split("://", 1)
+    if not re.search(r":\d+$", rest.split("/")[0]):
+        rest = rest.replace(rest.split("/")[0], rest.split("/")[0] + ":11434", 1)
+    rest = rest.replace("0.0.0.0", "127.0.0.1", 1)
+    return f"{scheme}://{rest}"
+
+
+def check_ollama(model="llama3", host=None, timeout=5):
+    """Make sure a server answers at `host` and has `model`; raise OllamaError if not.
+
+    We ask the server itself (GET /api/tags lists the pulled models) instead
+    of looking for an `ollama` process, which could not tell us its address
+    or its models, and could be on another machine.
+    """
+    base_url = ollama_base_url(host)
+    try:
+        response = requests.get(f"{base_url}/api/tags", timeout=timeout)
+        response.raise_for_status()
+        pulled = [entry["name"] for entry in response.json().get("models", [])]
+    except (requests.RequestException, ValueError, KeyError) as err:
+        raise OllamaError(
+            f"No Ollama server answers at {base_url} ({type(err).__name__}): start it with "
+            f"`ollama serve` (and `ollama pull {model}` once), or pass its address with --host."
+        ) from None
+    # "llama3" means the tag "llama3:latest"
+    if model not in pulled and f"{model}:latest" not in pulled:
+        raise OllamaError(
+            f"The Ollama server at {base_url} does not have the model {model!r}: "
+            f"run `ollama pull {model}` (pulled: {', '.join(pulled) or 'none'})."
+        )
+    return base_url
+
+
+def query_model(prompt, model="llama3", url="http://localhost:11434/api/chat", *,
+                options=None, timeout=120, retries=3, backoff=2.0):
+    """Send `prompt` to Ollama's chat endpoint at `url` and return the reply text.
+
+    A slow server (timeout), a dropped connection or a server error (HTTP 5xx)
+    is retried `retries` times, waiting `backoff`, 2 x `backoff`, ... seconds;
+    then the last error is raised. A missing model (HTTP 404) raises
+    OllamaError at once: retrying would not help.
+    """
+    data = {
+        "model": model,
+        "messages": [{"role": "user", "content": prompt}],
+        "options": dict(JUDGE_OPTIONS if options is None else options),
+        "stream": False,
+    }
+    for attempt in range(retries + 1):
+        try:
+            response = requests.post(url, json=data, timeout=timeout)
+            if response.status_code == 404:
+                raise OllamaError(f"Ollama has no model {model!r}: run `ollama pull {model}`.")
+            response.raise_for_status()
+            return response.json()["message"]["content"]
+        except (requests.ConnectionError, requests.Timeout, requests.HTTPError):
+            if attempt == retries:
+                raise
+            time.sleep(backoff * 2 ** attempt)
+
+
+def parse_score(reply):
+    """The score 0-100 in a judge's reply such as "85" or "85/100.", else None."""
+    match = re.fullmatch(r"\s*(?:score:\s*)?(\d{1,3}(?:\.\d+)?)\s*(?:/\s*100)?\s*\.?\s*",
+                         reply, flags=re.IGNORECASE)
+    if match is None:
+        return None
+    score = float(match.group(1))
+    if not 0 <= score <= 100:
+        return None
+    return int(score) if score.is_integer() else score
+
+
+def format_input(entry):
+    """The Alpaca-style prompt for one entry: a preamble, the instruction, the input.
+
+    The "### Input:" section appears only when the entry has an input. The
+    answer ("\\n\\n### Response:\\n" and the output) is appended separately, so
+    the same prompt serves for training texts and for asking the model.
+    """
+    instruction_text = (
+        "Below is an instruction that describes a task. "
+        "Write a response that appropriately completes the request."
+        f"\n\n### Instruction:\n{entry['instruction']}"
+    )
+    input_text = f"\n\n### Input:\n{entry['input']}" if entry["input"] else ""
+    return instruction_text + input_text
+
+
+def judge_prompt(entry, json_key):
+    """Ask the judge to compare the answer under `json_key` with the dataset's output."""
+    return (
+        f"Given the input `{format_input(entry)}` "
+        f"and correct output `{entry['output']}`, "
+        f"score the model response `{entry[json_key]}`"
+        " on a scale from 0 to 100, where 100 is the best score. "
+        "Respond with the integer number only."
+    )
+
+
+def generate_model_scores(json_data, json_key, model="llama3", url=None, **query_options):
+    """Score every entry's answer under `json_key`; one result per entry.
+
+    A result is the score (a number from 0 to 100), or None when the judge's
+    reply was not a number or the request failed after its retries. Keeping
+    None in the list, instead of dropping it or writing 0, means a reader
+    cannot mistake a failed request for a bad answer: use `summarize_scores`.
+    """
+    url = url or f"{ollama_base_url()}/api/chat"
+    scores = []
+    for entry in tqdm(json_data, desc="Scoring entries", file=sys.stderr):
+        try:
+            reply = query_model(judge_prompt(entry, json_key), model, url, **query_options)
+        except (requests.RequestException, ValueError, KeyError) as err:
+            print(f"Request failed: {type(err).__name__}: {err}", file=sys.stderr)
+            scores.append(None)
+            continue
+        score = parse_score(reply)
+        if score is None:
+            print(f"Could not read a score in the reply {reply[:60]!r}", file=sys.stderr)
+        scores.append(score)
+    return scores
+
+
+def summarize_scores(scores):
+    """(average of the usable scores or None, number usable, number of entries)."""
+    parsed = [score for score in scores if score is not None]
+    average = sum(parsed) / len(parsed) if parsed else None
+    return average, len(parsed), len(scores)
+
+
+class OneLineErrorParser(argparse.ArgumentParser):
+    """An ArgumentParser that reports a bad command line in one line, exit status 2.
+
+    argparse prints its whole usage block before the error; the one line naming
+    the flag is what a reader needs, and `--help` still shows the usage.
+    """
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def parse_args(argv=None):
+    parser = OneLineErrorParser(
+        description="Score a model's answers (the 'model_response' of each entry) with a "
+                    "local Ollama model as the judge (chapter 7).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--file", default="instruction-data-with-response.json",
+                        help="JSON list of entries with instruction, input, output and the key")
+    parser.add_argument("--model", default="llama3", help="the Ollama model that judges")
+    parser.add_argument("--host", default=None,
+                        help=f"the Ollama server (None: $OLLAMA_HOST, else {DEFAULT_OLLAMA_HOST})")
+    parser.add_argument("--json-key", default="model_response",
+                        help="the key of the answers to score")
+    parser.add_argument("--timeout", type=float, default=120,
+                        help="seconds to wait for one reply before retrying")
+    parser.add_argument("--retries", type=int, default=3, help="retries per entry")
+    # the book repository's spellings, accepted but not listed
+    parser.add_argument("--file_path", dest="file", default=argparse.SUPPRESS,
+                        help=argparse.SUPPRESS)
+    parser.add_argument("--json_key", dest="json_key", default=argparse.SUPPRESS,
+                        help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if not args.timeout > 0:
+        parser.error(f"argument --timeout: must be positive, got {args.timeout}")
+    if args.retries < 0:
+        parser.error(f"argument --retries: must be at least 0, got {args.retries}")
+    return args
+
+
+def load_entries(path, json_key):
+    """Read the JSON list of entries at `path`; one line naming the problem if unusable."""
+    try:
+        entries = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise ValueError(f"argument --file: cannot read JSON from {path} "
+                         f"({type(err).__name__})") from None
+    required = {"instruction", "output", json_key}
+    if not isinstance(entries, list) or not all(
+            isinstance(entry, dict) and required <= entry.keys() for entry in entries):
+        raise ValueError(f"argument --file: {path} must be a JSON list of entries with the "
+                         f"keys {', '.join(sorted(required))}")
+    return entries
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    try:
+        entries = load_entries(args.file, args.json_key)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    try:
+        base_url = check_ollama(args.model, args.host)
+        scores = generate_model_scores(entries, args.json_key, args.model,
+                                       url=f"{base_url}/api/chat", timeout=args.timeout,
+                                       retries=args.retries)
+    except OllamaError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+
+    average, n_parsed, n_total = summarize_scores(scores)
+    print(f"Number of scores: {n_parsed} of {n_total}")
+    if n_parsed < n_total:
+        print(f"Unparsed (no usable number or a failed request): {n_total - n_parsed}")
+    print("Average score: " + ("none (no usable scores)" if average is None
+                               else f"{average:.2f}"))
+    return 0 if n_parsed else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
