@@ -30,7 +30,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 EXCLUDED_TOP_LEVEL = {"tests"}
 
 # Names every script may define in its own way.
-SCRIPT_ENTRY_POINTS = {"main", "parse_args"}
+SCRIPT_ENTRY_POINTS = {"main", "parse_args", "build_parser"}
 
 # Deliberate variants: (name, repository-relative path) -> why it differs.
 # Variants registered with the same reason form their own family: they must be
