@@ -46,7 +46,10 @@ EXCLUDED_TOP_LEVEL = {"tests"}
 SCRIPT_ENTRY_POINTS = {"main", "parse_args"}
 
 # Files copied whole into every folder that needs them: file name -> home.
-WHOLE_FILE_HOMES = {"downloads.py": "ch02/01_main-chapter-code/downloads.py"}
+WHOLE_FILE_HOMES = {
+    "downloads.py": "ch02/01_main-chapter-code/downloads.py",
+    "script_helpers.py": "ch02/02_bonus_bytepair-encoder/script_helpers.py",
+}
 
 # Deliberate variants: (name, repository-relative path) -> why it differs.
 VARIANTS = {
