@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
-DEVICE_HELP = "where to run: auto picks cuda, then mps, then cpu"
+DEVICE_HELP = "where to run: cpu, cuda or mps; auto picks cuda, then mps, then cpu"
 
 
 class ScriptArgumentParser(argparse.ArgumentParser):
