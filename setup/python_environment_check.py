@@ -208,19 +208,24 @@ def python_version_line():
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    # Kept apart from the course's script_helpers.py: this check must run before
+    # anything (torch included) is installed, so it uses plain argparse.
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument(
-        "requirements", nargs="*", type=Path, default=[DEFAULT_REQUIREMENTS],
+        "requirements", nargs="*", type=Path, default=argparse.SUPPRESS,
         help="requirements file(s) to check (default: the repository's requirements.txt)",
     )
-    args = parser.parse_args(argv)
+    requirements = getattr(parser.parse_args(argv), "requirements", [DEFAULT_REQUIREMENTS])
+    missing = [str(path) for path in requirements if not path.is_file()]
+    if missing:
+        print(f"{parser.prog}: error: argument requirements: no requirements file at "
+              f"{missing[0]}", file=sys.stderr)
+        return 2
 
     line, all_ok = python_version_line()
     print(line)
-    for path in args.requirements:
-        if not path.is_file():
-            print(f"error: no requirements file at {path}", file=sys.stderr)
-            return 2
+    for path in requirements:
         shown = os.path.relpath(path)  # no machine-specific absolute paths in the report
         print(f"\nChecking {shown}")
         results = check_requirements_file(path)

@@ -46,16 +46,25 @@ def find_notebooks(root=REPO_ROOT):
     return sorted(found)
 
 
+SETTINGS_FILE_NAME = "notebook_parameters.json"
+
+
 def load_test_settings(root=REPO_ROOT):
-    """Merge every `tests/**/*notebook_parameters.json` into one dictionary.
+    """Merge each test folder's `notebook_parameters.json` into one dictionary.
 
     Keys are repository-relative notebook paths; values hold "parameters"
     (names and small values to inject), optionally "timeout" (seconds for
-    the whole notebook), "openai_gpt2_sizes" (checkpoints it needs) and
-    "openai_gpt2_hparams" (smaller hyperparameters for those checkpoints).
+    the whole notebook), "openai_gpt2_sizes" (checkpoints it needs),
+    "openai_gpt2_hparams" (smaller hyperparameters for those checkpoints) and
+    "setups" (see notebook_setups.py).
+    A settings file under any other name would be silently ignored, so it
+    is an error.
     """
     settings = {}
     for settings_file in sorted(Path(root, "tests").rglob("*notebook_parameters.json")):
+        if settings_file.name != SETTINGS_FILE_NAME:
+            raise ValueError(f"{settings_file}: merge it into {SETTINGS_FILE_NAME} "
+                             "in the same folder (one settings file per test folder)")
         for notebook, entry in json.loads(settings_file.read_text()).items():
             if notebook in settings:
                 raise ValueError(f"{notebook} is configured twice (again in {settings_file})")

@@ -1,40 +1,53 @@
-"""The copy-forward checker: the real tree passes, a divergent copy fails."""
+"""The copy-forward checker: the real tree passes, every kind of broken copy fails."""
 
 import nbformat
 from copy_forward import (
+    HOME_RULE,
     REPO_ROOT,
     VARIANTS,
+    WHOLE_FILE_HOMES,
     find_definitions,
-    find_divergent_copies,
+    find_problems,
     fix_copies,
     group_copies,
 )
 
 HOME_SOURCE = 'def add(a, b):\n    """Add two numbers."""\n    return a + b\n'
+CONSTANT = 'GPT_CONFIG_TINY = {\n    "vocab_size": 50257,\n    "emb_dim": 8,\n}\n'
+DOWNLOADS_HOME = WHOLE_FILE_HOMES["downloads.py"]
 
 
-def write_notebook(path, *cell_sources):
+def write_notebook(path, *cell_sources, tags=()):
     nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(source) for source in cell_sources]
+    nb.cells = [nbformat.v4.new_code_cell(source, metadata={"tags": list(tags)})
+                for source in cell_sources]
     path.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, path)
+
+
+def write(path, text):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
 
 
 def make_tree(root, copy_source):
     """ch02's notebook is the home of `add`; ch03 and ch04 carry copies."""
     write_notebook(root / "ch02/01_main-chapter-code/ch02.ipynb", "import torch",
                    "x = 1\n" + HOME_SOURCE + "print(add(1, 2))")
-    copy_file = root / "ch03/01_main-chapter-code/previous_chapters.py"
-    copy_file.parent.mkdir(parents=True)
-    copy_file.write_text("import math\n\n\n" + copy_source + "\n\ndef other():\n    pass\n")
+    copy_file = write(root / "ch03/01_main-chapter-code/previous_chapters.py",
+                      "import math\n\n\n" + copy_source + "\n\ndef other():\n    pass\n")
     write_notebook(root / "ch04/01_main-chapter-code/ch04.ipynb", copy_source)
     return copy_file
 
 
-def test_real_tree_has_no_divergent_copies():
-    problems = find_divergent_copies(REPO_ROOT)
-    report = "\n".join(f"{c.name}: {c.location()} != home {h.location()}" for h, c in problems)
-    assert not problems, report
+def messages(root):
+    return [problem.message for problem in find_problems(root, variants={})]
+
+
+def test_real_tree_has_no_broken_copies():
+    problems = find_problems(REPO_ROOT)
+    assert not problems, "\n".join(problem.message for problem in problems)
 
 
 def test_registered_variants_exist():
@@ -43,24 +56,29 @@ def test_registered_variants_exist():
     assert set(VARIANTS) <= defined, sorted(set(VARIANTS) - defined)
 
 
+def test_contributing_states_the_checkers_home_rule():
+    contributing = " ".join((REPO_ROOT / "CONTRIBUTING.md").read_text().split())
+    assert HOME_RULE in contributing
+
+
 def test_identical_copies_pass(tmp_path):
     make_tree(tmp_path, HOME_SOURCE.rstrip("\n"))
-    assert find_divergent_copies(tmp_path, variants={}) == []
+    assert messages(tmp_path) == []
 
 
 def test_divergent_copy_fails_and_fix_repairs_it(tmp_path):
     drifted = HOME_SOURCE.replace("a + b", "b + a").rstrip("\n")
     copy_file = make_tree(tmp_path, drifted)
 
-    problems = find_divergent_copies(tmp_path, variants={})
-    assert sorted(copy.path for _, copy in problems) == [
+    problems = find_problems(tmp_path, variants={})
+    assert sorted(problem.path for problem in problems) == [
         "ch03/01_main-chapter-code/previous_chapters.py",
         "ch04/01_main-chapter-code/ch04.ipynb",
     ]
-    assert {home.path for home, _ in problems} == {"ch02/01_main-chapter-code/ch02.ipynb"}
+    assert all("home ch02/01_main-chapter-code/ch02.ipynb" in p.message for p in problems)
 
     assert fix_copies(tmp_path, variants={}) == 2
-    assert find_divergent_copies(tmp_path, variants={}) == []
+    assert messages(tmp_path) == []
     fixed = copy_file.read_text()
     assert "return a + b" in fixed and "def other()" in fixed and fixed.startswith("import math")
 
@@ -71,7 +89,7 @@ def test_registered_variant_is_allowed(tmp_path):
         ("add", "ch03/01_main-chapter-code/previous_chapters.py"): "test variant",
         ("add", "ch04/01_main-chapter-code/ch04.ipynb"): "test variant",
     }
-    assert find_divergent_copies(tmp_path, variants=variants) == []
+    assert find_problems(tmp_path, variants=variants) == []
 
 
 def test_home_prefers_earliest_chapter_and_main_notebook(tmp_path):
@@ -79,6 +97,86 @@ def test_home_prefers_earliest_chapter_and_main_notebook(tmp_path):
     write_notebook(tmp_path / "ch02/02_bonus/extra.ipynb", HOME_SOURCE)
     group = group_copies(find_definitions(tmp_path), variants={})["add"]
     assert group[0].path == "ch02/01_main-chapter-code/ch02.ipynb"
+
+
+def test_previous_chapters_is_no_home_when_a_chapter_defines_the_name(tmp_path):
+    write(tmp_path / "ch03/01_main-chapter-code/previous_chapters.py", HOME_SOURCE)
+    write(tmp_path / "ch04/01_main-chapter-code/gpt.py", HOME_SOURCE)
+    group = group_copies(find_definitions(tmp_path), variants={})["add"]
+    assert group[0].path == "ch04/01_main-chapter-code/gpt.py"
+
+
+def test_drifted_constant_fails_and_fix_repairs_it(tmp_path):
+    write(tmp_path / "ch04/01_main-chapter-code/gpt.py", CONSTANT)
+    copy = write(tmp_path / "ch05/01_main-chapter-code/previous_chapters.py",
+                 "import torch\n\n" + CONSTANT.replace('"emb_dim": 8', '"emb_dim": 16'))
+
+    assert messages(tmp_path) == [
+        "GPT_CONFIG_TINY: ch05/01_main-chapter-code/previous_chapters.py differs from its "
+        "home ch04/01_main-chapter-code/gpt.py"
+    ]
+    assert fix_copies(tmp_path, variants={}) == 1
+    assert copy.read_text() == "import torch\n\n" + CONSTANT
+    assert messages(tmp_path) == []
+
+
+def test_notebook_knobs_are_not_copies(tmp_path):
+    """Two notebooks' `parameters` cells may set the same knob differently."""
+    for chapter, epochs in (("ch04", 1), ("ch05", 10)):
+        write_notebook(tmp_path / f"{chapter}/01_main-chapter-code/{chapter}.ipynb",
+                       f"NUM_EPOCHS = {epochs}", tags=["parameters"])
+    assert messages(tmp_path) == []
+
+
+def test_drifted_whole_file_fails_and_fix_repairs_it(tmp_path):
+    home_text = "def download_file(url):\n    return url\n"
+    write(tmp_path / DOWNLOADS_HOME, home_text)
+    write(tmp_path / "ch03/01_main-chapter-code/downloads.py", home_text)
+    drifted = write(tmp_path / "ch05/01_main-chapter-code/downloads.py", home_text + "# edit\n")
+
+    assert messages(tmp_path) == [
+        f"ch05/01_main-chapter-code/downloads.py differs from its home {DOWNLOADS_HOME} "
+        "(copied whole)"
+    ]
+    assert fix_copies(tmp_path, variants={}) == 1
+    assert drifted.read_text() == home_text
+    assert messages(tmp_path) == []
+
+
+def test_unmarked_renamed_copy_fails_and_fix_adds_the_marker(tmp_path):
+    write(tmp_path / "ch02/01_main-chapter-code/timing.py", HOME_SOURCE)
+    renamed = write(tmp_path / "ch03/02_bonus/bench.py",
+                    "import time\n\n\n" + HOME_SOURCE.replace("def add", "def _add"))
+
+    (problem,) = find_problems(tmp_path, variants={})
+    assert problem.kind == "unmarked" and problem.path == "ch03/02_bonus/bench.py"
+    marker = "# Copied from ch02/01_main-chapter-code/timing.py::add with add->_add"
+    assert marker in problem.message
+
+    assert fix_copies(tmp_path, variants={}) == 1
+    assert f"\n{marker}\ndef _add(" in renamed.read_text()
+    assert messages(tmp_path) == []
+
+
+def test_marked_renamed_copy_is_checked_against_its_source(tmp_path):
+    write(tmp_path / "ch02/01_main-chapter-code/timing.py", HOME_SOURCE)
+    marker = "# Copied from ch02/01_main-chapter-code/timing.py::add with add->plus\n"
+    copy_text = marker + HOME_SOURCE.replace("def add", "def plus")
+    renamed = write(tmp_path / "ch03/02_bonus/bench.py", copy_text.replace("a + b", "a + b + 1"))
+
+    (problem,) = find_problems(tmp_path, variants={})
+    assert problem.kind == "drift" and "plus: ch03/02_bonus/bench.py differs" in problem.message
+    assert fix_copies(tmp_path, variants={}) == 1
+    assert renamed.read_text() == copy_text
+    assert messages(tmp_path) == []
+
+
+def test_marker_naming_a_missing_source_fails(tmp_path):
+    write(tmp_path / "ch03/02_bonus/bench.py",
+          "# Copied from ch02/01_main-chapter-code/timing.py::add with add->plus\n"
+          + HOME_SOURCE.replace("def add", "def plus"))
+    (message,) = messages(tmp_path)
+    assert "which does not exist" in message
 
 
 def test_variants_with_one_reason_must_agree(tmp_path):
@@ -93,7 +191,8 @@ def test_variants_with_one_reason_must_agree(tmp_path):
         ("add", "ch04/01_main-chapter-code/ch04.ipynb"): reason,
         ("add", "ch05/01_main-chapter-code/ch05.ipynb"): reason,
     }
-    problems = find_divergent_copies(tmp_path, variants=variants)
-    assert [(home.path, copy.path) for home, copy in problems] == [
-        ("ch03/01_main-chapter-code/previous_chapters.py", "ch05/01_main-chapter-code/ch05.ipynb")
+    problems = [p for p in find_problems(tmp_path, variants=variants) if p.kind == "drift"]
+    assert [problem.message for problem in problems] == [
+        "add: ch05/01_main-chapter-code/ch05.ipynb (cell 0) differs from its home "
+        "ch04/01_main-chapter-code/ch04.ipynb (cell 0)"
     ]

@@ -45,3 +45,18 @@ def test_quick_start_script_exists():
     assert scripts, "README.md should show how to run the main job"
     for script in scripts:
         assert Path(REPO_ROOT, script).is_file(), script
+
+
+LINUX_ONLY = re.compile(r"\b(free -h|nproc|lscpu|apt(-get)? install|flock)\b|/tmp/")
+
+
+@pytest.mark.parametrize("markdown", [m for m in markdown_files() if m != "CONTRIBUTING.md"])
+def test_reader_facing_docs_give_no_linux_only_commands(markdown):
+    """Readers use Windows and macOS too: commands must work there (or show how)."""
+    text = (REPO_ROOT / markdown).read_text()
+    linux_only = sorted({match.group(0) for match in LINUX_ONLY.finditer(text)})
+    assert not linux_only, f"{markdown} uses Linux-only commands: {linux_only}"
+    for variable in re.findall(r"^export (\w+)=", text, re.MULTILINE):
+        assert f"$env:{variable}" in text, (
+            f"{markdown}: `export {variable}=...` needs the Windows form `$env:{variable} = ...`"
+        )

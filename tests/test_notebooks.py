@@ -1,7 +1,7 @@
 """Execute every notebook in the repository, top to bottom, on the CPU.
 
 Notebooks with long-running knobs get small values injected after their cell
-tagged 'parameters' (from tests/**/*notebook_parameters.json). Each notebook
+tagged 'parameters' (from each test folder's notebook_parameters.json). Each notebook
 runs in a temporary copy of its chapter folder, so downloads and saved files
 never land in the working tree.
 """

@@ -9,13 +9,14 @@ How to run it:
 
     python DDP-script.py                      # spawns one process per GPU,
                                               # or 2 CPU processes (gloo)
-    python DDP-script.py --num-procs 4        # 4 CPU processes
+    python DDP-script.py --num-procs 4        # 4 processes
+    python DDP-script.py --device cpu         # CPU processes even where GPUs exist
     torchrun --nproc_per_node=2 DDP-script.py # let torchrun start the processes
 
-NVIDIA GPUs use the NCCL backend; CPUs (and Windows) use gloo.
+NVIDIA GPUs use the NCCL backend; CPUs (and Windows) use gloo. DDP has no
+backend for Apple GPUs, so on a Mac the processes run on the CPU.
 """
 
-import argparse
 import os
 import socket
 import sys
@@ -27,6 +28,12 @@ import torch.multiprocessing as mp
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader, Dataset
+from script_helpers import (
+    ScriptArgumentParser,
+    add_device_argument,
+    non_negative_int,
+    positive_int,
+)
 from torch.utils.data.distributed import DistributedSampler
 
 
@@ -72,9 +79,9 @@ def toy_data():
     return ToyDataset(X_train, y_train), ToyDataset(X_test, y_test)
 
 
-def backend_and_device(rank):
-    """NCCL with one GPU per process where CUDA exists; gloo on the CPU otherwise."""
-    if torch.cuda.is_available():
+def backend_and_device(rank, device_type):
+    """NCCL with one GPU per process on CUDA; gloo on the CPU otherwise."""
+    if device_type == "cuda":
         torch.cuda.set_device(rank % torch.cuda.device_count())
         return "nccl", torch.device("cuda", rank % torch.cuda.device_count())
     return "gloo", torch.device("cpu")
@@ -101,8 +108,8 @@ def compute_accuracy(model, dataloader, device):
     return correct / total
 
 
-def train(rank, world_size, num_epochs, fail_rank):
-    backend, device = backend_and_device(rank)
+def train(rank, world_size, num_epochs, fail_rank, device_type):
+    backend, device = backend_and_device(rank, device_type)
     init_process_group(rank, world_size, backend)
     try:
         train_ds, test_ds = toy_data()
@@ -146,37 +153,49 @@ def free_port():
         return sock.getsockname()[1]
 
 
-def spawned_worker(rank, world_size, num_epochs, fail_rank):
+def spawned_worker(rank, world_size, num_epochs, fail_rank, device_type):
     """Entry point of each process started by `mp.spawn`."""
     os.environ["RANK"] = str(rank)
-    train(rank, world_size, num_epochs, fail_rank)
+    train(rank, world_size, num_epochs, fail_rank, device_type)
 
 
-def parse_args():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--num-procs", type=int, default=None,
-                        help="processes to start (default: one per GPU, or 2 on a CPU)")
-    parser.add_argument("--num-epochs", type=int, default=3)
-    parser.add_argument("--fail-rank", type=int, default=None,
+def parse_args(argv=None):
+    parser = ScriptArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--num-procs", type=positive_int, default=None,
+                        help="processes to start (None: one per GPU, or 2 on a CPU)")
+    parser.add_argument("--num-epochs", type=positive_int, default=3)
+    parser.add_argument("--fail-rank", type=non_negative_int, default=None,
                         help="make this rank raise during training, to see how a failed "
                              "process ends the whole run")
-    return parser.parse_args()
+    add_device_argument(parser)
+    args = parser.parse_args(argv)
+    if args.device.type == "mps":
+        args.device = torch.device("cpu")  # DDP has no backend for Apple GPUs
+    if args.num_procs is None:
+        args.num_procs = torch.cuda.device_count() if args.device.type == "cuda" else 2
+    if args.fail_rank is not None and args.fail_rank >= args.num_procs:
+        parser.error(f"argument --fail-rank: ranks are 0 to {args.num_procs - 1}, "
+                     f"got {args.fail_rank}")
+    return args
 
 
 def main():
     args = parse_args()
+    device_type = args.device.type
     if "LOCAL_RANK" in os.environ:  # started by torchrun, which set up the rendezvous
         train(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]),
-              args.num_epochs, args.fail_rank)
+              args.num_epochs, args.fail_rank, device_type)
         return 0
 
-    world_size = args.num_procs or (torch.cuda.device_count() or 2)
+    world_size = args.num_procs
     os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
     os.environ.setdefault("MASTER_PORT", str(free_port()))
-    print(f"Starting {world_size} processes (PyTorch {torch.__version__})", flush=True)
+    print(f"Starting {world_size} {device_type} processes (PyTorch {torch.__version__})",
+          flush=True)
     try:
         # If any process raises, spawn stops the others and re-raises here.
-        mp.spawn(spawned_worker, args=(world_size, args.num_epochs, args.fail_rank),
+        mp.spawn(spawned_worker,
+                 args=(world_size, args.num_epochs, args.fail_rank, device_type),
                  nprocs=world_size, join=True)
     except mp.ProcessRaisedException as err:
         first_line = str(err).strip().splitlines()[-1]

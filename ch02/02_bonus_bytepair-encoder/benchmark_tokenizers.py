@@ -1,6 +1,6 @@
 """Compare GPT-2 tokenizers: same ids? how fast?
 
-    python benchmark_tokenizers.py [--repeats 30]
+    python benchmark_tokenizers.py [--repeats 30] [--text FILE]
 
 Builds every GPT-2 tokenizer from the same local `encoder.json`/`vocab.bpe`
 (nothing is downloaded from a model hub):
@@ -8,11 +8,11 @@ Builds every GPT-2 tokenizer from the same local `encoder.json`/`vocab.bpe`
 - `GPT2OriginalBPE` (GPT-2's original algorithm, in Python, in this folder),
 - Hugging Face `transformers`' GPT2Tokenizer and GPT2TokenizerFast.
 It checks that they produce identical ids on several texts, then times how
-long each takes to encode the-verdict.txt. Prints Markdown tables; every
-number in them is measured in this run.
+long each takes to encode the-verdict.txt (or your `--text` file, which is
+only read). Prints Markdown tables; every number in them is measured in this
+run. The tokenizers run on the CPU only, so there is no `--device` flag.
 """
 
-import argparse
 import gc
 import os
 import platform
@@ -26,6 +26,11 @@ import torch
 import transformers
 from downloads import cache_gpt2_tokenizer_files, download_file, gpt2_bpe_file_paths
 from gpt2_original_bpe import GPT2OriginalBPE
+from script_helpers import ScriptArgumentParser, existing_file, positive_int
+
+# the-verdict.txt is downloaded here, beside the script (the notebook uses the
+# same file), never onto a path the user named.
+SCRIPT_DIR = Path(__file__).resolve().parent
 
 VERDICT_URL = (
     "https://raw.githubusercontent.com/rasbt/LLMs-from-scratch/main/"
@@ -45,13 +50,14 @@ SAMPLE_TEXTS = [
 ]
 
 
-def parse_args():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=30,
-                        help="timed calls per tokenizer; the fastest counts (default: 30)")
-    parser.add_argument("--text", type=Path, default=Path("the-verdict.txt"),
-                        help="text file to time (downloaded if it is the-verdict.txt and missing)")
-    return parser.parse_args()
+def parse_args(argv=None):
+    parser = ScriptArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=positive_int, default=30,
+                        help="timed calls per tokenizer; the fastest counts")
+    parser.add_argument("--text", type=existing_file, default=None,
+                        help="text file to time, only read (default: the-verdict.txt, "
+                             "downloaded beside this script)")
+    return parser.parse_args(argv)
 
 
 def load_hf_gpt2_tokenizers(encoder_json_path, vocab_bpe_path):
@@ -151,20 +157,26 @@ def encoding_times(encoders, text, repeats):
     return fastest_seconds_interleaved(contenders, repeats)
 
 
-def read_benchmark_text(path):
-    """The text to time; the-verdict.txt is fetched with the download helper."""
-    if path.name == "the-verdict.txt":
-        download_file(VERDICT_URL, path, sha256=VERDICT_SHA256)
-    return path.read_text(encoding="utf-8")
+def read_benchmark_text(text_file=None):
+    """(name, text) to time: `text_file` (only read), else the course's story.
+
+    The story is fetched with the download helper into this script's folder;
+    a file the user named is never written to, even if it is called
+    the-verdict.txt and holds something else.
+    """
+    if text_file is None:
+        text_file = download_file(VERDICT_URL, SCRIPT_DIR / "the-verdict.txt",
+                                  sha256=VERDICT_SHA256)
+    return text_file.name, text_file.read_text(encoding="utf-8")
 
 
 def main():
     args = parse_args()
-    text = read_benchmark_text(args.text)
+    text_name, text = read_benchmark_text(args.text)
     encoders = load_all_encoders()
     check_identical_ids(encoders, [text, *SAMPLE_TEXTS])
     num_tokens = len(encoders["tiktoken"](text))
-    print(f"identical ids from all {len(encoders)} tokenizers on {args.text.name} "
+    print(f"identical ids from all {len(encoders)} tokenizers on {text_name} "
           f"({num_tokens:,} tokens) and {len(SAMPLE_TEXTS)} sample texts")
     print(f"python {platform.python_version()}, torch {torch.__version__}, "
           f"tiktoken {tiktoken.__version__}, transformers {transformers.__version__}, "
@@ -173,7 +185,7 @@ def main():
 
     times = encoding_times(encoders, text, args.repeats)
     tiktoken_wall, tiktoken_cpu = times["tiktoken"]
-    print(f"| encode {args.text.name} (best of {args.repeats}) | wall clock | vs tiktoken | "
+    print(f"| encode {text_name} (best of {args.repeats}) | wall clock | vs tiktoken | "
           "CPU time | vs tiktoken |")
     print("|---|---:|---:|---:|---:|")
     for name, (wall, cpu) in sorted(times.items(), key=lambda item: item[1][1]):

@@ -16,13 +16,18 @@ PyTorch operations then wait for descheduled threads, which can swamp the
 time of the operation itself.
 """
 
-import argparse
 import statistics
 import time
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from script_helpers import (
+    ScriptArgumentParser,
+    add_device_argument,
+    positive_int,
+    synchronize,
+)
 
 
 def linear_layer_like(embedding):
@@ -66,23 +71,15 @@ def compare_embedding_and_linear(embedding, linear, token_ids, seed=0):
     }
 
 
-def _synchronize(device):
-    """Wait for queued GPU work, so the clock measures the work itself."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    elif device.type == "mps":
-        torch.mps.synchronize()
-
-
 def median_seconds(step, device, repeats):
     """Median wall time of `step()` over `repeats` runs, after one warm-up run."""
     step()
     times = []
     for _ in range(repeats):
-        _synchronize(device)
+        synchronize(device)  # GPU work is queued: wait before reading the clock
         start = time.perf_counter()
         step()
-        _synchronize(device)
+        synchronize(device)
         times.append(time.perf_counter() - start)
     return statistics.median(times)
 
@@ -103,34 +100,26 @@ def time_forward_backward(embedding, linear, token_ids, repeats=3):
     }
 
 
-def parse_args():
-    parser = argparse.ArgumentParser(
+def parse_args(argv=None):
+    parser = ScriptArgumentParser(
         description="Check that nn.Embedding equals one-hot x nn.Linear, and time both."
     )
-    parser.add_argument("--vocab-size", type=int, default=50257, help="rows of the table")
-    parser.add_argument("--emb-dim", type=int, default=768, help="embedding dimension")
-    parser.add_argument("--num-tokens", type=int, default=512,
+    parser.add_argument("--vocab-size", type=positive_int, default=50257,
+                        help="rows of the table")
+    parser.add_argument("--emb-dim", type=positive_int, default=768, help="embedding dimension")
+    parser.add_argument("--num-tokens", type=positive_int, default=512,
                         help="token ids per forward pass (random, with repeats)")
-    parser.add_argument("--repeats", type=int, default=3, help="timed runs per method")
+    parser.add_argument("--repeats", type=positive_int, default=3, help="timed runs per method")
     parser.add_argument("--seed", type=int, default=123, help="seed for weights and ids")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="CPU threads for PyTorch (default: PyTorch's choice)")
-    parser.add_argument("--device", default=None,
-                        help="cpu, cuda or mps (default: the best available)")
-    return parser.parse_args()
-
-
-def default_device():
-    return torch.device(
-        "cuda" if torch.cuda.is_available()
-        else "mps" if torch.backends.mps.is_available()
-        else "cpu"
-    )
+    parser.add_argument("--threads", type=positive_int, default=None,
+                        help="CPU threads for PyTorch (default: %(default)s, PyTorch's choice)")
+    add_device_argument(parser)
+    return parser.parse_args(argv)
 
 
 def main():
     args = parse_args()
-    device = torch.device(args.device) if args.device else default_device()
+    device = args.device
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -1,13 +1,14 @@
 """Time the from-scratch BPE tokenizer against tiktoken, side by side in one run.
 
-    python benchmark_bpe.py [--repeats 20] [--vocab-size 1000]
+    python benchmark_bpe.py [--repeats 20] [--vocab-size 1000] [--text FILE]
 
-Measures, on the-verdict.txt:
+Measures, on the-verdict.txt (or your `--text` file, which is only read):
 - encoding with GPT-2's vocabulary: tiktoken vs `BPETokenizerSimple`, ours
   both with an empty chunk cache (a fresh tokenizer) and with the cache
   filled by an earlier call; it also checks that the ids are equal;
 - training a `--vocab-size` vocabulary with `BPETokenizerSimple.train`.
-Prints a Markdown table; every number in it is measured in this run.
+Prints a Markdown table; every number in it is measured in this run. The
+tokenizers run on the CPU only, so there is no `--device` flag.
 """
 
 import argparse
@@ -21,6 +22,13 @@ import tiktoken
 import torch
 from bpe_from_scratch import BPETokenizerSimple
 from downloads import cache_gpt2_tokenizer_files, download_file, gpt2_bpe_file_paths
+from script_helpers import ScriptArgumentParser, existing_file, positive_int
+
+# the-verdict.txt is downloaded here, beside the script (the notebook uses the
+# same file), never onto a path the user named.
+SCRIPT_DIR = Path(__file__).resolve().parent
+# 256 byte tokens plus GPT-2's <|endoftext|>: the smallest vocabulary `train` accepts.
+MIN_VOCAB_SIZE = 257
 
 VERDICT_URL = (
     "https://raw.githubusercontent.com/rasbt/LLMs-from-scratch/main/"
@@ -29,16 +37,25 @@ VERDICT_URL = (
 VERDICT_SHA256 = "b41e41a68f0398a3154ae69e2e4c0e2694e17fe0d66730536837f1b01935b31f"
 
 
-def parse_args():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=50,
-                        help="timed calls per measurement; the fastest counts (default: 50; "
-                             "a quarter as many for training)")
-    parser.add_argument("--vocab-size", type=int, default=1000,
-                        help="vocabulary size for the training benchmark (default: 1000)")
-    parser.add_argument("--text", type=Path, default=Path("the-verdict.txt"),
-                        help="text file to use (downloaded if it is the-verdict.txt and missing)")
-    return parser.parse_args()
+def vocab_size(text):
+    """A --vocab-size value: room for the 256 bytes and the special token."""
+    value = positive_int(text)
+    if value < MIN_VOCAB_SIZE:
+        raise argparse.ArgumentTypeError(f"must be at least {MIN_VOCAB_SIZE}, got {value}")
+    return value
+
+
+def parse_args(argv=None):
+    parser = ScriptArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=positive_int, default=50,
+                        help="timed calls per measurement; the fastest counts "
+                             "(a quarter as many for training)")
+    parser.add_argument("--vocab-size", type=vocab_size, default=1000,
+                        help="vocabulary size for the training benchmark")
+    parser.add_argument("--text", type=existing_file, default=None,
+                        help="text file to use, only read (default: the-verdict.txt, "
+                             "downloaded beside this script)")
+    return parser.parse_args(argv)
 
 
 # Copied from ch02/02_bonus_bytepair-encoder/benchmark_tokenizers.py
@@ -79,11 +96,17 @@ def fastest_seconds_interleaved(contenders, repeats):
 
 
 # Copied from ch02/02_bonus_bytepair-encoder/benchmark_tokenizers.py
-def read_benchmark_text(path):
-    """The text to time; the-verdict.txt is fetched with the download helper."""
-    if path.name == "the-verdict.txt":
-        download_file(VERDICT_URL, path, sha256=VERDICT_SHA256)
-    return path.read_text(encoding="utf-8")
+def read_benchmark_text(text_file=None):
+    """(name, text) to time: `text_file` (only read), else the course's story.
+
+    The story is fetched with the download helper into this script's folder;
+    a file the user named is never written to, even if it is called
+    the-verdict.txt and holds something else.
+    """
+    if text_file is None:
+        text_file = download_file(VERDICT_URL, SCRIPT_DIR / "the-verdict.txt",
+                                  sha256=VERDICT_SHA256)
+    return text_file.name, text_file.read_text(encoding="utf-8")
 
 
 def encoding_times_vs_tiktoken(text, repeats):
@@ -118,12 +141,12 @@ def training_seconds(text, vocab_size, repeats):
 
 def main():
     args = parse_args()
-    text = read_benchmark_text(args.text)
+    text_name, text = read_benchmark_text(args.text)
     encode_best = encoding_times_vs_tiktoken(text, args.repeats)
     train_runs = max(1, args.repeats // 4)
     train_best = training_seconds(text, args.vocab_size, train_runs)
 
-    print(f"text: {args.text.name}, {len(text):,} characters "
+    print(f"text: {text_name}, {len(text):,} characters "
           "(both tokenizers give identical ids)")
     print(f"python {platform.python_version()}, torch {torch.__version__}, "
           f"tiktoken {tiktoken.__version__}, {platform.machine()} {platform.system()}, "

@@ -1,7 +1,7 @@
 """Time every multi-head attention implementation side by side on this machine.
 
-    flock /tmp/llms-bench.lock python benchmark.py              # the book's sizes
-    flock /tmp/llms-bench.lock python benchmark.py --batch-size 2 --num-tokens 512
+    python benchmark.py                                  # the book's sizes
+    python benchmark.py --batch-size 2 --num-tokens 512 --warmup 0
 
 For each implementation in `mha_implementations.IMPLEMENTATIONS` it measures
 a forward pass (inference: eval mode, no gradients) and a forward + backward
@@ -9,11 +9,9 @@ pass (training), with warm-up calls first and several timed repeats. The
 implementations take turns within each repeat, so a machine that gets busier
 during the run slows all of them alike. It prints a table with each median
 time and its ratio to `F.scaled_dot_product_attention` (SDPA) measured in the
-same run, and saves a bar chart as PNG. (`flock` only keeps two benchmarks on
-a shared machine from timing each other; drop it where you have no `flock`.)
+same run, and saves a bar chart as PNG.
 """
 
-import argparse
 import os
 import platform
 import statistics
@@ -22,42 +20,42 @@ from pathlib import Path
 
 import torch
 from mha_implementations import IMPLEMENTATIONS, MHAFlexAttention, unavailable_reason
+from script_helpers import (
+    ScriptArgumentParser,
+    add_device_argument,
+    non_negative_int,
+    positive_int,
+    resolve_device,
+    synchronize,
+    writable_file,
+)
 
 REFERENCE = "SDPA (PyTorch picks kernel)"
 MODES = ("forward", "forward+backward")
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
+    parser = ScriptArgumentParser(
         description="Benchmark causal multi-head attention implementations."
     )
-    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"],
-                        help="where to run (default: cuda, else mps, else cpu)")
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--num-tokens", type=int, default=1024,
+    add_device_argument(parser)
+    parser.add_argument("--batch-size", type=positive_int, default=8)
+    parser.add_argument("--num-tokens", type=positive_int, default=1024,
                         help="sequence length (also the modules' context_length)")
-    parser.add_argument("--emb-dim", type=int, default=768, help="d_in = d_out")
-    parser.add_argument("--num-heads", type=int, default=12)
-    parser.add_argument("--warmup", type=int, default=2, help="untimed calls first")
-    parser.add_argument("--repeats", type=int, default=5, help="timed calls per mode")
+    parser.add_argument("--emb-dim", type=positive_int, default=768, help="d_in = d_out")
+    parser.add_argument("--num-heads", type=positive_int, default=12)
+    parser.add_argument("--warmup", type=non_negative_int, default=2, help="untimed calls first")
+    parser.add_argument("--repeats", type=positive_int, default=5, help="timed calls per mode")
     parser.add_argument("--compile-flex", action="store_true",
                         help="run FlexAttention under torch.compile (its intended use)")
-    parser.add_argument("--plot", type=Path, default=Path("mha-benchmark.png"),
+    parser.add_argument("--plot", type=writable_file, default=Path("mha-benchmark.png"),
                         help="where to save the bar chart (PNG)")
     parser.add_argument("--seed", type=int, default=123)
-    return parser.parse_args(argv)
-
-
-def default_device():
-    return torch.device(
-        "cuda" if torch.cuda.is_available()
-        else "mps" if torch.backends.mps.is_available()
-        else "cpu"
-    )
-
-
-def pick_device(name="auto"):
-    return default_device() if name == "auto" else torch.device(name)
+    args = parser.parse_args(argv)
+    if args.emb_dim % args.num_heads:
+        parser.error(f"argument --num-heads: {args.num_heads} does not divide "
+                     f"--emb-dim {args.emb_dim}")
+    return args
 
 
 def describe_machine(device):
@@ -75,14 +73,6 @@ def describe_machine(device):
                 break
     return (f"{cpu_name}, {os.cpu_count()} logical CPUs, "
             f"{torch.get_num_threads()} torch threads")
-
-
-def wait_for_device(device):
-    """GPU calls return before the work is done; wait for it before reading the clock."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    elif device.type == "mps":
-        torch.mps.synchronize()
 
 
 def build_modules(names, emb_dim, num_heads, context_length, device, compile_flex=False):
@@ -117,10 +107,10 @@ def forward_backward_step(module, x):
 
 
 def seconds_for(step, module, x, device):
-    wait_for_device(device)
+    synchronize(device)  # GPU work is queued: wait before reading the clock
     start = time.perf_counter()
     step(module, x)
-    wait_for_device(device)
+    synchronize(device)
     return time.perf_counter() - start
 
 
@@ -129,18 +119,27 @@ def time_side_by_side(modules, x, step, warmup, repeats, device):
 
     Warm-up calls (not timed) let PyTorch pick kernels, allocate memory and, for
     compiled modules, compile. Then every repeat times each module once, in turn.
+    A module whose call raises (FlexAttention has no backward pass on a CPU) is
+    dropped from the run with the reason, whether that happens while warming
+    up or, with no warm-up, in the first timed call.
     """
     times, failures = {name: [] for name in modules}, {}
-    for name, module in modules.items():
+
+    def attempt(name, call):
         try:
-            for _ in range(warmup):
-                step(module, x)
+            call()
         except (RuntimeError, NotImplementedError) as err:
             failures[name] = f"{type(err).__name__}: {str(err).splitlines()[0][:100]}"
             del times[name]
+
+    for name in list(times):
+        for _ in range(warmup):
+            if name in times:
+                attempt(name, lambda name=name: step(modules[name], x))
     for _ in range(repeats):
-        for name in times:
-            times[name].append(seconds_for(step, modules[name], x, device))
+        for name in list(times):
+            attempt(name, lambda name=name: times[name].append(
+                seconds_for(step, modules[name], x, device)))
     return {**times, **failures}
 
 
@@ -148,7 +147,7 @@ def run_benchmark(batch_size=8, num_tokens=1024, emb_dim=768, num_heads=12, warm
                   repeats=5, device="auto", compile_flex=False, seed=123,
                   names=tuple(IMPLEMENTATIONS)):
     """Measure every implementation; return a dict the printing/plotting use."""
-    device = pick_device(device) if isinstance(device, str) else device
+    device = resolve_device(device) if isinstance(device, str) else device
     torch.manual_seed(seed)
     modules, skipped = build_modules(names, emb_dim, num_heads, num_tokens, device,
                                      compile_flex)

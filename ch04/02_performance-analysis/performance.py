@@ -17,7 +17,6 @@ Three questions, one function group each:
    (`peak_flops_per_second`).
 """
 
-import argparse
 import re
 import time
 
@@ -26,6 +25,7 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 from previous_chapters import GPT_CONFIG_124M, GPTModel
+from script_helpers import ScriptArgumentParser, add_device_argument, positive_int, synchronize
 
 # The four GPT-2 sizes differ only in width, depth and number of heads.
 GPT2_SIZES = {
@@ -244,13 +244,6 @@ def peak_flops_per_second(device, dtype, matmul_size=4096):
 # 3. Measured speed and MFU
 # ---------------------------------------------------------------------------
 
-def synchronize(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    elif device.type == "mps":
-        torch.mps.synchronize()
-
-
 def measure_step_seconds(model, batch_size, seq_len, training=False, repeats=3):
     """Best time of one forward (or forward + backward) pass over random tokens.
 
@@ -298,14 +291,6 @@ def throughput_row(cfg, device, dtype, batch_size, seq_len, peak, training, repe
     }
 
 
-def default_device():
-    return torch.device(
-        "cuda" if torch.cuda.is_available()
-        else "mps" if torch.backends.mps.is_available()
-        else "cpu"
-    )
-
-
 def default_dtype(device):
     """bfloat16 where the GPU supports it (as in practice), else float32."""
     if device.type == "cuda" and torch.cuda.is_bf16_supported():
@@ -324,8 +309,8 @@ def markdown_table(rows, formats):
     return "\n".join(lines)
 
 
-def parse_args():
-    parser = argparse.ArgumentParser(
+def parse_args(argv=None):
+    parser = ScriptArgumentParser(
         description="FLOPs, throughput and model FLOPs utilisation of the GPT-2 sizes."
     )
     parser.add_argument("--sizes", nargs="+", default=list(GPT2_SIZES),
@@ -333,20 +318,26 @@ def parse_args():
     parser.add_argument("--throughput-sizes", nargs="+", default=["124M", "355M"],
                         choices=list(GPT2_SIZES),
                         help="GPT-2 sizes to time (the 1558M model needs ~13 GB to train)")
-    parser.add_argument("--batch-size", type=int, default=1)
-    parser.add_argument("--seq-len", type=int, default=1024, help="tokens per sequence")
-    parser.add_argument("--repeats", type=int, default=3, help="timed steps; the fastest counts")
-    parser.add_argument("--matmul-size", type=int, default=4096,
+    parser.add_argument("--batch-size", type=positive_int, default=1)
+    parser.add_argument("--seq-len", type=positive_int, default=1024, help="tokens per sequence")
+    parser.add_argument("--repeats", type=positive_int, default=3,
+                        help="timed steps; the fastest counts")
+    parser.add_argument("--matmul-size", type=positive_int, default=4096,
                         help="matrix size for measuring the achievable matmul FLOP/s")
     parser.add_argument("--skip-training", action="store_true",
                         help="measure inference only (training needs ~3x the time and memory)")
-    parser.add_argument("--device", default=None, help="cpu, cuda or mps (default: best)")
-    return parser.parse_args()
+    add_device_argument(parser)
+    args = parser.parse_args(argv)
+    context_length = GPT_CONFIG_124M["context_length"]
+    if args.seq_len > context_length:
+        parser.error(f"argument --seq-len: GPT-2 reads at most {context_length} tokens, "
+                     f"got {args.seq_len}")
+    return args
 
 
 def main():
     args = parse_args()
-    device = torch.device(args.device) if args.device else default_device()
+    device = args.device
     dtype = default_dtype(device)
     print(f"torch {torch.__version__}, device: {device}, dtype: {dtype}, "
           f"threads: {torch.get_num_threads()}")

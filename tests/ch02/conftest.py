@@ -1,14 +1,13 @@
 """Fixtures for the chapter 2 tests: the story, GPT-2's tokenizer, and the
 tokenizer code that lives in the chapter notebook."""
 
-import ast
 import json
 import types
 
-import nbformat
 import pytest
 import tiktoken
-from course_imports import REPO_ROOT, import_course_module
+from course_imports import import_course_module
+from helpers import run_notebook_code
 
 MAIN_FOLDER = "ch02/01_main-chapter-code"
 VERDICT_URL = (
@@ -23,39 +22,12 @@ INSTRUCTIONS_URL = (
 INSTRUCTIONS_SHA256 = "7e09a9af353722ca15c18bc580f093f9c39d3178335a75177319cb1e1d163944"
 
 
-def definitions_from_notebook(notebook, names):
-    """Run the notebook code cells that define `names`; return them as a namespace.
-
-    Notebooks cannot be imported, so we execute only the cells whose top level
-    defines one of the requested functions or classes (those cells hold just
-    imports, constants and definitions). Cells run in notebook order, sharing
-    one namespace, so a class can use a function from an earlier cell.
-    """
-    namespace = {}
-    missing = set(names)
-    for cell in nbformat.read(REPO_ROOT / notebook, as_version=4).cells:
-        if cell.cell_type != "code":
-            continue
-        tree = ast.parse(cell.source)
-        defined = {
-            node.name for node in tree.body
-            if isinstance(node, (ast.FunctionDef, ast.ClassDef))
-        }
-        if defined & missing:
-            exec(compile(tree, f"{notebook} (cell)", "exec"), namespace)
-            missing -= defined
-    if missing:
-        raise LookupError(f"{notebook} defines no {sorted(missing)}")
-    return types.SimpleNamespace(**{name: namespace[name] for name in names})
-
-
 @pytest.fixture(scope="session")
 def ch02_notebook():
     """split_into_tokens, SimpleTokenizerV1 and SimpleTokenizerV2 from ch02.ipynb."""
-    return definitions_from_notebook(
-        f"{MAIN_FOLDER}/ch02.ipynb",
-        ["split_into_tokens", "SimpleTokenizerV1", "SimpleTokenizerV2"],
-    )
+    names = ["split_into_tokens", "SimpleTokenizerV1", "SimpleTokenizerV2"]
+    namespace = run_notebook_code(f"{MAIN_FOLDER}/ch02.ipynb", names)
+    return types.SimpleNamespace(**{name: namespace[name] for name in names})
 
 
 @pytest.fixture(scope="session")

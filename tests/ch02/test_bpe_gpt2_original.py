@@ -17,8 +17,8 @@ benchmark = import_course_module(f"{FOLDER}/benchmark_tokenizers.py")
 downloads = import_course_module(f"{FOLDER}/downloads.py")
 
 @pytest.fixture(scope="module")
-def verdict_text(tmp_path_factory):
-    return benchmark.read_benchmark_text(tmp_path_factory.mktemp("data") / "the-verdict.txt")
+def verdict_text(the_verdict):
+    return the_verdict
 
 
 @pytest.fixture(scope="module")

@@ -1,13 +1,12 @@
 """Bonus 03: nn.Embedding equals one-hot x nn.Linear in values and gradients."""
 
 import re
-import subprocess
-import sys
 
 import pytest
 import torch
 import torch.nn as nn
-from course_imports import REPO_ROOT, import_course_module
+from course_imports import import_course_module
+from helpers import run_script
 
 FOLDER = "ch02/03_bonus_embedding-vs-matmul"
 bonus = import_course_module(f"{FOLDER}/embedding_vs_matmul.py")
@@ -60,11 +59,10 @@ def test_comparison_detects_different_weights():
 
 @pytest.mark.slow  # starts a Python process that imports torch
 def test_script_reports_zero_differences_and_timings():
-    result = subprocess.run(
-        [sys.executable, "embedding_vs_matmul.py", "--vocab-size", "300", "--emb-dim", "16",
-         "--num-tokens", "64", "--repeats", "1", "--device", "cpu"],
-        cwd=REPO_ROOT / FOLDER, capture_output=True, text=True, check=True, timeout=120,
-    )
+    result = run_script(f"{FOLDER}/embedding_vs_matmul.py", "--vocab-size", "300",
+                        "--emb-dim", "16", "--num-tokens", "64", "--repeats", "1",
+                        "--device", "cpu")
+    assert result.returncode == 0, result.stderr
     assert "largest output difference:   0\n" in result.stdout
     gradient_difference = re.search(r"largest gradient difference: (\S+)", result.stdout)
     assert float(gradient_difference.group(1)) <= 1e-6

@@ -7,48 +7,16 @@ weights with plain tensor operations (tolerance 1e-4, like the printed
 figures); the book's printed values are checked too where the issue lists them.
 """
 
-import contextlib
-import io
 import math
 import os
-import sys
-from pathlib import Path
 
-import nbformat
 import pytest
 import torch
 from course_imports import REPO_ROOT
+from helpers import run_notebook_code
 
 CHAPTER = REPO_ROOT / "ch03/01_main-chapter-code"
 ATOL = 1e-4
-
-
-def run_notebook_code(path):
-    """Execute a notebook's code cells in one namespace, as Jupyter would.
-
-    cwd is the notebook's folder and its sibling .py files are importable;
-    afterwards those module names are forgotten again (other chapters have
-    files with the same names).
-    """
-    nb = nbformat.read(path, as_version=4)
-    namespace = {"__name__": "__notebook__"}
-    previous_cwd = Path.cwd()
-    sibling_names = {p.stem for p in path.parent.glob("*.py")}
-    shadowed = {name: sys.modules.pop(name) for name in sibling_names if name in sys.modules}
-    os.chdir(path.parent)
-    sys.path.insert(0, str(path.parent))
-    try:
-        with contextlib.redirect_stdout(io.StringIO()):
-            for cell in nb.cells:
-                if cell.cell_type == "code":
-                    exec(compile(cell.source, str(path), "exec"), namespace)
-    finally:
-        os.chdir(previous_cwd)
-        sys.path.remove(str(path.parent))
-        for name in sibling_names:
-            sys.modules.pop(name, None)
-        sys.modules.update(shadowed)
-    return namespace
 
 
 @pytest.fixture(scope="module")

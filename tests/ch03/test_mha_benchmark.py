@@ -1,15 +1,11 @@
 """The attention benchmark: its bookkeeping (on made-up timings) and a tiny real run."""
 
-import subprocess
-import sys
-
 import pytest
-from course_imports import REPO_ROOT, import_course_module
+from course_imports import import_course_module
+from helpers import run_script
 
-FOLDER = REPO_ROOT / "ch03/02_bonus_efficient-multihead-attention"
-benchmark = import_course_module(
-    "ch03/02_bonus_efficient-multihead-attention/benchmark.py"
-)
+SCRIPT = "ch03/02_bonus_efficient-multihead-attention/benchmark.py"
+benchmark = import_course_module(SCRIPT)
 
 
 def made_up_report():
@@ -50,12 +46,9 @@ def test_table_lists_every_implementation_and_failures():
 @pytest.mark.slow
 def test_script_runs_and_saves_plot(tmp_path):
     plot = tmp_path / "bench.png"
-    result = subprocess.run(
-        [sys.executable, "benchmark.py", "--batch-size", "1", "--num-tokens", "8",
-         "--emb-dim", "16", "--num-heads", "2", "--warmup", "1", "--repeats", "2",
-         "--device", "cpu", "--plot", str(plot)],
-        cwd=FOLDER, capture_output=True, text=True, timeout=300,
-    )
+    result = run_script(SCRIPT, "--batch-size", "1", "--num-tokens", "8", "--emb-dim", "16",
+                        "--num-heads", "2", "--warmup", "1", "--repeats", "2",
+                        "--device", "cpu", "--plot", plot)
     assert result.returncode == 0, result.stderr
     assert "torch " in result.stdout and "Machine:" in result.stdout
     rows = [line for line in result.stdout.splitlines() if line.startswith("| ")]

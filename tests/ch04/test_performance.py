@@ -1,24 +1,14 @@
 """FLOP counting, peak lookup and throughput measurement in ch04/02_performance-analysis."""
 
-import subprocess
-import sys
-
 import pytest
 import torch
-from course_imports import REPO_ROOT, import_course_module
+from course_imports import import_course_module
+from helpers import run_script, tiny_gpt_config
 
-PERF_FOLDER = REPO_ROOT / "ch04" / "02_performance-analysis"
 perf = import_course_module("ch04/02_performance-analysis/performance.py")
 
-TINY_CONFIG = {
-    "vocab_size": 101,
-    "context_length": 32,
-    "emb_dim": 32,
-    "n_heads": 4,
-    "n_layers": 3,
-    "drop_rate": 0.1,
-    "qkv_bias": True,
-}
+TINY_CONFIG = tiny_gpt_config(vocab_size=101, context_length=32, n_layers=3, drop_rate=0.1,
+                              qkv_bias=True)
 
 
 @pytest.mark.parametrize("batch_size, seq_len", [(1, 1), (1, 32), (3, 7)])
@@ -131,12 +121,9 @@ def test_markdown_table():
 
 @pytest.mark.slow
 def test_script_prints_flops_and_throughput_tables():
-    result = subprocess.run(
-        [sys.executable, "performance.py", "--sizes", "124M", "--throughput-sizes", "124M",
-         "--seq-len", "8", "--repeats", "1", "--matmul-size", "128", "--skip-training",
-         "--device", "cpu"],
-        cwd=PERF_FOLDER, capture_output=True, text=True, timeout=300,
-    )
+    result = run_script("ch04/02_performance-analysis/performance.py", "--sizes", "124M",
+                        "--throughput-sizes", "124M", "--seq-len", "8", "--repeats", "1",
+                        "--matmul-size", "128", "--skip-training", "--device", "cpu")
     assert result.returncode == 0, result.stderr
     assert "peak used for MFU: measured: 128x128 torch.mm" in result.stdout
     assert "| 124M | 163,009,536 | 123,532,032 |" in result.stdout

@@ -8,13 +8,18 @@ outcome and that no partial or temporary file is left behind.
 import hashlib
 import http.server
 import os
+import errno
+import signal
 import socket
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 from collections import Counter
 
 import pytest
-from course_imports import REPO_ROOT, import_course_module
+from course_imports import import_course_module
 
 downloads = import_course_module("ch02/01_main-chapter-code/downloads.py")
 
@@ -303,17 +308,122 @@ def test_error_message_tells_reader_how_to_fix_it(server, folder, tmp_path, monk
     assert files_in(folder) == []
 
 
-def test_every_copy_of_the_helper_is_identical_to_its_home():
-    home = REPO_ROOT / "ch02/01_main-chapter-code/downloads.py"
-    copies = [p for p in REPO_ROOT.rglob("downloads.py") if ".git" not in p.parts]
-    assert home in copies
-    different = [
-        str(p.relative_to(REPO_ROOT)) for p in copies if p.read_bytes() != home.read_bytes()
-    ]
-    assert different == [], f"re-copy {home.relative_to(REPO_ROOT)} over: {different}"
-
-
 def test_download_error_is_a_runtime_error():
     # Readers' `except RuntimeError` (and the training script's fallback) catch it.
     assert issubclass(downloads.DownloadError, RuntimeError)
 
+
+
+# --- Nothing lost: permissions, failures on the destination side, SIGTERM ---------
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002])
+def test_finished_file_has_the_mode_a_plain_open_gives(server, folder, umask):
+    """A shared cache (tiktoken's) must stay readable for other users."""
+    server.routes["/file.txt"] = ("ok", CONTENT)
+    old_umask = os.umask(umask)
+    try:
+        downloads.download_file(server.url("/file.txt"), folder / "file.txt", CONTENT_SHA256)
+        with open(folder / "plain.txt", "w"):
+            pass
+    finally:
+        os.umask(old_umask)
+    mode = os.stat(folder / "file.txt").st_mode & 0o777
+    assert mode == os.stat(folder / "plain.txt").st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_failed_rename_names_the_destination_and_leaves_no_part_file(
+    server, folder, monkeypatch
+):
+    server.routes["/file.txt"] = ("ok", CONTENT)
+
+    def full_disk(source, target):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(downloads.os, "replace", full_disk)
+    with pytest.raises(downloads.DownloadError) as err:
+        downloads.download_file(server.url("/file.txt"), folder / "file.txt", CONTENT_SHA256)
+    message = str(err.value)
+    assert "No space left on device" in message and str(folder) in message
+    assert "network" not in message
+    assert files_in(folder) == []
+
+
+def test_destination_that_cannot_be_a_folder_is_named(server, tmp_path):
+    server.routes["/file.txt"] = ("ok", CONTENT)
+    not_a_folder = tmp_path / "notes.txt"
+    not_a_folder.write_text("mine")
+    with pytest.raises(downloads.DownloadError) as err:
+        downloads.download_file(server.url("/file.txt"), not_a_folder / "file.txt")
+    assert f"cannot create the folder {not_a_folder}" in str(err.value)
+    assert server.hits["/file.txt"] == 0 and not_a_folder.read_text() == "mine"
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0,
+                    reason="needs a user whom file permissions restrict (not root)")
+def test_read_only_folder_is_named(server, folder):
+    server.routes["/file.txt"] = ("ok", CONTENT)
+    folder.chmod(0o555)
+    try:
+        with pytest.raises(downloads.DownloadError) as err:
+            downloads.download_file(server.url("/file.txt"), folder / "file.txt")
+    finally:
+        folder.chmod(0o755)
+    assert f"cannot write in {folder} (Permission denied)" in str(err.value)
+    assert files_in(folder) == []
+
+
+def test_write_error_mid_download_says_so_and_leaves_no_part_file(server, folder):
+    """A file-size limit (like a full disk) hits while the body is being written."""
+    server.routes["/big.bin"] = ("ok", CONTENT * 20)
+    script = textwrap.dedent(f"""
+        import resource, signal, sys
+        sys.path.insert(0, {os.path.dirname(downloads.__file__)!r})
+        import downloads
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # get an OSError, not a kill
+        resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))
+        try:
+            downloads.download_file({server.url("/big.bin")!r}, {str(folder / "big.bin")!r})
+        except downloads.DownloadError as err:
+            print(err)
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=60)
+    assert f"cannot write in {folder} (File too large)" in result.stdout, result.stderr
+    assert files_in(folder) == []
+
+
+def test_sigterm_during_download_leaves_no_part_file(server, folder):
+    server.routes["/slow.bin"] = ("stall-in-body", CONTENT)
+    script = textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {os.path.dirname(downloads.__file__)!r})
+        import downloads
+        downloads.download_file({server.url("/slow.bin")!r}, {str(folder / "slow.bin")!r})
+    """)
+    process = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while not any(name.endswith(".part") for name in files_in(folder)):
+            assert time.monotonic() < deadline, "the download never started"
+            time.sleep(0.05)
+        process.send_signal(signal.SIGTERM)
+        returncode = process.wait(timeout=30)
+    finally:
+        process.kill()
+        process.wait()
+    assert returncode != 0
+    assert files_in(folder) == []
+
+
+def test_corrupt_mirror_file_is_called_corrupt(tmp_path, folder, monkeypatch, network_blocked):
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    (mirror / "file.txt").write_bytes(CONTENT[:-1])
+    monkeypatch.setenv(downloads.MIRROR_ENV_VAR, str(mirror))
+    with pytest.raises(downloads.DownloadError) as err:
+        downloads.download_file("https://example.com/file.txt", folder / "file.txt",
+                                CONTENT_SHA256)
+    message = str(err.value)
+    assert f"mirror file {mirror / 'file.txt'}: corrupt (sha256 mismatch)" in message
+    assert "https://example.com/file.txt: network error" in message

@@ -5,15 +5,14 @@ and with the script's own small fallback parser (an environment without it).
 """
 
 import importlib.metadata
-import subprocess
-import sys
 import textwrap
 
 import pytest
 from course_imports import REPO_ROOT, import_course_module
+from helpers import run_script
 
-SCRIPT = REPO_ROOT / "setup/python_environment_check.py"
-envcheck = import_course_module("setup/python_environment_check.py")
+SCRIPT = "setup/python_environment_check.py"
+envcheck = import_course_module(SCRIPT)
 
 PYTEST_VERSION = importlib.metadata.version("pytest")
 NOT_INSTALLED = "llms-from-scratch-no-such-package"
@@ -143,17 +142,14 @@ def test_report_line_shows_status_name_version_and_wish():
     assert "wanted <1.0" in line
 
 
-def run_script(*args):
-    return subprocess.run(
-        [sys.executable, str(SCRIPT), *map(str, args)],
-        capture_output=True, text=True, timeout=60,
-    )
+def run_check(*args):
+    return run_script(SCRIPT, *args, cwd=REPO_ROOT, timeout=60)
 
 
 def test_script_exits_zero_when_everything_is_installed(tmp_path):
     path = write(tmp_path, "pytest>=1.0\n")
 
-    process = run_script(path)
+    process = run_check(path)
 
     assert process.returncode == 0, process.stdout + process.stderr
     assert f"[OK]       pytest {PYTEST_VERSION}" in process.stdout
@@ -163,7 +159,7 @@ def test_script_exits_zero_when_everything_is_installed(tmp_path):
 def test_script_exits_nonzero_and_names_each_problem(tmp_path):
     path = write(tmp_path, f"{NOT_INSTALLED}\npytest<1.0\n")
 
-    process = run_script(path)
+    process = run_check(path)
 
     assert process.returncode == 1
     assert f"[MISSING]  {NOT_INSTALLED}" in process.stdout
@@ -174,7 +170,7 @@ def test_script_exits_nonzero_and_names_each_problem(tmp_path):
 def test_script_checks_several_files_and_reports_a_missing_one(tmp_path):
     first = write(tmp_path, "pytest>=1.0\n", name="a.txt")
 
-    process = run_script(first, tmp_path / "nowhere.txt")
+    process = run_check(first, tmp_path / "nowhere.txt")
 
     assert process.returncode == 2
     assert "no requirements file" in process.stderr

@@ -1,0 +1,67 @@
+"""Every script meets bad input with one line that names the argument.
+
+One row per case: the script (relative to the repository), its arguments, and
+the flag the error line must name. To cover another script, append rows.
+Each case must exit with status 2, print exactly one line to stderr, show no
+traceback, and write nothing: not in the folder it runs from, not beside the
+script.
+"""
+
+import pytest
+from course_imports import REPO_ROOT
+from helpers import run_script_in_process
+
+EMBEDDING = "ch02/03_bonus_embedding-vs-matmul/embedding_vs_matmul.py"
+TOKENIZERS = "ch02/02_bonus_bytepair-encoder/benchmark_tokenizers.py"
+BPE = "ch02/05_bpe-from-scratch/benchmark_bpe.py"
+ATTENTION = "ch03/02_bonus_efficient-multihead-attention/benchmark.py"
+PERFORMANCE = "ch04/02_performance-analysis/performance.py"
+DDP = "appendix-A/01_main-chapter-code/DDP-script.py"
+
+BAD_INPUT = [
+    # (script, arguments, flag named in the error)
+    (EMBEDDING, ["--repeats", "0"], "--repeats"),
+    (EMBEDDING, ["--vocab-size", "-5"], "--vocab-size"),
+    (EMBEDDING, ["--num-tokens", "ten"], "--num-tokens"),
+    (EMBEDDING, ["--device", "tpu"], "--device"),
+    (TOKENIZERS, ["--repeats", "0"], "--repeats"),
+    (TOKENIZERS, ["--text", "missing.txt"], "--text"),
+    (BPE, ["--vocab-size", "100"], "--vocab-size"),
+    (BPE, ["--repeats", "-1"], "--repeats"),
+    (BPE, ["--text", "missing.txt"], "--text"),
+    (ATTENTION, ["--batch_size", "0"], "--batch-size"),  # the underscore alias
+    (ATTENTION, ["--warmup", "-1"], "--warmup"),
+    (ATTENTION, ["--num-heads", "5"], "--num-heads"),
+    (ATTENTION, ["--plot", "no-such-folder/plot.png"], "--plot"),
+    (ATTENTION, ["--device", "gpu"], "--device"),
+    (PERFORMANCE, ["--batch-size", "0"], "--batch-size"),
+    (PERFORMANCE, ["--seq-len", "2048"], "--seq-len"),
+    (PERFORMANCE, ["--repeats", "0"], "--repeats"),
+    (DDP, ["--num-procs", "0"], "--num-procs"),
+    (DDP, ["--num-procs", "-2"], "--num-procs"),
+    (DDP, ["--num_epochs", "x"], "--num-epochs"),
+    (DDP, ["--fail-rank", "5"], "--fail-rank"),
+]
+
+
+def folder_state(folder):
+    """Names and modification times of the files in `folder` (caches aside)."""
+    return {path.name: path.stat().st_mtime_ns for path in folder.iterdir()
+            if path.name != "__pycache__"}
+
+
+@pytest.mark.parametrize(("script", "args", "flag"), BAD_INPUT,
+                         ids=[f"{s.split('/')[-1]} {' '.join(a)}" for s, a, _ in BAD_INPUT])
+def test_bad_input_gives_one_line_naming_the_argument(script, args, flag, tmp_path):
+    script_folder = (REPO_ROOT / script).parent
+    before = folder_state(script_folder)
+
+    result = run_script_in_process(script, args, cwd=tmp_path)
+
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert flag in lines[0]
+    assert "Traceback" not in result.stderr + result.stdout
+    assert list(tmp_path.iterdir()) == []
+    assert folder_state(script_folder) == before
