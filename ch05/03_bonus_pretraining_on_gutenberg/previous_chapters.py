@@ -1,17 +1,12 @@
-"""Code from chapters 4 and 5 and appendix A that the Gutenberg scripts build on.
+"""Code from chapters 3-5 that the Gutenberg scripts build on.
 
-Copied unchanged from the places that introduce it (homes: the ch04 and ch05
-main notebooks, appendix A's DDP-script.py). A test checks that every copy is
-byte-identical to its home, so do not edit these definitions here: change them
-at home and re-run `python tests/copy_forward.py --fix`.
+Copied unchanged from the chapters that introduce it (homes: the ch03, ch04
+and ch05 main notebooks). A test checks that every copy is byte-identical to
+its home, so do not edit these definitions here: change them at home and
+re-run `python tests/copy_forward.py --fix`.
 """
 
-import os
-import sys
-from datetime import timedelta
-
 import torch
-import torch.distributed as dist
 import torch.nn as nn
 
 
@@ -305,14 +300,3 @@ def train_model_simple(model, train_loader, val_loader, optimizer, device, num_e
         generate_and_print_sample(model, tokenizer, device, start_context)
 
     return train_losses, val_losses, track_tokens_seen
-
-
-# From appendix A
-def init_process_group(rank, world_size, backend):
-    if sys.platform == "win32":
-        # PyTorch's Windows builds have no libuv; the rendezvous store must not use it.
-        os.environ["USE_LIBUV"] = "0"
-    dist.init_process_group(
-        backend=backend, rank=rank, world_size=world_size,
-        timeout=timedelta(seconds=60),  # a vanished peer fails the run instead of hanging
-    )
