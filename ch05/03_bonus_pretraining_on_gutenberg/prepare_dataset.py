@@ -23,6 +23,7 @@ same command again and it keeps the complete shards and continues after them.
 """
 
 import argparse
+import functools
 import hashlib
 import json
 import os
@@ -58,7 +59,7 @@ MIN_ENGLISH_SHARE = 0.15
 WORD = re.compile(r"[a-z']+")
 
 
-def add_option(parser, flag, **kwargs):
+def add_hyphenated_option(parser, flag, **kwargs):
     """Add a hyphenated flag, plus its underscore spelling as a hidden alias.
 
     The book's own repository documents `--data_dir`, `--max_size_mb`, ...;
@@ -74,13 +75,13 @@ def add_option(parser, flag, **kwargs):
                             **alias_kwargs)
 
 
-def usage_error(parser, message):
-    """Exit with status 2 and one line naming the problem, like argparse does."""
-    print(f"{parser.prog}: error: {message}", file=sys.stderr)
+def argument_error(parser, flag, message):
+    """Exit with status 2 and one line naming the flag, in argparse's words."""
+    print(f"{parser.prog}: error: argument {flag}: {message}", file=sys.stderr)
     sys.exit(2)
 
 
-def write_atomically(path, write):
+def write_file_atomically(path, write):
     """Call `write(file)` on a temporary file next to `path`, then rename it.
 
     The rename is atomic: readers (and a rerun) see the old file or the
@@ -267,7 +268,7 @@ class ShardWriter:
 
     def write_index(self):
         text = json.dumps(self.index, indent=1).encode()
-        write_atomically(self.output_dir / INDEX_NAME, lambda file: file.write(text))
+        write_file_atomically(self.output_dir / INDEX_NAME, lambda file: file.write(text))
 
     def _open_shard(self, book_number, token):
         number = len(self.index["shards"])
@@ -348,7 +349,7 @@ def read_index(output_dir):
     return json.loads(path.read_text())
 
 
-def summarize(index, seconds, input_bytes):
+def print_shard_summary(index, seconds, input_bytes):
     skipped = {}
     for entry in index["skipped"]:
         skipped[entry["reason"]] = skipped.get(entry["reason"], 0) + 1
@@ -365,31 +366,33 @@ def parse_args(argv=None):
         description="Tokenize a folder of Project Gutenberg .txt books into uint16 shards.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    add_option(parser, "--data-dir", default="gutenberg/data/raw",
-               help="folder with the books' .txt files (searched recursively)")
-    add_option(parser, "--output-dir", default="gutenberg_preprocessed",
-               help="where the shards and index.json are written")
-    add_option(parser, "--max-size-mb", type=float, default=500,
-               help="size of each shard in MB (2 bytes a token)")
-    add_option(parser, "--workers", type=int, default=min(4, os.cpu_count() or 1),
-               help="processes that tokenize books in parallel")
+    option = functools.partial(add_hyphenated_option, parser)
+    option("--data-dir", default="gutenberg/data/raw",
+           help="folder with the books' .txt files (searched recursively)")
+    option("--output-dir", default="gutenberg_preprocessed",
+           help="where the shards and index.json are written")
+    option("--max-size-mb", type=float, default=500,
+           help="size of each shard in MB (2 bytes a token)")
+    option("--workers", type=int, default=min(4, os.cpu_count() or 1),
+           help="processes that tokenize books in parallel")
     args = parser.parse_args(argv)
 
     data_dir = Path(args.data_dir)
     if not data_dir.is_dir():
-        usage_error(parser, f"argument --data-dir: {data_dir} is not a folder")
+        argument_error(parser, "--data-dir", f"{data_dir} is not a folder")
     if not list_books(data_dir):
-        usage_error(parser, f"argument --data-dir: no .txt files below {data_dir}")
+        argument_error(parser, "--data-dir", f"no .txt files below {data_dir}")
     if args.max_size_mb * MB < TOKEN_DTYPE.itemsize:
-        usage_error(parser, "argument --max-size-mb: must hold at least one token (> 0)")
+        argument_error(parser, "--max-size-mb", "must hold at least one token (> 0)")
     if args.workers < 1:
-        usage_error(parser, "argument --workers: must be at least 1")
+        argument_error(parser, "--workers", "must be at least 1")
     output_dir = Path(args.output_dir)
     if output_dir.exists() and not output_dir.is_dir():
-        usage_error(parser, f"argument --output-dir: {output_dir} is a file, not a folder")
+        argument_error(parser, "--output-dir", f"{output_dir} is a file, not a folder")
     if any(output_dir.glob("shard_*.bin")) and not (output_dir / INDEX_NAME).is_file():
-        usage_error(parser, f"argument --output-dir: {output_dir} holds shard files but no "
-                            f"{INDEX_NAME}; they are not from this script, choose another folder")
+        argument_error(parser, "--output-dir",
+                       f"{output_dir} holds shard files but no {INDEX_NAME}; they are not "
+                       "from this script, choose another folder")
     args.shard_tokens = int(args.max_size_mb * MB) // TOKEN_DTYPE.itemsize
     return args
 
@@ -402,7 +405,7 @@ def main(argv=None):
           f"shards of up to {args.shard_tokens:,} tokens; {args.workers} worker processes.")
     start = time.perf_counter()
     index = tokenize_to_shards(args.data_dir, args.output_dir, args.shard_tokens, args.workers)
-    summarize(index, time.perf_counter() - start, input_bytes)
+    print_shard_summary(index, time.perf_counter() - start, input_bytes)
 
 
 if __name__ == "__main__":

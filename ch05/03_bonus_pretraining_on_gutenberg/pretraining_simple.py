@@ -31,6 +31,7 @@ exactly where the run stopped. Per-step losses go to --output-dir/log.jsonl.
 """
 
 import argparse
+import functools
 import json
 import math
 import os
@@ -47,8 +48,8 @@ import tiktoken
 import torch
 import torch.distributed as dist
 from downloads import cache_gpt2_tokenizer_files
-from prepare_dataset import (INDEX_NAME, TOKEN_DTYPE, add_option, read_index, usage_error,
-                             write_atomically)
+from prepare_dataset import (INDEX_NAME, TOKEN_DTYPE, add_hyphenated_option, argument_error,
+                             read_index, write_file_atomically)
 from previous_chapters import GPT_CONFIG_124M, GPTModel, calc_loss_batch, generate_and_print_sample
 from torch.distributed.elastic.multiprocessing.errors import record
 from torch.nn.parallel import DistributedDataParallel
@@ -155,7 +156,7 @@ def cluster_from_environment():
                    int(os.environ.get("LOCAL_RANK", 0)))
 
 
-def choose_device(requested, cluster):
+def device_for_process(requested, cluster):
     """The device for this process: with several GPUs, the one at LOCAL_RANK."""
     if requested == "auto":
         requested = ("cuda" if torch.cuda.is_available()
@@ -189,7 +190,7 @@ def autocast_for(device, dtype):
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 
 
-def evaluate(model, windows, cluster, device, batch_size, eval_iter, dtype):
+def evaluate_windows(model, windows, cluster, device, batch_size, eval_iter, dtype):
     """Mean loss over the first `eval_iter` batches of training and of validation windows."""
     model.eval()
     results = []
@@ -206,7 +207,7 @@ def evaluate(model, windows, cluster, device, batch_size, eval_iter, dtype):
     return train_loss, val_loss
 
 
-def latest_checkpoint(output_dir):
+def latest_training_checkpoint(output_dir):
     found = [(int(match.group(1)), path) for path in Path(output_dir).glob("model_pg_*.pth")
              if (match := CHECKPOINT.fullmatch(path.name))]
     return max(found)[1] if found else None
@@ -227,7 +228,7 @@ def save_training_state(path, model, optimizer, position, config, run_facts, clu
                   "optimizer_state_dict": optimizer.state_dict(),
                   "config": dict(config), "position": asdict(position),
                   "run": dict(run_facts), "rng_states": rng_states}
-    write_atomically(path, lambda file: torch.save(checkpoint, file))
+    write_file_atomically(path, lambda file: torch.save(checkpoint, file))
 
 
 def load_training_state(path, model, optimizer, cluster, device):
@@ -246,7 +247,7 @@ def load_training_state(path, model, optimizer, cluster, device):
     return Position(**checkpoint["position"])
 
 
-class Log:
+class StepLog:
     """log.jsonl: one line per step ({"step", "loss", "tokens_seen"}) and per evaluation."""
 
     def __init__(self, output_dir, cluster):
@@ -261,7 +262,7 @@ class Log:
         lines = [line for line in self.path.read_text().splitlines()
                  if json.loads(line)["step"] <= step]
         text = "".join(line + "\n" for line in lines).encode()
-        write_atomically(self.path, lambda file: file.write(text))
+        write_file_atomically(self.path, lambda file: file.write(text))
 
     def add_step(self, step, tokens_seen, loss):
         # Keeping the tensor avoids a device sync (loss.item()) after every step.
@@ -287,7 +288,7 @@ def pretrain(model, optimizer, windows, args, position, cluster, device, tokeniz
              run_facts, config):
     """The training loop: the book's train_model_simple, resumable and distributed."""
     raw_model = model.module if isinstance(model, DistributedDataParallel) else model
-    log = Log(args.output_dir, cluster)
+    log = StepLog(args.output_dir, cluster)
     steps_per_epoch = windows.num_train // args.batch_size
     last_step = args.n_epochs * steps_per_epoch - 1
     if args.max_steps is not None:
@@ -309,6 +310,8 @@ def pretrain(model, optimizer, windows, args, position, cluster, device, tokeniz
     while position.step < last_step:
         order = windows.epoch_order(args.seed, position.epoch)
         while position.batch < steps_per_epoch and position.step < last_step:
+            if args.fail_rank == cluster.rank and position.step + 1 == args.fail_step:
+                raise RuntimeError(f"rank {cluster.rank}: simulated failure (--fail-rank)")
             ids = order[position.batch * args.batch_size:(position.batch + 1) * args.batch_size]
             optimizer.zero_grad()
             with autocast_for(device, args.dtype):
@@ -325,7 +328,7 @@ def pretrain(model, optimizer, windows, args, position, cluster, device, tokeniz
             bar.set_postfix_str(f"{tokens_per_s:,.0f} tokens/s", refresh=False)
 
             if position.step % args.eval_freq == 0:
-                train_loss, val_loss = evaluate(model, windows, cluster, device,
+                train_loss, val_loss = evaluate_windows(model, windows, cluster, device,
                                                 args.batch_size, args.eval_iter, args.dtype)
                 log.flush({"step": position.step, "train_loss": train_loss,
                            "val_loss": val_loss})
@@ -351,113 +354,116 @@ def parse_args(argv=None):
         description="Pretrain GPT on tokenized Project Gutenberg books (one or many processes).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    add_option(parser, "--data-dir", default="gutenberg_preprocessed",
-               help="folder written by prepare_dataset.py (index.json and shards)")
-    add_option(parser, "--output-dir", default="model_checkpoints",
-               help="where checkpoints and log.jsonl are written")
-    add_option(parser, "--n-epochs", type=int, default=1, help="passes over the training windows")
-    add_option(parser, "--batch-size", type=int, default=4,
-               help="windows per optimizer step, over all processes together")
-    add_option(parser, "--context-length", type=int, default=None,
-               help="tokens per window (None: 1024, or 10 with --debug)")
-    add_option(parser, "--lr", type=float, default=5e-4, help="AdamW learning rate")
-    add_option(parser, "--weight-decay", type=float, default=0.1, help="AdamW weight decay")
-    add_option(parser, "--eval-freq", type=int, default=100,
-               help="evaluate every this many optimizer steps")
-    add_option(parser, "--eval-iter", type=int, default=1, help="batches per evaluation")
-    add_option(parser, "--print-sample-iter", type=int, default=1000,
-               help="print a greedy sample every this many steps")
-    add_option(parser, "--save-ckpt-freq", type=int, default=100_000,
-               help="save a checkpoint every this many steps (and always at the end)")
-    add_option(parser, "--max-steps", type=int, default=None,
-               help="stop (with a checkpoint) after this many steps in all; --resume goes on")
-    add_option(parser, "--val-fraction", type=float, default=0.1,
-               help="share of the windows (at the end of the stream) held out for validation")
-    add_option(parser, "--device", choices=["auto", "cpu", "cuda", "mps"], default="auto",
-               help="auto: a GPU if there is one (one per process under torchrun)")
-    add_option(parser, "--dtype", choices=["float32", "bfloat16"], default="float32",
-               help="bfloat16: mixed precision with autocast (parameters stay float32)")
-    add_option(parser, "--seed", type=int, default=123, help="seed for weights, order, dropout")
-    add_option(parser, "--drop-rate", type=float, default=None,
-               help="dropout rate (None: the model's, 0.1; 0.0 with --debug)")
-    add_option(parser, "--debug", action="store_true",
-               help="a tiny model (2 layers, 12-dim embeddings) for quick checks")
-    add_option(parser, "--resume", action="store_true",
-               help="continue from the newest checkpoint in --output-dir")
-    add_option(parser, "--dist-timeout", type=float, default=600,
-               help="seconds a process waits for a silent peer before giving up")
-    add_option(parser, "--fail-rank", type=int, default=None,
-               help="make this rank raise at its first step (to see a failure end the job)")
-    add_option(parser, "--no-progress", dest="progress", action="store_false",
-               help="no progress bar")
+    option = functools.partial(add_hyphenated_option, parser)
+    option("--data-dir", default="gutenberg_preprocessed",
+           help="folder written by prepare_dataset.py (index.json and shards)")
+    option("--output-dir", default="model_checkpoints",
+           help="where checkpoints and log.jsonl are written")
+    option("--n-epochs", type=int, default=1, help="passes over the training windows")
+    option("--batch-size", type=int, default=4,
+           help="windows per optimizer step, over all processes together")
+    option("--context-length", type=int, default=None,
+           help="tokens per window (None: 1024, or 10 with --debug)")
+    option("--lr", type=float, default=5e-4, help="AdamW learning rate")
+    option("--weight-decay", type=float, default=0.1, help="AdamW weight decay")
+    option("--eval-freq", type=int, default=100,
+           help="evaluate every this many optimizer steps")
+    option("--eval-iter", type=int, default=1, help="batches per evaluation")
+    option("--print-sample-iter", type=int, default=1000,
+           help="print a greedy sample every this many steps")
+    option("--save-ckpt-freq", type=int, default=100_000,
+           help="save a checkpoint every this many steps (and always at the end)")
+    option("--max-steps", type=int, default=None,
+           help="stop (with a checkpoint) after this many steps in all; --resume goes on")
+    option("--val-fraction", type=float, default=0.1,
+           help="share of the windows (at the end of the stream) held out for validation")
+    option("--device", choices=["auto", "cpu", "cuda", "mps"], default="auto",
+           help="auto: a GPU if there is one (one per process under torchrun)")
+    option("--dtype", choices=["float32", "bfloat16"], default="float32",
+           help="bfloat16: mixed precision with autocast (parameters stay float32)")
+    option("--seed", type=int, default=123, help="seed for weights, order, dropout")
+    option("--drop-rate", type=float, default=None,
+           help="dropout rate (None: the model's, 0.1; 0.0 with --debug)")
+    option("--debug", action="store_true",
+           help="a tiny model (2 layers, 12-dim embeddings) for quick checks")
+    option("--resume", action="store_true",
+           help="continue from the newest checkpoint in --output-dir")
+    option("--dist-timeout", type=float, default=600,
+           help="seconds a process waits for a silent peer before giving up")
+    option("--fail-rank", type=int, default=None,
+           help="make this rank raise at step --fail-step (to see a failure end the job)")
+    option("--fail-step", type=int, default=0, help="see --fail-rank")
+    option("--no-progress", dest="progress", action="store_false",
+           help="no progress bar")
     args = parser.parse_args(argv)
-    check_args(parser, args)
+    check_training_args(parser, args)
     return args
 
 
-def check_args(parser, args):
+def check_training_args(parser, args):
     """Exit with one line naming the argument when something cannot work."""
     for name in ("n_epochs", "batch_size", "eval_freq", "eval_iter", "print_sample_iter",
                  "save_ckpt_freq", "max_steps", "context_length"):
         value = getattr(args, name)
         if value is not None and value < 1:
-            usage_error(parser, f"argument --{name.replace('_', '-')}: must be at least 1")
+            argument_error(parser, f"--{name.replace('_', '-')}", "must be at least 1")
     if args.lr <= 0:
-        usage_error(parser, "argument --lr: must be positive")
+        argument_error(parser, "--lr", "must be positive")
     if not 0 < args.val_fraction < 1:
-        usage_error(parser, "argument --val-fraction: must be between 0 and 1")
+        argument_error(parser, "--val-fraction", "must be between 0 and 1")
     if args.drop_rate is not None and not 0 <= args.drop_rate < 1:
-        usage_error(parser, "argument --drop-rate: must be in [0, 1)")
+        argument_error(parser, "--drop-rate", "must be in [0, 1)")
 
     cluster = cluster_from_environment()
     if args.batch_size % cluster.world_size:
-        usage_error(parser, f"argument --batch-size: {args.batch_size} windows cannot be split "
-                            f"evenly over {cluster.world_size} processes")
+        argument_error(parser, "--batch-size", f"{args.batch_size} windows cannot be split "
+                                               f"evenly over {cluster.world_size} processes")
     if args.device == "cuda" and not torch.cuda.is_available():
-        usage_error(parser, "argument --device: cuda requested, but no CUDA GPU is available")
+        argument_error(parser, "--device", "cuda requested, but no CUDA GPU is available")
     if args.device == "mps" and not torch.backends.mps.is_available():
-        usage_error(parser, "argument --device: mps requested, but MPS is not available")
-    device = choose_device(args.device, cluster)
+        argument_error(parser, "--device", "mps requested, but MPS is not available")
+    device = device_for_process(args.device, cluster)
     if (args.dtype == "bfloat16" and device.type == "cuda"
             and not torch.cuda.is_bf16_supported()):
-        usage_error(parser, "argument --dtype: this GPU does not support bfloat16")
+        argument_error(parser, "--dtype", "this GPU does not support bfloat16")
 
-    check_data_dir(parser, args)
+    check_shard_folder(parser, args)
     output_dir = Path(args.output_dir)
     if output_dir.exists() and not output_dir.is_dir():
-        usage_error(parser, f"argument --output-dir: {output_dir} is a file, not a folder")
-    found = latest_checkpoint(output_dir) if output_dir.is_dir() else None
+        argument_error(parser, "--output-dir", f"{output_dir} is a file, not a folder")
+    found = latest_training_checkpoint(output_dir) if output_dir.is_dir() else None
     if args.resume and found is None:
-        usage_error(parser, f"argument --resume: no model_pg_<step>.pth in {output_dir}")
+        argument_error(parser, "--resume", f"no model_pg_<step>.pth in {output_dir}")
     if found is not None and not args.resume:
-        usage_error(parser, f"argument --output-dir: {output_dir} already holds checkpoints; "
-                            "pass --resume to continue, or choose another folder")
+        argument_error(parser, "--output-dir",
+                       f"{output_dir} already holds checkpoints; pass --resume to continue, "
+                       "or choose another folder")
 
 
-def check_data_dir(parser, args):
+def check_shard_folder(parser, args):
     index = read_index(args.data_dir)
     if index is None:
-        usage_error(parser, f"argument --data-dir: no {INDEX_NAME} in {args.data_dir} "
-                            "(run prepare_dataset.py first)")
+        argument_error(parser, "--data-dir", f"no {INDEX_NAME} in {args.data_dir} "
+                                             "(run prepare_dataset.py first)")
     if not index["complete"]:
-        usage_error(parser, f"argument --data-dir: {args.data_dir} is incomplete "
-                            "(rerun prepare_dataset.py to finish it)")
+        argument_error(parser, "--data-dir", f"{args.data_dir} is incomplete "
+                                             "(rerun prepare_dataset.py to finish it)")
     for shard in index["shards"]:
         path = Path(args.data_dir) / shard["file"]
         if not path.is_file() or path.stat().st_size != shard["tokens"] * TOKEN_DTYPE.itemsize:
-            usage_error(parser, f"argument --data-dir: {path} is missing or has the wrong size")
+            argument_error(parser, "--data-dir", f"{path} is missing or has the wrong size")
     length = args.context_length or (DEBUG_CONFIG if args.debug else GPT_CONFIG_124M)[
         "context_length"]
     windows = len(range(0, index["total_tokens"] - length, length))
     num_val = math.ceil(windows * args.val_fraction)
     if min(windows - num_val, num_val) < args.batch_size:
-        usage_error(parser, f"argument --data-dir: {index['total_tokens']:,} tokens make "
-                            f"{windows - num_val} training and {num_val} validation windows "
-                            f"of {length} tokens; each needs at least --batch-size "
-                            f"{args.batch_size}")
+        argument_error(parser, "--data-dir",
+                       f"{index['total_tokens']:,} tokens make {windows - num_val} training "
+                       f"and {num_val} validation windows of {length} tokens; each needs at "
+                       f"least --batch-size {args.batch_size}")
 
 
-def model_config(args):
+def config_from_args(args):
     config = dict(DEBUG_CONFIG if args.debug else GPT_CONFIG_124M)
     if args.context_length is not None:
         config["context_length"] = args.context_length
@@ -482,12 +488,12 @@ def check_resume_matches(path, config, run_facts):
 def main(argv=None):
     args = parse_args(argv)
     cluster = cluster_from_environment()
-    device = choose_device(args.device, cluster)
-    config = model_config(args)
+    device = device_for_process(args.device, cluster)
+    config = config_from_args(args)
     windows = Windows(TokenShards(args.data_dir), config["context_length"], args.val_fraction)
     run_facts = {"total_tokens": windows.shards.total_tokens, "batch_size": args.batch_size,
                  "val_fraction": args.val_fraction, "seed": args.seed}
-    checkpoint_path = latest_checkpoint(args.output_dir) if args.resume else None
+    checkpoint_path = latest_training_checkpoint(args.output_dir) if args.resume else None
     if checkpoint_path is not None:
         check_resume_matches(checkpoint_path, config, run_facts)
     Path(args.output_dir).mkdir(parents=True, exist_ok=True)
@@ -510,15 +516,13 @@ def main(argv=None):
         position = Position()
         if checkpoint_path is not None:
             position = load_training_state(checkpoint_path, model, optimizer, cluster, device)
-            Log(args.output_dir, cluster).keep_until(position.step)
+            StepLog(args.output_dir, cluster).keep_until(position.step)
             if cluster.rank == 0:
                 print(f"Resuming from {checkpoint_path.name}: epoch {position.epoch + 1}, "
                       f"step {position.step}")
         if cluster.distributed:
             model = DistributedDataParallel(
                 model, device_ids=[device.index] if device.type == "cuda" else None)
-        if args.fail_rank == cluster.rank:
-            raise RuntimeError(f"rank {cluster.rank}: simulated failure (--fail-rank)")
 
         position, tokens_per_s = pretrain(model, optimizer, windows, args, position, cluster,
                                           device, tokenizer, run_facts, config)
