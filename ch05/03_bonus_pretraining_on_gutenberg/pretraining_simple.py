@@ -288,6 +288,7 @@ def pretrain(model, optimizer, windows, args, position, cluster, device, tokeniz
              run_facts, config):
     """The training loop: the book's train_model_simple, resumable and distributed."""
     raw_model = model.module if isinstance(model, DistributedDataParallel) else model
+    Path(args.output_dir).mkdir(parents=True, exist_ok=True)
     log = StepLog(args.output_dir, cluster)
     steps_per_epoch = windows.num_train // args.batch_size
     last_step = args.n_epochs * steps_per_epoch - 1
@@ -343,9 +344,10 @@ def pretrain(model, optimizer, windows, args, position, cluster, device, tokeniz
         if position.batch == steps_per_epoch:
             position.epoch, position.batch = position.epoch + 1, 0
     bar.close()
+    log.flush()  # reads the last losses back, so the device has finished every step
+    seconds = time.perf_counter() - start_time
     if saved_step != position.step:
         checkpoint()
-    seconds = time.perf_counter() - start_time
     return position, (position.tokens_seen - start_tokens) / seconds if seconds else 0.0
 
 
@@ -496,7 +498,6 @@ def main(argv=None):
     checkpoint_path = latest_training_checkpoint(args.output_dir) if args.resume else None
     if checkpoint_path is not None:
         check_resume_matches(checkpoint_path, config, run_facts)
-    Path(args.output_dir).mkdir(parents=True, exist_ok=True)
 
     start_process_group(cluster, device, args.dist_timeout)
     try:
