@@ -522,8 +522,11 @@ def main(argv=None):
                 print(f"Resuming from {checkpoint_path.name}: epoch {position.epoch + 1}, "
                       f"step {position.step}")
         if cluster.distributed:
+            # The only buffers are the constant causal masks: no need to re-send them
+            # from rank 0 before every forward pass (DDP's default).
             model = DistributedDataParallel(
-                model, device_ids=[device.index] if device.type == "cuda" else None)
+                model, device_ids=[device.index] if device.type == "cuda" else None,
+                broadcast_buffers=False)
 
         position, tokens_per_s = pretrain(model, optimizer, windows, args, position, cluster,
                                           device, tokenizer, run_facts, config)
