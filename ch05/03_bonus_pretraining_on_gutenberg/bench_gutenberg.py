@@ -29,7 +29,6 @@ import platform
 import random
 import tempfile
 import time
-from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -38,8 +37,8 @@ import torch
 from downloads import cache_gpt2_tokenizer_files, download_file
 from prepare_dataset import (MB, TOKEN_DTYPE, list_books, strip_gutenberg_boilerplate,
                              tokenize_to_shards)
-from pretraining_simple import (Cluster, Position, TokenShards, Windows, device_for_process,
-                                parse_args, pretrain)
+from pretraining_simple import (Cluster, Position, TokenShards, Windows, autocast_for,
+                                device_for_process, parse_args, pretrain)
 from previous_chapters import GPT_CONFIG_124M, GPTModel, train_model_simple
 
 THE_VERDICT_URL = (
@@ -126,8 +125,11 @@ def training_setup(shards_dir, work_dir, args_in, dtype, name):
 def run_pretrain(shards_dir, work_dir, bench_args, dtype, tokenizer):
     args, config, windows, device, model, optimizer = training_setup(
         shards_dir, work_dir, bench_args, dtype, f"pretrain-{dtype}")
-    _, tokens_per_s = pretrain(model, optimizer, windows, args, Position(), Cluster(), device,
-                               tokenizer, {}, config)
+    # The same outer autocast as for train_model_simple, so that both print their
+    # sample under it (pretrain() itself applies autocast to its training steps).
+    with autocast_for(device, dtype):
+        _, tokens_per_s = pretrain(model, optimizer, windows, args, Position(), Cluster(),
+                                   device, tokenizer, {}, config)
     return tokens_per_s, model
 
 
@@ -140,10 +142,8 @@ def run_train_model_simple(shards_dir, work_dir, bench_args, dtype, tokenizer):
                      for i in range(args.max_steps)]
     val_batches = [windows.batch(range(windows.num_train,
                                        windows.num_train + args.batch_size))]
-    autocast = (torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-                if dtype == "bfloat16" else nullcontext())
     start = time.perf_counter()
-    with autocast:
+    with autocast_for(device, dtype):
         train_model_simple(model, train_batches, val_batches, optimizer, device, num_epochs=1,
                            eval_freq=10**9, eval_iter=1, start_context="Every effort moves you",
                            tokenizer=tokenizer)
@@ -164,6 +164,7 @@ def bench_training(shards_dir, work_dir, bench_args):
                           ("train_model_simple", run_train_model_simple)):
             results[name, dtype], models[name, dtype] = run(shards_dir, work_dir, bench_args,
                                                             dtype, tokenizer)
+            print(f"  {name}, {dtype}: {results[name, dtype]:,.1f} tokens/s", flush=True)
     same = all(torch.equal(a, b) for a, b in zip(
         models["pretraining_simple.py", "float32"].state_dict().values(),
         models["train_model_simple", "float32"].state_dict().values(), strict=True))
