@@ -1,0 +1,543 @@
+"""Pretrain the chapter 5 GPT model on the token shards of prepare_dataset.py.
+
+    python pretraining_simple.py --data-dir gutenberg_preprocessed --n-epochs 1
+    python pretraining_simple.py --debug          # a tiny model, for a quick check
+    python pretraining_simple.py --resume         # continue from the latest checkpoint
+
+    # several processes: one per GPU (NCCL), or several on a CPU (gloo)
+    torchrun --standalone --nproc_per_node 4 pretraining_simple.py --data-dir ...
+    # several machines: run this on each, with the first machine's address
+    torchrun --nnodes 2 --nproc_per_node 8 --rdzv-backend c10d \\
+        --rdzv-endpoint HOST:29500 --rdzv-id gutenberg pretraining_simple.py --data-dir ...
+
+The shards are read through `numpy.memmap`: the operating system pages in
+the windows a batch needs, so memory stays flat however large the corpus.
+The token stream is cut into windows of --context-length + 1 tokens (inputs,
+and the same tokens moved by one as targets); the last --val-fraction of
+the windows is held out for validation. Every epoch visits the training
+windows in a new order drawn from --seed and the epoch number alone, so the
+order does not depend on how many processes share the work.
+
+Under torchrun each process takes an equal, disjoint slice of every global
+batch of --batch-size windows, and DistributedDataParallel averages the
+gradients: with the same seed the run computes what one process would (up
+to float rounding). Only rank 0 prints and saves. If one process fails,
+torchrun stops the others and exits with an error naming the failed rank.
+
+Checkpoints (model, optimizer, step, position in the data, every rank's
+random number generator state) are written atomically to
+--output-dir/model_pg_<step>.pth; --resume continues from the newest one
+exactly where the run stopped. Per-step losses go to --output-dir/log.jsonl.
+"""
+
+import argparse
+import functools
+import json
+import math
+import os
+import re
+import sys
+import time
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+import tiktoken
+import torch
+import torch.distributed as dist
+from downloads import cache_gpt2_tokenizer_files
+from prepare_dataset import (INDEX_NAME, TOKEN_DTYPE, add_hyphenated_option, argument_error,
+                             read_index, write_file_atomically)
+from previous_chapters import GPT_CONFIG_124M, GPTModel, calc_loss_batch, generate_and_print_sample
+from torch.distributed.elastic.multiprocessing.errors import record
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+# The book's tiny model for quick checks (no dropout, so runs are easy to compare).
+DEBUG_CONFIG = {"vocab_size": 50257, "context_length": 10, "emb_dim": 12, "n_heads": 2,
+                "n_layers": 2, "drop_rate": 0.0, "qkv_bias": False}
+CHECKPOINT = re.compile(r"model_pg_(\d+)\.pth")
+LOG_NAME = "log.jsonl"
+START_CONTEXT = "Every effort moves you"
+
+
+class TokenShards:
+    """All shards of a prepare_dataset.py run, read as one long array of token ids.
+
+    Each shard is memory-mapped, not loaded: reading a slice touches only the
+    pages it covers. A slice that crosses a shard boundary is stitched together.
+    """
+
+    def __init__(self, data_dir):
+        index = read_index(data_dir)
+        self.arrays = [np.memmap(Path(data_dir) / shard["file"], dtype=TOKEN_DTYPE, mode="r")
+                       for shard in index["shards"]]
+        self.starts = np.cumsum([0] + [len(array) for array in self.arrays])
+        self.total_tokens = int(self.starts[-1])
+
+    def read(self, start, stop):
+        """Token ids start..stop-1 of the whole stream, as int64."""
+        parts = []
+        shard = int(np.searchsorted(self.starts, start, side="right")) - 1
+        while start < stop:
+            offset = start - self.starts[shard]
+            take = min(stop - start, len(self.arrays[shard]) - offset)
+            parts.append(self.arrays[shard][offset:offset + take])
+            start += take
+            shard += 1
+        return np.concatenate(parts).astype(np.int64)
+
+
+class Windows:
+    """Training and validation windows over the token stream, and their batches.
+
+    Window i covers tokens i*L .. i*L+L (L = context length, one extra token
+    for the last target), the chapter 2 sliding window with stride L.
+    """
+
+    def __init__(self, shards, context_length, val_fraction):
+        self.shards = shards
+        self.length = context_length
+        count = len(range(0, shards.total_tokens - context_length, context_length))
+        self.num_val = math.ceil(count * val_fraction)
+        self.num_train = count - self.num_val
+
+    def batch(self, window_ids):
+        """(inputs, targets) for a list of window numbers (validation ones after training)."""
+        rows = [self.shards.read(i * self.length, i * self.length + self.length + 1)
+                for i in window_ids]
+        tokens = torch.from_numpy(np.stack(rows))
+        return tokens[:, :-1], tokens[:, 1:]
+
+    def epoch_order(self, seed, epoch):
+        """The training windows in this epoch's order: the same for any number of ranks."""
+        generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
+        return torch.randperm(self.num_train, generator=generator)
+
+
+@dataclass
+class Position:
+    """Where training stands: what a resumed run needs to continue exactly."""
+    epoch: int = 0
+    batch: int = 0        # next batch within the epoch
+    step: int = -1        # global step of the last optimizer step (the book starts at -1)
+    tokens_seen: int = 0
+
+
+@dataclass
+class Cluster:
+    """This process's place among the processes torchrun started (1 without torchrun)."""
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def distributed(self):
+        return dist.is_available() and dist.is_initialized()
+
+    def share(self, items):
+        """This rank's equal, disjoint part of `items` (a global batch)."""
+        per_rank = len(items) // self.world_size
+        return items[self.rank * per_rank:(self.rank + 1) * per_rank]
+
+    def mean(self, values):
+        """Average a 1-d tensor of per-rank means over all ranks."""
+        if self.distributed:
+            dist.all_reduce(values, op=dist.ReduceOp.SUM)
+            values = values / self.world_size
+        return values
+
+
+def cluster_from_environment():
+    """torchrun sets RANK, WORLD_SIZE and LOCAL_RANK for every process it starts."""
+    return Cluster(int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)),
+                   int(os.environ.get("LOCAL_RANK", 0)))
+
+
+def device_for_process(requested, cluster):
+    """The device for this process: with several GPUs, the one at LOCAL_RANK."""
+    if requested == "auto":
+        requested = ("cuda" if torch.cuda.is_available()
+                     else "mps" if torch.backends.mps.is_available() else "cpu")
+    if requested == "cuda":
+        return torch.device("cuda", cluster.local_rank % torch.cuda.device_count())
+    return torch.device(requested)
+
+
+def start_process_group(cluster, device, timeout_s):
+    """Join the other processes: NCCL between GPUs, gloo on CPUs.
+
+    `timeout_s` bounds how long a collective waits for a silent peer; a peer
+    that crashes is noticed by torchrun, which then stops everyone at once.
+    """
+    if cluster.world_size == 1 and "TORCHELASTIC_RUN_ID" not in os.environ:
+        return  # a plain `python pretraining_simple.py`: nothing to join
+    if sys.platform == "win32":
+        os.environ["USE_LIBUV"] = "0"  # PyTorch's Windows builds have no libuv
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo",
+                            rank=cluster.rank, world_size=cluster.world_size,
+                            timeout=timedelta(seconds=timeout_s))
+
+
+def autocast_for(device, dtype):
+    """bfloat16 autocast on request: matrix products in bf16, sums and losses in fp32."""
+    if dtype == "float32":
+        return nullcontext()
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+
+
+def evaluate_windows(model, windows, cluster, device, batch_size, eval_iter, dtype):
+    """Mean loss over the first `eval_iter` batches of training and of validation windows."""
+    model.eval()
+    results = []
+    with torch.no_grad(), autocast_for(device, dtype):
+        for first, count in ((0, windows.num_train), (windows.num_train, windows.num_val)):
+            num_batches = min(eval_iter, count // batch_size)
+            losses = []
+            for b in range(num_batches):
+                ids = cluster.share(range(first + b * batch_size, first + (b + 1) * batch_size))
+                losses.append(calc_loss_batch(*windows.batch(ids), model, device))
+            results.append(torch.stack(losses).mean())
+    model.train()
+    train_loss, val_loss = cluster.mean(torch.stack(results).float()).tolist()
+    return train_loss, val_loss
+
+
+def latest_training_checkpoint(output_dir):
+    found = [(int(match.group(1)), path) for path in Path(output_dir).glob("model_pg_*.pth")
+             if (match := CHECKPOINT.fullmatch(path.name))]
+    return max(found)[1] if found else None
+
+
+def save_training_state(path, model, optimizer, position, config, run_facts, cluster, device):
+    """Write a checkpoint atomically; every rank takes part (it sends its RNG state)."""
+    rng = {"cpu": torch.get_rng_state()}
+    if device.type == "cuda":
+        rng["cuda"] = torch.cuda.get_rng_state(device)
+    rng_states = [rng]
+    if cluster.distributed:
+        rng_states = [None] * cluster.world_size
+        dist.all_gather_object(rng_states, rng)
+    if cluster.rank != 0:
+        return
+    checkpoint = {"model_state_dict": model.state_dict(),
+                  "optimizer_state_dict": optimizer.state_dict(),
+                  "config": dict(config), "position": asdict(position),
+                  "run": dict(run_facts), "rng_states": rng_states}
+    write_file_atomically(path, lambda file: torch.save(checkpoint, file))
+
+
+def load_training_state(path, model, optimizer, cluster, device):
+    """Restore a checkpoint; return the Position to continue from."""
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    model.load_state_dict(checkpoint["model_state_dict"])
+    optimizer.load_state_dict(checkpoint["optimizer_state_dict"])
+    rng_states = checkpoint["rng_states"]
+    if len(rng_states) == cluster.world_size:
+        torch.set_rng_state(rng_states[cluster.rank]["cpu"])
+        if device.type == "cuda" and "cuda" in rng_states[cluster.rank]:
+            torch.cuda.set_rng_state(rng_states[cluster.rank]["cuda"], device)
+    elif cluster.rank == 0:
+        print(f"Note: the checkpoint was written by {len(rng_states)} processes, this run has "
+              f"{cluster.world_size}; dropout will draw different masks than before.")
+    return Position(**checkpoint["position"])
+
+
+class StepLog:
+    """log.jsonl: one line per step ({"step", "loss", "tokens_seen"}) and per evaluation."""
+
+    def __init__(self, output_dir, cluster):
+        self.path = Path(output_dir) / LOG_NAME
+        self.cluster = cluster
+        self.pending = []  # (step, tokens_seen, loss tensor): read back only when flushed
+
+    def keep_until(self, step):
+        """After a resume: drop lines of steps after the checkpoint (they are redone)."""
+        if self.cluster.rank != 0 or not self.path.exists():
+            return
+        lines = [line for line in self.path.read_text().splitlines()
+                 if json.loads(line)["step"] <= step]
+        text = "".join(line + "\n" for line in lines).encode()
+        write_file_atomically(self.path, lambda file: file.write(text))
+
+    def add_step(self, step, tokens_seen, loss):
+        # Keeping the tensor avoids a device sync (loss.item()) after every step.
+        self.pending.append((step, tokens_seen, loss.detach().float()))
+
+    def flush(self, extra=None):
+        """Average the pending losses over ranks and append them (rank 0 writes)."""
+        records = []
+        if self.pending:
+            losses = self.cluster.mean(torch.stack([loss for _, _, loss in self.pending]))
+            records = [{"step": step, "loss": loss, "tokens_seen": tokens}
+                       for (step, tokens, _), loss in zip(self.pending, losses.tolist(),
+                                                              strict=True)]
+            self.pending = []
+        if extra:
+            records.append(extra)
+        if self.cluster.rank == 0 and records:
+            with open(self.path, "a") as file:
+                file.writelines(json.dumps(record) + "\n" for record in records)
+
+
+def pretrain(model, optimizer, windows, args, position, cluster, device, tokenizer,
+             run_facts, config):
+    """The training loop: the book's train_model_simple, resumable and distributed."""
+    raw_model = model.module if isinstance(model, DistributedDataParallel) else model
+    Path(args.output_dir).mkdir(parents=True, exist_ok=True)
+    log = StepLog(args.output_dir, cluster)
+    steps_per_epoch = windows.num_train // args.batch_size
+    last_step = args.n_epochs * steps_per_epoch - 1
+    if args.max_steps is not None:
+        last_step = min(last_step, args.max_steps - 1)
+
+    saved_step = position.step
+
+    def checkpoint():
+        nonlocal saved_step
+        log.flush()
+        saved_step = position.step
+        save_training_state(Path(args.output_dir) / f"model_pg_{position.step}.pth", raw_model,
+                            optimizer, position, config, run_facts, cluster, device)
+
+    bar = tqdm(total=last_step + 1, initial=position.step + 1, unit="step",
+               disable=cluster.rank != 0 or not args.progress, file=sys.stderr)
+    start_time, start_tokens = time.perf_counter(), position.tokens_seen
+    model.train()
+    while position.step < last_step:
+        order = windows.epoch_order(args.seed, position.epoch)
+        while position.batch < steps_per_epoch and position.step < last_step:
+            if args.fail_rank == cluster.rank and position.step + 1 == args.fail_step:
+                raise RuntimeError(f"rank {cluster.rank}: simulated failure (--fail-rank)")
+            ids = order[position.batch * args.batch_size:(position.batch + 1) * args.batch_size]
+            optimizer.zero_grad()
+            with autocast_for(device, args.dtype):
+                loss = calc_loss_batch(*windows.batch(cluster.share(ids.tolist())), model, device)
+            loss.backward()  # under DDP this also averages the gradients of all ranks
+            optimizer.step()
+            position.batch += 1
+            position.step += 1
+            position.tokens_seen += args.batch_size * windows.length
+            log.add_step(position.step, position.tokens_seen, loss)
+            tokens_per_s = (position.tokens_seen - start_tokens) / (
+                time.perf_counter() - start_time)
+            bar.update()
+            bar.set_postfix_str(f"{tokens_per_s:,.0f} tokens/s", refresh=False)
+
+            if position.step % args.eval_freq == 0:
+                train_loss, val_loss = evaluate_windows(model, windows, cluster, device,
+                                                args.batch_size, args.eval_iter, args.dtype)
+                log.flush({"step": position.step, "train_loss": train_loss,
+                           "val_loss": val_loss})
+                if cluster.rank == 0:
+                    bar.write(f"Ep {position.epoch + 1} (Step {position.step:06d}): "
+                              f"Train loss {train_loss:.3f}, Val loss {val_loss:.3f}, "
+                              f"{tokens_per_s:,.0f} tokens/s", file=sys.stdout)
+            if position.step % args.print_sample_iter == 0 and cluster.rank == 0:
+                generate_and_print_sample(raw_model, tokenizer, device, START_CONTEXT)
+            if (position.step + 1) % args.save_ckpt_freq == 0:
+                checkpoint()
+        if position.batch == steps_per_epoch:
+            position.epoch, position.batch = position.epoch + 1, 0
+    bar.close()
+    log.flush()  # reads the last losses back, so the device has finished every step
+    seconds = time.perf_counter() - start_time
+    if saved_step != position.step:
+        checkpoint()
+    return position, (position.tokens_seen - start_tokens) / seconds if seconds else 0.0
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        description="Pretrain GPT on tokenized Project Gutenberg books (one or many processes).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    option = functools.partial(add_hyphenated_option, parser)
+    option("--data-dir", default="gutenberg_preprocessed",
+           help="folder written by prepare_dataset.py (index.json and shards)")
+    option("--output-dir", default="model_checkpoints",
+           help="where checkpoints and log.jsonl are written")
+    option("--n-epochs", type=int, default=1, help="passes over the training windows")
+    option("--batch-size", type=int, default=4,
+           help="windows per optimizer step, over all processes together")
+    option("--context-length", type=int, default=None,
+           help="tokens per window (None: 1024, or 10 with --debug)")
+    option("--lr", type=float, default=5e-4, help="AdamW learning rate")
+    option("--weight-decay", type=float, default=0.1, help="AdamW weight decay")
+    option("--eval-freq", type=int, default=100,
+           help="evaluate every this many optimizer steps")
+    option("--eval-iter", type=int, default=1, help="batches per evaluation")
+    option("--print-sample-iter", type=int, default=1000,
+           help="print a greedy sample every this many steps")
+    option("--save-ckpt-freq", type=int, default=100_000,
+           help="save a checkpoint every this many steps (and always at the end)")
+    option("--max-steps", type=int, default=None,
+           help="stop (with a checkpoint) after this many steps in all; --resume goes on")
+    option("--val-fraction", type=float, default=0.1,
+           help="share of the windows (at the end of the stream) held out for validation")
+    option("--device", choices=["auto", "cpu", "cuda", "mps"], default="auto",
+           help="auto: a GPU if there is one (one per process under torchrun)")
+    option("--dtype", choices=["float32", "bfloat16"], default="float32",
+           help="bfloat16: mixed precision with autocast (parameters stay float32)")
+    option("--seed", type=int, default=123, help="seed for weights, order, dropout")
+    option("--drop-rate", type=float, default=None,
+           help="dropout rate (None: the model's, 0.1; 0.0 with --debug)")
+    option("--debug", action="store_true",
+           help="a tiny model (2 layers, 12-dim embeddings) for quick checks")
+    option("--resume", action="store_true",
+           help="continue from the newest checkpoint in --output-dir")
+    option("--dist-timeout", type=float, default=600,
+           help="seconds a process waits for a silent peer before giving up")
+    option("--fail-rank", type=int, default=None,
+           help="make this rank raise at step --fail-step (to see a failure end the job)")
+    option("--fail-step", type=int, default=0, help="see --fail-rank")
+    option("--no-progress", dest="progress", action="store_false",
+           help="no progress bar")
+    args = parser.parse_args(argv)
+    check_training_args(parser, args)
+    return args
+
+
+def check_training_args(parser, args):
+    """Exit with one line naming the argument when something cannot work."""
+    for name in ("n_epochs", "batch_size", "eval_freq", "eval_iter", "print_sample_iter",
+                 "save_ckpt_freq", "max_steps", "context_length"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            argument_error(parser, f"--{name.replace('_', '-')}", "must be at least 1")
+    if args.lr <= 0:
+        argument_error(parser, "--lr", "must be positive")
+    if not 0 < args.val_fraction < 1:
+        argument_error(parser, "--val-fraction", "must be between 0 and 1")
+    if args.drop_rate is not None and not 0 <= args.drop_rate < 1:
+        argument_error(parser, "--drop-rate", "must be in [0, 1)")
+
+    cluster = cluster_from_environment()
+    if args.batch_size % cluster.world_size:
+        argument_error(parser, "--batch-size", f"{args.batch_size} windows cannot be split "
+                                               f"evenly over {cluster.world_size} processes")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        argument_error(parser, "--device", "cuda requested, but no CUDA GPU is available")
+    if args.device == "mps" and not torch.backends.mps.is_available():
+        argument_error(parser, "--device", "mps requested, but MPS is not available")
+    device = device_for_process(args.device, cluster)
+    if (args.dtype == "bfloat16" and device.type == "cuda"
+            and not torch.cuda.is_bf16_supported()):
+        argument_error(parser, "--dtype", "this GPU does not support bfloat16")
+
+    check_shard_folder(parser, args)
+    output_dir = Path(args.output_dir)
+    if output_dir.exists() and not output_dir.is_dir():
+        argument_error(parser, "--output-dir", f"{output_dir} is a file, not a folder")
+    found = latest_training_checkpoint(output_dir) if output_dir.is_dir() else None
+    if args.resume and found is None:
+        argument_error(parser, "--resume", f"no model_pg_<step>.pth in {output_dir}")
+    if found is not None and not args.resume:
+        argument_error(parser, "--output-dir",
+                       f"{output_dir} already holds checkpoints; pass --resume to continue, "
+                       "or choose another folder")
+
+
+def check_shard_folder(parser, args):
+    index = read_index(args.data_dir)
+    if index is None:
+        argument_error(parser, "--data-dir", f"no {INDEX_NAME} in {args.data_dir} "
+                                             "(run prepare_dataset.py first)")
+    if not index["complete"]:
+        argument_error(parser, "--data-dir", f"{args.data_dir} is incomplete "
+                                             "(rerun prepare_dataset.py to finish it)")
+    for shard in index["shards"]:
+        path = Path(args.data_dir) / shard["file"]
+        if not path.is_file() or path.stat().st_size != shard["tokens"] * TOKEN_DTYPE.itemsize:
+            argument_error(parser, "--data-dir", f"{path} is missing or has the wrong size")
+    length = args.context_length or (DEBUG_CONFIG if args.debug else GPT_CONFIG_124M)[
+        "context_length"]
+    windows = len(range(0, index["total_tokens"] - length, length))
+    num_val = math.ceil(windows * args.val_fraction)
+    if min(windows - num_val, num_val) < args.batch_size:
+        argument_error(parser, "--data-dir",
+                       f"{index['total_tokens']:,} tokens make {windows - num_val} training "
+                       f"and {num_val} validation windows of {length} tokens; each needs at "
+                       f"least --batch-size {args.batch_size}")
+
+
+def config_from_args(args):
+    config = dict(DEBUG_CONFIG if args.debug else GPT_CONFIG_124M)
+    if args.context_length is not None:
+        config["context_length"] = args.context_length
+    if args.drop_rate is not None:
+        config["drop_rate"] = args.drop_rate
+    return config
+
+
+def check_resume_matches(path, config, run_facts):
+    """A checkpoint only continues the same model on the same data and batches."""
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    for what, saved, now in (("model configuration", checkpoint["config"], config),
+                             ("data or batch settings", checkpoint["run"], run_facts)):
+        if saved != now:
+            differ = sorted(key for key in set(saved) | set(now) if saved.get(key) != now.get(key))
+            print(f"pretraining_simple.py: error: argument --resume: {path.name} has another "
+                  f"{what} ({', '.join(differ)}): use the same flags as before", file=sys.stderr)
+            sys.exit(2)
+
+
+@record  # under torchrun, a failing rank's error is shown in torchrun's summary
+def main(argv=None):
+    args = parse_args(argv)
+    cluster = cluster_from_environment()
+    device = device_for_process(args.device, cluster)
+    config = config_from_args(args)
+    windows = Windows(TokenShards(args.data_dir), config["context_length"], args.val_fraction)
+    run_facts = {"total_tokens": windows.shards.total_tokens, "batch_size": args.batch_size,
+                 "val_fraction": args.val_fraction, "seed": args.seed}
+    checkpoint_path = latest_training_checkpoint(args.output_dir) if args.resume else None
+    if checkpoint_path is not None:
+        check_resume_matches(checkpoint_path, config, run_facts)
+
+    start_process_group(cluster, device, args.dist_timeout)
+    try:
+        if cluster.rank == 0:
+            print(f"torch {torch.__version__}, {cluster.world_size} process(es) on {device.type}"
+                  f"{', bfloat16 autocast' if args.dtype == 'bfloat16' else ''}; "
+                  f"{windows.shards.total_tokens:,} tokens: {windows.num_train:,} training and "
+                  f"{windows.num_val:,} validation windows of {windows.length} tokens")
+        cache_gpt2_tokenizer_files()
+        tokenizer = tiktoken.get_encoding("gpt2")
+
+        torch.manual_seed(args.seed)  # the same initial weights in every process
+        model = GPTModel(config).to(device)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr,
+                                      weight_decay=args.weight_decay)
+        torch.manual_seed(args.seed + cluster.rank)  # but different dropout masks
+        position = Position()
+        if checkpoint_path is not None:
+            position = load_training_state(checkpoint_path, model, optimizer, cluster, device)
+            StepLog(args.output_dir, cluster).keep_until(position.step)
+            if cluster.rank == 0:
+                print(f"Resuming from {checkpoint_path.name}: epoch {position.epoch + 1}, "
+                      f"step {position.step}")
+        if cluster.distributed:
+            # The only buffers are the constant causal masks: no need to re-send them
+            # from rank 0 before every forward pass (DDP's default).
+            model = DistributedDataParallel(
+                model, device_ids=[device.index] if device.type == "cuda" else None,
+                broadcast_buffers=False)
+
+        position, tokens_per_s = pretrain(model, optimizer, windows, args, position, cluster,
+                                          device, tokenizer, run_facts, config)
+        if cluster.rank == 0:
+            print(f"Done: step {position.step}, {position.tokens_seen:,} tokens seen, "
+                  f"{tokens_per_s:,.0f} tokens/s; checkpoint "
+                  f"{Path(args.output_dir) / f'model_pg_{position.step}.pth'}")
+    finally:
+        if cluster.distributed:
+            dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()
