@@ -7,12 +7,14 @@ never land in the working tree.
 """
 
 import ast
+import contextlib
 import os
 import re
 import shutil
 import subprocess
 
 import nbformat
+import notebook_setups
 import pytest
 from notebooks import (
     DEFAULT_TIMEOUT,
@@ -60,8 +62,11 @@ def test_notebook_runs(notebook, tmp_path, course_mirror):
         env["LLMS_FROM_SCRATCH_MIRROR"] = str(mirror)
 
     try:
-        execute_notebook(copy, parameters=settings.get("parameters"),
-                         timeout=settings.get("timeout", DEFAULT_TIMEOUT), kernel_env=env)
+        with contextlib.ExitStack() as setups:
+            for name in settings.get("setups", []):  # fake hubs, local servers, ...
+                env.update(setups.enter_context(getattr(notebook_setups, name)(tmp_path)))
+            execute_notebook(copy, parameters=settings.get("parameters"),
+                             timeout=settings.get("timeout", DEFAULT_TIMEOUT), kernel_env=env)
     except AssertionError as failure:
         if mirror is None and "DownloadError" in str(failure):
             pytest.skip(f"{notebook} needs its data: no network and "
