@@ -5,9 +5,11 @@ A notebook's entry in a `notebook_parameters.json` may name setups here:
     {"ch05/02_alternative_weight_loading/weight-loading-hf-safetensors.ipynb":
         {"setups": ["gpt2_hub_cache"]}}
 
-Each setup is a context manager that takes the test's temporary folder and yields the
-environment variables the notebook's kernel needs (for example a Hugging Face cache that
-holds the files the real hub would serve). Whatever it started is stopped on exit.
+Each setup is a context manager that takes the test's temporary folder and yields a
+dictionary with the environment variables the notebook's kernel needs ("env", for example a
+Hugging Face cache that holds the files the real hub would serve) and parameters to inject
+("parameters", for example the path of a model file it wrote). Whatever it started is
+stopped on exit.
 """
 
 import hashlib
@@ -70,4 +72,22 @@ def write_fake_gpt2_hub(cache_dir, hparams=TINY_GPT2_HPARAMS, seed=0):
 def gpt2_hub_cache(tmp_path):
     cache = Path(tmp_path) / "hub-cache"
     write_fake_gpt2_hub(cache)
-    yield {"HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1"}
+    yield {"env": {"HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1"}}
+
+
+# The small model that stands in for chapter 7's finetuned GPT-2 in the DPO notebook
+TINY_GPT_CHANGES = {"emb_dim": 32, "n_heads": 2, "n_layers": 2}
+
+
+@contextmanager
+def tiny_sft_model(tmp_path):
+    """A random-weight GPTModel state dict where the DPO notebook expects chapter 7's model."""
+    import torch
+
+    chapter = import_course_module("ch07/04_preference-tuning-with-dpo/previous_chapters.py")
+    config = {"vocab_size": 50257, "context_length": 1024, "drop_rate": 0.0, "qkv_bias": True,
+              **TINY_GPT_CHANGES}
+    torch.manual_seed(0)
+    path = Path(tmp_path) / "tiny-sft.pth"
+    torch.save(chapter.GPTModel(config).state_dict(), path)
+    yield {"parameters": {"SFT_MODEL_PATH": str(path), "MODEL_CONFIG_CHANGES": TINY_GPT_CHANGES}}

@@ -61,11 +61,14 @@ def test_notebook_runs(notebook, tmp_path, course_mirror):
     if mirror is not None:
         env["LLMS_FROM_SCRATCH_MIRROR"] = str(mirror)
 
+    parameters = dict(settings.get("parameters", {}))
     try:
         with contextlib.ExitStack() as setups:
             for name in settings.get("setups", []):  # fake hubs, local servers, ...
-                env.update(setups.enter_context(getattr(notebook_setups, name)(tmp_path)))
-            execute_notebook(copy, parameters=settings.get("parameters"),
+                provided = setups.enter_context(getattr(notebook_setups, name)(tmp_path))
+                env.update(provided.get("env", {}))
+                parameters.update(provided.get("parameters", {}))
+            execute_notebook(copy, parameters=parameters,
                              timeout=settings.get("timeout", DEFAULT_TIMEOUT), kernel_env=env)
     except AssertionError as failure:
         if mirror is None and "DownloadError" in str(failure):
