@@ -7,12 +7,14 @@ never land in the working tree.
 """
 
 import ast
+import contextlib
 import os
 import re
 import shutil
 import subprocess
 
 import nbformat
+import notebook_setups
 import pytest
 from notebooks import (
     DEFAULT_TIMEOUT,
@@ -60,9 +62,15 @@ def test_notebook_runs(notebook, tmp_path, course_mirror):
     if mirror is not None:
         env["LLMS_FROM_SCRATCH_MIRROR"] = str(mirror)
 
+    parameters = dict(settings.get("parameters", {}))
     try:
-        execute_notebook(copy, parameters=settings.get("parameters"),
-                         timeout=settings.get("timeout", DEFAULT_TIMEOUT), kernel_env=env)
+        with contextlib.ExitStack() as setups:
+            for name in settings.get("setups", []):  # fake hubs, local servers, ...
+                provided = setups.enter_context(getattr(notebook_setups, name)(tmp_path))
+                env.update(provided.get("env", {}))
+                parameters.update(provided.get("parameters", {}))
+            execute_notebook(copy, parameters=parameters,
+                             timeout=settings.get("timeout", DEFAULT_TIMEOUT), kernel_env=env)
     except AssertionError as failure:
         if mirror is None and "DownloadError" in str(failure):
             pytest.skip(f"{notebook} needs its data: no network and "

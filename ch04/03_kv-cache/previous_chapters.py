@@ -246,15 +246,25 @@ def _check_supported(hf_config):
 
 
 # From chapter 4 (hf_conversion.py)
+class GPT2Tensors(dict):
+    """GPT-2 tensors by name; looking up a missing one raises an error that names it."""
+
+    def __missing__(self, name):
+        raise ValueError(f"the GPT-2 weights have no tensor named {name!r}")
+
+
+# From chapter 4 (hf_conversion.py)
 def convert_hf_state_dict(hf_state_dict):
     """Rename, split and transpose GPT-2 tensors into `GPTModel`'s state_dict layout.
 
     Accepts the state_dict of a `GPT2LMHeadModel` (keys start with
-    "transformer.") or of a bare `GPT2Model`. Without an "lm_head.weight" the
+    "transformer."), of a bare `GPT2Model`, or the tensors of the hub's
+    `model.safetensors` file (the same names, without the prefix). Without an "lm_head.weight" the
     output head gets the token embedding matrix, which is what GPT-2's weight
     tying means anyway.
     """
-    hf = {key.removeprefix("transformer."): tensor for key, tensor in hf_state_dict.items()}
+    hf = GPT2Tensors((key.removeprefix("transformer."), tensor)
+                     for key, tensor in hf_state_dict.items())
     ours = {
         "tok_emb.weight": hf["wte.weight"],
         "pos_emb.weight": hf["wpe.weight"],

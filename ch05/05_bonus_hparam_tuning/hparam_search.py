@@ -1,0 +1,252 @@
+"""Grid search over training settings for chapter 5's GPT on "The Verdict".
+
+    python hparam_search.py --max-trials 20 --epochs 2       # a random sample of the grid
+    python hparam_search.py --resume                         # continue an interrupted search
+    python hparam_search.py --grid my-grid.json              # your own grid
+    python hparam_search.py --help
+
+Each trial trains a fresh chapter 5 model (context 256) with one combination of learning
+rate, batch size, dropout, weight decay, warm-up, gradient clipping and minimum learning
+rate, using appendix D's schedule (linear warm-up, then cosine decay), and records its best
+validation loss. The results file is rewritten after every trial, so an interrupted search
+keeps what it had, and `--resume` skips the trials already in it.
+"""
+
+import argparse
+import csv
+import itertools
+import json
+import os
+import random
+import sys
+import time
+from pathlib import Path
+
+import tiktoken
+import torch
+from downloads import DownloadError, cache_gpt2_tokenizer_files, download_file
+from previous_chapters import (
+    GPT_CONFIG_124M,
+    GPTModel,
+    THE_VERDICT_SHA256,
+    THE_VERDICT_URL,
+    calc_loss_batch,
+    calc_loss_loader,
+    create_dataloader_v1,
+    default_device,
+    learning_rate_at,
+)
+from tqdm import tqdm
+
+SCRIPT_DIR = Path(__file__).resolve().parent
+
+# The grid: every combination of these values is one trial.
+DEFAULT_GRID = {
+    "peak_lr": [1e-4, 5e-4, 1e-3],
+    "batch_size": [2, 4],
+    "drop_rate": [0.0, 0.1],
+    "weight_decay": [0.01, 0.1],
+    "warmup_steps": [0, 10],
+    "max_norm": [1.0, None],  # None: no gradient clipping
+    "min_lr": [1e-5, 1e-4],
+}
+INITIAL_LR = 1e-5  # where the warm-up starts
+TINY_CHANGES = {"emb_dim": 32, "n_heads": 2, "n_layers": 2}  # --tiny, for quick checks
+RESULT_FIELDS = [*DEFAULT_GRID, "best_val_loss", "final_train_loss", "seconds"]
+
+
+def trials_from_grid(grid, max_trials, seed):
+    """All combinations of the grid, in a seeded random order, at most `max_trials`.
+
+    A random order means that a search cut short still samples the whole grid
+    instead of only varying the last setting.
+    """
+    names = list(grid)
+    trials = [dict(zip(names, values, strict=True))
+              for values in itertools.product(*(grid[name] for name in names))]
+    random.Random(seed).shuffle(trials)
+    return trials[:max_trials] if max_trials else trials
+
+
+def trial_key(trial):
+    """A trial's settings as text, the same whether read back from CSV or not."""
+    return json.dumps({name: trial[name] for name in DEFAULT_GRID}, sort_keys=True)
+
+
+def read_results(path):
+    """Rows already in the results file, with settings parsed back to numbers."""
+    if not path.exists():
+        return []
+    with open(path, newline="") as f:
+        return [{name: json.loads(value) for name, value in row.items()}
+                for row in csv.DictReader(f)]
+
+
+def write_results(path, rows):
+    """Rewrite the whole results file through a temporary file and a rename.
+
+    An interrupted write leaves the previous complete file, never half a row.
+    """
+    temp = path.with_name(path.name + ".part")
+    with open(temp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=RESULT_FIELDS)
+        writer.writeheader()
+        writer.writerows({name: json.dumps(row[name]) for name in RESULT_FIELDS}
+                         for row in rows)
+    os.replace(temp, path)
+
+
+def run_trial(trial, text, model_config, epochs, eval_freq, device, seed):
+    """Train one model with the trial's settings; return its losses and duration."""
+    torch.manual_seed(seed)
+    split = int(0.9 * len(text))
+    config = {**model_config, "drop_rate": trial["drop_rate"]}
+    loader_options = dict(batch_size=trial["batch_size"], max_length=config["context_length"],
+                          stride=config["context_length"])
+    train_loader = create_dataloader_v1(text[:split], drop_last=True, shuffle=True,
+                                        **loader_options)
+    val_loader = create_dataloader_v1(text[split:], drop_last=False, shuffle=False,
+                                      **loader_options)
+
+    model = GPTModel(config).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=trial["peak_lr"],
+                                  weight_decay=trial["weight_decay"])
+    total_steps = epochs * len(train_loader)
+    warmup_steps = min(trial["warmup_steps"], total_steps)
+    best_val, train_loss, step, start = float("inf"), float("nan"), 0, time.perf_counter()
+    for _ in range(epochs):
+        model.train()
+        for input_batch, target_batch in train_loader:
+            lr = learning_rate_at(step, total_steps, warmup_steps, INITIAL_LR,
+                                  trial["peak_lr"], trial["min_lr"])
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            optimizer.zero_grad()
+            loss = calc_loss_batch(input_batch, target_batch, model, device)
+            loss.backward()
+            if trial["max_norm"] is not None and step >= warmup_steps:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), trial["max_norm"])
+            optimizer.step()
+            train_loss = loss.item()
+            step += 1
+            if step % eval_freq == 0 or step == total_steps:
+                model.eval()
+                with torch.no_grad():
+                    best_val = min(best_val, calc_loss_loader(val_loader, model, device))
+                model.train()
+    return {**trial, "best_val_loss": best_val, "final_train_loss": train_loss,
+            "seconds": round(time.perf_counter() - start, 2)}
+
+
+def load_text(data_dir):
+    return download_file(THE_VERDICT_URL, Path(data_dir) / "the-verdict.txt",
+                         sha256=THE_VERDICT_SHA256).read_text(encoding="utf-8")
+
+
+def positive_int(text):
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--max-trials", "--max_trials", type=int, default=0,
+                        help="how many combinations to try (0: the whole grid)")
+    parser.add_argument("--epochs", type=positive_int, default=1,
+                        help="training epochs per trial")
+    parser.add_argument("--eval-freq", "--eval_freq", type=positive_int, default=5,
+                        help="evaluate the validation loss every this many steps")
+    parser.add_argument("--seed", type=int, default=123,
+                        help="seeds the trial order and every trial's model and data order")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"],
+                        help="where to train; auto picks CUDA, then MPS, then the CPU")
+    parser.add_argument("--output", default="hparam_results.csv",
+                        help="results CSV, rewritten after every trial")
+    parser.add_argument("--resume", action="store_true",
+                        help="keep the results already in --output and skip those trials")
+    parser.add_argument("--grid", help="JSON file with a grid of your own "
+                        f"(keys: {', '.join(DEFAULT_GRID)}; each a list of values)")
+    parser.add_argument("--data-dir", "--data_dir", default=str(SCRIPT_DIR),
+                        help="folder for the-verdict.txt (downloaded if missing)")
+    parser.add_argument("--tiny", action="store_true",
+                        help="a tiny model instead of GPT-2 124M, for quick checks")
+    args = parser.parse_args(argv)
+    if args.max_trials < 0:
+        parser.error(f"--max-trials must be 0 or positive, got {args.max_trials}")
+    args.device = resolve_device_choice(parser, args.device)
+    args.grid_values = read_grid(parser, args.grid)
+    args.output = Path(args.output)
+    check_output(parser, args.output, args.resume)
+    return args
+
+
+def resolve_device_choice(parser, name):
+    if name == "auto":
+        return default_device()
+    available = {"cpu": True, "cuda": torch.cuda.is_available(),
+                 "mps": torch.backends.mps.is_available()}
+    if not available[name]:
+        parser.error(f"--device {name} is not available on this machine")
+    return torch.device(name)
+
+
+def read_grid(parser, path):
+    if path is None:
+        return DEFAULT_GRID
+    try:
+        grid = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as error:
+        parser.error(f"--grid {path}: cannot read it as JSON ({error})")
+    if (not isinstance(grid, dict) or set(grid) != set(DEFAULT_GRID)
+            or not all(isinstance(v, list) and v for v in grid.values())):
+        parser.error(f"--grid {path} must map exactly these keys to non-empty lists: "
+                     f"{', '.join(DEFAULT_GRID)}")
+    return grid
+
+
+def check_output(parser, output, resume):
+    """Refuse to start a search whose results could not be saved, or would replace a file."""
+    if output.exists() and not resume:
+        parser.error(f"--output {output} exists: pass --resume to continue that search, "
+                     "or choose another file")
+    folder = output.parent if str(output.parent) else Path(".")
+    if not folder.is_dir() or not os.access(folder, os.W_OK):
+        parser.error(f"--output {output}: folder {folder} does not exist or is not writable")
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    cache_gpt2_tokenizer_files()
+    tokenizer = tiktoken.get_encoding("gpt2")
+    try:
+        text = load_text(args.data_dir)
+    except DownloadError as error:
+        sys.exit(f"error: {error}")
+    model_config = {**GPT_CONFIG_124M, "context_length": 256,
+                    **(TINY_CHANGES if args.tiny else {})}
+    if len(tokenizer.encode(text)) // 10 < model_config["context_length"] + 1:
+        sys.exit("error: the validation part of the text is shorter than one context")
+
+    results = read_results(args.output) if args.resume else []
+    done = {trial_key(row) for row in results}
+    trials = [t for t in trials_from_grid(args.grid_values, args.max_trials, args.seed)
+              if trial_key(t) not in done]
+    print(f"{len(done)} trials already done, {len(trials)} to run on {args.device}",
+          file=sys.stderr)
+    for trial in tqdm(trials, desc="trials", unit="trial"):
+        results.append(run_trial(trial, text, model_config, args.epochs, args.eval_freq,
+                                 args.device, args.seed))
+        write_results(args.output, results)
+
+    if results:
+        best = min(results, key=lambda row: row["best_val_loss"])
+        print(f"Best of {len(results)} trials: validation loss {best['best_val_loss']:.3f} with "
+              + ", ".join(f"{name}={best[name]}" for name in DEFAULT_GRID))
+
+
+if __name__ == "__main__":
+    main()

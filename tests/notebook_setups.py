@@ -1,0 +1,93 @@
+"""What some notebooks need around them in the test suite, beyond small parameters.
+
+A notebook's entry in a `notebook_parameters.json` may name setups here:
+
+    {"ch05/02_alternative_weight_loading/weight-loading-hf-safetensors.ipynb":
+        {"setups": ["gpt2_hub_cache"]}}
+
+Each setup is a context manager that takes the test's temporary folder and yields a
+dictionary with the environment variables the notebook's kernel needs ("env", for example a
+Hugging Face cache that holds the files the real hub would serve) and parameters to inject
+("parameters", for example the path of a model file it wrote). Whatever it started is
+stopped on exit.
+"""
+
+import hashlib
+import shutil
+from contextlib import contextmanager
+from pathlib import Path
+
+from course_imports import import_course_module
+from openai_gpt2 import random_hf_gpt2
+
+# The small GPT-2 that stands in for every size on the fake hub. Notebooks that build
+# our model from a size table get the same sizes injected as MODEL_CONFIG_CHANGES.
+TINY_GPT2_HPARAMS = {"n_vocab": 50257, "n_ctx": 64, "n_embd": 32, "n_head": 2, "n_layer": 2}
+
+
+def write_hub_snapshot(cache_dir, repo_id, files):
+    """Lay out `files` ({name: source path}) as huggingface_hub caches a downloaded repo.
+
+    `models--<org>--<name>/refs/main` names a commit and `snapshots/<commit>/` holds
+    the files; with HF_HUB_OFFLINE=1, `hf_hub_download` and `from_pretrained` find
+    them there exactly as if they had been downloaded before.
+    """
+    repo_folder = Path(cache_dir) / ("models--" + repo_id.replace("/", "--"))
+    commit = hashlib.sha1(repo_id.encode()).hexdigest()
+    (repo_folder / "refs").mkdir(parents=True, exist_ok=True)
+    (repo_folder / "refs" / "main").write_text(commit)
+    snapshot = repo_folder / "snapshots" / commit
+    snapshot.mkdir(parents=True, exist_ok=True)
+    for name, source in files.items():
+        shutil.copyfile(source, snapshot / name)
+    return snapshot
+
+
+def write_fake_gpt2_hub(cache_dir, hparams=TINY_GPT2_HPARAMS, seed=0):
+    """A hub cache holding one random GPT-2 in the files readers download.
+
+    `openai-community/gpt2` gets `config.json` and `model.safetensors` as
+    `GPT2Model.save_pretrained` writes them (OpenAI's names, no `transformer.`
+    prefix, as on the hub); `rasbt/gpt2-from-scratch-pytorch` gets the same
+    weights as our GPTModel's state dict in `gpt2-small-124M.pth`.
+    Returns the Hugging Face model, the reference for the weights.
+    """
+    import torch
+
+    hf_model = random_hf_gpt2(hparams, seed=seed)
+    saved = Path(cache_dir) / "saved"
+    hf_model.transformer.save_pretrained(saved)
+    write_hub_snapshot(cache_dir, "openai-community/gpt2",
+                       {name: saved / name for name in ("config.json", "model.safetensors")})
+    hf_conversion = import_course_module("ch04/01_main-chapter-code/hf_conversion.py")
+    ours = hf_conversion.gpt_model_from_hf(hf_model)
+    torch.save(ours.state_dict(), saved / "ours.pth")
+    write_hub_snapshot(cache_dir, "rasbt/gpt2-from-scratch-pytorch",
+                       {"gpt2-small-124M.pth": saved / "ours.pth"})
+    shutil.rmtree(saved)
+    return hf_model
+
+
+@contextmanager
+def gpt2_hub_cache(tmp_path):
+    cache = Path(tmp_path) / "hub-cache"
+    write_fake_gpt2_hub(cache)
+    yield {"env": {"HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1"}}
+
+
+# The small model that stands in for chapter 7's finetuned GPT-2 in the DPO notebook
+TINY_GPT_CHANGES = {"emb_dim": 32, "n_heads": 2, "n_layers": 2}
+
+
+@contextmanager
+def tiny_sft_model(tmp_path):
+    """A random-weight GPTModel state dict where the DPO notebook expects chapter 7's model."""
+    import torch
+
+    chapter = import_course_module("ch07/04_preference-tuning-with-dpo/previous_chapters.py")
+    config = {"vocab_size": 50257, "context_length": 1024, "drop_rate": 0.0, "qkv_bias": True,
+              **TINY_GPT_CHANGES}
+    torch.manual_seed(0)
+    path = Path(tmp_path) / "tiny-sft.pth"
+    torch.save(chapter.GPTModel(config).state_dict(), path)
+    yield {"parameters": {"SFT_MODEL_PATH": str(path), "MODEL_CONFIG_CHANGES": TINY_GPT_CHANGES}}
