@@ -12,7 +12,6 @@ validation loss. The results file is rewritten after every trial, so an interrup
 keeps what it had, and `--resume` skips the trials already in it.
 """
 
-import argparse
 import csv
 import itertools
 import json
@@ -33,8 +32,13 @@ from previous_chapters import (
     calc_loss_batch,
     calc_loss_loader,
     create_dataloader_v1,
-    default_device,
     learning_rate_at,
+)
+from script_helpers import (
+    ScriptArgumentParser,
+    add_device_argument,
+    non_negative_int,
+    positive_int,
 )
 from tqdm import tqdm
 
@@ -143,55 +147,32 @@ def load_text(data_dir):
                          sha256=THE_VERDICT_SHA256).read_text(encoding="utf-8")
 
 
-def positive_int(text):
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
-
-
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--max-trials", "--max_trials", type=int, default=0,
+    parser = ScriptArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--max-trials", type=non_negative_int, default=0,
                         help="how many combinations to try (0: the whole grid)")
     parser.add_argument("--epochs", type=positive_int, default=1,
                         help="training epochs per trial")
-    parser.add_argument("--eval-freq", "--eval_freq", type=positive_int, default=5,
+    parser.add_argument("--eval-freq", type=positive_int, default=5,
                         help="evaluate the validation loss every this many steps")
     parser.add_argument("--seed", type=int, default=123,
                         help="seeds the trial order and every trial's model and data order")
-    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"],
-                        help="where to train; auto picks CUDA, then MPS, then the CPU")
+    add_device_argument(parser)
     parser.add_argument("--output", default="hparam_results.csv",
                         help="results CSV, rewritten after every trial")
     parser.add_argument("--resume", action="store_true",
                         help="keep the results already in --output and skip those trials")
     parser.add_argument("--grid", help="JSON file with a grid of your own "
                         f"(keys: {', '.join(DEFAULT_GRID)}; each a list of values)")
-    parser.add_argument("--data-dir", "--data_dir", default=str(SCRIPT_DIR),
+    parser.add_argument("--data-dir", default=str(SCRIPT_DIR),
                         help="folder for the-verdict.txt (downloaded if missing)")
     parser.add_argument("--tiny", action="store_true",
                         help="a tiny model instead of GPT-2 124M, for quick checks")
     args = parser.parse_args(argv)
-    if args.max_trials < 0:
-        parser.error(f"--max-trials must be 0 or positive, got {args.max_trials}")
-    args.device = resolve_device_choice(parser, args.device)
     args.grid_values = read_grid(parser, args.grid)
     args.output = Path(args.output)
     check_output(parser, args.output, args.resume)
     return args
-
-
-def resolve_device_choice(parser, name):
-    if name == "auto":
-        return default_device()
-    available = {"cpu": True, "cuda": torch.cuda.is_available(),
-                 "mps": torch.backends.mps.is_available()}
-    if not available[name]:
-        parser.error(f"--device {name} is not available on this machine")
-    return torch.device(name)
 
 
 def read_grid(parser, path):

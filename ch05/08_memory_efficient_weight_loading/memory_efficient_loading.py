@@ -19,8 +19,9 @@ from pathlib import Path
 
 import torch
 from previous_chapters import GPTModel
+from script_helpers import ScriptArgumentParser
 
-GPT2_SIZES = {
+GPT2_SHAPES = {
     "gpt2-small": {"emb_dim": 768, "n_layers": 12, "n_heads": 12},
     "gpt2-medium": {"emb_dim": 1024, "n_layers": 24, "n_heads": 16},
     "gpt2-large": {"emb_dim": 1280, "n_layers": 36, "n_heads": 20},
@@ -31,7 +32,7 @@ BASE_CONFIG = {"vocab_size": 50257, "context_length": 1024, "drop_rate": 0.0, "q
 
 
 def random_gpt2_config(size):
-    return {**BASE_CONFIG, **GPT2_SIZES[size]}
+    return {**BASE_CONFIG, **GPT2_SHAPES[size]}
 
 
 # --- the approaches --------------------------------------------------------------------
@@ -225,10 +226,8 @@ def results_table(results):
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--model", choices=sorted(GPT2_SIZES), default="gpt2-xl",
+    parser = ScriptArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", choices=sorted(GPT2_SHAPES), default="gpt2-xl",
                         help="GPT-2 size whose shape the random-weight checkpoint has")
     parser.add_argument("--folder", default="checkpoints",
                         help="where the checkpoints are written (kept for the next run)")
