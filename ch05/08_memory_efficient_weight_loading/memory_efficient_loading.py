@@ -28,11 +28,11 @@ GPT2_SHAPES = {
     "gpt2-xl": {"emb_dim": 1600, "n_layers": 48, "n_heads": 25},
     "tiny": {"emb_dim": 64, "n_layers": 2, "n_heads": 2},  # for tests
 }
-BASE_CONFIG = {"vocab_size": 50257, "context_length": 1024, "drop_rate": 0.0, "qkv_bias": True}
+GPT2_COMMON = {"vocab_size": 50257, "context_length": 1024, "drop_rate": 0.0, "qkv_bias": True}
 
 
 def random_gpt2_config(size):
-    return {**BASE_CONFIG, **GPT2_SHAPES[size]}
+    return {**GPT2_COMMON, **GPT2_SHAPES[size]}
 
 
 # --- the approaches --------------------------------------------------------------------
