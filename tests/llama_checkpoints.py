@@ -52,7 +52,7 @@ LLAMA3_SPECIAL_TOKENS = [
 # The notebooks get the same values as CONFIG_OVERRIDES
 # (tests/ch05_bonus/notebook_parameters.json; a test checks that they agree).
 TINY_LLAMA2_OVERRIDES = {"vocab_size": 600, "context_length": 64, "emb_dim": 64, "n_heads": 4,
-                         "n_layers": 2, "hidden_dim": 172, "dtype": "float32"}
+                         "n_layers": 2, "hidden_dim": 172}
 TINY_LLAMA32_OVERRIDES = {"vocab_size": 768, "context_length": 512, "emb_dim": 64,
                           "n_heads": 4, "n_layers": 2, "hidden_dim": 128, "n_kv_groups": 2,
                           "rope_freq": {"factor": 32.0, "low_freq_factor": 1.0,
