@@ -3,8 +3,8 @@
     flock /tmp/llms-bench.lock python benchmark.py
 
 Both implementations get the same random weights (a Llama 3.2 1B-shaped
-Hugging Face `LlamaForCausalLM`, no download, converted into our
-`Llama3Model` with the notebooks' loader) and greedily continue the same random
+Hugging Face `LlamaForCausalLM`, no download, whose tensors our `Llama3Model`
+uses under our parameter names) and greedily continue the same random
 prompt by `--max-new-tokens` tokens, batch size 1:
 
 1. ours: `generate_with_cache` with `Llama3Model` (standalone_llama32.py);
@@ -30,7 +30,8 @@ from standalone_llama32 import (
     LLAMA32_CONFIG_3B,
     Llama3Model,
     generate_with_cache,
-    load_weights_into_llama,
+    hf_to_our_name,
+    precompute_rope_params,
 )
 
 CONFIGS = {"1B": LLAMA32_CONFIG_1B, "3B": LLAMA32_CONFIG_3B,
@@ -103,15 +104,29 @@ def hf_config(cfg):
 
 
 def build_models(cfg, dtype, device, seed):
-    """A random Hugging Face Llama 3.2 and the same weights in our Llama3Model."""
+    """A random Hugging Face Llama 3.2, and our Llama3Model sharing its weight tensors.
+
+    Sharing keeps one copy of the weights in memory (2.3 GiB for 1B in bfloat16)
+    instead of two; both implementations read the same memory. The tests check
+    the notebooks' loader, which copies, on the same conversion.
+    """
     from transformers import LlamaForCausalLM
 
     torch.manual_seed(seed)
     with torch.device(device):
         hf_model = LlamaForCausalLM._from_config(hf_config(cfg), dtype=dtype).eval()
-        ours = Llama3Model({**cfg, "dtype": dtype}).eval()
-    load_weights_into_llama(ours, hf_model.state_dict())  # ties out_head to tok_emb
-    return ours, hf_model
+    our_cfg = {**cfg, "dtype": dtype}
+    with torch.device("meta"):  # shapes only: the tensors come from hf_model below
+        ours = Llama3Model(our_cfg)
+    shared = {hf_to_our_name(name): tensor for name, tensor in hf_model.state_dict().items()}
+    shared.setdefault("out_head.weight", shared["tok_emb.weight"])  # Llama 3.2's tied head
+    ours.load_state_dict(shared, assign=True)
+    ours.out_head.weight = ours.tok_emb.weight
+    head_dim = cfg["emb_dim"] // cfg["n_heads"]
+    cos, sin = precompute_rope_params(head_dim, cfg["rope_base"], cfg["context_length"],
+                                      cfg["rope_freq"])
+    ours.cos, ours.sin = cos.to(device), sin.to(device)  # the RoPE tables, not in state dicts
+    return ours.eval(), hf_model
 
 
 def synchronize(device):
