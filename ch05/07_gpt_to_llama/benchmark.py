@@ -78,11 +78,17 @@ def parse_args(argv=None):
     return args
 
 
-def pick_device(name):
-    if name != "auto":
-        return torch.device(name)
-    return torch.device("cuda" if torch.cuda.is_available()
-                        else "mps" if torch.backends.mps.is_available() else "cpu")
+# From ch03/02_bonus_efficient-multihead-attention/benchmark.py
+def default_device():
+    return torch.device(
+        "cuda" if torch.cuda.is_available()
+        else "mps" if torch.backends.mps.is_available()
+        else "cpu"
+    )
+
+
+def pick_device(name="auto"):
+    return default_device() if name == "auto" else torch.device(name)
 
 
 def hf_config(cfg):
@@ -103,7 +109,7 @@ def hf_config(cfg):
     )
 
 
-def build_models(cfg, dtype, device, seed):
+def build_shared_models(cfg, dtype, device, seed):
     """A random Hugging Face Llama 3.2, and our Llama3Model sharing its weight tensors.
 
     Sharing keeps one copy of the weights in memory (2.3 GiB for 1B in bfloat16)
@@ -235,7 +241,7 @@ def main(argv=None):
     args = parse_args(argv)
     device = pick_device(args.device)
     cfg = CONFIGS[args.model]
-    ours, hf_model = build_models(cfg, DTYPES[args.dtype], device, args.seed)
+    ours, hf_model = build_shared_models(cfg, DTYPES[args.dtype], device, args.seed)
     weight_bytes = sum(p.numel() * p.element_size() for p in ours.parameters())
     generator = torch.Generator().manual_seed(args.seed)
     prompt = torch.randint(0, cfg["vocab_size"], (1, args.prompt_length),
