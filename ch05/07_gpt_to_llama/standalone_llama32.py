@@ -2,7 +2,8 @@
 
 Copies of the notebook's definitions (a test keeps them identical): the
 model (`Llama3Model`), its configurations, the loader for Hugging Face-format
-weights and generation with the KV cache. The notebook explains each part.
+weights, and generation with the KV cache (chapter 5's `generate`, also a copy,
+fed through the cache). The notebook explains each part.
 """
 
 import torch
@@ -306,31 +307,57 @@ def load_weights_into_llama(model, params):
     return model
 
 
-def generate_with_cache(model, idx, max_new_tokens, temperature=0.0, top_k=None, eos_id=None):
-    """Chapter 5's `generate`, with a KV cache: the same tokens, far less work.
+# From chapter 5 (ch05/01_main-chapter-code/gpt_train.py), unchanged
+def generate(model, idx, max_new_tokens, context_size, temperature=0.0, top_k=None,
+             eos_id=None):
+    """Extend the token ids `idx` (batch, tokens) by up to `max_new_tokens` tokens.
 
-    The prompt `idx` (batch, tokens) goes through the model once; after that each
-    step feeds only the token chosen last, whose query attends to the cached
-    keys and values of everything before it. temperature 0 is greedy; top_k and
-    temperature > 0 sample as in chapter 5; generation stops when every sequence
-    produces `eos_id`.
+    temperature 0 picks the most likely token (greedy, deterministic); a
+    temperature > 0 samples from the softmax of logits / temperature, so lower
+    values are more conservative and higher values more surprising. top_k keeps
+    only the k most likely tokens as candidates. Generation stops early when
+    every sequence in the batch produces `eos_id`.
     """
-    model.reset_cache()  # a new prompt: nothing cached belongs to it
-    new_tokens = idx
-    with torch.no_grad():
-        for _ in range(max_new_tokens):
-            logits = model(new_tokens, use_cache=True)[:, -1, :]
-            if top_k is not None:
-                kth_largest = torch.topk(logits, top_k).values[:, -1:]
-                logits = logits.masked_fill(logits < kth_largest, -torch.inf)
-            if temperature > 0.0:
-                probs = torch.softmax(logits / temperature, dim=-1)
-                idx_next = torch.multinomial(probs, num_samples=1)
-            else:
-                idx_next = torch.argmax(logits, dim=-1, keepdim=True)
-            if eos_id is not None and bool((idx_next == eos_id).all()):
-                break
-            idx = torch.cat((idx, idx_next), dim=1)
-            new_tokens = idx_next
-    model.reset_cache()  # free the cache's memory
+    for _ in range(max_new_tokens):
+        idx_cond = idx[:, -context_size:]  # the model supports at most context_size tokens
+        with torch.no_grad():
+            logits = model(idx_cond)
+        logits = logits[:, -1, :]  # only the last position predicts the next token
+
+        if top_k is not None:
+            top_logits, _ = torch.topk(logits, top_k)
+            kth_largest = top_logits[:, -1:]
+            logits = logits.masked_fill(logits < kth_largest, -torch.inf)
+
+        if temperature > 0.0:
+            probs = torch.softmax(logits / temperature, dim=-1)
+            idx_next = torch.multinomial(probs, num_samples=1)
+        else:
+            idx_next = torch.argmax(logits, dim=-1, keepdim=True)
+
+        if eos_id is not None and bool((idx_next == eos_id).all()):
+            break
+        idx = torch.cat((idx, idx_next), dim=1)
     return idx
+
+
+def generate_with_cache(model, idx, max_new_tokens, temperature=0.0, top_k=None, eos_id=None):
+    """Chapter 5's `generate` with a KV cache: the same tokens, far less work.
+
+    `generate` calls the model on the whole sequence at every step. Here the
+    model is called through `cached_step`, which passes on only the tokens the
+    cache has not seen yet: the whole prompt once, then the one token chosen
+    last, whose query attends to the cached keys and values of everything
+    before it. Everything else (greedy choice, top-k, temperature, stopping at
+    `eos_id`) is chapter 5's code unchanged.
+    """
+    def cached_step(ids):
+        return model(ids[:, model.cached_tokens():], use_cache=True)
+
+    model.reset_cache()  # a new prompt: nothing cached belongs to it
+    try:
+        # No cropping to a window: the cached positions must stay where they are.
+        return generate(cached_step, idx, max_new_tokens, context_size=model.cos.shape[0],
+                        temperature=temperature, top_k=top_k, eos_id=eos_id)
+    finally:
+        model.reset_cache()  # free the cache's memory
