@@ -81,13 +81,23 @@ def test_grouped_query_attention_matches_hugging_face(shape):
         torch.testing.assert_close(ours(x, model.cos, model.sin), expected, atol=ATOL, rtol=0)
 
 
-@pytest.fixture(scope="module", params=list(SHAPES))
-def llama3_pair(request):
-    cfg, tied = SHAPES[request.param]
+def converted_pair(shape):
+    cfg, tied = SHAPES[shape]
     hf_model = random_hf_llama(cfg, tie_word_embeddings=tied)
     ours = nb.Llama3Model(cfg).eval()
     nb.load_weights_into_llama(ours, hf_model.state_dict())
     return cfg, tied, hf_model, ours
+
+
+@pytest.fixture(scope="module", params=list(SHAPES))
+def llama3_pair(request):
+    return converted_pair(request.param)
+
+
+@pytest.fixture(scope="module")
+def llama32_pair():
+    """Only the Llama 3.2 shape, for checks that do not depend on the shape."""
+    return converted_pair("llama32")
 
 
 def random_ids(cfg, batch_size, num_tokens, seed=123):
@@ -137,8 +147,8 @@ def test_cached_steps_equal_the_full_forward_pass(llama3_pair):
     torch.testing.assert_close(torch.cat(chunks, dim=1), full, atol=ATOL, rtol=0)
 
 
-def test_the_context_limit_is_enforced(llama3_pair):
-    cfg, _, _, ours = llama3_pair
+def test_the_context_limit_is_enforced(llama32_pair):
+    cfg, _, _, ours = llama32_pair
     ours.reset_cache()
     with torch.no_grad():
         ours(random_ids(cfg, 1, cfg["context_length"] - 1), use_cache=True)
@@ -148,8 +158,8 @@ def test_the_context_limit_is_enforced(llama3_pair):
     ours.reset_cache()
 
 
-def test_sampling_with_top_k_only_picks_top_k_tokens(llama3_pair):
-    cfg, _, _, ours = llama3_pair
+def test_sampling_with_top_k_only_picks_top_k_tokens(llama32_pair):
+    cfg, _, _, ours = llama32_pair
     prompt = random_ids(cfg, 1, 4, seed=1)
     with torch.no_grad():
         top3 = torch.topk(ours(prompt)[0, -1], 3).indices.tolist()
