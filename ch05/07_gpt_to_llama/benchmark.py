@@ -64,9 +64,11 @@ def parse_args(argv=None):
     parser = ArgumentParser(description=__doc__.splitlines()[0],
                             formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     for flag, options in FLAGS.items():
+        parser.add_argument(flag, **options)
         underscored = "--" + flag[2:].replace("-", "_")
-        aliases = [underscored] if underscored != flag else []
-        parser.add_argument(flag, *aliases, **options)
+        if underscored != flag:  # hidden alias, same destination, no default of its own
+            hidden = {**options, "help": argparse.SUPPRESS, "default": argparse.SUPPRESS}
+            parser.add_argument(underscored, dest=flag[2:].replace("-", "_"), **hidden)
     args = parser.parse_args(argv)
     for name in ("max_new_tokens", "prompt_length", "repeats"):
         if getattr(args, name) < 1:
