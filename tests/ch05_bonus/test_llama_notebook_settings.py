@@ -1,7 +1,7 @@
 """The tiny models the notebooks are given in the suite match the fake hub files.
 
 The suite runs the Llama notebooks with CONFIG_OVERRIDES from
-llama_notebook_parameters.json and serves them hub files written by
+notebook_parameters.json and serves them hub files written by
 tests/llama_checkpoints.py; both must describe the same tiny models, or the
 notebooks' loaders would (rightly) reject the checkpoints.
 """
@@ -14,7 +14,7 @@ import nbformat
 import pytest
 from notebooks import PRETRAINED_TAG, REPO_ROOT, cell_tags
 
-SETTINGS = json.loads((Path(__file__).parent / "llama_notebook_parameters.json").read_text())
+SETTINGS = json.loads((Path(__file__).parent / "notebook_parameters.json").read_text())
 FOLDER = "ch05/07_gpt_to_llama/"
 
 
