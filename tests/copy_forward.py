@@ -64,6 +64,8 @@ VARIANTS = {
     ("calc_loss_batch", "ch06/01_main-chapter-code/ch06.ipynb"): CH06_CLASSIFICATION_LOSS,
     ("calc_loss_batch", "ch06/01_main-chapter-code/gpt_class_finetune.py"):
         CH06_CLASSIFICATION_LOSS,
+    ("precompute_rope_params", "ch05/07_gpt_to_llama/converting-gpt-to-llama2.ipynb"):
+        "Llama 2's version; the next notebook (the home) adds freq_config for Llama 3.1",
 }
 
 PARAMETERS_TAG = "parameters"

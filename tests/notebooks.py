@@ -55,8 +55,9 @@ def load_test_settings(root=REPO_ROOT):
     Keys are repository-relative notebook paths; values hold "parameters"
     (names and small values to inject), optionally "timeout" (seconds for
     the whole notebook), "openai_gpt2_sizes" (checkpoints it needs),
-    "openai_gpt2_hparams" (smaller hyperparameters for those checkpoints) and
-    "setups" (see notebook_setups.py).
+    "openai_gpt2_hparams" (smaller hyperparameters for those checkpoints),
+    "hf_hub_repos" (hub repositories it downloads from, served from a local
+    cache by tests/llama_checkpoints.py) and "setups" (see notebook_setups.py).
     A settings file under any other name would be silently ignored, so it
     is an error.
     """

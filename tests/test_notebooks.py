@@ -61,6 +61,11 @@ def test_notebook_runs(notebook, tmp_path, course_mirror):
                            settings.get("openai_gpt2_hparams"))
     if mirror is not None:
         env["LLMS_FROM_SCRATCH_MIRROR"] = str(mirror)
+    if settings.get("hf_hub_repos"):
+        # Gated hub files (Meta's Llama): tiny stand-ins in a local hub cache, offline.
+        from llama_checkpoints import fake_hub_cache
+        hub_cache = fake_hub_cache(tmp_path / "hf-hub-cache", settings["hf_hub_repos"])
+        env.update(HF_HUB_CACHE=str(hub_cache), HF_HUB_OFFLINE="1")
 
     parameters = dict(settings.get("parameters", {}))
     try:

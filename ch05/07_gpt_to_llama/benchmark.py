@@ -1,0 +1,257 @@
+"""Our Llama 3.2 with its KV cache against Hugging Face's `generate`, side by side.
+
+    flock /tmp/llms-bench.lock python benchmark.py
+
+Both implementations get the same random weights (a Llama 3.2 1B-shaped
+Hugging Face `LlamaForCausalLM`, no download, whose tensors our `Llama3Model`
+uses under our parameter names) and greedily continue the same random
+prompt by `--max-new-tokens` tokens, batch size 1:
+
+1. ours: `generate_with_cache` with `Llama3Model` (standalone_llama32.py);
+2. Hugging Face: `LlamaForCausalLM.generate(do_sample=False)` with its default
+   (scaled-dot-product) attention and its own KV cache.
+
+Each is warmed up, then timed `--repeats` times, interleaved; the fastest run
+counts (the one least disturbed by other work on the machine). Peak memory is
+what a generation needs on top of the weights already in memory: on a GPU the
+peak of PyTorch's allocator, on a CPU the peak of the process's resident memory
+(sampled every millisecond on Linux).
+"""
+
+import argparse
+import sys
+import threading
+import time
+from pathlib import Path
+
+import torch
+from standalone_llama32 import (
+    LLAMA32_CONFIG_1B,
+    LLAMA32_CONFIG_3B,
+    Llama3Model,
+    generate_with_cache,
+    hf_to_our_name,
+    precompute_rope_params,
+)
+
+CONFIGS = {"1B": LLAMA32_CONFIG_1B, "3B": LLAMA32_CONFIG_3B,
+           # Two thin layers: for quick checks of the script itself.
+           "tiny": {**LLAMA32_CONFIG_1B, "vocab_size": 512, "emb_dim": 64, "n_heads": 4,
+                    "n_layers": 2, "hidden_dim": 128, "n_kv_groups": 2, "context_length": 1024}}
+DTYPES = {"bfloat16": torch.bfloat16, "float32": torch.float32}
+
+# The book's repository spells flags with underscores; accept those spellings too.
+FLAGS = {
+    "--model": dict(choices=list(CONFIGS), default="1B",
+                    help="Llama 3.2 configuration to build with random weights"),
+    "--dtype": dict(choices=list(DTYPES), default="bfloat16", help="weight type"),
+    "--max-new-tokens": dict(type=int, default=100, help="tokens to generate per run"),
+    "--prompt-length": dict(type=int, default=16, help="random prompt tokens"),
+    "--repeats": dict(type=int, default=3, help="timed runs per implementation; fastest counts"),
+    "--seed": dict(type=int, default=123, help="seed for the weights and the prompt"),
+    "--device": dict(choices=["auto", "cpu", "cuda", "mps"], default="auto",
+                     help="where to run (auto: cuda, then mps, then cpu)"),
+}
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    def error(self, message):
+        """One line naming the problem, exit status 2 (no usage block)."""
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def parse_args(argv=None):
+    parser = ArgumentParser(description=__doc__.splitlines()[0],
+                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    for flag, options in FLAGS.items():
+        parser.add_argument(flag, **options)
+        underscored = "--" + flag[2:].replace("-", "_")
+        if underscored != flag:  # hidden alias, same destination, no default of its own
+            hidden = {**options, "help": argparse.SUPPRESS, "default": argparse.SUPPRESS}
+            parser.add_argument(underscored, dest=flag[2:].replace("-", "_"), **hidden)
+    args = parser.parse_args(argv)
+    for name in ("max_new_tokens", "prompt_length", "repeats"):
+        if getattr(args, name) < 1:
+            parser.error(f"argument --{name.replace('_', '-')}: must be at least 1")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("argument --device: cuda was requested but no CUDA device is available")
+    if args.device == "mps" and not torch.backends.mps.is_available():
+        parser.error("argument --device: mps was requested but MPS is not available")
+    return args
+
+
+# From ch03/02_bonus_efficient-multihead-attention/benchmark.py
+def default_device():
+    return torch.device(
+        "cuda" if torch.cuda.is_available()
+        else "mps" if torch.backends.mps.is_available()
+        else "cpu"
+    )
+
+
+def pick_device(name="auto"):
+    return default_device() if name == "auto" else torch.device(name)
+
+
+def hf_config(cfg):
+    """The Hugging Face LlamaConfig of our configuration dict (tied head, RoPE scaling)."""
+    from transformers import LlamaConfig
+
+    freq = cfg["rope_freq"]
+    return LlamaConfig(
+        vocab_size=cfg["vocab_size"], hidden_size=cfg["emb_dim"],
+        intermediate_size=cfg["hidden_dim"], num_hidden_layers=cfg["n_layers"],
+        num_attention_heads=cfg["n_heads"], num_key_value_heads=cfg["n_kv_groups"],
+        max_position_embeddings=cfg["context_length"], rms_norm_eps=1e-5,
+        tie_word_embeddings=True, bos_token_id=None, eos_token_id=None, pad_token_id=None,
+        rope_parameters={"rope_type": "llama3", "rope_theta": cfg["rope_base"],
+                         "factor": freq["factor"], "low_freq_factor": freq["low_freq_factor"],
+                         "high_freq_factor": freq["high_freq_factor"],
+                         "original_max_position_embeddings": freq["original_context_length"]},
+    )
+
+
+def build_shared_models(cfg, dtype, device, seed):
+    """A random Hugging Face Llama 3.2, and our Llama3Model sharing its weight tensors.
+
+    Sharing keeps one copy of the weights in memory (2.3 GiB for 1B in bfloat16)
+    instead of two; both implementations read the same memory. The tests check
+    the notebooks' loader, which copies, on the same conversion.
+    """
+    from transformers import LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    with torch.device(device):
+        hf_model = LlamaForCausalLM._from_config(hf_config(cfg), dtype=dtype).eval()
+    our_cfg = {**cfg, "dtype": dtype}
+    with torch.device("meta"):  # shapes only: the tensors come from hf_model below
+        ours = Llama3Model(our_cfg)
+    shared = {hf_to_our_name(name): tensor for name, tensor in hf_model.state_dict().items()}
+    shared.setdefault("out_head.weight", shared["tok_emb.weight"])  # Llama 3.2's tied head
+    ours.load_state_dict(shared, assign=True)
+    ours.out_head.weight = ours.tok_emb.weight
+    head_dim = cfg["emb_dim"] // cfg["n_heads"]
+    cos, sin = precompute_rope_params(head_dim, cfg["rope_base"], cfg["context_length"],
+                                      cfg["rope_freq"])
+    ours.cos, ours.sin = cos.to(device), sin.to(device)  # the RoPE tables, not in state dicts
+    return ours.eval(), hf_model
+
+
+def synchronize(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    elif device.type == "mps":
+        torch.mps.synchronize()
+
+
+def resident_bytes():
+    """This process's resident memory (Linux), or None where /proc is missing."""
+    statm = Path("/proc/self/statm")
+    if not statm.exists():
+        return None
+    return int(statm.read_text().split()[1]) * 4096
+
+
+def run_measured(generate, device):
+    """(seconds, peak bytes above the memory in use before, output ids) of one call."""
+    synchronize(device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        before = torch.cuda.memory_allocated(device)
+    peak, stop = [resident_bytes()], threading.Event()
+
+    def sample():
+        while not stop.is_set():
+            peak[0] = max(peak[0], resident_bytes())
+            time.sleep(0.001)
+
+    sampler = None
+    if device.type == "cpu" and peak[0] is not None:
+        before = peak[0]
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+    start = time.perf_counter()
+    ids = generate()
+    synchronize(device)
+    seconds = time.perf_counter() - start
+    stop.set()
+    if sampler is not None:
+        sampler.join()
+        extra = peak[0] - before
+    elif device.type == "cuda":
+        extra = torch.cuda.max_memory_allocated(device) - before
+    else:
+        extra = None
+    return seconds, extra, ids
+
+
+def benchmark(ours, hf_model, prompt, max_new_tokens, repeats, device):
+    """name -> (best seconds, largest peak, ids) for both implementations."""
+    def hf_generate(num_tokens):
+        with torch.no_grad():
+            return hf_model.generate(prompt, attention_mask=torch.ones_like(prompt),
+                                     max_new_tokens=num_tokens, min_new_tokens=num_tokens,
+                                     do_sample=False, pad_token_id=0)
+
+    methods = {
+        "ours: Llama3Model + generate_with_cache":
+            lambda n: generate_with_cache(ours, prompt, max_new_tokens=n),
+        "Hugging Face: LlamaForCausalLM.generate": hf_generate,
+    }
+    for generate in methods.values():
+        generate(2)  # warm-up: the first calls pay for allocations and kernel selection
+    results = {name: (float("inf"), 0, None) for name in methods}
+    for _ in range(repeats):
+        for name, generate in methods.items():
+            seconds, extra, ids = run_measured(lambda g=generate: g(max_new_tokens), device)
+            best, peak, _ = results[name]
+            results[name] = (min(best, seconds),
+                             None if extra is None else max(peak, extra), ids)
+    return results
+
+
+def format_bytes(num_bytes):
+    return "n/a" if num_bytes is None else f"{num_bytes / 1024**2:,.0f} MiB"
+
+
+def print_report(results, args, device, weight_bytes):
+    import transformers
+
+    print(f"torch {torch.__version__}, transformers {transformers.__version__}, "
+          f"device: {device}, CPU threads: {torch.get_num_threads()}")
+    print(f"Llama 3.2 {args.model}-shaped model, random {args.dtype} weights "
+          f"({weight_bytes / 1024**3:.2f} GiB), prompt {args.prompt_length} random tokens, "
+          f"{args.max_new_tokens} new tokens (greedy), batch size 1, best of {args.repeats}\n")
+    print("| implementation | seconds | tokens/s | peak memory during generation |")
+    print("|---|---:|---:|---:|")
+    for name, (seconds, peak, _) in results.items():
+        print(f"| {name} | {seconds:.2f} | {args.max_new_tokens / seconds:.1f} | "
+              f"{format_bytes(peak)} |")
+    (ours_s, _, ours_ids), (hf_s, _, hf_ids) = results.values()
+    print(f"\nspeed relative to Hugging Face (> 1: ours faster): {hf_s / ours_s:.2f}x")
+    same = torch.equal(ours_ids, hf_ids)
+    if same:
+        print("both produced the same token ids")
+    else:
+        differs = (ours_ids[0] != hf_ids[0]).nonzero()
+        print(f"token ids differ from position {differs[0].item() if len(differs) else '?'} "
+              f"on (rounding differences in {args.dtype} between near-tied random logits)")
+    return same
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    device = pick_device(args.device)
+    cfg = CONFIGS[args.model]
+    ours, hf_model = build_shared_models(cfg, DTYPES[args.dtype], device, args.seed)
+    weight_bytes = sum(p.numel() * p.element_size() for p in ours.parameters())
+    generator = torch.Generator().manual_seed(args.seed)
+    prompt = torch.randint(0, cfg["vocab_size"], (1, args.prompt_length),
+                           generator=generator).to(device)
+    results = benchmark(ours, hf_model, prompt, args.max_new_tokens, args.repeats, device)
+    print_report(results, args, device, weight_bytes)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
