@@ -8,6 +8,8 @@ from course_imports import definitions_from_notebook, import_course_module
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+pytestmark = pytest.mark.usefixtures("single_thread_torch")
+
 FOLDER = "appendix-D/01_main-chapter-code"
 pc = import_course_module(f"{FOLDER}/previous_chapters.py")
 appendix_d = definitions_from_notebook(
@@ -20,15 +22,6 @@ learning_rate_at = appendix_d.learning_rate_at
 # The book's D.1/D.2 settings: 15 epochs of 9 batches, 20% warm-up.
 BOOK = {"total_steps": 135, "warmup_steps": 27, "initial_lr": 1e-4, "peak_lr": 0.01,
         "min_lr": 1e-5}
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread (no thread hand-offs on a busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def book_lr(step):
