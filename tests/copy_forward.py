@@ -64,6 +64,8 @@ VARIANTS = {
     ("calc_loss_batch", "ch06/01_main-chapter-code/ch06.ipynb"): CH06_CLASSIFICATION_LOSS,
     ("calc_loss_batch", "ch06/01_main-chapter-code/gpt_class_finetune.py"):
         CH06_CLASSIFICATION_LOSS,
+    ("calc_loss_batch", "appendix-E/01_main-chapter-code/previous_chapters.py"):
+        CH06_CLASSIFICATION_LOSS,
 }
 
 PARAMETERS_TAG = "parameters"
