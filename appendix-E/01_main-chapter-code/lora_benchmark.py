@@ -259,7 +259,8 @@ def print_table(results):
         ("AdamW state (MB)", lambda r: megabytes(r["optimizer_state_bytes"])),
         ("gradients (MB)", lambda r: megabytes(r["gradient_bytes"])),
         ("peak memory (MB)", lambda r: megabytes(r["peak_memory_bytes"])),
-        ("training steps per second", lambda r: f"{r['steps_per_second']:.3f}"),
+        ("training steps per second", lambda r: f"{r['steps_per_second']:.3g}"),
+        ("seconds per training step", lambda r: f"{1 / r['steps_per_second']:.3g}"),
     ]
     by_mode = {r["mode"]: r for r in results}
     print("| | full finetuning | LoRA |")
