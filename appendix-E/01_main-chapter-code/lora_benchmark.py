@@ -37,7 +37,7 @@ import torch
 from previous_chapters import GPT_CONFIG_124M, GPTModel, calc_loss_batch, default_device
 from tqdm import tqdm
 
-MODES = ("full", "lora")
+FINETUNING_MODES = ("full", "lora")
 BOOK_MODEL = {**GPT_CONFIG_124M, "drop_rate": 0.0, "qkv_bias": True}
 TINY_MODEL = {**BOOK_MODEL, "emb_dim": 32, "n_heads": 2, "n_layers": 2}
 TEST_MODE_SETTINGS = {"steps": 3, "warmup_steps": 1, "batch_size": 2, "seq_len": 16}
@@ -60,7 +60,7 @@ class LoRALayer(torch.nn.Module):
         self.B = torch.nn.Parameter(torch.zeros(rank, out_dim))
         self.rank = rank
         self.alpha = alpha
-        self.scale = alpha / rank  # the printed book multiplies by alpha alone
+        self.scale = alpha / rank  # the printed book uses alpha alone (see above)
 
     def forward(self, x):
         return self.scale * (x @ self.A @ self.B)
@@ -148,7 +148,8 @@ def parse_args(argv=None):
     parser.add_argument("--seed", type=int, default=123)
     parser.add_argument("--test-mode", "--test_mode", action="store_true",
                         help=f"a tiny GPT and {TEST_MODE_SETTINGS} (for tests)")
-    parser.add_argument("--child", choices=MODES, help=argparse.SUPPRESS)  # one mode's run
+    # the parent runs each mode in a child process: --child names that mode
+    parser.add_argument("--child", choices=FINETUNING_MODES, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.test_mode:
         for name, value in TEST_MODE_SETTINGS.items():
@@ -284,7 +285,7 @@ def main(argv=None):
     print(f"torch {torch.__version__}, device: {device} ({describe_machine(device)})")
     print(f"batch {args.batch_size} x {args.seq_len} tokens, {args.warmup_steps} warm-up + "
           f"{args.steps} timed steps, LoRA rank {args.lora_rank}, alpha {args.lora_alpha:g}")
-    results = [run_child(mode, argv) for mode in MODES]
+    results = [run_child(mode, argv) for mode in FINETUNING_MODES]
     print_table(results)
     return 0
 
