@@ -70,6 +70,21 @@ def course_mirror(tmp_path):
     return build
 
 
+@pytest.fixture
+def single_thread_torch():
+    """Run a test's PyTorch ops on one thread, then restore the thread count.
+
+    Tiny models spend more time handing work between threads than computing,
+    and on a busy machine the hand-offs wait for a free core: one thread is faster.
+    """
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     """Without a mirror, a test whose data cannot be downloaded is skipped, not failed.

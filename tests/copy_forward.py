@@ -66,6 +66,8 @@ VARIANTS = {
         CH06_CLASSIFICATION_LOSS,
     ("precompute_rope_params", "ch05/07_gpt_to_llama/converting-gpt-to-llama2.ipynb"):
         "Llama 2's version; the next notebook (the home) adds freq_config for Llama 3.1",
+    ("calc_loss_batch", "appendix-E/01_main-chapter-code/previous_chapters.py"):
+        CH06_CLASSIFICATION_LOSS,
 }
 
 PARAMETERS_TAG = "parameters"

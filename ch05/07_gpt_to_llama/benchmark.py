@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 import torch
+from script_helpers import ScriptArgumentParser, default_device, synchronize
 from standalone_llama32 import (
     LLAMA32_CONFIG_1B,
     LLAMA32_CONFIG_3B,
@@ -54,15 +55,8 @@ FLAGS = {
 }
 
 
-class ArgumentParser(argparse.ArgumentParser):
-    def error(self, message):
-        """One line naming the problem, exit status 2 (no usage block)."""
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
 def parse_args(argv=None):
-    parser = ArgumentParser(description=__doc__.splitlines()[0],
-                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = ScriptArgumentParser(description=__doc__.splitlines()[0])
     for flag, options in FLAGS.items():
         parser.add_argument(flag, **options)
         underscored = "--" + flag[2:].replace("-", "_")
@@ -78,15 +72,6 @@ def parse_args(argv=None):
     if args.device == "mps" and not torch.backends.mps.is_available():
         parser.error("argument --device: mps was requested but MPS is not available")
     return args
-
-
-# From ch03/02_bonus_efficient-multihead-attention/benchmark.py
-def default_device():
-    return torch.device(
-        "cuda" if torch.cuda.is_available()
-        else "mps" if torch.backends.mps.is_available()
-        else "cpu"
-    )
 
 
 def pick_device(name="auto"):
@@ -135,13 +120,6 @@ def build_shared_models(cfg, dtype, device, seed):
                                       cfg["rope_freq"])
     ours.cos, ours.sin = cos.to(device), sin.to(device)  # the RoPE tables, not in state dicts
     return ours.eval(), hf_model
-
-
-def synchronize(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    elif device.type == "mps":
-        torch.mps.synchronize()
 
 
 def resident_bytes():
