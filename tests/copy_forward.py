@@ -33,7 +33,14 @@ EXCLUDED_TOP_LEVEL = {"tests"}
 SCRIPT_ENTRY_POINTS = {"main", "parse_args"}
 
 # Deliberate variants: (name, repository-relative path) -> why it differs.
-VARIANTS = {}
+VARIANTS = {
+    ("GPTModel", "ch04/03_kv-cache/gpt_with_kv_cache.py"):
+        "the book's KV-cache GPTModel: forward(in_idx, use_cache=False) and reset_kv_cache()",
+    ("GPTModel", "ch04/03_kv-cache/gpt_with_kv_cache_optimized.py"):
+        "the book's optimized KV-cache GPTModel: a sliding window over a preallocated cache",
+    ("generate_text_simple_cached", "ch04/03_kv-cache/gpt_with_kv_cache_optimized.py"):
+        "the book's optimized version: chunked prefill for the windowed cache",
+}
 
 
 @dataclass
