@@ -21,7 +21,12 @@ from pathlib import Path
 import tiktoken
 import torch
 from downloads import MIRROR_ENV_VAR, DownloadError, cache_gpt2_tokenizer_files
-from gpt_download import GPT2_BASE_URL, GPT2_MODEL_SIZES, download_and_load_gpt2
+from gpt_download import (
+    GPT2_BASE_URL,
+    GPT2_MODEL_SIZES,
+    DamagedFileError,
+    download_and_load_gpt2,
+)
 from gpt_utils import (
     DEVICE_CHOICES,
     DEVICE_HELP,
@@ -254,6 +259,8 @@ def main():
     else:
         try:
             model = load_openai_gpt2(args.model_size, args.models_dir)
+        except DamagedFileError as err:
+            sys.exit(f"error: {err}")
         except DownloadError:
             sys.exit(
                 f"error: could not download GPT-2 {args.model_size} (no network?). Either set "
