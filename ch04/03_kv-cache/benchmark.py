@@ -240,8 +240,8 @@ def print_results(best, max_new_tokens):
           f"fused ops with column-major weights {hf / column_major:.2f}x (target: >= 1x)")
 
 
-def main():
-    _, args = parse_args()
+def main(argv=None):
+    _, args = parse_args(argv)
     device = args.device
     models = build_models(args, device)
 

@@ -124,8 +124,8 @@ def parse_args(argv=None):
     return args
 
 
-def main():
-    args = parse_args()
+def main(argv=None):
+    args = parse_args(argv)
     print(f"torch {torch.__version__}, device: cpu, {torch.get_num_threads()} threads, "
           f"{os.cpu_count()} CPU cores, {platform.processor() or platform.machine()}, "
           f"Python {platform.python_version()}")

@@ -247,8 +247,8 @@ def load_checkpoint_or_exit(parser, args):
                      "holding objects other than tensors, which weights_only=True refuses")
 
 
-def main():
-    parser, args = parse_args()
+def main(argv=None):
+    parser, args = parse_args(argv)
     try:
         device = select_device(args.device)
     except ValueError as err:

@@ -259,15 +259,24 @@ def check_batches(name, train_text, val_text, tokenizer, context_length, batch_s
 
 
 def check_writable_folder(folder):
-    """Create `folder` if needed and prove that a file can be written there."""
+    """Create `folder` if needed and prove that a file can be written there.
+
+    Returns the folders it created (outermost first), so that a caller who
+    stops before using them can remove them again.
+    """
     folder = Path(folder)
+    missing = [path for path in (folder, *folder.parents) if not path.exists()][::-1]
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
             pass
     except OSError as err:
+        for path in reversed(missing):
+            if path.is_dir():
+                path.rmdir()
         raise SettingError("output_dir", f"cannot write to {folder} "
                                          f"({err.strerror or err})") from None
+    return missing
 
 
 def find_training_text(text_file, data_dir):
@@ -359,13 +368,17 @@ def run_from_command_line(argv=None):
         "device": args.device, "text_file": args.text_file, "data_dir": args.data_dir,
     }
     output_dir = Path(args.output_dir)
+    created = []
     try:
         if args.context_length > base_config["context_length"]:
             raise SettingError("context_length", f"{args.context_length} is longer than the "
                                f"{args.model_config} model's {base_config['context_length']}")
+        checked_settings(gpt_config, settings)  # cheap checks first: nothing is written yet
+        created = check_writable_folder(output_dir)
         run = prepare_training(gpt_config, settings)
-        check_writable_folder(output_dir)
     except SettingError as err:
+        for folder in reversed(created):  # leave no trace of a run that never started
+            folder.rmdir()
         parser.error(f"argument {FLAGS.get(err.key, err.key)}: {err.problem}")
 
     train_losses, val_losses, tokens_seen = train_with_progress(run)
