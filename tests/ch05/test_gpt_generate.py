@@ -117,3 +117,36 @@ def test_help_lists_the_options():
     for option in ("--model-size", "--checkpoint", "--prompt", "--temperature", "--top-k",
                    "--max-new-tokens", "--seed", "--models-dir", "1558M"):
         assert option in result.stdout
+
+
+TINY = {"vocab_size": 50257, "context_length": 32, "emb_dim": 32, "n_heads": 2, "n_layers": 2,
+        "drop_rate": 0.0, "qkv_bias": False}
+
+
+def test_the_books_plain_state_dict_is_accepted(tmp_path):
+    """`torch.save(model.state_dict(), "model.pth")`, the book's listing, loads unchanged."""
+    torch.manual_seed(0)
+    model = gpt_generate.GPTModel(TINY).eval()
+    torch.save(model.state_dict(), tmp_path / "model.pth")
+
+    loaded = gpt_generate.load_trained_gpt(tmp_path / "model.pth", TINY).eval()
+    idx = torch.tensor([[15496, 11, 314, 716]])
+    torch.testing.assert_close(loaded(idx), model(idx), rtol=0, atol=0)
+    # the same file through the chapter's helper, which the notebook uses
+    again = gpt_generate.GPTModel(TINY)
+    checkpoint = gpt_utils.load_checkpoint(tmp_path / "model.pth", again)
+    assert "optimizer_state_dict" not in checkpoint
+
+
+def test_a_checkpoint_that_does_not_fit_the_flags_names_the_shapes(tmp_path, capsys):
+    torch.manual_seed(0)
+    torch.save(gpt_generate.GPTModel(TINY).state_dict(), tmp_path / "model.pth")
+    with pytest.raises(SystemExit) as excinfo:
+        gpt_generate.main(["--checkpoint", str(tmp_path / "model.pth"), "--device", "cpu"])
+    assert excinfo.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1
+    assert "argument --checkpoint" in lines[0]
+    assert "pos_emb.weight: checkpoint (32, 32), model (256, 768)" in lines[0]
+    assert "--model-size 124M --context-length 256" in lines[0]
+    assert "IndexError" not in lines[0]
