@@ -192,9 +192,11 @@ class TransformerBlockKV(nn.Module):
         self.norm2 = norm(cfg["emb_dim"])
         self.drop_shortcut = nn.Dropout(cfg["drop_rate"])
 
-    def make_attention(self, cfg, fused_ops):
-        """The attention module; a variant block (the optimized file) overrides this."""
-        return MultiHeadAttentionKV(
+    attention_class = MultiHeadAttentionKV  # a variant block (the optimized file) swaps it
+
+    def make_attention(self, cfg, fused_ops, **extra_options):
+        """The attention module, built from the configuration."""
+        return self.attention_class(
             d_in=cfg["emb_dim"],
             d_out=cfg["emb_dim"],
             context_length=cfg["context_length"],
@@ -202,6 +204,7 @@ class TransformerBlockKV(nn.Module):
             dropout=cfg["drop_rate"],
             qkv_bias=cfg["qkv_bias"],
             fused_ops=fused_ops,
+            **extra_options,
         )
 
     def forward(self, x, use_cache=False):

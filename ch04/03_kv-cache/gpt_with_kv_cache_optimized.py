@@ -94,17 +94,10 @@ class MultiHeadAttentionWindowed(MultiHeadAttentionKV):
 class TransformerBlockWindowed(TransformerBlockKV):
     """The KV-cache transformer block with windowed attention."""
 
+    attention_class = MultiHeadAttentionWindowed
+
     def make_attention(self, cfg, fused_ops):
-        return MultiHeadAttentionWindowed(
-            d_in=cfg["emb_dim"],
-            d_out=cfg["emb_dim"],
-            context_length=cfg["context_length"],
-            num_heads=cfg["n_heads"],
-            dropout=cfg["drop_rate"],
-            qkv_bias=cfg["qkv_bias"],
-            fused_ops=fused_ops,
-            kv_window_size=cfg.get("kv_window_size"),
-        )
+        return super().make_attention(cfg, fused_ops, kv_window_size=cfg.get("kv_window_size"))
 
 
 class GPTModel(GPTModelKV):

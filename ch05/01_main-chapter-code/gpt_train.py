@@ -29,7 +29,6 @@ With no network and no mirror it says so in one line and trains on
 """
 
 import argparse
-import hashlib
 import os
 import sys
 import tempfile
@@ -39,7 +38,8 @@ from pathlib import Path
 
 import tiktoken
 import torch
-from downloads import DownloadError, cache_gpt2_tokenizer_files, download_file
+# _sha256_of: the download helper's own checksum, so both agree on what the book's file is
+from downloads import DownloadError, _sha256_of, cache_gpt2_tokenizer_files, download_file
 from gpt_utils import (
     DEVICE_CHOICES,
     DEVICE_HELP,
@@ -293,7 +293,7 @@ def find_training_text(text_file, data_dir):
             raise SettingError("text_file", f"no such file: {path}")
         return path
     destination = Path(data_dir) / "the-verdict.txt"
-    if destination.exists() and file_sha256(destination) != THE_VERDICT_SHA256:
+    if destination.exists() and _sha256_of(destination) != THE_VERDICT_SHA256:
         raise SettingError("data_dir", f"{destination} is not the book's the-verdict.txt and "
                            "is left alone; train on it with --text-file, or choose "
                            "another --data-dir")
@@ -303,14 +303,6 @@ def find_training_text(text_file, data_dir):
         print("Could not download the-verdict.txt (no network and no copy in "
               f"$LLMS_FROM_SCRATCH_MIRROR): training on {FALLBACK_TEXT.name} instead.")
         return FALLBACK_TEXT
-
-
-def file_sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 class OneLineErrorParser(argparse.ArgumentParser):
