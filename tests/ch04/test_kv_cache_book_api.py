@@ -126,8 +126,9 @@ def test_chunked_prefill_gives_the_logits_of_one_pass():
     pieces = [model(idx[:, begin:begin + size], use_cache=True)
               for begin, size in ((0, 6), (6, 1), (7, 5), (12, 6), (18, 2))]
     torch.testing.assert_close(torch.cat(pieces, dim=1), expected, rtol=0, atol=1e-12)
+    model.reset_kv_cache()
     with pytest.raises(ValueError, match="kv_window_size=6"):
-        model(idx[:, :7], use_cache=True)
+        model(idx[:, :7], use_cache=True)  # more than a window at once: chunk it
 
 
 def test_optimized_cache_is_allocated_once_and_stays_window_sized():
@@ -173,4 +174,4 @@ def test_benchmark_without_transformers_names_the_package(tmp_path):
     assert result.returncode == 0, result.stderr
     skipped = [line for line in result.stdout.splitlines() if "transformers" in line]
     assert skipped and all("pip install transformers" in line for line in skipped)
-    assert "all 4 methods produced the same 9 token ids: True" in result.stdout
+    assert "all 4 methods produced the same 8 token ids: True" in result.stdout
