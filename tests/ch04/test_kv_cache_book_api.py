@@ -101,8 +101,8 @@ def test_optimized_generation_within_the_window_equals_the_chapter_model(
         expected.tolist()
 
 
-@pytest.mark.parametrize("window", [5, 8, 13])
-@pytest.mark.parametrize("prompt_length", [2, 11, 20])
+@pytest.mark.parametrize("window", [5, 13])
+@pytest.mark.parametrize("prompt_length", [2, 20])
 def test_optimized_generation_beyond_the_window_equals_uncached_generation(
         window, prompt_length):
     chapter, model = same_weights(opt.GPTModel, {**CFG, "kv_window_size": window})
