@@ -68,6 +68,12 @@ VARIANTS = {
         "Llama 2's version; the next notebook (the home) adds freq_config for Llama 3.1",
     ("calc_loss_batch", "appendix-E/01_main-chapter-code/previous_chapters.py"):
         CH06_CLASSIFICATION_LOSS,
+    ("GPTModel", "ch04/03_kv-cache/gpt_with_kv_cache.py"):
+        "the book's KV-cache GPTModel: forward(in_idx, use_cache=False) and reset_kv_cache()",
+    ("GPTModel", "ch04/03_kv-cache/gpt_with_kv_cache_optimized.py"):
+        "the book's optimized KV-cache GPTModel: a sliding window over a preallocated cache",
+    ("generate_text_simple_cached", "ch04/03_kv-cache/gpt_with_kv_cache_optimized.py"):
+        "the book's optimized version: chunked prefill for the windowed cache",
 }
 
 PARAMETERS_TAG = "parameters"

@@ -254,39 +254,63 @@ def generate_text_simple(model, idx, max_new_tokens, context_size):
     return idx
 
 
-def parse_args():
-    parser = argparse.ArgumentParser(
-        description="Build GPT-2 (124M) with random weights and generate a few tokens."
+class OneLineErrorParser(argparse.ArgumentParser):
+    """An ArgumentParser that reports a bad command line in one line, exit status 2.
+
+    argparse prints its whole usage block before the error; the one line naming
+    the flag is what a reader needs, and `--help` still shows the usage.
+    """
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def parse_args(argv=None):
+    parser = OneLineErrorParser(
+        description="Build GPT-2 (124M) with random weights and generate a few tokens.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--prompt", default="Hello, I am", help="text to continue")
     parser.add_argument("--max-new-tokens", type=int, default=10,
                         help="how many tokens to generate")
     parser.add_argument("--seed", type=int, default=123,
                         help="seed for the random initial weights")
-    return parser.parse_args()
+    args = parser.parse_args(argv)
+    if not args.prompt:
+        parser.error("argument --prompt: must not be empty (the model needs a token to continue)")
+    if args.max_new_tokens < 0:
+        parser.error(f"argument --max-new-tokens: must be >= 0, got {args.max_new_tokens}")
+    return args
 
 
-def main():
-    args = parse_args()
+def main(start_context="Hello, I am", max_new_tokens=10, seed=123):
+    """The book's `main()`: build GPT-2 124M from `seed`, continue `start_context` greedily.
 
-    torch.manual_seed(args.seed)
+    Called with no arguments (from Python, as the book does, or as `python gpt.py`)
+    it prints the book's output. The command line is read only when the file
+    runs as a script, so importing it and calling `main()` never sees sys.argv.
+    """
+    if not start_context:
+        raise ValueError("start_context must not be empty: the model needs a token to continue")
+
+    torch.manual_seed(seed)
     model = GPTModel(GPT_CONFIG_124M)
     model.eval()  # disable dropout: generation should be deterministic
 
     cache_gpt2_tokenizer_files()  # lets tiktoken load GPT-2's BPE with no network
     tokenizer = tiktoken.get_encoding("gpt2")
-    encoded = tokenizer.encode(args.prompt)
+    encoded = tokenizer.encode(start_context)
     encoded_tensor = torch.tensor(encoded).unsqueeze(0)  # add a batch dimension
 
     print(f"\n{50 * '='}\n{22 * ' '}IN\n{50 * '='}")
-    print("\nInput text:", args.prompt)
+    print("\nInput text:", start_context)
     print("Encoded input text:", encoded)
     print("encoded_tensor.shape:", encoded_tensor.shape)
 
     out = generate_text_simple(
         model=model,
         idx=encoded_tensor,
-        max_new_tokens=args.max_new_tokens,
+        max_new_tokens=max_new_tokens,
         context_size=GPT_CONFIG_124M["context_length"],
     )
     decoded_text = tokenizer.decode(out.squeeze(0).tolist())
@@ -298,4 +322,5 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    cli = parse_args()
+    main(start_context=cli.prompt, max_new_tokens=cli.max_new_tokens, seed=cli.seed)

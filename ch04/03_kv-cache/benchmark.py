@@ -7,9 +7,9 @@ random GPT-2 (124M) weights, batch size 1:
 
 1. the chapter's `generate_text_simple` with `GPTModel` (no cache: every step
    runs the model over the whole sequence again);
-2. our `generate_text_cached` with `GPTModelKV` (one token per step), built
+2. our `generate_text_simple_cached` with `GPTModel` (one token per step), built
    from the chapter's LayerNorm, GELU and attention code;
-3. the same with `GPTModelKV(cfg, fused_ops=True)`: PyTorch's fused
+3. the same with `GPTModel(cfg, fused_ops=True)`: PyTorch's fused
    layer_norm, gelu and scaled_dot_product_attention, as Hugging Face uses;
 4. the same again after `store_weights_column_major`: every linear layer's
    weight stored column by column, the memory order that suits the CPU's
@@ -31,19 +31,39 @@ import time
 import tiktoken
 import torch
 from downloads import cache_gpt2_tokenizer_files
-from gpt_with_kv_cache import GPTModelKV, generate_text_cached, store_weights_column_major
+from gpt_with_kv_cache import GPTModel, generate_text_simple_cached, store_weights_column_major
 from previous_chapters import (
     GPT_CONFIG_124M,
     generate_text_simple,
+)
+from previous_chapters import GPTModel as ChapterGPTModel
+from previous_chapters import (
     gpt_config_from_hf,
     gpt_model_from_hf,
 )
-from transformers import GPT2Config, GPT2LMHeadModel
+
+DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
+DEVICE_HELP = "where to run: cpu, cuda or mps; auto picks cuda, then mps, then cpu"
+HF_ROW = "Hugging Face generate (use_cache=True)"
+HF_MISSING = ("Hugging Face generate: skipped, it needs the `transformers` package "
+              "(pip install transformers)")
 
 
-def parse_args():
-    parser = argparse.ArgumentParser(
-        description="Tokens per second of greedy generation with and without a KV cache."
+class OneLineErrorParser(argparse.ArgumentParser):
+    """An ArgumentParser that reports a bad command line in one line, exit status 2.
+
+    argparse prints its whole usage block before the error; the one line naming
+    the flag is what a reader needs, and `--help` still shows the usage.
+    """
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def parse_args(argv=None):
+    parser = OneLineErrorParser(
+        description="Tokens per second of greedy generation with and without a KV cache.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--prompt", default="Hello, I am", help="text to continue")
     parser.add_argument("--max-new-tokens", type=int, default=200,
@@ -56,44 +76,96 @@ def parse_args():
     parser.add_argument("--n-heads", type=int, default=GPT_CONFIG_124M["n_heads"])
     parser.add_argument("--context-length", type=int,
                         default=GPT_CONFIG_124M["context_length"])
-    parser.add_argument("--device", default=None,
-                        help="cpu, cuda or mps (default: the best available)")
-    return parser.parse_args()
+    parser.add_argument("--device", choices=DEVICE_CHOICES, default="auto", help=DEVICE_HELP)
+    args = parser.parse_args(argv)
+    problems = [
+        ("--prompt", not args.prompt, "must not be empty: the model needs a token to continue"),
+        ("--max-new-tokens", args.max_new_tokens < 1, f"must be >= 1, got {args.max_new_tokens}"),
+        ("--repeats", args.repeats < 1, f"must be >= 1, got {args.repeats}"),
+        ("--emb-dim", args.emb_dim < 1, f"must be >= 1, got {args.emb_dim}"),
+        ("--n-layers", args.n_layers < 1, f"must be >= 1, got {args.n_layers}"),
+        ("--n-heads", args.n_heads < 1 or args.emb_dim % args.n_heads != 0,
+         f"must divide --emb-dim {args.emb_dim}, got {args.n_heads}"),
+        ("--context-length", args.context_length < 1, f"must be >= 1, got {args.context_length}"),
+    ]
+    for flag, bad, problem in problems:
+        if bad:
+            parser.error(f"argument {flag}: {problem}")
+    try:
+        args.device = select_device(args.device)
+    except ValueError as err:
+        parser.error(f"argument --device: {err}")
+    return parser, args
 
 
-def default_device():
-    return torch.device(
-        "cuda" if torch.cuda.is_available()
-        else "mps" if torch.backends.mps.is_available()
-        else "cpu"
-    )
+def select_device(name="auto"):
+    """The torch.device called `name` ("auto", "cpu", "cuda" or "mps").
+
+    Raises ValueError for an unknown name or a device this machine lacks, so a
+    script can say so before any work starts instead of failing mid-run.
+    """
+    available = {
+        "cuda": torch.cuda.is_available(),
+        "mps": torch.backends.mps.is_available(),
+        "cpu": True,
+    }
+    if name == "auto":
+        name = next(device for device, present in available.items() if present)
+    if name not in available:
+        raise ValueError(f"unknown device {name!r}; choose one of {', '.join(DEVICE_CHOICES)}")
+    if not available[name]:
+        raise ValueError(f"{name} is not available on this machine")
+    return torch.device(name)
 
 
 def build_models(args, device):
-    """A random Hugging Face GPT-2, and the same weights in our models."""
+    """Random GPT-2 weights in each model; Hugging Face's model too when installed.
+
+    With `transformers` the weights come from a random GPT2LMHeadModel (so its
+    own generate can run on the same weights); without it, from the chapter's
+    GPTModel, and the Hugging Face row is skipped. Returns the models in the
+    order of `generation_methods`, None for the missing one.
+    """
+    config = {**GPT_CONFIG_124M, "context_length": args.context_length,
+              "emb_dim": args.emb_dim, "n_layers": args.n_layers, "n_heads": args.n_heads,
+              "drop_rate": 0.0, "qkv_bias": True}
     torch.manual_seed(args.seed)
+    hf_model = random_hf_model(config)
+    if hf_model is None:
+        print(HF_MISSING)
+        plain_model = ChapterGPTModel(config)
+    else:
+        plain_model = gpt_model_from_hf(hf_model)
+        config = gpt_config_from_hf(hf_model.config)
+    models = [hf_model, plain_model]
+    for fused_ops in (False, True):
+        cached_model = GPTModel(config, fused_ops=fused_ops)
+        cached_model.load_state_dict(plain_model.state_dict())
+        models.append(cached_model)
+    column_major_model = GPTModel(config, fused_ops=True)
+    store_weights_column_major(column_major_model)
+    column_major_model.load_state_dict(plain_model.state_dict())  # keeps the memory order
+    models.append(column_major_model)
+    return [None if model is None else model.to(device).eval() for model in models]
+
+
+def random_hf_model(config):
+    """A randomly initialised GPT2LMHeadModel of this shape, or None without transformers."""
+    try:
+        from transformers import GPT2Config, GPT2LMHeadModel
+    except ImportError:
+        return None
     hf_config = GPT2Config(
-        vocab_size=GPT_CONFIG_124M["vocab_size"],
-        n_positions=args.context_length,
-        n_embd=args.emb_dim,
-        n_layer=args.n_layers,
-        n_head=args.n_heads,
+        vocab_size=config["vocab_size"],
+        n_positions=config["context_length"],
+        n_embd=config["emb_dim"],
+        n_layer=config["n_layers"],
+        n_head=config["n_heads"],
         resid_pdrop=0.0,
         embd_pdrop=0.0,
         attn_pdrop=0.0,
     )
-    hf_model = GPT2LMHeadModel(hf_config).eval()
-    plain_model = gpt_model_from_hf(hf_model)
-    models = [hf_model, plain_model]
-    for fused_ops in (False, True):
-        cached_model = GPTModelKV(gpt_config_from_hf(hf_config), fused_ops=fused_ops)
-        cached_model.load_state_dict(plain_model.state_dict())
-        models.append(cached_model)
-    column_major_model = GPTModelKV(gpt_config_from_hf(hf_config), fused_ops=True)
-    store_weights_column_major(column_major_model)
-    column_major_model.load_state_dict(plain_model.state_dict())  # keeps the memory order
-    models.append(column_major_model)
-    return [model.to(device).eval() for model in models]
+    return GPT2LMHeadModel(hf_config)
 
 
 def generation_methods(hf_model, plain_model, cached_model, fused_model, column_major_model,
@@ -112,17 +184,19 @@ def generation_methods(hf_model, plain_model, cached_model, fused_model, column_
                 pad_token_id=0,
             )
 
-    return {
+    methods = {
         "chapter generate_text_simple (no cache)":
             lambda idx, n: generate_text_simple(plain_model, idx, n, context_size),
-        "ours generate_text_cached (KV cache)":
-            lambda idx, n: generate_text_cached(cached_model, idx, n, context_size),
-        "ours generate_text_cached, fused ops":
-            lambda idx, n: generate_text_cached(fused_model, idx, n, context_size),
-        "ours generate_text_cached, fused ops, column-major weights":
-            lambda idx, n: generate_text_cached(column_major_model, idx, n, context_size),
-        "Hugging Face generate (use_cache=True)": hf_generate,
+        "ours generate_text_simple_cached (KV cache)":
+            lambda idx, n: generate_text_simple_cached(cached_model, idx, n, context_size),
+        "ours generate_text_simple_cached, fused ops":
+            lambda idx, n: generate_text_simple_cached(fused_model, idx, n, context_size),
+        "ours generate_text_simple_cached, fused ops, column-major weights":
+            lambda idx, n: generate_text_simple_cached(column_major_model, idx, n, context_size),
     }
+    if hf_model is not None:
+        methods[HF_ROW] = hf_generate
+    return methods
 
 
 def synchronize(device):
@@ -149,7 +223,7 @@ def time_methods(methods, idx, max_new_tokens, repeats, device):
 
 
 def print_results(best, max_new_tokens):
-    uncached, cached, fused, column_major, hf = best.values()
+    uncached, cached, fused, column_major = list(best.values())[:4]
     print(f"\n| method | seconds for {max_new_tokens} tokens | tokens/s |")
     print("|---|---:|---:|")
     for name, seconds in best.items():
@@ -157,14 +231,18 @@ def print_results(best, max_new_tokens):
     print(f"\nKV cache speed-up over no cache:     {uncached / cached:.1f}x (target: >= 5x)")
     print(f"fused ops speed-up over chapter ops: {cached / fused:.2f}x")
     print(f"column-major weights speed-up over fused ops alone: {fused / column_major:.2f}x")
+    if HF_ROW not in best:
+        print(HF_MISSING)
+        return
+    hf = best[HF_ROW]
     print(f"speed relative to Hugging Face generate (> 1 = ours faster): "
           f"chapter ops {hf / cached:.2f}x, fused ops {hf / fused:.2f}x, "
           f"fused ops with column-major weights {hf / column_major:.2f}x (target: >= 1x)")
 
 
-def main():
-    args = parse_args()
-    device = torch.device(args.device) if args.device else default_device()
+def main(argv=None):
+    _, args = parse_args(argv)
+    device = args.device
     models = build_models(args, device)
 
     cache_gpt2_tokenizer_files()  # lets tiktoken load GPT-2's BPE with no network

@@ -10,14 +10,14 @@ The classes below are deliberate variants of the chapter's `MultiHeadAttention`,
 `TransformerBlock` and `GPTModel`, under their own names. They create the same
 layers in the same order with the same names, so
 
-* `torch.manual_seed(123); GPTModelKV(cfg)` holds the same weights as
+* `torch.manual_seed(123); GPTModel(cfg)` holds the same weights as
   `torch.manual_seed(123); GPTModel(cfg)`, and
 * a state dict saved from one loads into the other.
 
-Called without `use_cache=True`, `GPTModelKV` computes exactly what `GPTModel`
+Called without `use_cache=True`, `GPTModel` computes exactly what `GPTModel`
 computes.
 
-`GPTModelKV(cfg, fused_ops=True)` computes the same functions with PyTorch's
+`GPTModel(cfg, fused_ops=True)` computes the same functions with PyTorch's
 fused kernels: `F.layer_norm`, `F.gelu(approximate="tanh")` and
 `F.scaled_dot_product_attention`. The chapter's classes spell each formula out
 in several small tensor operations, which is clear; but when generating one
@@ -33,7 +33,7 @@ weights sit in memory (see its docstring).
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from previous_chapters import GELU, FeedForward, LayerNorm
+from previous_chapters import GELU, FeedForward, LayerNorm, generate_text_simple
 
 
 class CacheFullError(RuntimeError):
@@ -45,7 +45,7 @@ def check_cache_room(cached, new, context_length):
     if cached + new > context_length:
         raise CacheFullError(
             f"{cached} cached + {new} new tokens exceed context_length={context_length}; "
-            f"call reset_cache() and continue from the last {context_length} tokens at most"
+            f"call reset_kv_cache() and continue from the last {context_length} tokens at most"
         )
 
 
@@ -135,40 +135,41 @@ class MultiHeadAttentionKV(nn.Module):
         # Absolute position of the first new token: everything cached comes before it.
         start = self.cached_tokens() if use_cache else 0
         check_cache_room(start, num_new, self.context_length)
-        end = start + num_new
-        if use_cache:
-            keys, values = self._store_in_cache(keys, values)
-
-        if self.fused_ops:
-            context = self._fused_attention(queries, keys, values, start, end)
-        else:
-            context = self._attention(queries, keys, values, start, end)
+        keys, values, hidden = self._keys_values_mask(keys, values, start, use_cache)
+        context = self._attend(queries, keys, values, hidden)
         context = context.transpose(1, 2).contiguous().view(batch_size, num_new, self.d_out)
         return self.out_proj(context)
 
-    def _attention(self, queries, keys, values, start, end):
-        """The chapter's causal attention, for queries at positions start .. end - 1."""
-        # (batch, heads, new tokens, all tokens). Row i belongs to absolute position
-        # start + i, so it takes row start + i of the causal mask: it may see keys
-        # 0 .. start + i and nothing later. A single new token is the latest one and
-        # may see every key, so its mask row hides nothing and we skip it.
-        attn_scores = queries @ keys.transpose(2, 3)
-        if end - start > 1:
-            causal_mask = self.mask[start:end, :end].bool()  # slice first: convert only what we use
-            attn_scores.masked_fill_(causal_mask, -torch.inf)
+    def _keys_values_mask(self, keys, values, start, use_cache):
+        """The keys and values the new queries attend to, and which ones each may not see.
 
+        Row i of the mask belongs to absolute position start + i, so it takes row
+        start + i of the causal mask: it may see keys 0 .. start + i and nothing
+        later. A single new token is the latest one and may see every key, so its
+        mask row hides nothing and we return None instead (no masking work at all).
+        """
+        end = start + keys.shape[2]
+        if use_cache:
+            keys, values = self._store_in_cache(keys, values)
+        if end - start == 1:
+            return keys, values, None
+        return keys, values, self.mask[start:end, :end].bool()  # slice first: convert less
+
+    def _attend(self, queries, keys, values, hidden):
+        """Causal attention of the queries over the keys; `hidden` is True where masked."""
+        if self.fused_ops:  # the same attention in PyTorch's fused kernel
+            # SDPA's boolean mask marks the keys a query MAY see, the opposite of ours.
+            return F.scaled_dot_product_attention(
+                queries, keys, values, attn_mask=None if hidden is None else ~hidden,
+                dropout_p=self.dropout.p if self.training else 0.0,
+            )
+        # The chapter's computation: (batch, heads, new tokens, all tokens) scores.
+        attn_scores = queries @ keys.transpose(2, 3)
+        if hidden is not None:
+            attn_scores.masked_fill_(hidden, -torch.inf)
         attn_weights = torch.softmax(attn_scores / self.head_dim**0.5, dim=-1)
         attn_weights = self.dropout(attn_weights)
         return attn_weights @ values
-
-    def _fused_attention(self, queries, keys, values, start, end):
-        """The same attention in PyTorch's fused kernel."""
-        # SDPA's boolean mask marks the keys a query MAY see, the opposite of ours.
-        allowed = None if end - start == 1 else ~self.mask[start:end, :end].bool()
-        return F.scaled_dot_product_attention(
-            queries, keys, values, attn_mask=allowed,
-            dropout_p=self.dropout.p if self.training else 0.0,
-        )
 
     def _split_heads(self, x):
         """(batch, tokens, d_out) -> (batch, heads, tokens, head_dim)."""
@@ -182,15 +183,7 @@ class TransformerBlockKV(nn.Module):
 
     def __init__(self, cfg, fused_ops=False):
         super().__init__()
-        self.att = MultiHeadAttentionKV(
-            d_in=cfg["emb_dim"],
-            d_out=cfg["emb_dim"],
-            context_length=cfg["context_length"],
-            num_heads=cfg["n_heads"],
-            dropout=cfg["drop_rate"],
-            qkv_bias=cfg["qkv_bias"],
-            fused_ops=fused_ops,
-        )
+        self.att = self.make_attention(cfg, fused_ops)
         self.ff = FeedForward(cfg)
         norm = FusedLayerNorm if fused_ops else LayerNorm
         if fused_ops:
@@ -199,21 +192,38 @@ class TransformerBlockKV(nn.Module):
         self.norm2 = norm(cfg["emb_dim"])
         self.drop_shortcut = nn.Dropout(cfg["drop_rate"])
 
+    attention_class = MultiHeadAttentionKV  # a variant block (the optimized file) swaps it
+
+    def make_attention(self, cfg, fused_ops, **extra_options):
+        """The attention module, built from the configuration."""
+        return self.attention_class(
+            d_in=cfg["emb_dim"],
+            d_out=cfg["emb_dim"],
+            context_length=cfg["context_length"],
+            num_heads=cfg["n_heads"],
+            dropout=cfg["drop_rate"],
+            qkv_bias=cfg["qkv_bias"],
+            fused_ops=fused_ops,
+            **extra_options,
+        )
+
     def forward(self, x, use_cache=False):
         x = x + self.drop_shortcut(self.att(self.norm1(x), use_cache=use_cache))
         x = x + self.drop_shortcut(self.ff(self.norm2(x)))
         return x
 
 
-class GPTModelKV(nn.Module):
+class GPTModel(nn.Module):
     """GPT-2 whose forward pass can continue from the tokens it has already seen.
 
     `model(idx, use_cache=True)` treats `idx` as the continuation of everything
-    passed since the last `reset_cache()`: positions continue where the cache
+    passed since the last `reset_kv_cache()`: positions continue where the cache
     ends, and the new tokens attend to the cached ones. `fused_ops=True` computes
     LayerNorm, GELU and attention with PyTorch's fused functions (see the module
     docstring).
     """
+
+    block_class = TransformerBlockKV  # a variant model (the optimized file) swaps the block
 
     def __init__(self, cfg, fused_ops=False):
         super().__init__()
@@ -223,12 +233,12 @@ class GPTModelKV(nn.Module):
         # A ModuleList instead of the chapter's Sequential, so that each block can
         # receive `use_cache`; the parameter names (trf_blocks.0. ...) stay the same.
         self.trf_blocks = nn.ModuleList(
-            [TransformerBlockKV(cfg, fused_ops) for _ in range(cfg["n_layers"])]
+            [self.block_class(cfg, fused_ops) for _ in range(cfg["n_layers"])]
         )
         self.final_norm = (FusedLayerNorm if fused_ops else LayerNorm)(cfg["emb_dim"])
         self.out_head = nn.Linear(cfg["emb_dim"], cfg["vocab_size"], bias=False)
 
-    def reset_cache(self):
+    def reset_kv_cache(self):
         """Forget all cached keys and values, e.g. before a new prompt."""
         for block in self.trf_blocks:
             block.att.reset_cache()
@@ -278,8 +288,11 @@ def column_major(matrix):
     return matrix.t().contiguous().t()
 
 
-def generate_text_cached(model, idx, max_new_tokens, context_size):
+def generate_text_simple_cached(model, idx, max_new_tokens, context_size=None, use_cache=True):
     """Greedy generation like `generate_text_simple`, with the same output, but cached.
+
+    The book's signature: `context_size` defaults to the model's context length,
+    and `use_cache=False` runs the chapter's uncached loop for comparison.
 
     The prompt goes through the model once (filling the cache), then every step
     feeds only the token chosen last. When the sequence outgrows `context_size`,
@@ -288,16 +301,19 @@ def generate_text_cached(model, idx, max_new_tokens, context_size):
     positions, so from then on we reset the cache and recompute the window each
     step, exactly as the uncached function does.
     """
-    model.reset_cache()  # a new prompt: nothing cached belongs to it
+    context_size = context_size or model.pos_emb.num_embeddings
+    if not use_cache:
+        return generate_text_simple(model, idx, max_new_tokens, context_size)
+    model.reset_kv_cache()  # a new prompt: nothing cached belongs to it
     new_tokens = idx[:, -context_size:]
     with torch.no_grad():
         for _ in range(max_new_tokens):
             if model.cached_tokens() + new_tokens.shape[1] > context_size:
-                model.reset_cache()  # the window slides: recompute it from scratch
+                model.reset_kv_cache()  # the window slides: recompute it from scratch
                 new_tokens = idx[:, -context_size:]
             logits = model(new_tokens, use_cache=True)
             idx_next = torch.argmax(logits[:, -1, :], dim=-1, keepdim=True)
             idx = torch.cat((idx, idx_next), dim=1)
             new_tokens = idx_next
-    model.reset_cache()  # free the cached tensors
+    model.reset_kv_cache()  # free the cached tensors
     return idx

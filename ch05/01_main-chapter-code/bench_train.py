@@ -22,15 +22,16 @@ import itertools
 import os
 import platform
 import time
+from pathlib import Path
 
 import tiktoken
 import torch
-from gpt_train import THE_VERDICT_SHA256, THE_VERDICT_URL, SCRIPT_DIR, train_model_simple
-
 from downloads import cache_gpt2_tokenizer_files, download_file
+from gpt_utils import THE_VERDICT_SHA256, THE_VERDICT_URL, train_model_simple, training_progress
 from previous_chapters import GPT_CONFIG_124M, GPTModel, create_dataloader_v1, generate_text_simple
 
 BOOK_CONFIG = {**GPT_CONFIG_124M, "context_length": 256}
+SCRIPT_DIR = Path(__file__).resolve().parent
 
 
 def book_loaders(text):
@@ -83,30 +84,48 @@ def time_run(name, text, tokenizer, num_epochs):
     optimizer = torch.optim.AdamW(model.parameters(), lr=0.0004, weight_decay=0.1)
 
     print(f"{name}:")
-    start = time.perf_counter()
-    if name == "train_model_simple":
-        history = train_model_simple(
-            model, train_loader, val_loader, optimizer, "cpu", num_epochs=num_epochs,
-            eval_freq=5, eval_iter=5, start_context="Every effort moves you",
-            tokenizer=tokenizer,
-        )
-    else:
-        history = plain_training_loop(model, train_loader, val_loader, optimizer,
-                                      num_epochs, tokenizer)
-    seconds = time.perf_counter() - start
+    # The bar (stderr) adds one counter update per step to both loops alike.
+    with training_progress(optimizer, num_epochs * len(train_loader), 2 * 256):
+        start = time.perf_counter()
+        if name == "train_model_simple":
+            history = train_model_simple(
+                model, train_loader, val_loader, optimizer, "cpu", num_epochs=num_epochs,
+                eval_freq=5, eval_iter=5, start_context="Every effort moves you",
+                tokenizer=tokenizer,
+            )
+        else:
+            history = plain_training_loop(model, train_loader, val_loader, optimizer,
+                                          num_epochs, tokenizer)
+        seconds = time.perf_counter() - start
     return seconds, num_epochs * len(train_loader) * 2 * 256, history
 
 
-def parse_args():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+class OneLineErrorParser(argparse.ArgumentParser):
+    """An ArgumentParser that reports a bad command line in one line, exit status 2.
+
+    argparse prints its whole usage block before the error; the one line naming
+    the flag is what a reader needs, and `--help` still shows the usage.
+    """
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def parse_args(argv=None):
+    parser = OneLineErrorParser(description=__doc__.splitlines()[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--epochs", type=int, default=1, help="epochs per timed run")
     parser.add_argument("--repeats", type=int, default=1,
                         help="timed runs per implementation (the best one is reported)")
-    return parser.parse_args()
+    args = parser.parse_args(argv)
+    for flag, value in (("--epochs", args.epochs), ("--repeats", args.repeats)):
+        if value < 1:
+            parser.error(f"argument {flag}: must be >= 1, got {value}")
+    return args
 
 
-def main():
-    args = parse_args()
+def main(argv=None):
+    args = parse_args(argv)
     print(f"torch {torch.__version__}, device: cpu, {torch.get_num_threads()} threads, "
           f"{os.cpu_count()} CPU cores, {platform.processor() or platform.machine()}, "
           f"Python {platform.python_version()}")

@@ -3,6 +3,8 @@
     python gpt_generate.py                              # GPT-2 124M, the book's settings
     python gpt_generate.py --model-size 355M --prompt "The future of AI is"
     python gpt_generate.py --checkpoint model.pth       # a model saved by gpt_train.py
+    python gpt_generate.py --checkpoint book.pth --context-length 256
+                        # the book's plain torch.save(model.state_dict(), "book.pth")
     python gpt_generate.py --temperature 0              # greedy, deterministic
     python gpt_generate.py --help
 
@@ -19,16 +21,32 @@ from pathlib import Path
 import tiktoken
 import torch
 from downloads import MIRROR_ENV_VAR, DownloadError, cache_gpt2_tokenizer_files
-from gpt_download import GPT2_BASE_URL, GPT2_MODEL_SIZES, download_and_load_gpt2
-from gpt_train import (
-    default_device,
+from gpt_download import (
+    GPT2_BASE_URL,
+    GPT2_MODEL_SIZES,
+    DamagedFileError,
+    download_and_load_gpt2,
+)
+from gpt_utils import (
+    DEVICE_CHOICES,
+    DEVICE_HELP,
     generate,
     load_checkpoint,
     read_checkpoint_config,
+    select_device,
     text_to_token_ids,
     token_ids_to_text,
 )
-from previous_chapters import GPTModel
+from previous_chapters import GPT_CONFIG_124M, GPTModel
+
+# Embedding size, heads and blocks of OpenAI's four GPT-2 sizes: the shape a
+# --checkpoint without a stored configuration is read with.
+GPT2_SHAPES = {
+    "124M": {"emb_dim": 768, "n_heads": 12, "n_layers": 12},
+    "355M": {"emb_dim": 1024, "n_heads": 16, "n_layers": 24},
+    "774M": {"emb_dim": 1280, "n_heads": 20, "n_layers": 36},
+    "1558M": {"emb_dim": 1600, "n_heads": 25, "n_layers": 48},
+}
 
 
 def assign_checked(param, values, name):
@@ -126,23 +144,54 @@ def load_openai_gpt2(model_size, models_dir):
     return model
 
 
-def load_trained_gpt(checkpoint_path):
-    """Build a GPTModel from a checkpoint written by gpt_train.py."""
-    model = GPTModel(read_checkpoint_config(checkpoint_path))
-    load_checkpoint(checkpoint_path, model)
+def load_trained_gpt(checkpoint_path, fallback_config):
+    """Build a GPTModel from a checkpoint: gpt_train.py's, or the book's plain state dict.
+
+    gpt_train.py stores the model's configuration in the checkpoint. The book's
+    `torch.save(model.state_dict(), path)` stores only tensors: then
+    `fallback_config` says what model they belong to, and `load_checkpoint`
+    raises a ValueError naming every tensor whose shape does not fit it.
+    """
+    try:
+        config = read_checkpoint_config(checkpoint_path)
+    except ValueError:  # no stored configuration: the book's format
+        config = fallback_config
+    with torch.device("meta"):  # shapes only: random initial weights would be overwritten
+        model = GPTModel(config)
+    model.to_empty(device="cpu")  # memory, not yet filled: the checkpoint fills every tensor
+    load_checkpoint(checkpoint_path, model)  # checks the shapes before it copies anything
     return model
 
 
-def parse_args():
-    parser = argparse.ArgumentParser(
+class OneLineErrorParser(argparse.ArgumentParser):
+    """An ArgumentParser that reports a bad command line in one line, exit status 2.
+
+    argparse prints its whole usage block before the error; the one line naming
+    the flag is what a reader needs, and `--help` still shows the usage.
+    """
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def parse_args(argv=None):
+    parser = OneLineErrorParser(
         description="Generate text with OpenAI's GPT-2 or a model saved by gpt_train.py "
                     "(chapter 5). The defaults are the book's settings.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--model-size", choices=GPT2_MODEL_SIZES, default="124M",
-                        help="which OpenAI GPT-2 to load")
+                        help="which OpenAI GPT-2 to load; with a --checkpoint that stores no "
+                             "configuration, the size of the model it holds")
     parser.add_argument("--checkpoint", default=None,
-                        help="use this model.pth saved by gpt_train.py instead of GPT-2")
+                        help="use this model.pth instead of GPT-2: one saved by gpt_train.py, "
+                             "or the book's torch.save(model.state_dict(), ...)")
+    parser.add_argument("--context-length", type=int, default=256,
+                        help="context length of a --checkpoint that stores no configuration "
+                             "(chapter 5 trains with 256)")
+    parser.add_argument("--qkv-bias", action="store_true",
+                        help="a --checkpoint that stores no configuration has query/key/value "
+                             "biases (true for models fine-tuned from OpenAI's weights)")
     parser.add_argument("--models-dir", default="gpt2",
                         help="folder that holds (or receives) the downloaded GPT-2 files")
     parser.add_argument("--prompt", default="Every effort moves you", help="text to continue")
@@ -153,22 +202,65 @@ def parse_args():
     parser.add_argument("--top-k", type=int, default=50,
                         help="sample only among the k most likely tokens (0: all of them)")
     parser.add_argument("--seed", type=int, default=123, help="seed for sampling")
-    parser.add_argument("--device", default=None,
-                        help="cpu, cuda or mps (default: the best one available)")
-    return parser.parse_args()
+    parser.add_argument("--device", choices=DEVICE_CHOICES, default="auto", help=DEVICE_HELP)
+    args = parser.parse_args(argv)
+    problems = [
+        ("--prompt", not args.prompt, "must not be empty: the model needs a token to continue"),
+        ("--max-new-tokens", args.max_new_tokens < 0, f"must be >= 0, got {args.max_new_tokens}"),
+        ("--temperature", not args.temperature >= 0, f"must be >= 0, got {args.temperature}"),
+        ("--top-k", args.top_k < 0, f"must be >= 0, got {args.top_k}"),
+        ("--context-length", args.context_length < 1, f"must be >= 1, got {args.context_length}"),
+    ]
+    for flag, bad, problem in problems:
+        if bad:
+            parser.error(f"argument {flag}: {problem}")
+    return parser, args
 
 
-def main():
-    args = parse_args()
-    device = torch.device(args.device) if args.device else default_device()
+def checkpoint_config(args):
+    """The model a --checkpoint without a stored configuration is read as."""
+    return {**GPT_CONFIG_124M, **GPT2_SHAPES[args.model_size],
+            "context_length": args.context_length, "drop_rate": 0.0,
+            "qkv_bias": args.qkv_bias}
+
+
+def load_checkpoint_or_exit(parser, args):
+    """The checkpoint's model, or one line naming --checkpoint and what does not fit."""
+    path = Path(args.checkpoint)
+    if not path.is_file():
+        parser.error(f"argument --checkpoint: no checkpoint at {path} "
+                     "(gpt_train.py writes model.pth)")
+    try:
+        return load_trained_gpt(path, checkpoint_config(args))
+    except ValueError as err:
+        # load_checkpoint lists one mismatch per line: the first few, on one line.
+        summary, *mismatches = str(err).split("\n  ")
+        if len(mismatches) > 3:
+            mismatches = [*mismatches[:3], f"{len(mismatches) - 3} more"]
+        flags = f"--model-size {args.model_size} --context-length {args.context_length}"
+        parser.error(f"argument --checkpoint: {summary.rstrip(':')}: {'; '.join(mismatches)} "
+                     f"(without a stored configuration the model is built from {flags}"
+                     f"{' --qkv-bias' if args.qkv_bias else ''})")
+    except Exception as err:  # torch.load's errors differ by cause; their text is long
+        parser.error(f"argument --checkpoint: cannot read {path} as a PyTorch checkpoint "
+                     f"({type(err).__name__}): not written by torch.save, damaged, or "
+                     "holding objects other than tensors, which weights_only=True refuses")
+
+
+def main(argv=None):
+    parser, args = parse_args(argv)
+    try:
+        device = select_device(args.device)
+    except ValueError as err:
+        parser.error(f"argument --device: {err}")
 
     if args.checkpoint is not None:
-        if not Path(args.checkpoint).is_file():
-            sys.exit(f"error: no checkpoint at {args.checkpoint} (gpt_train.py writes model.pth)")
-        model = load_trained_gpt(args.checkpoint)
+        model = load_checkpoint_or_exit(parser, args)
     else:
         try:
             model = load_openai_gpt2(args.model_size, args.models_dir)
+        except DamagedFileError as err:
+            sys.exit(f"error: {err}")
         except DownloadError:
             sys.exit(
                 f"error: could not download GPT-2 {args.model_size} (no network?). Either set "
@@ -177,6 +269,9 @@ def main():
                 f"(from {GPT2_BASE_URL}/{args.model_size}/)."
             )
     model.to(device).eval()
+    vocab_size = model.out_head.weight.shape[0]
+    if args.top_k > vocab_size:
+        parser.error(f"argument --top-k: must be at most the vocabulary size {vocab_size}")
 
     cache_gpt2_tokenizer_files()  # lets tiktoken load GPT-2's BPE with no network
     tokenizer = tiktoken.get_encoding("gpt2")

@@ -294,8 +294,8 @@ def train_model_simple(model, train_loader, val_loader, optimizer, device, num_e
                 train_losses.append(train_loss)
                 val_losses.append(val_loss)
                 track_tokens_seen.append(tokens_seen)
-                print(f"Epoch {epoch + 1} (step {global_step:06d}): "
-                      f"train loss {train_loss:.3f}, val loss {val_loss:.3f}")
+                print(f"Ep {epoch + 1} (Step {global_step:06d}): "
+                      f"Train loss {train_loss:.3f}, Val loss {val_loss:.3f}")
 
         generate_and_print_sample(model, tokenizer, device, start_context)
 

@@ -42,7 +42,7 @@ CONFIGS = {"1B": LLAMA32_CONFIG_1B, "3B": LLAMA32_CONFIG_3B,
 DTYPES = {"bfloat16": torch.bfloat16, "float32": torch.float32}
 
 # The book's repository spells flags with underscores; accept those spellings too.
-FLAGS = {
+BENCHMARK_FLAGS = {
     "--model": dict(choices=list(CONFIGS), default="1B",
                     help="Llama 3.2 configuration to build with random weights"),
     "--dtype": dict(choices=list(DTYPES), default="bfloat16", help="weight type"),
@@ -57,7 +57,7 @@ FLAGS = {
 
 def parse_args(argv=None):
     parser = ScriptArgumentParser(description=__doc__.splitlines()[0])
-    for flag, options in FLAGS.items():
+    for flag, options in BENCHMARK_FLAGS.items():
         parser.add_argument(flag, **options)
         underscored = "--" + flag[2:].replace("-", "_")
         if underscored != flag:  # hidden alias, same destination, no default of its own

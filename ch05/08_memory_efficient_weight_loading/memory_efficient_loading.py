@@ -21,7 +21,7 @@ import torch
 from previous_chapters import GPTModel
 from script_helpers import ScriptArgumentParser
 
-GPT2_SHAPES = {
+MODEL_SHAPES = {
     "gpt2-small": {"emb_dim": 768, "n_layers": 12, "n_heads": 12},
     "gpt2-medium": {"emb_dim": 1024, "n_layers": 24, "n_heads": 16},
     "gpt2-large": {"emb_dim": 1280, "n_layers": 36, "n_heads": 20},
@@ -32,7 +32,7 @@ GPT2_COMMON = {"vocab_size": 50257, "context_length": 1024, "drop_rate": 0.0, "q
 
 
 def random_gpt2_config(size):
-    return {**GPT2_COMMON, **GPT2_SHAPES[size]}
+    return {**GPT2_COMMON, **MODEL_SHAPES[size]}
 
 
 # --- the approaches --------------------------------------------------------------------
@@ -227,7 +227,7 @@ def results_table(results):
 
 def parse_args(argv=None):
     parser = ScriptArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", choices=sorted(GPT2_SHAPES), default="gpt2-xl",
+    parser.add_argument("--model", choices=sorted(MODEL_SHAPES), default="gpt2-xl",
                         help="GPT-2 size whose shape the random-weight checkpoint has")
     parser.add_argument("--folder", default="checkpoints",
                         help="where the checkpoints are written (kept for the next run)")

@@ -411,7 +411,7 @@ def load_base_model(args):
     return model, config
 
 
-def save_figure(fig, path):
+def save_plot(fig, path):
     """Save a matplotlib figure through a temporary file, then rename it."""
     path = Path(path)
     with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.stem}.",
@@ -583,7 +583,7 @@ def main(argv=None):
                                             ("accuracy", train_accs, val_accs)):
         epochs_seen = torch.linspace(0, args.epochs, len(train_values))
         examples = torch.linspace(0, examples_seen, len(train_values))
-        save_figure(plot_values(epochs_seen, examples, train_values, val_values, label),
+        save_plot(plot_values(epochs_seen, examples, train_values, val_values, label),
                     output_dir / f"{label}-plot.pdf")
     print(f"Saved loss-plot.pdf and accuracy-plot.pdf to {output_dir}")
 

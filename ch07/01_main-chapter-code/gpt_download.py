@@ -9,6 +9,13 @@ checkpoint into a nested dictionary of NumPy arrays that `load_weights_into_gpt`
 
 Reading the checkpoint needs TensorFlow (`pip install tensorflow-cpu`); nothing
 else in the course does, so it is imported only when a checkpoint is read.
+
+Every file is checked before it is used. The download helper already compares
+what arrives with the server's Content-Length and the tokenizer files with
+their sha256; here we also make sure each file can be what its name says (an
+HTML error page saved under a checkpoint's name, a truncated or empty file).
+A damaged file is removed, fetched once more, and if it is still damaged the
+error says which file it was and that it was removed.
 """
 
 import json
@@ -38,13 +45,17 @@ GPT2_FILES = (
 KNOWN_SHA256 = {name: sha256 for name, (_, sha256) in GPT2_BPE_FILES.items()}
 
 
+class DamagedFileError(RuntimeError):
+    """A GPT-2 file is not what its name says; it has been removed."""
+
+
 def download_and_load_gpt2(model_size, models_dir="gpt2"):
     """Get GPT-2 `model_size` into `models_dir/model_size` and read it.
 
     Returns `(settings, params)`: the hyperparameters from hparams.json and
     the weights as nested dictionaries of NumPy arrays (see
     `load_gpt2_params_from_tf_ckpt`). Files already present are not fetched
-    again.
+    again, but they are checked like new ones.
     """
     if model_size not in GPT2_MODEL_SIZES:
         raise ValueError(
@@ -53,16 +64,71 @@ def download_and_load_gpt2(model_size, models_dir="gpt2"):
         )
     model_dir = Path(models_dir) / model_size
     for filename in GPT2_FILES:
-        download_file(
-            f"{GPT2_BASE_URL}/{model_size}/{filename}",
-            model_dir / filename,
-            sha256=KNOWN_SHA256.get(filename),
-            backup_urls=[f"{GPT2_BACKUP_BASE_URL}/{model_size}/{filename}"],
-        )
+        fetch_checked(model_size, model_dir / filename)
 
     settings = json.loads((model_dir / "hparams.json").read_text(encoding="utf-8"))
-    params = load_gpt2_params_from_tf_ckpt(model_dir, settings)
+    try:
+        params = load_gpt2_params_from_tf_ckpt(model_dir, settings)
+    except DamagedFileError as err:
+        # Only reading the weights shows a truncated data file: fetch it once more.
+        print(f"{err}; downloading it again")
+        fetch_checked(model_size, model_dir / DATA_FILE)
+        params = load_gpt2_params_from_tf_ckpt(model_dir, settings)
     return settings, params
+
+
+def fetch_checked(model_size, path):
+    """Download one release file (if missing) and check it; a damaged one is fetched again."""
+    for attempt in (1, 2):
+        download_file(
+            f"{GPT2_BASE_URL}/{model_size}/{path.name}",
+            path,
+            sha256=KNOWN_SHA256.get(path.name),
+            backup_urls=[f"{GPT2_BACKUP_BASE_URL}/{model_size}/{path.name}"],
+        )
+        problem = gpt2_file_problem(path)
+        if problem is None:
+            return path
+        path.unlink()
+        message = f"{path} was damaged ({problem}) and has been removed"
+        if attempt == 2:
+            raise DamagedFileError(f"{message}, twice: the copy on the server or in the "
+                                   "mirror is damaged too; replace it by hand")
+        print(f"{message}; downloading it again")
+
+
+# TensorFlow's checkpoint index is a table file that ends with this magic number.
+TF_TABLE_MAGIC = bytes.fromhex("57fb808b247547db")
+DATA_FILE = "model.ckpt.data-00000-of-00001"
+HTML_STARTS = (b"<!doctype", b"<html", b"<?xml", b"<error", b"<head", b"<body")
+
+
+def gpt2_file_problem(path):
+    """What is wrong with a release file, or None when it can be what its name says."""
+    size = path.stat().st_size
+    if size == 0:
+        return "the file is empty"
+    with open(path, "rb") as f:
+        head = f.read(512)
+    if head.lstrip().lower().startswith(HTML_STARTS):
+        return "it is an HTML or XML page, probably a server's error message"
+    if path.name == "hparams.json":
+        try:
+            settings = json.loads(path.read_text(encoding="utf-8"))
+            missing = [key for key in ("n_vocab", "n_ctx", "n_embd", "n_head", "n_layer")
+                       if not isinstance(settings.get(key), int)]
+        except (ValueError, AttributeError):
+            return "it is not valid JSON"
+        if missing:
+            return f"it lacks the hyperparameters {', '.join(missing)}"
+    elif path.name == "checkpoint" and b"model_checkpoint_path" not in head:
+        return "it does not name a checkpoint (model_checkpoint_path)"
+    elif path.name == "model.ckpt.index":
+        with open(path, "rb") as f:
+            f.seek(-len(TF_TABLE_MAGIC), os.SEEK_END)
+            if f.read() != TF_TABLE_MAGIC:
+                return "it does not end like a TensorFlow checkpoint index (truncated?)"
+    return None
 
 
 def import_tensorflow():
@@ -99,7 +165,17 @@ def load_gpt2_params_from_tf_ckpt(model_dir, settings):
 
     params = {"blocks": [{} for _ in range(settings["n_layer"])]}
     for name, _ in tf.train.list_variables(ckpt_path):
-        array = reader.get_tensor(name)
+        try:
+            array = reader.get_tensor(name)
+        except (tf.errors.DataLossError, tf.errors.OutOfRangeError, IndexError) as err:
+            # The index is fine (checked) but the data file ends too early or is corrupt
+            # (TensorFlow raises IndexError "Read less bytes than requested" for a short file).
+            data_file = Path(model_dir) / DATA_FILE
+            data_file.unlink(missing_ok=True)
+            raise DamagedFileError(
+                f"{data_file} was damaged ({type(err).__name__} reading {name}: "
+                "truncated or corrupt) and has been removed"
+            ) from None
         keys = name.split("/")[1:]  # drop the leading "model"
         if keys[-1] == "w":
             # OpenAI stored its linear layers as 1x1 convolutions: drop that axis

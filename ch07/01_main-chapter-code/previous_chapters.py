@@ -293,8 +293,8 @@ def train_model_simple(model, train_loader, val_loader, optimizer, device, num_e
                 train_losses.append(train_loss)
                 val_losses.append(val_loss)
                 track_tokens_seen.append(tokens_seen)
-                print(f"Epoch {epoch + 1} (step {global_step:06d}): "
-                      f"train loss {train_loss:.3f}, val loss {val_loss:.3f}")
+                print(f"Ep {epoch + 1} (Step {global_step:06d}): "
+                      f"Train loss {train_loss:.3f}, Val loss {val_loss:.3f}")
 
         generate_and_print_sample(model, tokenizer, device, start_context)
 
@@ -386,12 +386,16 @@ def save_checkpoint(path, model, optimizer=None, config=None):
 def load_checkpoint(path, model, optimizer=None, map_location="cpu"):
     """Load a checkpoint written by `save_checkpoint` into `model` (and `optimizer`).
 
+    The book's plain `torch.save(model.state_dict(), path)` loads too: it is the
+    model's part of a checkpoint, with no optimizer state and no config.
     `weights_only=True` refuses files that would run code while loading. If the
     checkpoint was saved from a model with another configuration, the error
     lists every tensor that does not fit instead of PyTorch's generic message.
     Returns the checkpoint dictionary (e.g. for its "config").
     """
     checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    if "model_state_dict" not in checkpoint:  # the book's bare state dict
+        checkpoint = {"model_state_dict": checkpoint}
     state_dict = checkpoint["model_state_dict"]
     expected = model.state_dict()
 

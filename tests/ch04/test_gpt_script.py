@@ -1,4 +1,4 @@
-"""`python gpt.py` reproduces the book's output for "Hello, I am"."""
+"""gpt.py: the book's `main()` prints the book's output for "Hello, I am"."""
 
 import ast
 import re
@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 import pytest
-from course_imports import REPO_ROOT
+from course_imports import REPO_ROOT, import_course_module
 
 SCRIPT_DIR = REPO_ROOT / "ch04" / "01_main-chapter-code"
 BOOK_TEXT = "Hello, I am Featureiman Byeswickattribute argue logger Normandy Compton analogous"
@@ -15,6 +15,7 @@ BOOK_IDS = [15496, 11, 314, 716, 27018, 24086, 47843, 30961, 42348, 7267, 49706,
 
 
 def run_gpt_script(*args):
+    """Run gpt.py as a reader does; the book's output itself is checked in-process."""
     result = subprocess.run(
         [sys.executable, "gpt.py", *args], cwd=SCRIPT_DIR,
         capture_output=True, text=True, timeout=300,
@@ -23,15 +24,39 @@ def run_gpt_script(*args):
     return result.stdout
 
 
-@pytest.mark.slow
-def test_gpt_script_prints_the_books_text_and_ids():
-    stdout = run_gpt_script()
-    assert "Encoded input text: [15496, 11, 314, 716]" in stdout
-    assert f"Output text: {BOOK_TEXT}\n" in stdout
-    printed = re.search(r"Output: tensor\((\[\[.*?\]\])\)", stdout, re.DOTALL).group(1)
-    assert ast.literal_eval(printed) == [BOOK_IDS]
-    assert "Output length: 14" in stdout
-
-
 def test_gpt_script_has_help():
     assert "--max-new-tokens" in run_gpt_script("--help")
+
+
+BOOK_OUTPUT = f"""
+{50 * "="}
+{22 * " "}IN
+{50 * "="}
+
+Input text: Hello, I am
+Encoded input text: [15496, 11, 314, 716]
+encoded_tensor.shape: torch.Size([1, 4])
+
+
+{50 * "="}
+{22 * " "}OUT
+{50 * "="}
+
+Output: tensor([[15496,    11,   314,   716, 27018, 24086, 47843, 30961, 42348,  7267,
+         49706, 43231, 47062, 34657]])
+Output length: 14
+Output text: {BOOK_TEXT}
+"""
+
+
+@pytest.mark.slow
+def test_main_called_from_python_as_the_book_does_prints_the_books_output(
+        capsys, monkeypatch):
+    # The book calls main() with no arguments; a stray command line must not matter.
+    monkeypatch.setattr(sys, "argv", ["pytest", "--not-a-gpt-flag"])
+    gpt = import_course_module("ch04/01_main-chapter-code/gpt.py")
+    assert gpt.main() is None
+    stdout = capsys.readouterr().out
+    assert stdout == BOOK_OUTPUT
+    printed = re.search(r"Output: tensor\((\[\[.*?\]\])\)", stdout, re.DOTALL).group(1)
+    assert ast.literal_eval(printed) == [BOOK_IDS]

@@ -50,12 +50,12 @@ def atol(fused_ops):
 
 @pytest.fixture
 def small_models(fused_ops):
-    """Returns a function(seed) -> the chapter's GPTModel and our GPTModelKV, same weights."""
+    """Returns a function(seed) -> the chapter's GPTModel and our GPTModel, same weights."""
 
     def build(seed=0):
         torch.manual_seed(seed)
         plain = prev.GPTModel(SMALL_CONFIG).double().eval()
-        cached = kv.GPTModelKV(SMALL_CONFIG, fused_ops=fused_ops).double().eval()
+        cached = kv.GPTModel(SMALL_CONFIG, fused_ops=fused_ops).double().eval()
         cached.load_state_dict(plain.state_dict())
         return plain, cached
 
@@ -71,7 +71,7 @@ def test_same_seed_gives_the_same_weights_as_the_chapter_model(fused_ops):
     torch.manual_seed(123)
     plain = prev.GPTModel(SMALL_CONFIG)
     torch.manual_seed(123)
-    cached = kv.GPTModelKV(SMALL_CONFIG, fused_ops=fused_ops)
+    cached = kv.GPTModel(SMALL_CONFIG, fused_ops=fused_ops)
     plain_state, cached_state = plain.state_dict(), cached.state_dict()
     assert list(plain_state) == list(cached_state)
     for name, tensor in plain_state.items():
@@ -111,7 +111,7 @@ def test_cached_generation_equals_uncached_generation(
     idx = random_prompt(prompt_length, batch_size=2, seed=prompt_length)
     context = SMALL_CONFIG["context_length"]
     expected = prev.generate_text_simple(plain, idx, max_new_tokens, context)
-    actual = kv.generate_text_cached(cached, idx, max_new_tokens, context)
+    actual = kv.generate_text_simple_cached(cached, idx, max_new_tokens, context)
     assert actual.tolist() == expected.tolist()
 
 
@@ -119,16 +119,17 @@ def test_a_smaller_context_size_than_the_model_supports_is_respected(small_model
     plain, cached = small_models()
     idx = random_prompt(3)
     expected = prev.generate_text_simple(plain, idx, 12, context_size=6)
-    assert kv.generate_text_cached(cached, idx, 12, context_size=6).tolist() == expected.tolist()
+    actual = kv.generate_text_simple_cached(cached, idx, 12, context_size=6)
+    assert actual.tolist() == expected.tolist()
 
 
 def test_cache_is_reset_between_prompts(small_models):
     plain, cached = small_models()
     first, second = random_prompt(7, seed=2), random_prompt(5, seed=3)
     context = SMALL_CONFIG["context_length"]
-    kv.generate_text_cached(cached, first, 6, context)
+    kv.generate_text_simple_cached(cached, first, 6, context)
     assert cached.cached_tokens() == 0
-    after_first = kv.generate_text_cached(cached, second, 6, context)
+    after_first = kv.generate_text_simple_cached(cached, second, 6, context)
     assert after_first.tolist() == prev.generate_text_simple(plain, second, 6, context).tolist()
 
 
@@ -139,7 +140,7 @@ def test_reset_cache_forgets_earlier_tokens(small_models):
     cached(first, use_cache=True)
     continued = cached(second, use_cache=True)  # second is read as a continuation of first
     assert not torch.allclose(continued, fresh)
-    cached.reset_cache()
+    cached.reset_kv_cache()
     assert cached.cached_tokens() == 0
     torch.testing.assert_close(cached(second, use_cache=True), fresh, rtol=0, atol=1e-12)
 
@@ -150,8 +151,8 @@ def test_cache_overflow_raises_a_clear_error(small_models):
     cached(random_prompt(context), use_cache=True)
     with pytest.raises(kv.CacheFullError, match=f"exceed context_length={context}"):
         cached(random_prompt(1), use_cache=True)
-    cached.reset_cache()
-    with pytest.raises(kv.CacheFullError, match="reset_cache"):
+    cached.reset_kv_cache()
+    with pytest.raises(kv.CacheFullError, match="reset_kv_cache"):
         cached(random_prompt(context + 1), use_cache=True)
 
 
@@ -164,9 +165,9 @@ def test_cache_stays_out_of_the_state_dict(small_models):
 
 def test_cached_generation_reproduces_the_book_output(fused_ops):
     torch.manual_seed(123)
-    model = kv.GPTModelKV(prev.GPT_CONFIG_124M, fused_ops=fused_ops).eval()
+    model = kv.GPTModel(prev.GPT_CONFIG_124M, fused_ops=fused_ops).eval()
     idx = torch.tensor([BOOK_IDS[:4]])  # "Hello, I am"
-    out = kv.generate_text_cached(model, idx, 10, prev.GPT_CONFIG_124M["context_length"])
+    out = kv.generate_text_simple_cached(model, idx, 10, prev.GPT_CONFIG_124M["context_length"])
     assert out.tolist() == [BOOK_IDS]
 
 
@@ -197,7 +198,7 @@ def random_hf_gpt2(seed=0):
 @pytest.mark.parametrize("prompt_length", [1, 3, 8])
 def test_cached_generation_equals_hugging_face_greedy(prompt_length, fused_ops):
     hf_model = random_hf_gpt2()
-    ours = kv.GPTModelKV(prev.gpt_config_from_hf(hf_model.config),
+    ours = kv.GPTModel(prev.gpt_config_from_hf(hf_model.config),
                          fused_ops=fused_ops).double().eval()
     prev.load_hf_gpt2_weights(ours, hf_model.state_dict())
     idx = random_prompt(prompt_length, seed=10 + prompt_length)
@@ -207,7 +208,7 @@ def test_cached_generation_equals_hugging_face_greedy(prompt_length, fused_ops):
             idx, attention_mask=torch.ones_like(idx), max_new_tokens=max_new_tokens,
             do_sample=False, use_cache=True, pad_token_id=0,
         )
-    actual = kv.generate_text_cached(ours, idx, max_new_tokens,
+    actual = kv.generate_text_simple_cached(ours, idx, max_new_tokens,
                                      SMALL_CONFIG["context_length"])
     assert actual.tolist() == expected.tolist()
     assert len(set(actual[0, prompt_length:].tolist())) > 1  # not one repeated token
@@ -236,7 +237,7 @@ def test_column_major_weights_keep_names_shapes_and_values(small_models):
 
 def test_column_major_weights_survive_load_state_dict_and_a_dtype_change(small_models):
     plain, _ = small_models()  # float64
-    model = kv.store_weights_column_major(kv.GPTModelKV(SMALL_CONFIG, fused_ops=True))
+    model = kv.store_weights_column_major(kv.GPTModel(SMALL_CONFIG, fused_ops=True))
     model.double()  # .to() keeps the strides of dense tensors (preserve_format)
     model.load_state_dict(plain.state_dict())  # copies into the column-major tensors
     assert all(is_column_major(weight) for weight in linear_weights(model))
@@ -251,15 +252,15 @@ def test_column_major_weights_give_the_same_logits_and_generation(small_models, 
     torch.testing.assert_close(cached(idx), plain(idx), rtol=0, atol=atol)
     prompt, context = random_prompt(5), SMALL_CONFIG["context_length"]
     expected = prev.generate_text_simple(plain, prompt, 20, context)
-    assert kv.generate_text_cached(cached, prompt, 20, context).tolist() == expected.tolist()
+    assert kv.generate_text_simple_cached(cached, prompt, 20, context).tolist() == expected.tolist()
 
 
 def test_column_major_weights_reproduce_the_book_output():
     torch.manual_seed(123)
-    model = kv.GPTModelKV(prev.GPT_CONFIG_124M, fused_ops=True).eval()
+    model = kv.GPTModel(prev.GPT_CONFIG_124M, fused_ops=True).eval()
     kv.store_weights_column_major(model)
     idx = torch.tensor([BOOK_IDS[:4]])  # "Hello, I am"
-    out = kv.generate_text_cached(model, idx, 10, prev.GPT_CONFIG_124M["context_length"])
+    out = kv.generate_text_simple_cached(model, idx, 10, prev.GPT_CONFIG_124M["context_length"])
     assert out.tolist() == [BOOK_IDS]
 
 

@@ -13,6 +13,7 @@ import torch
 from course_imports import import_course_module
 
 ch05 = import_course_module("ch05/01_main-chapter-code/gpt_train.py")
+ch05_utils = import_course_module("ch05/01_main-chapter-code/gpt_utils.py")
 pc = import_course_module("ch05/01_main-chapter-code/previous_chapters.py")
 
 pytestmark = pytest.mark.skipif(
@@ -31,9 +32,9 @@ def tokenizer():
 
 @pytest.fixture(scope="module")
 def loaders(tmp_path_factory):
-    path = ch05.download_file(ch05.THE_VERDICT_URL,
+    path = ch05.download_file(ch05_utils.THE_VERDICT_URL,
                               tmp_path_factory.mktemp("data") / "the-verdict.txt",
-                              sha256=ch05.THE_VERDICT_SHA256)
+                              sha256=ch05_utils.THE_VERDICT_SHA256)
     text = path.read_text(encoding="utf-8")
     split_idx = int(0.90 * len(text))
     torch.manual_seed(123)
@@ -63,10 +64,10 @@ def test_loader_sizes_and_token_counts(loaders):
 @pytest.mark.slow
 def test_untrained_greedy_continuation(untrained_model, tokenizer):
     token_ids = pc.generate_text_simple(
-        untrained_model, ch05.text_to_token_ids("Every effort moves you", tokenizer),
+        untrained_model, ch05_utils.text_to_token_ids("Every effort moves you", tokenizer),
         max_new_tokens=10, context_size=256,
     )
-    assert ch05.token_ids_to_text(token_ids, tokenizer) == (
+    assert ch05_utils.token_ids_to_text(token_ids, tokenizer) == (
         "Every effort moves you rentingetic wasnم refres RexMeCHicular stren"
     )
 
@@ -76,7 +77,7 @@ def test_toy_cross_entropy(untrained_model):
     inputs = torch.tensor([[16833, 3626, 6100], [40, 1107, 588]])
     targets = torch.tensor([[3626, 6100, 345], [1107, 588, 11311]])
     with torch.no_grad():
-        loss = ch05.calc_loss_batch(inputs, targets, untrained_model, "cpu")
+        loss = ch05_utils.calc_loss_batch(inputs, targets, untrained_model, "cpu")
     assert loss.item() == pytest.approx(10.7940, abs=1e-4)
 
 
@@ -85,8 +86,8 @@ def test_untrained_whole_loader_losses(untrained_model, loaders):
     train_loader, val_loader = loaders
     torch.manual_seed(123)  # the book seeds before the pass (the loader shuffles)
     with torch.no_grad():
-        train_loss = ch05.calc_loss_loader(train_loader, untrained_model, "cpu")
-        val_loss = ch05.calc_loss_loader(val_loader, untrained_model, "cpu")
+        train_loss = ch05_utils.calc_loss_loader(train_loader, untrained_model, "cpu")
+        val_loss = ch05_utils.calc_loss_loader(val_loader, untrained_model, "cpu")
     assert train_loss == pytest.approx(10.98758, abs=1e-4)
     assert val_loss == pytest.approx(10.98110, abs=1e-4)
 
@@ -108,9 +109,9 @@ def test_first_training_step_of_the_book_run(loaders):
     model.train()
     input_batch, target_batch = next(iter(train_loader))
     optimizer.zero_grad()
-    ch05.calc_loss_batch(input_batch, target_batch, model, "cpu").backward()
+    ch05_utils.calc_loss_batch(input_batch, target_batch, model, "cpu").backward()
     optimizer.step()
-    train_loss, val_loss = ch05.evaluate_model(model, train_loader, val_loader, "cpu",
+    train_loss, val_loss = ch05_utils.evaluate_model(model, train_loader, val_loader, "cpu",
                                                eval_iter=5)
     assert round(train_loss, 3) == 9.781
     assert round(val_loss, 3) == 9.933

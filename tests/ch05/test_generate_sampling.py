@@ -6,6 +6,7 @@ import torch.nn as nn
 from course_imports import import_course_module
 
 ch05 = import_course_module("ch05/01_main-chapter-code/gpt_train.py")
+ch05_utils = import_course_module("ch05/01_main-chapter-code/gpt_utils.py")
 pc = import_course_module("ch05/01_main-chapter-code/previous_chapters.py")
 
 CONFIG = {**ch05.MODEL_CONFIGS["tiny"], "context_length": 8, "vocab_size": 50}
@@ -35,30 +36,30 @@ def prompt(length, batch=1):
 
 def test_temperature_zero_is_greedy(model):
     expected = pc.generate_text_simple(model, prompt(3, batch=2), 12, context_size=8)
-    assert torch.equal(ch05.generate(model, prompt(3, batch=2), 12, context_size=8), expected)
+    assert torch.equal(ch05_utils.generate(model, prompt(3, batch=2), 12, context_size=8), expected)
 
 
 def test_top_k_one_is_greedy_at_any_temperature(model):
     expected = pc.generate_text_simple(model, prompt(3), 12, context_size=8)
     torch.manual_seed(0)
-    out = ch05.generate(model, prompt(3), 12, context_size=8, temperature=5.0, top_k=1)
+    out = ch05_utils.generate(model, prompt(3), 12, context_size=8, temperature=5.0, top_k=1)
     assert torch.equal(out, expected)
 
 
 def test_sampling_is_seeded_and_differs_from_greedy(model):
     def sample(seed):
         torch.manual_seed(seed)
-        return ch05.generate(model, prompt(3), 20, context_size=8, temperature=1.5)
+        return ch05_utils.generate(model, prompt(3), 20, context_size=8, temperature=1.5)
 
     assert torch.equal(sample(1), sample(1))
-    greedy = ch05.generate(model, prompt(3), 20, context_size=8)
+    greedy = ch05_utils.generate(model, prompt(3), 20, context_size=8)
     assert not torch.equal(sample(1), greedy)
 
 
 def test_top_k_keeps_only_the_k_most_likely_tokens():
     toy = FixedLogits(TOY_LOGITS)
     torch.manual_seed(0)
-    out = ch05.generate(toy, torch.zeros(200, 1, dtype=torch.long), 5, context_size=4,
+    out = ch05_utils.generate(toy, torch.zeros(200, 1, dtype=torch.long), 5, context_size=4,
                         temperature=10.0, top_k=3)
     drawn = set(out[:, 1:].flatten().tolist())
     assert drawn == {0, 3, 7}  # the book's top-3: "forward", "toward", "closer"
@@ -67,32 +68,32 @@ def test_top_k_keeps_only_the_k_most_likely_tokens():
 def test_high_temperature_spreads_the_samples():
     toy = FixedLogits(TOY_LOGITS)
     torch.manual_seed(0)
-    cold = ch05.generate(toy, torch.zeros(500, 1, dtype=torch.long), 1, 4, temperature=0.1)
-    hot = ch05.generate(toy, torch.zeros(500, 1, dtype=torch.long), 1, 4, temperature=5.0)
+    cold = ch05_utils.generate(toy, torch.zeros(500, 1, dtype=torch.long), 1, 4, temperature=0.1)
+    hot = ch05_utils.generate(toy, torch.zeros(500, 1, dtype=torch.long), 1, 4, temperature=5.0)
     assert (cold[:, 1] == 3).float().mean() > 0.95  # nearly always the argmax
     assert len(set(hot[:, 1].tolist())) == 9         # every word comes up
 
 
 def test_eos_id_stops_generation_early(model):
-    greedy = ch05.generate(model, prompt(3), 10, context_size=8)
+    greedy = ch05_utils.generate(model, prompt(3), 10, context_size=8)
     eos_id = greedy[0, 5].item()  # the third generated token
     first = greedy[0, 3:].tolist().index(eos_id) + 3  # its first occurrence
-    out = ch05.generate(model, prompt(3), 10, context_size=8, eos_id=eos_id)
+    out = ch05_utils.generate(model, prompt(3), 10, context_size=8, eos_id=eos_id)
     assert torch.equal(out, greedy[:, :first])  # stops before appending the end token
 
 
 def test_eos_id_that_never_comes_changes_nothing(model):
-    greedy = ch05.generate(model, prompt(3), 10, context_size=8)
+    greedy = ch05_utils.generate(model, prompt(3), 10, context_size=8)
     unused = next(t for t in range(CONFIG["vocab_size"]) if t not in greedy.tolist()[0])
-    out = ch05.generate(model, prompt(3), 10, context_size=8, eos_id=unused)
+    out = ch05_utils.generate(model, prompt(3), 10, context_size=8, eos_id=unused)
     assert torch.equal(out, greedy)
 
 
 def test_prompt_longer_than_the_context_is_cropped(model):
     long_prompt = prompt(20)  # the model supports 8 tokens
-    out = ch05.generate(model, long_prompt, 5, context_size=8)
+    out = ch05_utils.generate(model, long_prompt, 5, context_size=8)
     assert out.shape == (1, 25)
     assert torch.equal(out[:, :20], long_prompt)
     # only the last 8 tokens matter
-    from_tail = ch05.generate(model, long_prompt[:, -8:], 5, context_size=8)
+    from_tail = ch05_utils.generate(model, long_prompt[:, -8:], 5, context_size=8)
     assert torch.equal(out[:, 20:], from_tail[:, 8:])

@@ -101,3 +101,60 @@ def test_missing_tensorflow_says_how_to_install_it(monkeypatch):
     monkeypatch.setitem(sys.modules, "tensorflow", None)  # makes `import tensorflow` fail
     with pytest.raises(ImportError, match="pip install tensorflow"):
         gpt_download.import_tensorflow()
+
+
+def copy_release(source_mirror, mirror):
+    """A mirror of symlinks to `source_mirror`'s release, whose files a test can replace."""
+    release = mirror / "gpt-2" / "models" / "124M"
+    release.mkdir(parents=True)
+    for source in (source_mirror / "gpt-2" / "models" / "124M").iterdir():
+        (release / source.name).symlink_to(source)
+    return release
+
+
+HTML_PAGE = "<!DOCTYPE html>\n<html><body><h1>503 Service Unavailable</h1></body></html>\n"
+
+
+@pytest.mark.parametrize("filename, damage", [
+    ("model.ckpt.index", lambda path: path.write_text(HTML_PAGE)),
+    ("hparams.json", lambda path: path.write_text('{"n_vocab": 50257')),
+    ("model.ckpt.data-00000-of-00001", lambda path: path.write_bytes(path.read_bytes()[:999])),
+], ids=["html-page", "cut-json", "truncated-weights"])
+def test_a_damaged_file_already_present_is_removed_and_fetched_again(
+        small_mirror, tmp_path, monkeypatch, capsys, filename, damage):
+    monkeypatch.setenv(MIRROR_ENV_VAR, str(small_mirror))
+    models = tmp_path / "models"
+    gpt_download.download_and_load_gpt2("124M", models)
+    capsys.readouterr()
+    damage(models / "124M" / filename)
+
+    settings, params = gpt_download.download_and_load_gpt2("124M", models)
+    assert settings == SMALL_HPARAMS
+    expected_wte = random_openai_weights(SMALL_HPARAMS, seed=3)["model/wte"]
+    np.testing.assert_array_equal(params["wte"], expected_wte)
+    note = capsys.readouterr().out
+    assert f"{filename} was damaged (" in note
+    assert "has been removed; downloading it again" in note
+
+
+@pytest.mark.parametrize("filename, damage, reason", [
+    ("model.ckpt.index", lambda path: path.write_text(HTML_PAGE), "HTML"),
+    ("model.ckpt.data-00000-of-00001",
+     lambda path: path.write_bytes(path.read_bytes()[:999]), "truncated"),
+], ids=["html-page", "truncated-weights"])
+def test_a_damaged_file_in_the_mirror_is_removed_and_named(
+        small_mirror, tmp_path, monkeypatch, filename, damage, reason):
+    release = copy_release(small_mirror, tmp_path / "mirror")
+    damaged = release / filename
+    content = damaged.read_bytes()
+    damaged.unlink()  # a file of its own instead of the link, then damaged
+    damaged.write_bytes(content)
+    damage(damaged)
+    monkeypatch.setenv(MIRROR_ENV_VAR, str(tmp_path / "mirror"))
+    cut_off_network(monkeypatch)
+
+    with pytest.raises(gpt_download.DamagedFileError) as excinfo:
+        gpt_download.download_and_load_gpt2("124M", tmp_path / "models")
+    message = str(excinfo.value)
+    assert filename in message and reason in message and "removed" in message
+    assert not (tmp_path / "models" / "124M" / filename).exists()

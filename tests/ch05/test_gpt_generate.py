@@ -18,7 +18,7 @@ from openai_gpt2 import random_hf_gpt2, write_openai_gpt2_mirror
 
 SCRIPT_DIR = REPO_ROOT / "ch05" / "01_main-chapter-code"
 gpt_generate = import_course_module("ch05/01_main-chapter-code/gpt_generate.py")
-gpt_train = import_course_module("ch05/01_main-chapter-code/gpt_train.py")
+gpt_utils = import_course_module("ch05/01_main-chapter-code/gpt_utils.py")
 
 SMALL_HPARAMS = {"n_vocab": 50257, "n_ctx": 64, "n_embd": 32, "n_head": 4, "n_layer": 2}
 PROMPT = "Every effort moves you"
@@ -71,19 +71,19 @@ def test_greedy_openai_generation_equals_hugging_face(tmp_path):
 
 @pytest.mark.slow
 def test_checkpoint_sampling_matches_generate_with_the_same_seed(tmp_path):
-    cfg = {**gpt_train.GPT_CONFIG_124M, "context_length": 32, "emb_dim": 32, "n_heads": 2,
+    cfg = {**gpt_generate.GPT_CONFIG_124M, "context_length": 32, "emb_dim": 32, "n_heads": 2,
            "n_layers": 2}
     torch.manual_seed(0)
     model = gpt_generate.GPTModel(cfg)
-    gpt_train.save_checkpoint(tmp_path / "model.pth", model,
+    gpt_utils.save_checkpoint(tmp_path / "model.pth", model,
                               torch.optim.AdamW(model.parameters()), cfg)
     model.eval()
     tokenizer = gpt2_tokenizer()
     torch.manual_seed(42)
-    expected_ids = gpt_train.generate(model, gpt_train.text_to_token_ids(PROMPT, tokenizer),
+    expected_ids = gpt_utils.generate(model, gpt_utils.text_to_token_ids(PROMPT, tokenizer),
                                       max_new_tokens=40, context_size=32, temperature=1.2,
                                       top_k=20)
-    expected = gpt_train.token_ids_to_text(expected_ids, tokenizer)
+    expected = gpt_utils.token_ids_to_text(expected_ids, tokenizer)
 
     result = run_gpt_generate("--checkpoint", tmp_path / "model.pth", "--prompt", PROMPT,
                               "--temperature", 1.2, "--top-k", 20, "--max-new-tokens", 40,
@@ -105,9 +105,10 @@ def test_no_network_and_no_mirror_gives_one_clear_error_line(tmp_path):
 
 def test_missing_checkpoint_file_is_one_error_line(tmp_path):
     result = run_gpt_generate("--checkpoint", tmp_path / "nothing.pth")
-    assert result.returncode != 0
-    assert result.stderr.strip() == f"error: no checkpoint at {tmp_path / 'nothing.pth'} " \
-                                    "(gpt_train.py writes model.pth)"
+    assert result.returncode == 2
+    expected = ("gpt_generate.py: error: argument --checkpoint: no checkpoint at "
+                f"{tmp_path / 'nothing.pth'} (gpt_train.py writes model.pth)")
+    assert result.stderr.strip() == expected
 
 
 def test_help_lists_the_options():
@@ -116,3 +117,36 @@ def test_help_lists_the_options():
     for option in ("--model-size", "--checkpoint", "--prompt", "--temperature", "--top-k",
                    "--max-new-tokens", "--seed", "--models-dir", "1558M"):
         assert option in result.stdout
+
+
+TINY = {"vocab_size": 50257, "context_length": 32, "emb_dim": 32, "n_heads": 2, "n_layers": 2,
+        "drop_rate": 0.0, "qkv_bias": False}
+
+
+def test_the_books_plain_state_dict_is_accepted(tmp_path):
+    """`torch.save(model.state_dict(), "model.pth")`, the book's listing, loads unchanged."""
+    torch.manual_seed(0)
+    model = gpt_generate.GPTModel(TINY).eval()
+    torch.save(model.state_dict(), tmp_path / "model.pth")
+
+    loaded = gpt_generate.load_trained_gpt(tmp_path / "model.pth", TINY).eval()
+    idx = torch.tensor([[15496, 11, 314, 716]])
+    torch.testing.assert_close(loaded(idx), model(idx), rtol=0, atol=0)
+    # the same file through the chapter's helper, which the notebook uses
+    again = gpt_generate.GPTModel(TINY)
+    checkpoint = gpt_utils.load_checkpoint(tmp_path / "model.pth", again)
+    assert "optimizer_state_dict" not in checkpoint
+
+
+def test_a_checkpoint_that_does_not_fit_the_flags_names_the_shapes(tmp_path, capsys):
+    torch.manual_seed(0)
+    torch.save(gpt_generate.GPTModel(TINY).state_dict(), tmp_path / "model.pth")
+    with pytest.raises(SystemExit) as excinfo:
+        gpt_generate.main(["--checkpoint", str(tmp_path / "model.pth"), "--device", "cpu"])
+    assert excinfo.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1
+    assert "argument --checkpoint" in lines[0]
+    assert "pos_emb.weight: checkpoint (32, 32), model (256, 768)" in lines[0]
+    assert "--model-size 124M --context-length 256" in lines[0]
+    assert "IndexError" not in lines[0]

@@ -39,8 +39,8 @@ def run_script(args, env_changes, cwd):
 
 
 def losses_printed(stdout):
-    return [float(line.split("train loss ")[1].split(",")[0])
-            for line in stdout.splitlines() if "train loss " in line]
+    return [float(line.split("Train loss ")[1].split(",")[0])
+            for line in stdout.splitlines() if "Train loss " in line]
 
 
 def test_help_lists_the_options():
@@ -64,13 +64,13 @@ def test_tiny_run_trains_and_saves_a_loadable_model(tmp_path):
     assert len(losses) >= 3 and losses[-1] < losses[0]
     assert result.stdout.count("Every effort moves you") == 2  # a sample per epoch
 
-    gpt_train = import_course_module("ch05/01_main-chapter-code/gpt_train.py")
+    gpt_utils = import_course_module("ch05/01_main-chapter-code/gpt_utils.py")
     pc = import_course_module("ch05/01_main-chapter-code/previous_chapters.py")
     checkpoint_path = tmp_path / "out" / "model.pth"
     checkpoint = torch.load(checkpoint_path, weights_only=True)
     assert checkpoint["config"]["context_length"] == 32
     model = pc.GPTModel(checkpoint["config"])
-    gpt_train.load_checkpoint(checkpoint_path, model)
+    gpt_utils.load_checkpoint(checkpoint_path, model)
     assert (tmp_path / "out" / "loss-plot.pdf").stat().st_size > 0
 
 

@@ -9,6 +9,7 @@ import torch
 from course_imports import import_course_module
 
 ch05 = import_course_module("ch05/01_main-chapter-code/gpt_train.py")
+ch05_utils = import_course_module("ch05/01_main-chapter-code/gpt_utils.py")
 pc = import_course_module("ch05/01_main-chapter-code/previous_chapters.py")
 
 TINY_CONFIG = {**ch05.MODEL_CONFIGS["tiny"], "context_length": 32}
@@ -39,7 +40,7 @@ def run_training(tokenizer, num_epochs=2, eval_freq=3, seed=123):
     torch.manual_seed(seed)
     model = pc.GPTModel(TINY_CONFIG)
     optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=0.1)
-    history = ch05.train_model_simple(
+    history = ch05_utils.train_model_simple(
         model, train_loader, val_loader, optimizer, "cpu", num_epochs=num_epochs,
         eval_freq=eval_freq, eval_iter=2, start_context="The river", tokenizer=tokenizer,
     )
@@ -94,7 +95,7 @@ def test_losses_fall_and_history_is_consistent(tokenizer, capsys):
     assert all(math.isfinite(v) for v in train_losses + val_losses)
 
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].startswith("Epoch 1 (step 000000): train loss ")
+    assert lines[0].startswith("Ep 1 (Step 000000): Train loss ")
     samples = [line for line in lines if line.startswith("The river")]
     assert len(samples) == 2  # one greedy sample per epoch, each on one line
 
@@ -127,16 +128,16 @@ def test_calc_loss_loader_averages_the_first_batches():
     loader = pc.create_dataloader_v1(TEXT, batch_size=4, max_length=32, stride=32,
                                      shuffle=False, drop_last=False)
     with torch.no_grad():
-        per_batch = [ch05.calc_loss_batch(x, y, model, "cpu").item() for x, y in loader]
+        per_batch = [ch05_utils.calc_loss_batch(x, y, model, "cpu").item() for x, y in loader]
         assert len(per_batch) > 2
-        assert ch05.calc_loss_loader(loader, model, "cpu") == pytest.approx(
+        assert ch05_utils.calc_loss_loader(loader, model, "cpu") == pytest.approx(
             sum(per_batch) / len(per_batch))
-        assert ch05.calc_loss_loader(loader, model, "cpu", num_batches=2) == pytest.approx(
+        assert ch05_utils.calc_loss_loader(loader, model, "cpu", num_batches=2) == pytest.approx(
             sum(per_batch[:2]) / 2)
         # asking for more batches than there are uses them all
-        assert ch05.calc_loss_loader(loader, model, "cpu", num_batches=10_000) == (
+        assert ch05_utils.calc_loss_loader(loader, model, "cpu", num_batches=10_000) == (
             pytest.approx(sum(per_batch) / len(per_batch)))
-    assert math.isnan(ch05.calc_loss_loader([], model, "cpu"))
+    assert math.isnan(ch05_utils.calc_loss_loader([], model, "cpu"))
 
 
 def test_calc_loss_batch_is_cross_entropy_of_the_next_token():
@@ -147,18 +148,18 @@ def test_calc_loss_batch_is_cross_entropy_of_the_next_token():
     with torch.no_grad():
         probas = torch.softmax(model(inputs), dim=-1)
         expected = -torch.log(probas.gather(-1, targets.unsqueeze(-1))).mean()
-        loss = ch05.calc_loss_batch(inputs, targets, model, "cpu")
+        loss = ch05_utils.calc_loss_batch(inputs, targets, model, "cpu")
     assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
 
 
 def test_token_id_helpers_round_trip(tokenizer):
-    ids = ch05.text_to_token_ids("Hello, world<|endoftext|>", tokenizer)
+    ids = ch05_utils.text_to_token_ids("Hello, world<|endoftext|>", tokenizer)
     assert ids.tolist() == [[15496, 11, 995, 50256]]
-    assert ch05.token_ids_to_text(ids, tokenizer) == "Hello, world<|endoftext|>"
+    assert ch05_utils.token_ids_to_text(ids, tokenizer) == "Hello, world<|endoftext|>"
 
 
 def test_plot_losses_draws_both_curves(tmp_path):
-    fig = ch05.plot_losses(torch.linspace(0, 2, 3), [10, 20, 30], [3.0, 2.0, 1.0],
+    fig = ch05_utils.plot_losses(torch.linspace(0, 2, 3), [10, 20, 30], [3.0, 2.0, 1.0],
                            [3.5, 2.5, 2.0])
     ax = fig.axes[0]
     assert [line.get_label() for line in ax.get_lines()] == ["Training loss",
