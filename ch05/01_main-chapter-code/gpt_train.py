@@ -45,6 +45,7 @@ from gpt_utils import (
     DEVICE_HELP,
     THE_VERDICT_SHA256,
     THE_VERDICT_URL,
+    learning_rate_at,
     plot_losses,
     save_checkpoint,
     select_device,
@@ -73,6 +74,11 @@ OPTIONAL_SETTINGS = {
     "device": "auto",        # see DEVICE_CHOICES
     "text_file": None,       # train on this file instead of the-verdict.txt
     "data_dir": None,        # where the-verdict.txt is kept (None: this folder)
+    # Appendix D's extras, all off by default so the book's run is unchanged:
+    "warmup_steps": None,    # linear warm-up from initial_lr to learning_rate over N steps
+    "initial_lr": 1e-5,      # where the warm-up starts
+    "min_lr": None,          # end of the cosine decay (None: no decay)
+    "max_grad_norm": None,   # clip the gradients' global norm after the warm-up
 }
 # The command-line flag behind each setting, so an error names what the user typed.
 FLAGS = {
@@ -80,7 +86,8 @@ FLAGS = {
     "weight_decay": "--weight-decay", "eval_freq": "--eval-freq", "eval_iter": "--eval-iter",
     "start_context": "--start-context", "seed": "--seed", "device": "--device",
     "text_file": "--text-file", "data_dir": "--data-dir", "context_length": "--context-length",
-    "output_dir": "--output-dir",
+    "output_dir": "--output-dir", "warmup_steps": "--warmup-steps",
+    "initial_lr": "--initial-lr", "min_lr": "--min-lr", "max_grad_norm": "--max-grad-norm",
 }
 
 
@@ -161,6 +168,8 @@ def train_with_progress(run):
     # Every training batch is full (drop_last=True): batch_size x context_length tokens.
     tokens_per_step = settings["batch_size"] * run.model.pos_emb.weight.shape[0]
     steps = settings["num_epochs"] * len(run.train_loader)
+    schedule = learning_rate_schedule(settings, steps)
+    hook = run.optimizer.register_step_pre_hook(schedule) if schedule else None
     with training_progress(run.optimizer, steps, tokens_per_step):
         history = train_model_simple(
             run.model, run.train_loader, run.val_loader, run.optimizer, run.device,
@@ -168,8 +177,40 @@ def train_with_progress(run):
             eval_iter=settings["eval_iter"], start_context=settings["start_context"],
             tokenizer=run.tokenizer,
         )
+    if hook is not None:
+        hook.remove()
     print(f"Training took {(time.perf_counter() - start) / 60:.2f} minutes.")
     return history
+
+
+def learning_rate_schedule(settings, total_steps):
+    """Appendix D's warm-up, cosine decay and clipping as an optimizer pre-step hook.
+
+    The hook runs after `loss.backward()` and before each `optimizer.step()`
+    of the chapter's unchanged `train_model_simple`: it sets this step's
+    learning rate and clips the gradients. None when no option asks for it.
+    """
+    warmup, min_lr, max_norm = (settings["warmup_steps"], settings["min_lr"],
+                                settings["max_grad_norm"])
+    if warmup is None and min_lr is None and max_norm is None:
+        return None
+    warmup = min(warmup or 0, total_steps)
+    peak_lr = settings["learning_rate"]
+    step = 0
+
+    def before_step(optimizer, args, kwargs):
+        nonlocal step
+        if settings["warmup_steps"] is not None or min_lr is not None:
+            lr = learning_rate_at(step, total_steps, warmup, settings["initial_lr"], peak_lr,
+                                  peak_lr if min_lr is None else min_lr)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+        if max_norm is not None and step >= warmup:
+            parameters = [p for group in optimizer.param_groups for p in group["params"]]
+            torch.nn.utils.clip_grad_norm_(parameters, max_norm)
+        step += 1
+
+    return before_step
 
 
 def checked_settings(gpt_config, settings):
@@ -193,6 +234,16 @@ def checked_settings(gpt_config, settings):
             raise SettingError(key, f"must be a whole number >= {minimum}, got {value!r} ({why})")
     if not settings["learning_rate"] > 0:
         raise SettingError("learning_rate", f"must be > 0, got {settings['learning_rate']!r}")
+    for key in ("initial_lr", "min_lr", "max_grad_norm"):
+        if settings[key] is not None and not settings[key] > 0:
+            raise SettingError(key, f"must be > 0, got {settings[key]!r}")
+    if settings["min_lr"] is not None and settings["min_lr"] > settings["learning_rate"]:
+        raise SettingError("min_lr", "must not exceed the peak learning rate "
+                           f"{settings['learning_rate']!r}")
+    warmup = settings["warmup_steps"]
+    if warmup is not None and (isinstance(warmup, bool) or not isinstance(warmup, int)
+                               or warmup < 0):
+        raise SettingError("warmup_steps", f"must be a whole number >= 0, got {warmup!r}")
     if not settings["weight_decay"] >= 0:
         raise SettingError("weight_decay", f"must be >= 0, got {settings['weight_decay']!r}")
     context_length = gpt_config.get("context_length")
@@ -343,6 +394,14 @@ def parse_args(argv=None):
                         help="batches per loss measurement")
     parser.add_argument("--model-config", choices=sorted(MODEL_CONFIGS), default="124M",
                         help="model size; 'tiny' trains in seconds (for tests)")
+    parser.add_argument("--warmup-steps", type=int, default=None,
+                        help="linear learning-rate warm-up over this many steps (appendix D)")
+    parser.add_argument("--initial-lr", type=float, default=1e-5,
+                        help="learning rate at the start of the warm-up")
+    parser.add_argument("--min-lr", type=float, default=None,
+                        help="decay the learning rate along a cosine to this value")
+    parser.add_argument("--max-grad-norm", type=float, default=None,
+                        help="clip the gradients' global norm to this value after the warm-up")
     parser.add_argument("--start-context", default="Every effort moves you",
                         help="prompt for the samples printed after each epoch")
     return parser, parser.parse_args(argv)
@@ -358,6 +417,8 @@ def run_from_command_line(argv=None):
         "weight_decay": args.weight_decay, "eval_freq": args.eval_freq,
         "eval_iter": args.eval_iter, "start_context": args.start_context, "seed": args.seed,
         "device": args.device, "text_file": args.text_file, "data_dir": args.data_dir,
+        "warmup_steps": args.warmup_steps, "initial_lr": args.initial_lr,
+        "min_lr": args.min_lr, "max_grad_norm": args.max_grad_norm,
     }
     output_dir = Path(args.output_dir)
     created = []

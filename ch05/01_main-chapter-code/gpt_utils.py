@@ -7,6 +7,7 @@ copies identical. `select_device`, `training_progress` and the-verdict.txt's
 address are shared by the scripts.
 """
 
+import math
 import os
 import sys
 import tempfile
@@ -284,3 +285,22 @@ def read_checkpoint_config(path):
     if "config" not in checkpoint:
         raise ValueError(f"checkpoint {path} has no stored model configuration")
     return checkpoint["config"]
+
+
+# From appendix D (warm-up and cosine decay, used by gpt_train.py's schedule options)
+def learning_rate_at(step, total_steps, warmup_steps, initial_lr, peak_lr, min_lr):
+    """Learning rate for optimizer step `step` (counting from 0).
+
+    Steps 0 .. warmup_steps-1 rise linearly from `initial_lr` towards `peak_lr`;
+    from step `warmup_steps` on, the rate falls from `peak_lr` along half a
+    cosine wave and reaches `min_lr` at step `total_steps` (so the last step,
+    total_steps-1, is just above it). Steps past the end stay at `min_lr`.
+    """
+    if not 0 <= warmup_steps <= total_steps:
+        raise ValueError(f"need 0 <= warmup_steps <= total_steps, got {warmup_steps} "
+                         f"and {total_steps}")
+    if step < warmup_steps:
+        return initial_lr + step * (peak_lr - initial_lr) / warmup_steps
+    decay_steps = total_steps - warmup_steps
+    progress = min(1.0, (step - warmup_steps) / decay_steps) if decay_steps else 1.0
+    return min_lr + (peak_lr - min_lr) * 0.5 * (1 + math.cos(math.pi * progress))
