@@ -114,13 +114,13 @@ def encoding_times_vs_tiktoken(text, repeats):
     cache_gpt2_tokenizer_files()
     reference = tiktoken.get_encoding("gpt2")
     paths = gpt2_bpe_file_paths()
-    ours = BPETokenizerSimple.from_gpt2_files(paths["encoder.json"], paths["vocab.bpe"])
+    ours, cold = BPETokenizerSimple(), BPETokenizerSimple()
+    # `cold` has its cache emptied before each call: it measures encoding
+    # text whose chunks were never seen before.
+    for tokenizer in (ours, cold):
+        tokenizer.load_vocab_and_merges_from_openai(paths["encoder.json"], paths["vocab.bpe"])
     if ours.encode(text) != reference.encode(text):
         raise AssertionError("BPETokenizerSimple and tiktoken disagree on this text")
-
-    # A second tokenizer whose cache is emptied before each call: it measures
-    # encoding text whose chunks were never seen before.
-    cold = BPETokenizerSimple(ours.vocab, ours.merges, ours.special_tokens)
 
     def encode_with_empty_cache():
         cold.clear_cache()

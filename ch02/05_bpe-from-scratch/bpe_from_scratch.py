@@ -3,9 +3,14 @@
 `BPETokenizerSimple` can
 - learn a vocabulary from text (`train`),
 - turn text into token ids and back (`encode`, `decode`),
-- save what it learned and load it again (`save`, `from_files`),
-- load OpenAI's GPT-2 files (`from_gpt2_files`); it then gives exactly the
-  ids of `tiktoken.get_encoding("gpt2")`, special tokens included.
+- save what it learned and load it again (`save_vocab_and_merges`,
+  `load_vocab_and_merges`),
+- load OpenAI's GPT-2 files (`load_vocab_and_merges_from_openai`); it then
+  gives exactly the ids of `tiktoken.get_encoding("gpt2")`, special tokens
+  included.
+
+The names and attributes (`vocab`, `inverse_vocab`, `bpe_merges`) are the
+book's; underneath, the tokenizer is byte-level like GPT-2's.
 
 The notebook `bpe-from-scratch.ipynb` explains every piece; the helper
 functions below are the steps it walks through.
@@ -173,50 +178,70 @@ def split_on_special_tokens(text, special_tokens):
 
 
 class BPETokenizerSimple:
-    """A byte-level BPE tokenizer: train it, or load GPT-2's vocabulary.
+    """A byte-level BPE tokenizer with the book's interface.
 
-    State:
-    - `vocab`: id -> token bytes. Ids 0..255 are the single bytes, id 256 + k
-      is made by merge k, so a token's id is also its rank (learning order).
-    - `merges`: the pairs of ids that were joined, in learning order.
-    - `special_tokens`: text like "<|endoftext|>" -> its id; such a token is
-      never produced by merging, only by `encode(..., allowed_special=...)`.
+    The book's attributes:
+    - `vocab`: id -> token text. Ordinary tokens are written with GPT-2's
+      byte-to-character table (a space shows as "Ġ"), exactly as GPT-2's
+      `encoder.json` writes them; special tokens as themselves.
+    - `inverse_vocab`: token text -> id.
+    - `bpe_merges`: (left id, right id) -> id of the merged token, in the
+      order training learned them.
+
+    Ids 0..255 are the single bytes and merge k creates id 256 + k, so a
+    token's id is also its rank (learning order). Special tokens such as
+    "<|endoftext|>" come after the merges; they are never produced by
+    merging, only by `encode(..., allowed_special=...)`. Underneath, the
+    tokenizer works on bytes: `token_bytes` (id -> bytes of an ordinary
+    token), `ranks` (bytes -> id) and `special_tokens` (text -> id).
     """
 
     # Results of bpe_encode_chunk are remembered per chunk, up to this many
     # chunks (then the memory is cleared and refilled).
     max_cache_size = 100_000
 
-    def __init__(self, vocab=None, merges=(), special_tokens=None):
-        if vocab is None:  # untrained: just the 256 single bytes
-            vocab = {i: bytes([i]) for i in range(256)}
-        self._set_state(vocab, merges, special_tokens or {})
+    def __init__(self):
+        # Untrained: just the 256 single bytes.
+        self._set_state({i: bytes([i]) for i in range(256)}, [], {})
 
-    def _set_state(self, vocab, merges, special_tokens):
-        """Install a vocabulary, checking that it fits together."""
-        self.vocab = dict(vocab)
-        self.merges = [tuple(pair) for pair in merges]
+    def _set_state(self, token_bytes, merges, special_tokens):
+        """Install ordinary tokens, merges (pairs in learning order) and special tokens."""
+        self.token_bytes = dict(token_bytes)
+        merges = [tuple(pair) for pair in merges]
         self.special_tokens = dict(special_tokens)
-        self._check_consistency()
+        self._check_consistency(merges)
+        first_new_id = len(self.token_bytes) - len(merges)
+        self.bpe_merges = {pair: first_new_id + k for k, pair in enumerate(merges)}
         # bytes -> id. If two merges ever produce the same bytes, the earlier
         # (lower) id is the one the encoder uses.
         self.ranks = {}
-        for token_id in sorted(self.vocab):
-            self.ranks.setdefault(self.vocab[token_id], token_id)
+        for token_id in sorted(self.token_bytes):
+            self.ranks.setdefault(self.token_bytes[token_id], token_id)
         self.special_ids = {token_id: token for token, token_id in self.special_tokens.items()}
+
+        byte_to_char = bytes_to_unicode()
+        self.vocab = {
+            token_id: "".join(byte_to_char[b] for b in token)
+            for token_id, token in sorted(self.token_bytes.items())
+        }
+        self.vocab.update(sorted(self.special_ids.items()))
+        self.inverse_vocab = {}
+        for token_id, text in self.vocab.items():
+            self.inverse_vocab.setdefault(text, token_id)
         self._cache = {}
 
-    def _check_consistency(self):
+    def _check_consistency(self, merges):
         """The ids below the merges are the 256 single bytes; merge k makes the next id."""
-        first_new_id = len(self.vocab) - len(self.merges)
-        base_tokens = {self.vocab.get(i) for i in range(first_new_id)}
+        first_new_id = len(self.token_bytes) - len(merges)
+        base_tokens = {self.token_bytes.get(i) for i in range(first_new_id)}
         if base_tokens != {bytes([b]) for b in range(256)}:
             raise ValueError("the first ids of the vocabulary must be the 256 single bytes")
-        for k, (left, right) in enumerate(self.merges):
-            expected = self.vocab.get(first_new_id + k)
-            if expected is None or self.vocab[left] + self.vocab[right] != expected:
+        for k, (left, right) in enumerate(merges):
+            expected = self.token_bytes.get(first_new_id + k)
+            if (expected is None or left not in self.token_bytes or right not in self.token_bytes
+                    or self.token_bytes[left] + self.token_bytes[right] != expected):
                 raise ValueError(f"merge {k} ({left}, {right}) does not match the vocabulary")
-        taken = set(self.vocab).intersection(self.special_tokens.values())
+        taken = set(self.token_bytes).intersection(self.special_tokens.values())
         if taken:
             raise ValueError(f"special token ids {sorted(taken)} are also ordinary tokens")
 
@@ -240,11 +265,11 @@ class BPETokenizerSimple:
         words = [list(chunk.encode("utf-8")) for chunk in chunk_counts]
         merges = learn_bpe_merges(words, list(chunk_counts.values()), num_merges)
 
-        vocab = {i: bytes([i]) for i in range(256)}
+        token_bytes = {i: bytes([i]) for i in range(256)}
         for new_id, (left, right) in enumerate(merges, start=256):
-            vocab[new_id] = vocab[left] + vocab[right]
-        special_tokens = {token: len(vocab) + i for i, token in enumerate(specials)}
-        self._set_state(vocab, merges, special_tokens)
+            token_bytes[new_id] = token_bytes[left] + token_bytes[right]
+        special_tokens = {token: len(token_bytes) + i for i, token in enumerate(specials)}
+        self._set_state(token_bytes, merges, special_tokens)
 
     # ----- encoding and decoding -----------------------------------------
 
@@ -265,7 +290,7 @@ class BPETokenizerSimple:
         """Forget the remembered chunk encodings (to free memory, or to time encoding)."""
         self._cache.clear()
 
-    def encode(self, text, allowed_special=frozenset(), disallowed_special="all"):
+    def encode(self, text, allowed_special=None, disallowed_special="all"):
         """Text -> ids, with tiktoken's rules for special tokens.
 
         Special tokens in `allowed_special` (a set, or "all") become their
@@ -274,7 +299,9 @@ class BPETokenizerSimple:
         not be able to smuggle in an end-of-text marker by accident. Pass
         `disallowed_special=()` to encode such text as ordinary characters.
         """
-        if allowed_special == "all":
+        if allowed_special is None:
+            allowed_special = set()
+        elif allowed_special == "all":
             allowed_special = set(self.special_tokens)
         if disallowed_special == "all":
             disallowed_special = set(self.special_tokens) - set(allowed_special)
@@ -294,50 +321,58 @@ class BPETokenizerSimple:
                 ids.extend(self.encode_ordinary(piece))
         return ids
 
-    def decode(self, ids):
+    def decode(self, token_ids):
         """Ids -> text. Bytes that do not form valid UTF-8 become '�'."""
-        return self.decode_bytes(ids).decode("utf-8", errors="replace")
+        return self.decode_bytes(token_ids).decode("utf-8", errors="replace")
 
-    def decode_bytes(self, ids):
+    def decode_bytes(self, token_ids):
         """Ids -> the raw bytes they stand for."""
         return b"".join(
-            self.special_ids[i].encode("utf-8") if i in self.special_ids else self.vocab[i]
-            for i in ids
+            self.special_ids[i].encode("utf-8") if i in self.special_ids else self.token_bytes[i]
+            for i in token_ids
         )
 
     # ----- saving and loading ---------------------------------------------
 
-    def save(self, vocab_path, merges_path):
-        """Write the vocabulary and the merges as two JSON files.
+    def save_vocab_and_merges(self, vocab_path, bpe_merges_path):
+        """Write `vocab` and `bpe_merges` as two JSON files, laid out as the book's.
 
-        Token bytes are written as text with GPT-2's byte-to-character table,
-        the same trick GPT-2's own files use, so any token is valid JSON.
+        The vocabulary file maps each id to its token text (`vocab`); the
+        merges file is a list of {"pair": [left, right], "new_id": id}, in
+        learning order. The token texts use GPT-2's byte table, so every
+        token, even part of a multi-byte character, is valid JSON text.
         """
-        byte_to_char = bytes_to_unicode()
-        vocab_json = {
-            "tokens": {
-                str(token_id): "".join(byte_to_char[b] for b in token)
-                for token_id, token in sorted(self.vocab.items())
-            },
-            "special_tokens": self.special_tokens,
-        }
-        write_json_atomically(vocab_path, vocab_json)
-        write_json_atomically(merges_path, [list(pair) for pair in self.merges])
+        write_json_atomically(vocab_path, {str(i): text for i, text in self.vocab.items()})
+        write_json_atomically(bpe_merges_path, [
+            {"pair": list(pair), "new_id": new_id} for pair, new_id in self.bpe_merges.items()
+        ])
 
-    @classmethod
-    def from_files(cls, vocab_path, merges_path):
-        """Load what `save` wrote."""
+    def load_vocab_and_merges(self, vocab_path, bpe_merges_path):
+        """Load what `save_vocab_and_merges` wrote (replacing this tokenizer's state).
+
+        Ids that are neither one of the 256 bytes nor made by a merge are the
+        special tokens. Loading checks that every merge produces its token.
+        """
+        vocab = json.loads(Path(vocab_path).read_text(encoding="utf-8"))
+        vocab = {int(token_id): text for token_id, text in vocab.items()}
+        merges = json.loads(Path(bpe_merges_path).read_text(encoding="utf-8"))
+        merges = sorted(merges, key=lambda merge: merge["new_id"])
+        ordinary_ids = set(range(256)) | {merge["new_id"] for merge in merges}
         char_to_byte = {char: byte for byte, char in bytes_to_unicode().items()}
-        vocab_json = json.loads(Path(vocab_path).read_text(encoding="utf-8"))
-        vocab = {
-            int(token_id): bytes(char_to_byte[char] for char in text)
-            for token_id, text in vocab_json["tokens"].items()
-        }
-        merges = json.loads(Path(merges_path).read_text(encoding="utf-8"))
-        return cls(vocab, merges, vocab_json["special_tokens"])
+        try:
+            token_bytes = {
+                token_id: bytes(char_to_byte[char] for char in text)
+                for token_id, text in vocab.items() if token_id in ordinary_ids
+            }
+        except KeyError as error:
+            raise ValueError(
+                f"{vocab_path}: {error} is not a character of GPT-2's byte table"
+            ) from error
+        special_tokens = {text: token_id for token_id, text in vocab.items()
+                          if token_id not in ordinary_ids}
+        self._set_state(token_bytes, [merge["pair"] for merge in merges], special_tokens)
 
-    @classmethod
-    def from_gpt2_files(cls, encoder_json_path, vocab_bpe_path):
+    def load_vocab_and_merges_from_openai(self, vocab_path, bpe_merges_path):
         """Load OpenAI's GPT-2 `encoder.json` (token -> id) and `vocab.bpe` (merges).
 
         GPT-2's only special token is "<|endoftext|>" (id 50256). The merges
@@ -345,17 +380,17 @@ class BPETokenizerSimple:
         comment; they are turned into pairs of ids here.
         """
         char_to_byte = {char: byte for byte, char in bytes_to_unicode().items()}
-        encoder = json.loads(Path(encoder_json_path).read_text(encoding="utf-8"))
+        encoder = json.loads(Path(vocab_path).read_text(encoding="utf-8"))
         special_tokens = {GPT2_END_OF_TEXT: encoder.pop(GPT2_END_OF_TEXT)}
-        vocab = {
+        token_bytes = {
             token_id: bytes(char_to_byte[char] for char in text)
             for text, token_id in encoder.items()
         }
-        lines = Path(vocab_bpe_path).read_text(encoding="utf-8").splitlines()
+        lines = Path(bpe_merges_path).read_text(encoding="utf-8").splitlines()
         merges = [
             tuple(encoder[part] for part in line.split()) for line in lines[1:] if line
         ]
-        return cls(vocab, merges, special_tokens)
+        self._set_state(token_bytes, merges, special_tokens)
 
 
 def write_json_atomically(path, data):

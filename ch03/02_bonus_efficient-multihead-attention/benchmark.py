@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 import torch
-from mha_implementations import IMPLEMENTATIONS, MHAFlexAttention, unavailable_reason
+from mha_implementations import IMPLEMENTATIONS, MHAPyTorchFlexAttention, unavailable_reason
 from script_helpers import (
     ScriptArgumentParser,
     add_device_argument,
@@ -86,7 +86,7 @@ def build_modules(names, emb_dim, num_heads, context_length, device, compile_fle
             continue
         module = cls(emb_dim, emb_dim, context_length, dropout=0.0, num_heads=num_heads)
         module = module.to(device)
-        if compile_flex and cls is MHAFlexAttention:
+        if compile_flex and cls is MHAPyTorchFlexAttention:
             module = torch.compile(module)
         modules[name] = module
     return modules, skipped

@@ -10,6 +10,13 @@ differs is *how* the work is done: a Python loop over heads, one big matrix
 multiplication per projection, one fused projection for q, k and v, einsum,
 PyTorch's fused attention kernels, PyTorch's own `nn.MultiheadAttention`, and
 FlexAttention. `IMPLEMENTATIONS` lists them for the benchmark and the tests.
+
+The classes carry the book's names (Ch03_MHA_Wrapper, Ch03_MHA,
+MultiHeadAttentionCombinedQKV, MHAEinsum, MHAPyTorchScaledDotProduct,
+MHAPyTorchSDPAWithoutFlash, MHAPyTorchClass, MHAPyTorchFlexAttention).
+Their home is the notebook `mha-implementations.ipynb`, which shows and
+explains each one; the definitions here are byte-identical copies, kept so by
+`tests/copy_forward.py`.
 """
 
 import warnings
@@ -176,11 +183,20 @@ def causal_mask_bool(context_length):
     return torch.ones(context_length, context_length, dtype=torch.bool).triu(diagonal=1)
 
 
+# The book's names for chapter 3's two classes. Ch03_MHA_Wrapper is the
+# chapter's wrapper unchanged: its d_out is the size of *one* head, so
+# Ch03_MHA_Wrapper(d_in=768, d_out=768 // 12, ..., num_heads=12) returns 768
+# features, as Ch03_MHA(d_in=768, d_out=768, ..., num_heads=12) does.
+Ch03_MHA_Wrapper = MultiHeadAttentionWrapper
+Ch03_MHA = MultiHeadAttention
+
+
 class MHAChapterWrapper(MultiHeadAttentionWrapper):
     """Chapter 3's wrapper (one CausalAttention per head, run in a loop).
 
-    The chapter's wrapper gives each head `d_out` features; here `d_out` is the
-    total, as for every other class, so each head gets d_out // num_heads.
+    The chapter's wrapper (Ch03_MHA_Wrapper) gives each head `d_out` features;
+    here `d_out` is the total, as for every other class, so each head gets
+    d_out // num_heads. The benchmark and the tests build every class alike.
     """
 
     def __init__(self, d_in, d_out, context_length, dropout, num_heads, qkv_bias=False):
@@ -225,7 +241,7 @@ class MHAFusedQKVBase(nn.Module):
         raise NotImplementedError
 
 
-class MHAFusedQKV(MHAFusedQKVBase):
+class MultiHeadAttentionCombinedQKV(MHAFusedQKVBase):
     """Fused q/k/v projection, attention written out as in chapter 3."""
 
     def __init__(self, d_in, d_out, context_length, dropout, num_heads, qkv_bias=False):
@@ -242,7 +258,7 @@ class MHAFusedQKV(MHAFusedQKVBase):
         return self.dropout(attn_weights) @ values
 
 
-class MHASDPA(MHAFusedQKVBase):
+class MHAPyTorchScaledDotProduct(MHAFusedQKVBase):
     """Fused projection + `F.scaled_dot_product_attention`, kernel chosen by PyTorch.
 
     SDPA does scaling, causal masking, softmax, dropout and the product with
@@ -267,14 +283,18 @@ class MHASDPA(MHAFusedQKVBase):
             )
 
 
-class MHASDPAFlash(MHASDPA):
+class MHAPyTorchSDPAFlashOnly(MHAPyTorchScaledDotProduct):
     """SDPA restricted to the flash-attention kernel (errors where there is none)."""
 
     sdpa_backends = [SDPBackend.FLASH_ATTENTION]
 
 
-class MHASDPAMath(MHASDPA):
-    """SDPA restricted to the unfused "math" kernel: same call, no fused kernel."""
+class MHAPyTorchSDPAWithoutFlash(MHAPyTorchScaledDotProduct):
+    """SDPA without the flash kernel: restricted to the unfused "math" kernel.
+
+    The same call as MHAPyTorchScaledDotProduct; it shows how much of SDPA's
+    speed comes from its fused kernels rather than from the single call.
+    """
 
     sdpa_backends = [SDPBackend.MATH]
 
@@ -283,8 +303,10 @@ class MHAEinsum(nn.Module):
     """Projections and attention written as `torch.einsum` index expressions.
 
     Letters: b batch, t/s tokens (query/key position), h heads, k head_dim,
-    i input features, o output features. The weights are stored like
-    `nn.Linear`'s, (d_out, d_in), and initialised the same way.
+    i input features, o output features. As in the book, the query, key and
+    value weights are plain (d_in, d_out) matrices, so a projection is
+    x @ W_query; `nn.Linear` stores the transpose, (d_out, d_in). They are
+    initialised like `nn.Linear`'s weights all the same.
     """
 
     def __init__(self, d_in, d_out, context_length, dropout, num_heads, qkv_bias=False):
@@ -294,9 +316,9 @@ class MHAEinsum(nn.Module):
         self.num_heads = num_heads
         self.head_dim = d_out // num_heads
         self.context_length = context_length
-        self.W_query = nn.Parameter(torch.empty(d_out, d_in))
-        self.W_key = nn.Parameter(torch.empty(d_out, d_in))
-        self.W_value = nn.Parameter(torch.empty(d_out, d_in))
+        self.W_query = nn.Parameter(torch.empty(d_in, d_out))
+        self.W_key = nn.Parameter(torch.empty(d_in, d_out))
+        self.W_value = nn.Parameter(torch.empty(d_in, d_out))
         if qkv_bias:
             self.b_query = nn.Parameter(torch.empty(d_out))
             self.b_key = nn.Parameter(torch.empty(d_out))
@@ -309,18 +331,23 @@ class MHAEinsum(nn.Module):
         self._init_like_linear()
 
     def _init_like_linear(self):
-        """nn.Linear's default initialisation (uniform, scaled by 1/sqrt(d_in))."""
+        """nn.Linear's default initialisation (uniform, scaled by 1/sqrt(d_in)).
+
+        kaiming_uniform_ reads the fan-in from dimension 1, which is d_in for
+        nn.Linear's (d_out, d_in) layout; in our (d_in, d_out) layout d_in is
+        dimension 0, hence mode="fan_out".
+        """
         for name in ("query", "key", "value"):
             weight = getattr(self, f"W_{name}")
-            nn.init.kaiming_uniform_(weight, a=5**0.5)
+            nn.init.kaiming_uniform_(weight, a=5**0.5, mode="fan_out")
             bias = getattr(self, f"b_{name}")
             if bias is not None:
-                bound = 1 / weight.shape[1]**0.5
+                bound = 1 / weight.shape[0]**0.5
                 nn.init.uniform_(bias, -bound, bound)
 
     def _project(self, x, weight, bias):
         """(b, t, i) -> (b, t, h, k): project and split into heads in one step."""
-        projected = torch.einsum("bti,oi->bto", x, weight)
+        projected = torch.einsum("bti,io->bto", x, weight)
         if bias is not None:
             projected = projected + bias
         batch_size, num_tokens, _ = x.shape
@@ -341,19 +368,20 @@ class MHAEinsum(nn.Module):
         return self.out_proj(context.reshape(batch_size, num_tokens, self.d_out))
 
 
-class MHAPyTorchBuiltin(nn.Module):
+class MHAPyTorchClass(nn.Module):
     """PyTorch's `nn.MultiheadAttention`, asked to also return attention weights.
 
     Two differences from the chapter's class: the inputs must already have
     `d_out` features (d_in == d_out), and `qkv_bias` also switches the output
     projection's bias (nn.MultiheadAttention has one `bias` flag for both).
-    Returning the (head-averaged) weights forces an unfused computation.
+    Returning the (head-averaged) weights (`need_weights=True`, PyTorch's
+    default) forces an unfused computation.
     """
 
-    need_weights = True
-
-    def __init__(self, d_in, d_out, context_length, dropout, num_heads, qkv_bias=False):
+    def __init__(self, d_in, d_out, context_length, dropout, num_heads, qkv_bias=False,
+                 need_weights=True):
         super().__init__()
+        self.need_weights = need_weights
         check_head_split(d_out, num_heads)
         if d_in != d_out:
             raise ValueError(
@@ -377,13 +405,15 @@ class MHAPyTorchBuiltin(nn.Module):
         return context
 
 
-class MHAPyTorchBuiltinNoWeights(MHAPyTorchBuiltin):
+class MHAPyTorchClassNoWeights(MHAPyTorchClass):
     """`nn.MultiheadAttention` with need_weights=False, so it may use fused SDPA."""
 
-    need_weights = False
+    def __init__(self, d_in, d_out, context_length, dropout, num_heads, qkv_bias=False):
+        super().__init__(d_in, d_out, context_length, dropout, num_heads, qkv_bias,
+                         need_weights=False)
 
 
-class MHAFlexAttention(MHAFusedQKVBase):
+class MHAPyTorchFlexAttention(MHAFusedQKVBase):
     """Fused projection + FlexAttention (`torch.nn.attention.flex_attention`).
 
     FlexAttention takes the mask as a Python function of (batch, head, query
@@ -424,14 +454,14 @@ def _causal_mask_mod(batch, head, query_pos, key_pos):
 IMPLEMENTATIONS = {
     "Ch03 MultiHeadAttentionWrapper": MHAChapterWrapper,
     "Ch03 MultiHeadAttention": MultiHeadAttention,
-    "Fused QKV": MHAFusedQKV,
+    "Fused QKV": MultiHeadAttentionCombinedQKV,
     "Einsum": MHAEinsum,
-    "SDPA (PyTorch picks kernel)": MHASDPA,
-    "SDPA flash kernel": MHASDPAFlash,
-    "SDPA math kernel (no flash)": MHASDPAMath,
-    "nn.MultiheadAttention": MHAPyTorchBuiltin,
-    "nn.MultiheadAttention, no weights": MHAPyTorchBuiltinNoWeights,
-    "FlexAttention": MHAFlexAttention,
+    "SDPA (PyTorch picks kernel)": MHAPyTorchScaledDotProduct,
+    "SDPA flash kernel": MHAPyTorchSDPAFlashOnly,
+    "SDPA math kernel (no flash)": MHAPyTorchSDPAWithoutFlash,
+    "nn.MultiheadAttention": MHAPyTorchClass,
+    "nn.MultiheadAttention, no weights": MHAPyTorchClassNoWeights,
+    "FlexAttention": MHAPyTorchFlexAttention,
 }
 
 

@@ -34,6 +34,12 @@ def test_logistic_regression_toy_matches_book(part1_output):
     assert "dL/db: -0.0817" in part1_output
 
 
+def test_from_numpy_shares_memory_and_tensor_copies(part1_output):
+    # the demo sets array3d[0, 0, 0] = 999 after making both tensors
+    assert re.search(r"torch\.tensor \(copy\):\s*tensor\(\[\[\[1, 2\]", part1_output)
+    assert re.search(r"torch\.from_numpy \(shared\):\s*tensor\(\[\[\[999,", part1_output)
+
+
 def test_network_parameter_count_matches_book(part1_output):
     assert "Total number of trainable model parameters: 2213" in part1_output
 

@@ -38,7 +38,9 @@ def instruction_texts(instruction_records):
 @pytest.fixture(scope="module")
 def ours_gpt2():
     paths = downloads.gpt2_bpe_file_paths()
-    return bpe.BPETokenizerSimple.from_gpt2_files(paths["encoder.json"], paths["vocab.bpe"])
+    tokenizer = bpe.BPETokenizerSimple()
+    tokenizer.load_vocab_and_merges_from_openai(paths["encoder.json"], paths["vocab.bpe"])
+    return tokenizer
 
 
 @pytest.fixture(scope="module")
@@ -60,8 +62,8 @@ def outcome(encode, text, **kwargs):
 
 
 def test_gpt2_vocabulary_loaded_completely(ours_gpt2):
-    assert len(ours_gpt2.vocab) == 50256
-    assert len(ours_gpt2.merges) == 50000
+    assert len(ours_gpt2.vocab) == 50257
+    assert len(ours_gpt2.bpe_merges) == 50000
     assert ours_gpt2.special_tokens == {EOT: 50256}
 
 
@@ -140,7 +142,7 @@ def test_training_matches_the_slow_reference(the_verdict):
     text = the_verdict[:3000]
     tokenizer = bpe.BPETokenizerSimple()
     tokenizer.train(text, vocab_size=256 + 100, allowed_special=())
-    assert tokenizer.merges == naive_train_merges(text, 100)
+    assert list(tokenizer.bpe_merges) == naive_train_merges(text, 100)
 
 
 @settings(max_examples=40, deadline=None, database=None)
@@ -148,12 +150,12 @@ def test_training_matches_the_slow_reference(the_verdict):
 def test_training_matches_the_slow_reference_on_random_text(text, num_merges):
     tokenizer = bpe.BPETokenizerSimple()
     tokenizer.train(text, vocab_size=256 + num_merges, allowed_special=())
-    assert tokenizer.merges == naive_train_merges(text, num_merges)
+    assert list(tokenizer.bpe_merges) == naive_train_merges(text, num_merges)
 
 
 def test_trained_tokenizer_round_trips_the_verdict(trained_on_verdict, the_verdict):
     tokenizer = trained_on_verdict
-    assert len(tokenizer.vocab) + len(tokenizer.special_tokens) == 1000
+    assert len(tokenizer.vocab) == 1000
     assert tokenizer.special_tokens == {EOT: 999}
     ids = tokenizer.encode(the_verdict)
     assert tokenizer.decode(ids) == the_verdict
@@ -165,7 +167,7 @@ def test_trained_tokenizer_round_trips_the_verdict(trained_on_verdict, the_verdi
 def test_trained_tokenizer_keeps_special_tokens_out_of_merges(the_verdict):
     tokenizer = bpe.BPETokenizerSimple()
     tokenizer.train(f"{the_verdict}{EOT}" * 2, vocab_size=400, allowed_special={EOT})
-    assert all(b"<|" not in token for token in tokenizer.vocab.values())
+    assert all(b"<|" not in token for token in tokenizer.token_bytes.values())
     ids = tokenizer.encode(f"tea{EOT}", allowed_special={EOT})
     assert ids[-1] == tokenizer.special_tokens[EOT] == 399
     assert tokenizer.decode(ids) == f"tea{EOT}"
@@ -181,10 +183,11 @@ def test_vocab_size_too_small_is_rejected():
 
 def test_save_and_load_round_trip(trained_on_verdict, the_verdict, tmp_path):
     vocab_path, merges_path = tmp_path / "vocab.json", tmp_path / "merges.json"
-    trained_on_verdict.save(vocab_path, merges_path)
-    loaded = bpe.BPETokenizerSimple.from_files(vocab_path, merges_path)
+    trained_on_verdict.save_vocab_and_merges(vocab_path, merges_path)
+    loaded = bpe.BPETokenizerSimple()
+    loaded.load_vocab_and_merges(vocab_path, merges_path)
     assert loaded.vocab == trained_on_verdict.vocab
-    assert loaded.merges == trained_on_verdict.merges
+    assert loaded.bpe_merges == trained_on_verdict.bpe_merges
     assert loaded.special_tokens == trained_on_verdict.special_tokens
     text = f"{the_verdict[:2000]}{EOT}"
     assert loaded.encode(text, allowed_special="all") == trained_on_verdict.encode(
@@ -194,16 +197,18 @@ def test_save_and_load_round_trip(trained_on_verdict, the_verdict, tmp_path):
 
 
 def test_gpt2_vocabulary_survives_save_and_load(ours_gpt2, gpt2_tokenizer, the_verdict, tmp_path):
-    ours_gpt2.save(tmp_path / "vocab.json", tmp_path / "merges.json")
-    loaded = bpe.BPETokenizerSimple.from_files(tmp_path / "vocab.json", tmp_path / "merges.json")
+    ours_gpt2.save_vocab_and_merges(tmp_path / "vocab.json", tmp_path / "merges.json")
+    loaded = bpe.BPETokenizerSimple()
+    loaded.load_vocab_and_merges(tmp_path / "vocab.json", tmp_path / "merges.json")
+    assert loaded.special_tokens == {EOT: 50256}
     assert loaded.encode(the_verdict) == gpt2_tokenizer.encode(the_verdict)
 
 
 def test_loading_inconsistent_merges_fails(trained_on_verdict, tmp_path):
     vocab_path, merges_path = tmp_path / "vocab.json", tmp_path / "merges.json"
-    trained_on_verdict.save(vocab_path, merges_path)
+    trained_on_verdict.save_vocab_and_merges(vocab_path, merges_path)
     merges = json.loads(merges_path.read_text())
-    merges[0], merges[1] = merges[1], merges[0]
+    merges[0]["pair"], merges[1]["pair"] = merges[1]["pair"], merges[0]["pair"]
     merges_path.write_text(json.dumps(merges))
     with pytest.raises(ValueError, match="does not match"):
-        bpe.BPETokenizerSimple.from_files(vocab_path, merges_path)
+        bpe.BPETokenizerSimple().load_vocab_and_merges(vocab_path, merges_path)

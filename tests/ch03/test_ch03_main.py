@@ -170,6 +170,8 @@ def test_summary_notebook_shapes():
         pytest.skip("needs the-verdict.txt: set LLMS_FROM_SCRATCH_MIRROR")
     summary = run_notebook_code(CHAPTER / "multihead-attention.ipynb")
     assert summary["input_embeddings"].shape == (8, 4, 256)
+    # variant A: the wrapper, two heads of d_in // 2; variant B: MultiHeadAttention
+    assert summary["context_vecs_wrapper"].shape == (8, 4, 256)
     assert summary["context_vecs"].shape == (8, 4, 256)
 
 

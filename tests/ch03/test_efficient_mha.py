@@ -51,12 +51,12 @@ def projection_weights(module):
         biases = (None,) * 3 if module.qkv.bias is None else module.qkv.bias.chunk(3)
         out = module.out_proj
         return (*_interleave(weights, biases), out.weight, out.bias)
-    if isinstance(module, mha.MHAEinsum):
-        weights = (module.W_query, module.W_key, module.W_value)
+    if isinstance(module, mha.MHAEinsum):  # stores (d_in, d_out), as the book does
+        weights = (module.W_query.T, module.W_key.T, module.W_value.T)
         biases = (module.b_query, module.b_key, module.b_value)
         out = module.out_proj
         return (*_interleave(weights, biases), out.weight, out.bias)
-    if isinstance(module, mha.MHAPyTorchBuiltin):
+    if isinstance(module, mha.MHAPyTorchClass):
         att = module.attention
         weights = att.in_proj_weight.chunk(3)
         biases = (None,) * 3 if att.in_proj_bias is None else att.in_proj_bias.chunk(3)
@@ -88,7 +88,7 @@ def reference_attention(x, weights, num_heads):
 
 
 def needs_square(cls):
-    return issubclass(cls, mha.MHAPyTorchBuiltin)
+    return issubclass(cls, mha.MHAPyTorchClass)
 
 
 @functools.cache
@@ -144,7 +144,7 @@ def test_training_mode_applies_dropout(implementation):
     torch.manual_seed(2)
     module = implementation(16, 16, 8, 0.5, 4).train()
     x = torch.randn(2, 8, 16)
-    if implementation is mha.MHAFlexAttention:
+    if implementation is mha.MHAPyTorchFlexAttention:
         with pytest.raises(RuntimeError, match="no attention dropout"):
             module(x)
         return
@@ -153,7 +153,7 @@ def test_training_mode_applies_dropout(implementation):
             trained = module(x)
         except RuntimeError as err:
             # PyTorch's CPU flash kernel has no dropout (CUDA's has): say so, don't hide it
-            if implementation is mha.MHASDPAFlash:
+            if implementation is mha.MHAPyTorchSDPAFlashOnly:
                 pytest.skip(f"this platform's flash kernel has no dropout: {err}")
             raise
         evaluated = module.eval()(x)
@@ -168,7 +168,7 @@ def test_gradients_match_reference(implementation):
     try:
         module(x).square().sum().backward()
     except NotImplementedError as err:
-        if implementation is mha.MHAFlexAttention and "backward on CPU" in str(err):
+        if implementation is mha.MHAPyTorchFlexAttention and "backward on CPU" in str(err):
             pytest.skip(f"FlexAttention: {err}")
         raise
 
