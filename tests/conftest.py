@@ -8,6 +8,13 @@ import pytest
 from filelock import FileLock
 
 MIRROR_ENV_VAR = "LLMS_FROM_SCRATCH_MIRROR"
+
+# The suite runs two pytest workers (-n 2) on two cores, and each starts scripts and
+# notebook kernels that inherit this environment. With more PyTorch threads than cores,
+# OpenMP's threads wait on each other and small models run several times slower (a tiny
+# gpt_train.py run: 13 s of CPU with one thread against 71 s with two, on a loaded
+# machine). One thread per process keeps the workers from competing with themselves.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 # Random-weight OpenAI checkpoints are slow to write, so they are kept between
 # runs here (the weights are seeded, so a kept copy equals a fresh one).
 CHECKPOINT_CACHE = Path(tempfile.gettempdir()) / "llms-from-scratch-test-checkpoints"
