@@ -4,7 +4,10 @@
 folders, SIGTERM, is tested in tests/foundation/test_downloads.py.)
 """
 
+import os
+
 import pytest
+import torch
 from course_imports import import_course_module
 from helpers import run_script_in_process
 
@@ -46,3 +49,18 @@ def test_attention_benchmark_without_warmup_reports_what_cannot_run():
     if "FlexAttention" not in report["skipped"]:
         assert isinstance(flex_backward, str) and "backward" in flex_backward
     assert "FlexAttention" in benchmark.format_table(report)
+
+
+def test_saved_checkpoints_get_the_mode_a_plain_open_gives(tmp_path):
+    """The atomic save goes through a private (0600) temp file; the finished
+    checkpoint must be readable like any file the user writes."""
+    utils = import_course_module("ch05/01_main-chapter-code/gpt_utils.py")
+    umask = os.umask(0o022)
+    os.umask(umask)
+    (tmp_path / "plain.txt").write_text("x")
+
+    utils.save_checkpoint(tmp_path / "model.pth", torch.nn.Linear(2, 2))
+
+    mode = (tmp_path / "model.pth").stat().st_mode & 0o777
+    assert mode == (tmp_path / "plain.txt").stat().st_mode & 0o777 == 0o666 & ~umask
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pth", "plain.txt"]

@@ -234,6 +234,11 @@ def save_checkpoint(path, model, optimizer=None, config=None):
         temp_path = tmp.name
     try:
         torch.save(checkpoint, temp_path)
+        # The temp file is private (0600); give the checkpoint the mode a
+        # plain open() would (0666 minus the umask), so others can read it.
+        umask = os.umask(0o022)
+        os.umask(umask)
+        os.chmod(temp_path, 0o666 & ~umask)
         os.replace(temp_path, path)
     except BaseException:
         os.remove(temp_path)
