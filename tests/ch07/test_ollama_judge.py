@@ -1,81 +1,22 @@
 """The LLM judge against a real HTTP server on 127.0.0.1 that speaks Ollama's API.
 
-The server answers GET /api/tags with a model list and POST /api/chat with replies
-taken in turn from a script: text (200), an HTTP status, or a delay. It records
-every request body, so the tests check what the client really sent.
+The server (tests/llm_servers.py) answers GET /api/tags with a model list and POST
+/api/chat with replies taken in turn from a script: text (200), an HTTP status, or a
+delay. It records every request body, so the tests check what the client really sent.
 """
 
 import json
 import socket
-import threading
-import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import requests
+from llm_servers import FakeOllama
 
 ENTRIES = [
     {"instruction": "Name a color.", "input": "", "output": "Blue.", "model_response": "Red."},
     {"instruction": "Add the numbers.", "input": "2 and 3", "output": "5", "model_response": "5"},
     {"instruction": "Say hi.", "input": "", "output": "Hi!", "model_response": "Hello!"},
 ]
-
-
-class FakeOllama:
-    """A scripted Ollama server in a background thread."""
-
-    def __init__(self, replies=(), models=("llama3:latest",)):
-        self.replies = list(replies)
-        self.models = list(models)
-        self.bodies = []
-        owner = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):  # keep pytest's output clean
-                pass
-
-            def send_json(self, status, payload):
-                data = json.dumps(payload).encode()
-                try:
-                    self.send_response(status)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(data)))
-                    self.end_headers()
-                    self.wfile.write(data)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass  # the client gave up waiting (the timeout tests)
-
-            def do_GET(self):
-                if self.path != "/api/tags":
-                    return self.send_json(404, {"error": "not found"})
-                self.send_json(200, {"models": [{"name": name} for name in owner.models]})
-
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                owner.bodies.append(body)
-                if body["model"] not in owner.models and \
-                        f"{body['model']}:latest" not in owner.models:
-                    return self.send_json(404, {"error": f"model '{body['model']}' not found"})
-                reply = owner.replies.pop(0) if owner.replies else "50"
-                if isinstance(reply, float):  # a slow server
-                    time.sleep(reply)
-                    reply = "60"
-                if isinstance(reply, int):
-                    return self.send_json(reply, {"error": "internal error"})
-                self.send_json(200, {"model": body["model"], "done": True,
-                                     "message": {"role": "assistant", "content": reply}})
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture(scope="module")
