@@ -68,7 +68,7 @@ class _ScriptedServer:
             def read_body(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 owner.bodies.append(body)
-                owner.headers.append(dict(self.headers))
+                owner.headers.append({name.lower(): value for name, value in self.headers.items()})
                 return body
 
             def do_GET(self):

@@ -360,3 +360,34 @@ def clean_reply(reply):
     if len(text) >= 2 and text[0] == text[-1] and text[0] in "\"'":
         text = text[1:-1].strip()
     return text or None
+
+
+# ---------------------------------------------------------------------------
+# Judging responses (the evaluation notebooks)
+# ---------------------------------------------------------------------------
+
+def score_responses(entry, response_keys, ask):
+    """The entry plus a score 0-100 (None if the reply has no usable number) per response.
+
+    `ask(prompt)` sends a prompt to the judge and returns its reply, so the same
+    code serves Ollama and the OpenAI API. The score of the response under
+    "model 1 response" is stored under "model 1 response score".
+    """
+    scored = dict(entry)
+    for key in response_keys:
+        reply = ask(judge_prompt(entry, key))
+        score = parse_score(reply)
+        if score is None:
+            print(f"Could not read a score in the reply {reply[:60]!r}", file=sys.stderr)
+        scored[f"{key} score"] = score
+    return scored
+
+
+def report_scores(results, response_keys):
+    """Print each response key's average score and how many replies could not be parsed."""
+    for key in response_keys:
+        average, n_parsed, n_total = summarize_scores([result.get(f"{key} score")
+                                                       for result in results])
+        text = "no usable scores" if average is None else f"{average:.2f}"
+        print(f"{key}: average score {text} ({n_parsed} of {n_total} scored, "
+              f"{n_total - n_parsed} unparsed)")
