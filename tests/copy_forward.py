@@ -49,6 +49,7 @@ SCRIPT_ENTRY_POINTS = {"main", "parse_args", "build_parser"}
 WHOLE_FILE_HOMES = {
     "downloads.py": "ch02/01_main-chapter-code/downloads.py",
     "script_helpers.py": "ch02/02_bonus_bytepair-encoder/script_helpers.py",
+    "llm_client.py": "ch07/02_dataset-utilities/llm_client.py",
 }
 
 # Deliberate variants: (name, repository-relative path) -> why it differs.

@@ -17,6 +17,10 @@ PARAMETERS_TAG = "parameters"
 INJECTED_TAG = "injected-parameters"
 ENVIRONMENT_TAG = "environment"
 PRETRAINED_TAG = "pretrained-weights"
+# Cells that need a running LLM server (Ollama, the OpenAI API): like pretrained
+# weights, out of reach when the committed outputs are made.
+LLM_SERVER_TAG = "llm-server"
+UNAVAILABLE_TAGS = (PRETRAINED_TAG, LLM_SERVER_TAG)
 DEFAULT_TIMEOUT = 180
 
 ENVIRONMENT_CELL_SOURCE = """\
@@ -118,8 +122,9 @@ def execute_notebook(path, parameters=None, timeout=DEFAULT_TIMEOUT, skip_pretra
 
     The kernel inherits this process's environment, or `kernel_env` if given.
     `timeout` bounds the whole notebook. With `skip_pretrained`, a failure in
-    the first cell tagged 'pretrained-weights' (weights not downloadable)
-    leaves that cell and all later ones with that tag without output.
+    the first cell tagged 'pretrained-weights' (weights not downloadable) or
+    'llm-server' (no LLM server answers) leaves that cell and all later ones
+    with either tag without output.
     """
     path = Path(path)
     nb = nbformat.read(path, as_version=4)
@@ -137,14 +142,16 @@ def execute_notebook(path, parameters=None, timeout=DEFAULT_TIMEOUT, skip_pretra
                 continue
             if time.monotonic() > deadline:
                 raise NotebookFailure(f"{path}: took longer than {timeout} s in total")
-            if skipping_pretrained and PRETRAINED_TAG in cell_tags(cell):
+            unavailable = any(tag in cell_tags(cell) for tag in UNAVAILABLE_TAGS)
+            if skipping_pretrained and unavailable:
                 cell.outputs, cell.execution_count = [], None
                 continue
             try:
                 client.execute_cell(cell, index)
             except (CellExecutionError, CellTimeoutError, DeadKernelError) as error:
-                if skip_pretrained and PRETRAINED_TAG in cell_tags(cell):
-                    print(f"{path}: pretrained weights unavailable, leaving those cells empty")
+                if skip_pretrained and unavailable:
+                    print(f"{path}: pretrained weights or LLM server unavailable, "
+                          "leaving those cells empty")
                     skipping_pretrained = True
                     cell.outputs, cell.execution_count = [], None
                     continue

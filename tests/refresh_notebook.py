@@ -6,7 +6,8 @@ Each notebook runs top to bottom with its default (the book's) parameters,
 in its own folder, and is saved with the outputs of that run. The first code
 cell reports the torch version and device; if a notebook lacks that cell, it
 is inserted. Cells tagged 'pretrained-weights' are left without output when
-the OpenAI weights cannot be downloaded (their markdown explains why).
+the OpenAI weights cannot be downloaded, and cells tagged 'llm-server' when no
+LLM server (Ollama, the OpenAI API) answers (their markdown explains why).
 """
 
 import argparse

@@ -120,11 +120,11 @@ def parse_args(argv=None):
         parser.error("argument --output: only used with --remove-duplicates")
     if args.output is not None and args.output.exists():
         parser.error(f"argument --output: {args.output} exists; choose a new file name")
-    args.entries = load_entries(parser, args.json_file, args.key)
+    args.entries = read_dataset(parser, args.json_file, args.key)
     return args
 
 
-def load_entries(parser, path, key):
+def read_dataset(parser, path, key):
     """The dataset's entries; exits with one line if it is not a list of entries with `key`."""
     try:
         entries = json.loads(Path(path).read_text(encoding="utf-8"))
