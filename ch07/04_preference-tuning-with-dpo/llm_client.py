@@ -32,12 +32,19 @@ import time
 from pathlib import Path
 
 import requests
+from downloads import download_file
 from tqdm import tqdm
 
 DEFAULT_OLLAMA_HOST = "http://localhost:11434"
 JUDGE_OPTIONS = {"seed": 123, "temperature": 0, "num_ctx": 2048}
 OPENAI_OPTIONS = {"seed": 123, "temperature": 0}
 OPENAI_CONFIG_FILE = "config.json"
+# Chapter 7's instruction data, which several notebooks rewrite or extend
+INSTRUCTION_DATA_URL = (
+    "https://raw.githubusercontent.com/rasbt/LLMs-from-scratch/main/"
+    "ch07/01_main-chapter-code/instruction-data.json"
+)
+INSTRUCTION_DATA_SHA256 = "7e09a9af353722ca15c18bc580f093f9c39d3178335a75177319cb1e1d163944"
 
 
 # ---------------------------------------------------------------------------
@@ -128,6 +135,18 @@ def parse_score(reply):
     if not 0 <= score <= 100:
         return None
     return int(score) if score.is_integer() else score
+
+
+def download_and_load_file(file_path, url, sha256=None):
+    """Fetch the JSON file at `url` into `file_path` once, then parse it.
+
+    The course's download helper skips the download when the file is already
+    there, copies it from $LLMS_FROM_SCRATCH_MIRROR when that folder holds it,
+    and checks the file's SHA-256 when we know it.
+    """
+    download_file(url, file_path, sha256=sha256)
+    with open(file_path, encoding="utf-8") as file:
+        return json.load(file)
 
 
 def format_input(entry):
