@@ -43,6 +43,19 @@ BAD_INPUT = [
     (DDP, ["--fail-rank", "5"], "--fail-rank"),
 ]
 
+# Chapter 7 bonus: near-duplicate search (kept in its own block)
+NEAR_DUPLICATES = "ch07/02_dataset-utilities/find_near_duplicates.py"
+BAD_INPUT += [
+    (NEAR_DUPLICATES, [], "--json-file"),
+    (NEAR_DUPLICATES, ["--json_file", "missing.json"], "--json-file"),
+    (NEAR_DUPLICATES, ["--json-file", __file__, "--threshold", "0"], "--threshold"),
+    (NEAR_DUPLICATES, ["--json-file", __file__, "--threshold", "1.5"], "--threshold"),
+    (NEAR_DUPLICATES, ["--json-file", __file__], "--json-file"),  # not JSON
+    (NEAR_DUPLICATES, ["--json-file", __file__, "--remove-duplicates"], "--output"),
+    (NEAR_DUPLICATES, ["--json-file", __file__, "--remove_duplicates", "--json_output_file",
+                       "no-such-folder/out.json"], "--output"),
+]
+
 
 def folder_state(folder):
     """Names and modification times of the files in `folder` (caches aside)."""
@@ -65,3 +78,4 @@ def test_bad_input_gives_one_line_naming_the_argument(script, args, flag, tmp_pa
     assert "Traceback" not in result.stderr + result.stdout
     assert list(tmp_path.iterdir()) == []
     assert folder_state(script_folder) == before
+
