@@ -56,14 +56,18 @@ def test_ollama_raw_prompt_request_body(llm):
                               "options": {"seed": 7, "temperature": 1.0}, "stream": False}]
 
 
-def test_ollama_raw_retries_500_and_stops_on_missing_model(llm):
-    with FakeOllama([500, 503, "ok"], models=["llama3:latest"]) as server:
+def test_ollama_raw_retries_429_and_5xx_and_stops_on_missing_model(llm):
+    with FakeOllama([429, 500, 503, "ok"], models=["llama3:latest"]) as server:
         url = f"{server.url}/api/generate"
-        assert llm.query_ollama_raw("x", url=url, retries=2, backoff=0.01) == "ok"
-        assert len(server.bodies) == 3
+        assert llm.query_ollama_raw("x", url=url, retries=3, backoff=0.01) == "ok"
+        assert len(server.bodies) == 4
+        server.replies = [500, 500]
+        with pytest.raises(requests.HTTPError):
+            llm.query_ollama_raw("x", url=url, retries=1, backoff=0.01)
+        assert len(server.bodies) == 6
         with pytest.raises(llm.OllamaError, match="ollama pull phi3"):
             llm.query_ollama_raw("x", "phi3", url, retries=2, backoff=0.01)
-        assert len(server.bodies) == 4  # not retried
+        assert len(server.bodies) == 7  # not retried
 
 
 def test_openai_request_body_headers_and_reply(llm, api_key):
