@@ -1,0 +1,695 @@
+"""Code from chapters 3-7 that the chapter 6 experiments build on.
+
+Copied unchanged from the chapters that introduce it: the GPT model (chapters
+3 and 4), downloading OpenAI's GPT-2 and loading its weights (chapter 5), the
+SMS Spam Collection and its splits (chapter 6: ch06.ipynb and
+gpt_class_finetune.py), and LoRA (appendix E's code, whose home is chapter 7's
+exercise_experiments.py). A test checks that every copy is byte-identical to
+its home, so do not edit these definitions here: change them at home and
+re-run `python tests/copy_forward.py --fix`.
+
+Reading OpenAI's checkpoints needs TensorFlow (`pip install tensorflow-cpu`);
+it is imported only when a checkpoint is read.
+"""
+
+
+import argparse
+import hashlib
+import json
+import math
+import os
+import re
+import tempfile
+import zipfile
+import zlib
+from pathlib import Path
+
+import pandas as pd
+import torch
+import torch.nn as nn
+from downloads import GPT2_BPE_FILES, download_file
+
+
+# From chapters 3 and 4
+class MultiHeadAttention(nn.Module):
+    """Causal multi-head self-attention with one set of projection matrices.
+
+    The query, key and value projections produce all heads at once; we then
+    split the last dimension into (num_heads, head_dim) so every head attends
+    independently, and merge the heads again before the output projection.
+    """
+
+    def __init__(self, d_in, d_out, context_length, dropout, num_heads, qkv_bias=False):
+        super().__init__()
+        if d_out % num_heads != 0:
+            raise ValueError(
+                f"d_out ({d_out}) must be divisible by num_heads ({num_heads}) "
+                "so that every head gets the same number of dimensions"
+            )
+
+        self.d_out = d_out
+        self.num_heads = num_heads
+        self.head_dim = d_out // num_heads
+        self.context_length = context_length
+
+        self.W_query = nn.Linear(d_in, d_out, bias=qkv_bias)
+        self.W_key = nn.Linear(d_in, d_out, bias=qkv_bias)
+        self.W_value = nn.Linear(d_in, d_out, bias=qkv_bias)
+        self.out_proj = nn.Linear(d_out, d_out)
+        self.dropout = nn.Dropout(dropout)
+        # A buffer, not a parameter: it moves with .to(device) and is saved in
+        # the state_dict, but the optimizer never changes it.
+        self.register_buffer(
+            "mask", torch.triu(torch.ones(context_length, context_length), diagonal=1)
+        )
+
+    def forward(self, x):
+        batch_size, num_tokens, _ = x.shape
+        if num_tokens > self.context_length:
+            raise ValueError(
+                f"input has {num_tokens} tokens but the attention module supports at "
+                f"most context_length={self.context_length}; crop the input first"
+            )
+
+        queries = self._split_heads(self.W_query(x))
+        keys = self._split_heads(self.W_key(x))
+        values = self._split_heads(self.W_value(x))
+
+        # (batch, heads, tokens, tokens): how much each token attends to each other
+        attn_scores = queries @ keys.transpose(2, 3)
+        causal_mask = self.mask.bool()[:num_tokens, :num_tokens]
+        attn_scores.masked_fill_(causal_mask, -torch.inf)
+
+        attn_weights = torch.softmax(attn_scores / self.head_dim**0.5, dim=-1)
+        attn_weights = self.dropout(attn_weights)
+
+        context = (attn_weights @ values).transpose(1, 2)
+        context = context.contiguous().view(batch_size, num_tokens, self.d_out)
+        return self.out_proj(context)
+
+    def _split_heads(self, x):
+        """(batch, tokens, d_out) -> (batch, heads, tokens, head_dim)."""
+        batch_size, num_tokens, _ = x.shape
+        x = x.view(batch_size, num_tokens, self.num_heads, self.head_dim)
+        return x.transpose(1, 2)
+
+
+# From chapters 3 and 4
+GPT_CONFIG_124M = {
+    "vocab_size": 50257,     # GPT-2's BPE vocabulary
+    "context_length": 1024,  # longest input the model accepts
+    "emb_dim": 768,          # embedding dimension
+    "n_heads": 12,           # attention heads per block
+    "n_layers": 12,          # transformer blocks
+    "drop_rate": 0.1,        # dropout rate
+    "qkv_bias": False,       # bias in the query/key/value projections
+}
+
+
+# From chapters 3 and 4
+class LayerNorm(nn.Module):
+    """Normalize each token's vector to mean 0 and variance 1, then rescale.
+
+    `scale` and `shift` are learned, so the model can undo the normalization
+    where that helps. eps keeps the division safe when the variance is 0.
+    """
+
+    def __init__(self, emb_dim):
+        super().__init__()
+        self.eps = 1e-5
+        self.scale = nn.Parameter(torch.ones(emb_dim))
+        self.shift = nn.Parameter(torch.zeros(emb_dim))
+
+    def forward(self, x):
+        mean = x.mean(dim=-1, keepdim=True)
+        var = x.var(dim=-1, keepdim=True, unbiased=False)
+        norm_x = (x - mean) / torch.sqrt(var + self.eps)
+        return self.scale * norm_x + self.shift
+
+
+# From chapters 3 and 4
+class GELU(nn.Module):
+    """GELU activation in the tanh approximation that GPT-2 was trained with."""
+
+    def forward(self, x):
+        return 0.5 * x * (1 + torch.tanh(
+            torch.sqrt(torch.tensor(2.0 / torch.pi)) * (x + 0.044715 * torch.pow(x, 3))
+        ))
+
+
+# From chapters 3 and 4
+class FeedForward(nn.Module):
+    """Expand each token to 4x the embedding size, apply GELU, project back."""
+
+    def __init__(self, cfg):
+        super().__init__()
+        self.layers = nn.Sequential(
+            nn.Linear(cfg["emb_dim"], 4 * cfg["emb_dim"]),
+            GELU(),
+            nn.Linear(4 * cfg["emb_dim"], cfg["emb_dim"]),
+        )
+
+    def forward(self, x):
+        return self.layers(x)
+
+
+# From chapters 3 and 4
+class TransformerBlock(nn.Module):
+    """Attention and feed-forward, each pre-normalized and wrapped in a shortcut."""
+
+    def __init__(self, cfg):
+        super().__init__()
+        self.att = MultiHeadAttention(
+            d_in=cfg["emb_dim"],
+            d_out=cfg["emb_dim"],
+            context_length=cfg["context_length"],
+            num_heads=cfg["n_heads"],
+            dropout=cfg["drop_rate"],
+            qkv_bias=cfg["qkv_bias"],
+        )
+        self.ff = FeedForward(cfg)
+        self.norm1 = LayerNorm(cfg["emb_dim"])
+        self.norm2 = LayerNorm(cfg["emb_dim"])
+        self.drop_shortcut = nn.Dropout(cfg["drop_rate"])
+
+    def forward(self, x):
+        x = x + self.drop_shortcut(self.att(self.norm1(x)))
+        x = x + self.drop_shortcut(self.ff(self.norm2(x)))
+        return x
+
+
+# From chapters 3 and 4
+class GPTModel(nn.Module):
+    """GPT-2: embeddings, a stack of transformer blocks, and a vocabulary head."""
+
+    def __init__(self, cfg):
+        super().__init__()
+        self.tok_emb = nn.Embedding(cfg["vocab_size"], cfg["emb_dim"])
+        self.pos_emb = nn.Embedding(cfg["context_length"], cfg["emb_dim"])
+        self.drop_emb = nn.Dropout(cfg["drop_rate"])
+        self.trf_blocks = nn.Sequential(
+            *[TransformerBlock(cfg) for _ in range(cfg["n_layers"])]
+        )
+        self.final_norm = LayerNorm(cfg["emb_dim"])
+        self.out_head = nn.Linear(cfg["emb_dim"], cfg["vocab_size"], bias=False)
+
+    def forward(self, in_idx):
+        _, seq_len = in_idx.shape
+        tok_embeds = self.tok_emb(in_idx)
+        pos_embeds = self.pos_emb(torch.arange(seq_len, device=in_idx.device))
+        x = self.drop_emb(tok_embeds + pos_embeds)
+        x = self.trf_blocks(x)
+        x = self.final_norm(x)
+        return self.out_head(x)
+
+
+# From chapter 5
+GPT2_MODEL_SIZES = ("124M", "355M", "774M", "1558M")
+
+
+# From chapter 5
+GPT2_BASE_URL = "https://openaipublic.blob.core.windows.net/gpt-2/models"
+
+
+# From chapter 5
+GPT2_BACKUP_BASE_URL = "https://f001.backblazeb2.com/file/LLMs-from-scratch/gpt2"
+
+
+# From chapter 5
+GPT2_FILES = (
+    "checkpoint",                      # names the checkpoint ("model.ckpt")
+    "encoder.json",                    # BPE vocabulary: token string -> id
+    "hparams.json",                    # n_vocab, n_ctx, n_embd, n_head, n_layer
+    "model.ckpt.data-00000-of-00001",  # the weights themselves (0.5 to 6 GB)
+    "model.ckpt.index",                # where each variable sits in the data file
+    "model.ckpt.meta",                 # the TensorFlow graph
+    "vocab.bpe",                       # BPE merge rules
+)
+
+
+# From chapter 5
+KNOWN_SHA256 = {name: sha256 for name, (_, sha256) in GPT2_BPE_FILES.items()}
+
+
+# From chapter 5
+class DamagedFileError(RuntimeError):
+    """A GPT-2 file is not what its name says; it has been removed."""
+
+
+# From chapter 5
+def fetch_checked(model_size, path):
+    """Download one release file (if missing) and check it; a damaged one is fetched again."""
+    for attempt in (1, 2):
+        download_file(
+            f"{GPT2_BASE_URL}/{model_size}/{path.name}",
+            path,
+            sha256=KNOWN_SHA256.get(path.name),
+            backup_urls=[f"{GPT2_BACKUP_BASE_URL}/{model_size}/{path.name}"],
+        )
+        problem = gpt2_file_problem(path)
+        if problem is None:
+            return path
+        path.unlink()
+        message = f"{path} was damaged ({problem}) and has been removed"
+        if attempt == 2:
+            raise DamagedFileError(f"{message}, twice: the copy on the server or in the "
+                                   "mirror is damaged too; replace it by hand")
+        print(f"{message}; downloading it again")
+
+
+# From chapter 5
+# TensorFlow's checkpoint index is a table file that ends with this magic number.
+TF_TABLE_MAGIC = bytes.fromhex("57fb808b247547db")
+
+
+# From chapter 5
+DATA_FILE = "model.ckpt.data-00000-of-00001"
+
+
+# From chapter 5
+HTML_STARTS = (b"<!doctype", b"<html", b"<?xml", b"<error", b"<head", b"<body")
+
+
+# From chapter 5
+def gpt2_file_problem(path):
+    """What is wrong with a release file, or None when it can be what its name says."""
+    size = path.stat().st_size
+    if size == 0:
+        return "the file is empty"
+    with open(path, "rb") as f:
+        head = f.read(512)
+    if head.lstrip().lower().startswith(HTML_STARTS):
+        return "it is an HTML or XML page, probably a server's error message"
+    if path.name == "hparams.json":
+        try:
+            settings = json.loads(path.read_text(encoding="utf-8"))
+            missing = [key for key in ("n_vocab", "n_ctx", "n_embd", "n_head", "n_layer")
+                       if not isinstance(settings.get(key), int)]
+        except (ValueError, AttributeError):
+            return "it is not valid JSON"
+        if missing:
+            return f"it lacks the hyperparameters {', '.join(missing)}"
+    elif path.name == "checkpoint" and b"model_checkpoint_path" not in head:
+        return "it does not name a checkpoint (model_checkpoint_path)"
+    elif path.name == "model.ckpt.index":
+        with open(path, "rb") as f:
+            f.seek(-len(TF_TABLE_MAGIC), os.SEEK_END)
+            if f.read() != TF_TABLE_MAGIC:
+                return "it does not end like a TensorFlow checkpoint index (truncated?)"
+    return None
+
+
+# From chapter 5
+def download_and_load_gpt2(model_size, models_dir="gpt2"):
+    """Get GPT-2 `model_size` into `models_dir/model_size` and read it.
+
+    Returns `(settings, params)`: the hyperparameters from hparams.json and
+    the weights as nested dictionaries of NumPy arrays (see
+    `load_gpt2_params_from_tf_ckpt`). Files already present are not fetched
+    again, but they are checked like new ones.
+    """
+    if model_size not in GPT2_MODEL_SIZES:
+        raise ValueError(
+            f"unknown GPT-2 model size {model_size!r}; "
+            f"valid sizes are {', '.join(GPT2_MODEL_SIZES)}"
+        )
+    model_dir = Path(models_dir) / model_size
+    for filename in GPT2_FILES:
+        fetch_checked(model_size, model_dir / filename)
+
+    settings = json.loads((model_dir / "hparams.json").read_text(encoding="utf-8"))
+    try:
+        params = load_gpt2_params_from_tf_ckpt(model_dir, settings)
+    except DamagedFileError as err:
+        # Only reading the weights shows a truncated data file: fetch it once more.
+        print(f"{err}; downloading it again")
+        fetch_checked(model_size, model_dir / DATA_FILE)
+        params = load_gpt2_params_from_tf_ckpt(model_dir, settings)
+    return settings, params
+
+
+# From chapter 5
+def import_tensorflow():
+    """Import TensorFlow, or explain how to get it."""
+    # Hide TensorFlow's start-up notes about CPU instructions and GPUs.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        import tensorflow as tf
+    except ImportError as err:
+        raise ImportError(
+            "Reading OpenAI's GPT-2 checkpoints needs TensorFlow, which is not "
+            "installed: run `pip install tensorflow-cpu` (or `tensorflow`)."
+        ) from err
+    return tf
+
+
+# From chapter 5
+def load_gpt2_params_from_tf_ckpt(model_dir, settings):
+    """Read the TensorFlow checkpoint in `model_dir` into nested dictionaries.
+
+    OpenAI's variables are named like `model/h3/attn/c_attn/w`. We keep the
+    path after `model/` as dictionary keys and collect the `h<i>` parts in a
+    list, so the result looks like:
+
+        {"wte": ..., "wpe": ..., "g": ..., "b": ...,          # ln_f's g and b
+         "blocks": [{"attn": {"c_attn": {"w": ..., "b": ...}, "c_proj": {...}},
+                     "mlp": {"c_fc": {...}, "c_proj": {...}},
+                     "ln_1": {"g": ..., "b": ...}, "ln_2": {...}}, ...]}
+    """
+    tf = import_tensorflow()
+    ckpt_path = tf.train.latest_checkpoint(str(model_dir))
+    if ckpt_path is None:
+        raise FileNotFoundError(f"no TensorFlow checkpoint found in {model_dir}")
+    reader = tf.train.load_checkpoint(ckpt_path)
+
+    params = {"blocks": [{} for _ in range(settings["n_layer"])]}
+    for name, _ in tf.train.list_variables(ckpt_path):
+        try:
+            array = reader.get_tensor(name)
+        except (tf.errors.DataLossError, tf.errors.OutOfRangeError, IndexError) as err:
+            # The index is fine (checked) but the data file ends too early or is corrupt
+            # (TensorFlow raises IndexError "Read less bytes than requested" for a short file).
+            data_file = Path(model_dir) / DATA_FILE
+            data_file.unlink(missing_ok=True)
+            raise DamagedFileError(
+                f"{data_file} was damaged ({type(err).__name__} reading {name}: "
+                "truncated or corrupt) and has been removed"
+            ) from None
+        keys = name.split("/")[1:]  # drop the leading "model"
+        if keys[-1] == "w":
+            # OpenAI stored its linear layers as 1x1 convolutions: drop that axis
+            array = array[0]
+
+        target = params
+        block = re.fullmatch(r"h(\d+)", keys[0])
+        if block:
+            target = params["blocks"][int(block.group(1))]
+            keys = keys[1:]
+        elif keys[0] == "ln_f":
+            keys = keys[1:]  # the final layer norm's g and b sit at the top level
+        for key in keys[:-1]:
+            target = target.setdefault(key, {})
+        target[keys[-1]] = array
+    return params
+
+
+# From chapter 5
+def assign_checked(param, values, name):
+    """Copy `values` (a NumPy array) into the model parameter `param`, in place.
+
+    Checking the shape first turns a mismatched configuration into an error
+    that names the parameter, instead of a silent broadcast or a cryptic one.
+    """
+    values = torch.as_tensor(values, dtype=param.dtype)
+    if tuple(param.shape) != tuple(values.shape):
+        raise ValueError(
+            f"shape mismatch for {name}: the model has {tuple(param.shape)}, "
+            f"the pretrained weights have {tuple(values.shape)}"
+        )
+    with torch.no_grad():
+        param.copy_(values)
+
+
+# From chapter 5
+def load_weights_into_gpt(gpt, params):
+    """Copy OpenAI's GPT-2 weights (from `download_and_load_gpt2`) into `gpt`.
+
+    `gpt` must be built with GPT-2's configuration: qkv_bias=True and the same
+    sizes as the checkpoint. OpenAI's linear layers store weights as
+    [in, out]; nn.Linear stores [out, in], hence the transposes. GPT-2 reuses
+    its token embedding as the output layer (weight tying), so `wte` goes into
+    both `tok_emb` and `out_head`.
+    """
+    if len(params["blocks"]) != len(gpt.trf_blocks):
+        raise ValueError(
+            f"the pretrained weights have {len(params['blocks'])} transformer blocks, "
+            f"the model has {len(gpt.trf_blocks)} (n_layers)"
+        )
+    assign_checked(gpt.pos_emb.weight, params["wpe"], "pos_emb.weight")
+    assign_checked(gpt.tok_emb.weight, params["wte"], "tok_emb.weight")
+
+    for b, (block, weights) in enumerate(zip(gpt.trf_blocks, params["blocks"], strict=True)):
+        att, prefix = block.att, f"trf_blocks[{b}]"
+        if att.W_query.bias is None:
+            raise ValueError("GPT-2 has biases in its query, key and value projections: "
+                             "build the model with qkv_bias=True")
+
+        # c_attn holds the query, key and value projections side by side
+        q_w, k_w, v_w = torch.as_tensor(weights["attn"]["c_attn"]["w"]).chunk(3, dim=-1)
+        q_b, k_b, v_b = torch.as_tensor(weights["attn"]["c_attn"]["b"]).chunk(3, dim=-1)
+        assign_checked(att.W_query.weight, q_w.T, f"{prefix}.att.W_query.weight")
+        assign_checked(att.W_key.weight, k_w.T, f"{prefix}.att.W_key.weight")
+        assign_checked(att.W_value.weight, v_w.T, f"{prefix}.att.W_value.weight")
+        assign_checked(att.W_query.bias, q_b, f"{prefix}.att.W_query.bias")
+        assign_checked(att.W_key.bias, k_b, f"{prefix}.att.W_key.bias")
+        assign_checked(att.W_value.bias, v_b, f"{prefix}.att.W_value.bias")
+
+        c_proj = weights["attn"]["c_proj"]
+        assign_checked(att.out_proj.weight, c_proj["w"].T, f"{prefix}.att.out_proj.weight")
+        assign_checked(att.out_proj.bias, c_proj["b"], f"{prefix}.att.out_proj.bias")
+
+        fc_in, fc_out = block.ff.layers[0], block.ff.layers[2]
+        c_fc, mlp_proj = weights["mlp"]["c_fc"], weights["mlp"]["c_proj"]
+        assign_checked(fc_in.weight, c_fc["w"].T, f"{prefix}.ff.layers[0].weight")
+        assign_checked(fc_in.bias, c_fc["b"], f"{prefix}.ff.layers[0].bias")
+        assign_checked(fc_out.weight, mlp_proj["w"].T, f"{prefix}.ff.layers[2].weight")
+        assign_checked(fc_out.bias, mlp_proj["b"], f"{prefix}.ff.layers[2].bias")
+
+        assign_checked(block.norm1.scale, weights["ln_1"]["g"], f"{prefix}.norm1.scale")
+        assign_checked(block.norm1.shift, weights["ln_1"]["b"], f"{prefix}.norm1.shift")
+        assign_checked(block.norm2.scale, weights["ln_2"]["g"], f"{prefix}.norm2.scale")
+        assign_checked(block.norm2.shift, weights["ln_2"]["b"], f"{prefix}.norm2.shift")
+
+    assign_checked(gpt.final_norm.scale, params["g"], "final_norm.scale")
+    assign_checked(gpt.final_norm.shift, params["b"], "final_norm.shift")
+    assign_checked(gpt.out_head.weight, params["wte"], "out_head.weight")
+
+
+# From chapter 5
+def gpt_config_from_hparams(settings):
+    """Our GPTModel configuration for OpenAI's hparams.json.
+
+    Loading pretrained weights always needs qkv_bias=True and GPT-2's full
+    context; dropout is off because we only run the model.
+    """
+    return {
+        "vocab_size": settings["n_vocab"],
+        "context_length": settings["n_ctx"],
+        "emb_dim": settings["n_embd"],
+        "n_heads": settings["n_head"],
+        "n_layers": settings["n_layer"],
+        "drop_rate": 0.0,
+        "qkv_bias": True,
+    }
+
+
+# From chapter 5
+# Embedding size, heads and blocks of OpenAI's four GPT-2 sizes: the shape a
+# --checkpoint without a stored configuration is read with.
+GPT2_SHAPES = {
+    "124M": {"emb_dim": 768, "n_heads": 12, "n_layers": 12},
+    "355M": {"emb_dim": 1024, "n_heads": 16, "n_layers": 24},
+    "774M": {"emb_dim": 1280, "n_heads": 20, "n_layers": 36},
+    "1558M": {"emb_dim": 1600, "n_heads": 25, "n_layers": 48},
+}
+
+
+# From chapter 6
+SMS_SPAM_URL = "https://archive.ics.uci.edu/static/public/228/sms+spam+collection.zip"
+
+
+# From chapter 6
+# sha256 of the extracted SMSSpamCollection file (zips of the same data differ)
+SMS_SPAM_SHA256 = "edc1f2ca36319ca36c6f80fede2f6ae5f81335289352485f3924df077ec20266"
+
+
+# From chapter 6
+# Every released GPT-2 size reads 1,024 tokens at most.
+GPT2_CONTEXT_LENGTH = 1024
+
+
+# From chapter 6
+TEST_MODE_EXAMPLES = 16  # per split
+
+
+# From chapter 6
+NUM_CLASSES = 2  # 0: not spam ("ham"), 1: spam
+
+
+# From chapter 6
+def file_sha256(path):
+    """The sha256 hex digest of the file at `path`."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+# From chapter 6
+def download_and_unzip_spam_data(url, zip_path, extracted_path, data_file_path):
+    """Get the SMS Spam Collection into `data_file_path`; return that path.
+
+    The zip is downloaded to `zip_path` with the course's download helper
+    (mirror, backup, atomic), and its `SMSSpamCollection` member is written to
+    `data_file_path` inside the folder `extracted_path`. We stream that one
+    member ourselves instead of calling `extractall`: no name inside the
+    archive ever becomes a path on disk (an archive cannot write outside
+    the folder), and the data goes to a temporary file that is renamed only
+    once its sha256 matches, so a damaged zip never leaves a half-written
+    data file behind. Nothing is done when the file is already in place.
+    """
+    data_file_path = Path(data_file_path)
+    if data_file_path.is_file() and file_sha256(data_file_path) == SMS_SPAM_SHA256:
+        print(f"{data_file_path} already exists. Skipping download and extraction.")
+        return data_file_path
+
+    zip_path = download_file(url, zip_path)
+    Path(extracted_path).mkdir(parents=True, exist_ok=True)
+    data_file_path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=data_file_path.parent, suffix=".part",
+                                     prefix=f".{data_file_path.name}.", delete=False) as tmp:
+        try:
+            with zipfile.ZipFile(zip_path) as archive:
+                members = [name for name in archive.namelist()
+                           if name.rsplit("/", 1)[-1] == "SMSSpamCollection"]
+                if not members:
+                    raise ValueError(f"{zip_path} holds no SMSSpamCollection file")
+                with archive.open(members[0]) as member:
+                    for chunk in iter(lambda: member.read(1 << 20), b""):
+                        tmp.write(chunk)
+        except (zipfile.BadZipFile, EOFError, zlib.error, ValueError) as err:
+            tmp.close()
+            os.remove(tmp.name)
+            raise ValueError(f"{zip_path} is not a usable zip file ({err}); "
+                             "delete it and run again to download it afresh") from None
+    if file_sha256(tmp.name) != SMS_SPAM_SHA256:
+        os.remove(tmp.name)
+        raise ValueError(f"the SMSSpamCollection in {zip_path} is not the expected file "
+                         "(sha256 mismatch); delete the zip and run again")
+    os.replace(tmp.name, data_file_path)
+    print(f"File downloaded and saved as {data_file_path}")
+    return data_file_path
+
+
+# From chapter 6
+def create_balanced_dataset(df):
+    """As many "ham" rows as "spam" rows; labels become 0 (ham) and 1 (spam).
+
+    The collection holds 4,825 normal messages and only 747 spam messages. We
+    keep every spam message and a random sample (seeded, reproducible) of the
+    same number of normal ones, so a classifier cannot do well by always
+    answering "not spam".
+    """
+    unknown = set(df["Label"]) - {"ham", "spam"}
+    if unknown:
+        raise ValueError(f"unexpected labels {sorted(unknown)}: expected 'ham' and 'spam'")
+    spam = df[df["Label"] == "spam"]
+    ham_subset = df[df["Label"] == "ham"].sample(len(spam), random_state=123)
+    balanced_df = pd.concat([ham_subset, spam])
+    balanced_df["Label"] = balanced_df["Label"].map({"ham": 0, "spam": 1})
+    return balanced_df
+
+
+# From chapter 6
+def random_split(df, train_frac, validation_frac):
+    """Shuffle `df` (seeded) and cut it into training, validation and test parts.
+
+    The first `train_frac` of the rows train the model, the next
+    `validation_frac` tell us how training goes, and the rest stay unseen
+    until the final test.
+    """
+    df = df.sample(frac=1, random_state=123).reset_index(drop=True)
+    train_end = int(len(df) * train_frac)
+    validation_end = train_end + int(len(df) * validation_frac)
+    return df[:train_end], df[train_end:validation_end], df[validation_end:]
+
+
+# From chapter 6
+def write_splits(data_file_path, data_dir):
+    """Balance and split the collection; write train/validation/test CSVs atomically."""
+    df = pd.read_csv(data_file_path, sep="\t", header=None, names=["Label", "Text"])
+    splits = random_split(create_balanced_dataset(df), 0.7, 0.1)
+    paths = []
+    for name, split in zip(("train", "validation", "test"), splits, strict=True):
+        path = Path(data_dir) / f"{name}.csv"
+        with tempfile.NamedTemporaryFile("w", dir=data_dir, prefix=f".{name}.", suffix=".part",
+                                         delete=False, encoding="utf-8", newline="") as tmp:
+            try:
+                split.to_csv(tmp, index=None)
+            except BaseException:
+                tmp.close()
+                os.remove(tmp.name)
+                raise
+        os.replace(tmp.name, path)
+        paths.append(path)
+    return paths
+
+
+# From chapter 6
+def context_length_arg(value):
+    """--context-length: one of the two named choices or a positive token count."""
+    if value in ("longest_training_example", "model_context_length"):
+        return value
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if not 1 <= number <= GPT2_CONTEXT_LENGTH:
+        raise argparse.ArgumentTypeError(
+            f"expected longest_training_example, model_context_length or a number "
+            f"from 1 to {GPT2_CONTEXT_LENGTH}, got {value!r}")
+    return value
+
+
+# From appendix E (home: chapter 7)
+class LoRALayer(torch.nn.Module):
+    """The low-rank update (alpha / rank) * x A B that LoRA adds to a frozen layer.
+
+    A (in_dim x rank) starts random and B (rank x out_dim) starts at zero, so the
+    update is zero until training changes B.
+    """
+
+    def __init__(self, in_dim, out_dim, rank, alpha):
+        super().__init__()
+        if rank < 1:
+            raise ValueError(f"rank must be a positive integer, got {rank}")
+        self.A = torch.nn.Parameter(torch.empty(in_dim, rank))
+        torch.nn.init.kaiming_uniform_(self.A, a=math.sqrt(5))
+        self.B = torch.nn.Parameter(torch.zeros(rank, out_dim))
+        self.rank = rank
+        self.alpha = alpha
+        self.scale = alpha / rank  # the printed book uses alpha alone (see above)
+
+    def forward(self, x):
+        return self.scale * (x @ self.A @ self.B)
+
+    def extra_repr(self):  # shown by print(model)
+        in_dim, out_dim = self.A.shape[0], self.B.shape[1]
+        return f"in_dim={in_dim}, out_dim={out_dim}, rank={self.rank}, alpha={self.alpha}"
+
+
+# From appendix E (home: chapter 7)
+class LinearWithLoRA(torch.nn.Module):
+    """An nn.Linear `linear` plus a LoRA update of the given rank and alpha."""
+
+    def __init__(self, linear, rank, alpha):
+        super().__init__()
+        self.linear = linear
+        # A and B live where the layer lives (CPU, GPU, or "meta" when only counting)
+        self.lora = LoRALayer(linear.in_features, linear.out_features, rank, alpha).to(
+            device=linear.weight.device, dtype=linear.weight.dtype
+        )
+
+    def forward(self, x):
+        return self.linear(x) + self.lora(x)
+
+
+# From appendix E (home: chapter 7)
+def replace_linear_with_lora(model, rank, alpha):
+    """Wrap every nn.Linear inside `model` (at any depth) in a LinearWithLoRA, in place."""
+    for name, module in model.named_children():
+        if isinstance(module, torch.nn.Linear):
+            setattr(model, name, LinearWithLoRA(module, rank, alpha))
+        else:
+            replace_linear_with_lora(module, rank, alpha)
