@@ -1,0 +1,1022 @@
+"""Code from chapters 3-7 and the chapter 6 experiments that train_gpt.py builds on.
+
+Copied unchanged from the places that introduce it: the GPT model (chapters
+3 and 4), downloading OpenAI's GPT-2 and loading its weights (chapter 5),
+chapter 6's settings (gpt_class_finetune.py), LoRA (appendix E's code, whose
+home is chapter 7's exercise_experiments.py), and the experiment code of
+../02_bonus_additional-experiments/additional_experiments.py (the classifier
+with its options, the training loop, the results CSV). A test checks that
+every copy is byte-identical to its home, so do not edit these definitions
+here: change them at home and re-run `python tests/copy_forward.py --fix`.
+
+Reading OpenAI's checkpoints needs TensorFlow (`pip install tensorflow-cpu`);
+it is imported only when a checkpoint is read.
+"""
+
+
+import argparse
+import csv
+import io
+import json
+import math
+import os
+import re
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+import tiktoken
+import torch
+import torch.nn as nn
+from downloads import GPT2_BPE_FILES, cache_gpt2_tokenizer_files, download_file
+from script_helpers import (
+    add_device_argument,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    synchronize,
+    writable_file,
+)
+from torch.utils.data import DataLoader, Dataset, Subset
+from tqdm import tqdm
+
+
+# From chapters 3 and 4
+class MultiHeadAttention(nn.Module):
+    """Causal multi-head self-attention with one set of projection matrices.
+
+    The query, key and value projections produce all heads at once; we then
+    split the last dimension into (num_heads, head_dim) so every head attends
+    independently, and merge the heads again before the output projection.
+    """
+
+    def __init__(self, d_in, d_out, context_length, dropout, num_heads, qkv_bias=False):
+        super().__init__()
+        if d_out % num_heads != 0:
+            raise ValueError(
+                f"d_out ({d_out}) must be divisible by num_heads ({num_heads}) "
+                "so that every head gets the same number of dimensions"
+            )
+
+        self.d_out = d_out
+        self.num_heads = num_heads
+        self.head_dim = d_out // num_heads
+        self.context_length = context_length
+
+        self.W_query = nn.Linear(d_in, d_out, bias=qkv_bias)
+        self.W_key = nn.Linear(d_in, d_out, bias=qkv_bias)
+        self.W_value = nn.Linear(d_in, d_out, bias=qkv_bias)
+        self.out_proj = nn.Linear(d_out, d_out)
+        self.dropout = nn.Dropout(dropout)
+        # A buffer, not a parameter: it moves with .to(device) and is saved in
+        # the state_dict, but the optimizer never changes it.
+        self.register_buffer(
+            "mask", torch.triu(torch.ones(context_length, context_length), diagonal=1)
+        )
+
+    def forward(self, x):
+        batch_size, num_tokens, _ = x.shape
+        if num_tokens > self.context_length:
+            raise ValueError(
+                f"input has {num_tokens} tokens but the attention module supports at "
+                f"most context_length={self.context_length}; crop the input first"
+            )
+
+        queries = self._split_heads(self.W_query(x))
+        keys = self._split_heads(self.W_key(x))
+        values = self._split_heads(self.W_value(x))
+
+        # (batch, heads, tokens, tokens): how much each token attends to each other
+        attn_scores = queries @ keys.transpose(2, 3)
+        causal_mask = self.mask.bool()[:num_tokens, :num_tokens]
+        attn_scores.masked_fill_(causal_mask, -torch.inf)
+
+        attn_weights = torch.softmax(attn_scores / self.head_dim**0.5, dim=-1)
+        attn_weights = self.dropout(attn_weights)
+
+        context = (attn_weights @ values).transpose(1, 2)
+        context = context.contiguous().view(batch_size, num_tokens, self.d_out)
+        return self.out_proj(context)
+
+    def _split_heads(self, x):
+        """(batch, tokens, d_out) -> (batch, heads, tokens, head_dim)."""
+        batch_size, num_tokens, _ = x.shape
+        x = x.view(batch_size, num_tokens, self.num_heads, self.head_dim)
+        return x.transpose(1, 2)
+
+
+# From chapters 3 and 4
+GPT_CONFIG_124M = {
+    "vocab_size": 50257,     # GPT-2's BPE vocabulary
+    "context_length": 1024,  # longest input the model accepts
+    "emb_dim": 768,          # embedding dimension
+    "n_heads": 12,           # attention heads per block
+    "n_layers": 12,          # transformer blocks
+    "drop_rate": 0.1,        # dropout rate
+    "qkv_bias": False,       # bias in the query/key/value projections
+}
+
+
+# From chapters 3 and 4
+class LayerNorm(nn.Module):
+    """Normalize each token's vector to mean 0 and variance 1, then rescale.
+
+    `scale` and `shift` are learned, so the model can undo the normalization
+    where that helps. eps keeps the division safe when the variance is 0.
+    """
+
+    def __init__(self, emb_dim):
+        super().__init__()
+        self.eps = 1e-5
+        self.scale = nn.Parameter(torch.ones(emb_dim))
+        self.shift = nn.Parameter(torch.zeros(emb_dim))
+
+    def forward(self, x):
+        mean = x.mean(dim=-1, keepdim=True)
+        var = x.var(dim=-1, keepdim=True, unbiased=False)
+        norm_x = (x - mean) / torch.sqrt(var + self.eps)
+        return self.scale * norm_x + self.shift
+
+
+# From chapters 3 and 4
+class GELU(nn.Module):
+    """GELU activation in the tanh approximation that GPT-2 was trained with."""
+
+    def forward(self, x):
+        return 0.5 * x * (1 + torch.tanh(
+            torch.sqrt(torch.tensor(2.0 / torch.pi)) * (x + 0.044715 * torch.pow(x, 3))
+        ))
+
+
+# From chapters 3 and 4
+class FeedForward(nn.Module):
+    """Expand each token to 4x the embedding size, apply GELU, project back."""
+
+    def __init__(self, cfg):
+        super().__init__()
+        self.layers = nn.Sequential(
+            nn.Linear(cfg["emb_dim"], 4 * cfg["emb_dim"]),
+            GELU(),
+            nn.Linear(4 * cfg["emb_dim"], cfg["emb_dim"]),
+        )
+
+    def forward(self, x):
+        return self.layers(x)
+
+
+# From chapters 3 and 4
+class TransformerBlock(nn.Module):
+    """Attention and feed-forward, each pre-normalized and wrapped in a shortcut."""
+
+    def __init__(self, cfg):
+        super().__init__()
+        self.att = MultiHeadAttention(
+            d_in=cfg["emb_dim"],
+            d_out=cfg["emb_dim"],
+            context_length=cfg["context_length"],
+            num_heads=cfg["n_heads"],
+            dropout=cfg["drop_rate"],
+            qkv_bias=cfg["qkv_bias"],
+        )
+        self.ff = FeedForward(cfg)
+        self.norm1 = LayerNorm(cfg["emb_dim"])
+        self.norm2 = LayerNorm(cfg["emb_dim"])
+        self.drop_shortcut = nn.Dropout(cfg["drop_rate"])
+
+    def forward(self, x):
+        x = x + self.drop_shortcut(self.att(self.norm1(x)))
+        x = x + self.drop_shortcut(self.ff(self.norm2(x)))
+        return x
+
+
+# From chapters 3 and 4
+class GPTModel(nn.Module):
+    """GPT-2: embeddings, a stack of transformer blocks, and a vocabulary head."""
+
+    def __init__(self, cfg):
+        super().__init__()
+        self.tok_emb = nn.Embedding(cfg["vocab_size"], cfg["emb_dim"])
+        self.pos_emb = nn.Embedding(cfg["context_length"], cfg["emb_dim"])
+        self.drop_emb = nn.Dropout(cfg["drop_rate"])
+        self.trf_blocks = nn.Sequential(
+            *[TransformerBlock(cfg) for _ in range(cfg["n_layers"])]
+        )
+        self.final_norm = LayerNorm(cfg["emb_dim"])
+        self.out_head = nn.Linear(cfg["emb_dim"], cfg["vocab_size"], bias=False)
+
+    def forward(self, in_idx):
+        _, seq_len = in_idx.shape
+        tok_embeds = self.tok_emb(in_idx)
+        pos_embeds = self.pos_emb(torch.arange(seq_len, device=in_idx.device))
+        x = self.drop_emb(tok_embeds + pos_embeds)
+        x = self.trf_blocks(x)
+        x = self.final_norm(x)
+        return self.out_head(x)
+
+
+# From chapter 5
+GPT2_MODEL_SIZES = ("124M", "355M", "774M", "1558M")
+
+
+# From chapter 5
+GPT2_BASE_URL = "https://openaipublic.blob.core.windows.net/gpt-2/models"
+
+
+# From chapter 5
+GPT2_BACKUP_BASE_URL = "https://f001.backblazeb2.com/file/LLMs-from-scratch/gpt2"
+
+
+# From chapter 5
+GPT2_FILES = (
+    "checkpoint",                      # names the checkpoint ("model.ckpt")
+    "encoder.json",                    # BPE vocabulary: token string -> id
+    "hparams.json",                    # n_vocab, n_ctx, n_embd, n_head, n_layer
+    "model.ckpt.data-00000-of-00001",  # the weights themselves (0.5 to 6 GB)
+    "model.ckpt.index",                # where each variable sits in the data file
+    "model.ckpt.meta",                 # the TensorFlow graph
+    "vocab.bpe",                       # BPE merge rules
+)
+
+
+# From chapter 5
+KNOWN_SHA256 = {name: sha256 for name, (_, sha256) in GPT2_BPE_FILES.items()}
+
+
+# From chapter 5
+class DamagedFileError(RuntimeError):
+    """A GPT-2 file is not what its name says; it has been removed."""
+
+
+# From chapter 5
+def fetch_checked(model_size, path):
+    """Download one release file (if missing) and check it; a damaged one is fetched again."""
+    for attempt in (1, 2):
+        download_file(
+            f"{GPT2_BASE_URL}/{model_size}/{path.name}",
+            path,
+            sha256=KNOWN_SHA256.get(path.name),
+            backup_urls=[f"{GPT2_BACKUP_BASE_URL}/{model_size}/{path.name}"],
+        )
+        problem = gpt2_file_problem(path)
+        if problem is None:
+            return path
+        path.unlink()
+        message = f"{path} was damaged ({problem}) and has been removed"
+        if attempt == 2:
+            raise DamagedFileError(f"{message}, twice: the copy on the server or in the "
+                                   "mirror is damaged too; replace it by hand")
+        print(f"{message}; downloading it again")
+
+
+# From chapter 5
+# TensorFlow's checkpoint index is a table file that ends with this magic number.
+TF_TABLE_MAGIC = bytes.fromhex("57fb808b247547db")
+
+
+# From chapter 5
+DATA_FILE = "model.ckpt.data-00000-of-00001"
+
+
+# From chapter 5
+HTML_STARTS = (b"<!doctype", b"<html", b"<?xml", b"<error", b"<head", b"<body")
+
+
+# From chapter 5
+def gpt2_file_problem(path):
+    """What is wrong with a release file, or None when it can be what its name says."""
+    size = path.stat().st_size
+    if size == 0:
+        return "the file is empty"
+    with open(path, "rb") as f:
+        head = f.read(512)
+    if head.lstrip().lower().startswith(HTML_STARTS):
+        return "it is an HTML or XML page, probably a server's error message"
+    if path.name == "hparams.json":
+        try:
+            settings = json.loads(path.read_text(encoding="utf-8"))
+            missing = [key for key in ("n_vocab", "n_ctx", "n_embd", "n_head", "n_layer")
+                       if not isinstance(settings.get(key), int)]
+        except (ValueError, AttributeError):
+            return "it is not valid JSON"
+        if missing:
+            return f"it lacks the hyperparameters {', '.join(missing)}"
+    elif path.name == "checkpoint" and b"model_checkpoint_path" not in head:
+        return "it does not name a checkpoint (model_checkpoint_path)"
+    elif path.name == "model.ckpt.index":
+        with open(path, "rb") as f:
+            f.seek(-len(TF_TABLE_MAGIC), os.SEEK_END)
+            if f.read() != TF_TABLE_MAGIC:
+                return "it does not end like a TensorFlow checkpoint index (truncated?)"
+    return None
+
+
+# From chapter 5
+def download_and_load_gpt2(model_size, models_dir="gpt2"):
+    """Get GPT-2 `model_size` into `models_dir/model_size` and read it.
+
+    Returns `(settings, params)`: the hyperparameters from hparams.json and
+    the weights as nested dictionaries of NumPy arrays (see
+    `load_gpt2_params_from_tf_ckpt`). Files already present are not fetched
+    again, but they are checked like new ones.
+    """
+    if model_size not in GPT2_MODEL_SIZES:
+        raise ValueError(
+            f"unknown GPT-2 model size {model_size!r}; "
+            f"valid sizes are {', '.join(GPT2_MODEL_SIZES)}"
+        )
+    model_dir = Path(models_dir) / model_size
+    for filename in GPT2_FILES:
+        fetch_checked(model_size, model_dir / filename)
+
+    settings = json.loads((model_dir / "hparams.json").read_text(encoding="utf-8"))
+    try:
+        params = load_gpt2_params_from_tf_ckpt(model_dir, settings)
+    except DamagedFileError as err:
+        # Only reading the weights shows a truncated data file: fetch it once more.
+        print(f"{err}; downloading it again")
+        fetch_checked(model_size, model_dir / DATA_FILE)
+        params = load_gpt2_params_from_tf_ckpt(model_dir, settings)
+    return settings, params
+
+
+# From chapter 5
+def import_tensorflow():
+    """Import TensorFlow, or explain how to get it."""
+    # Hide TensorFlow's start-up notes about CPU instructions and GPUs.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        import tensorflow as tf
+    except ImportError as err:
+        raise ImportError(
+            "Reading OpenAI's GPT-2 checkpoints needs TensorFlow, which is not "
+            "installed: run `pip install tensorflow-cpu` (or `tensorflow`)."
+        ) from err
+    return tf
+
+
+# From chapter 5
+def load_gpt2_params_from_tf_ckpt(model_dir, settings):
+    """Read the TensorFlow checkpoint in `model_dir` into nested dictionaries.
+
+    OpenAI's variables are named like `model/h3/attn/c_attn/w`. We keep the
+    path after `model/` as dictionary keys and collect the `h<i>` parts in a
+    list, so the result looks like:
+
+        {"wte": ..., "wpe": ..., "g": ..., "b": ...,          # ln_f's g and b
+         "blocks": [{"attn": {"c_attn": {"w": ..., "b": ...}, "c_proj": {...}},
+                     "mlp": {"c_fc": {...}, "c_proj": {...}},
+                     "ln_1": {"g": ..., "b": ...}, "ln_2": {...}}, ...]}
+    """
+    tf = import_tensorflow()
+    ckpt_path = tf.train.latest_checkpoint(str(model_dir))
+    if ckpt_path is None:
+        raise FileNotFoundError(f"no TensorFlow checkpoint found in {model_dir}")
+    reader = tf.train.load_checkpoint(ckpt_path)
+
+    params = {"blocks": [{} for _ in range(settings["n_layer"])]}
+    for name, _ in tf.train.list_variables(ckpt_path):
+        try:
+            array = reader.get_tensor(name)
+        except (tf.errors.DataLossError, tf.errors.OutOfRangeError, IndexError) as err:
+            # The index is fine (checked) but the data file ends too early or is corrupt
+            # (TensorFlow raises IndexError "Read less bytes than requested" for a short file).
+            data_file = Path(model_dir) / DATA_FILE
+            data_file.unlink(missing_ok=True)
+            raise DamagedFileError(
+                f"{data_file} was damaged ({type(err).__name__} reading {name}: "
+                "truncated or corrupt) and has been removed"
+            ) from None
+        keys = name.split("/")[1:]  # drop the leading "model"
+        if keys[-1] == "w":
+            # OpenAI stored its linear layers as 1x1 convolutions: drop that axis
+            array = array[0]
+
+        target = params
+        block = re.fullmatch(r"h(\d+)", keys[0])
+        if block:
+            target = params["blocks"][int(block.group(1))]
+            keys = keys[1:]
+        elif keys[0] == "ln_f":
+            keys = keys[1:]  # the final layer norm's g and b sit at the top level
+        for key in keys[:-1]:
+            target = target.setdefault(key, {})
+        target[keys[-1]] = array
+    return params
+
+
+# From chapter 5
+def assign_checked(param, values, name):
+    """Copy `values` (a NumPy array) into the model parameter `param`, in place.
+
+    Checking the shape first turns a mismatched configuration into an error
+    that names the parameter, instead of a silent broadcast or a cryptic one.
+    """
+    values = torch.as_tensor(values, dtype=param.dtype)
+    if tuple(param.shape) != tuple(values.shape):
+        raise ValueError(
+            f"shape mismatch for {name}: the model has {tuple(param.shape)}, "
+            f"the pretrained weights have {tuple(values.shape)}"
+        )
+    with torch.no_grad():
+        param.copy_(values)
+
+
+# From chapter 5
+def load_weights_into_gpt(gpt, params):
+    """Copy OpenAI's GPT-2 weights (from `download_and_load_gpt2`) into `gpt`.
+
+    `gpt` must be built with GPT-2's configuration: qkv_bias=True and the same
+    sizes as the checkpoint. OpenAI's linear layers store weights as
+    [in, out]; nn.Linear stores [out, in], hence the transposes. GPT-2 reuses
+    its token embedding as the output layer (weight tying), so `wte` goes into
+    both `tok_emb` and `out_head`.
+    """
+    if len(params["blocks"]) != len(gpt.trf_blocks):
+        raise ValueError(
+            f"the pretrained weights have {len(params['blocks'])} transformer blocks, "
+            f"the model has {len(gpt.trf_blocks)} (n_layers)"
+        )
+    assign_checked(gpt.pos_emb.weight, params["wpe"], "pos_emb.weight")
+    assign_checked(gpt.tok_emb.weight, params["wte"], "tok_emb.weight")
+
+    for b, (block, weights) in enumerate(zip(gpt.trf_blocks, params["blocks"], strict=True)):
+        att, prefix = block.att, f"trf_blocks[{b}]"
+        if att.W_query.bias is None:
+            raise ValueError("GPT-2 has biases in its query, key and value projections: "
+                             "build the model with qkv_bias=True")
+
+        # c_attn holds the query, key and value projections side by side
+        q_w, k_w, v_w = torch.as_tensor(weights["attn"]["c_attn"]["w"]).chunk(3, dim=-1)
+        q_b, k_b, v_b = torch.as_tensor(weights["attn"]["c_attn"]["b"]).chunk(3, dim=-1)
+        assign_checked(att.W_query.weight, q_w.T, f"{prefix}.att.W_query.weight")
+        assign_checked(att.W_key.weight, k_w.T, f"{prefix}.att.W_key.weight")
+        assign_checked(att.W_value.weight, v_w.T, f"{prefix}.att.W_value.weight")
+        assign_checked(att.W_query.bias, q_b, f"{prefix}.att.W_query.bias")
+        assign_checked(att.W_key.bias, k_b, f"{prefix}.att.W_key.bias")
+        assign_checked(att.W_value.bias, v_b, f"{prefix}.att.W_value.bias")
+
+        c_proj = weights["attn"]["c_proj"]
+        assign_checked(att.out_proj.weight, c_proj["w"].T, f"{prefix}.att.out_proj.weight")
+        assign_checked(att.out_proj.bias, c_proj["b"], f"{prefix}.att.out_proj.bias")
+
+        fc_in, fc_out = block.ff.layers[0], block.ff.layers[2]
+        c_fc, mlp_proj = weights["mlp"]["c_fc"], weights["mlp"]["c_proj"]
+        assign_checked(fc_in.weight, c_fc["w"].T, f"{prefix}.ff.layers[0].weight")
+        assign_checked(fc_in.bias, c_fc["b"], f"{prefix}.ff.layers[0].bias")
+        assign_checked(fc_out.weight, mlp_proj["w"].T, f"{prefix}.ff.layers[2].weight")
+        assign_checked(fc_out.bias, mlp_proj["b"], f"{prefix}.ff.layers[2].bias")
+
+        assign_checked(block.norm1.scale, weights["ln_1"]["g"], f"{prefix}.norm1.scale")
+        assign_checked(block.norm1.shift, weights["ln_1"]["b"], f"{prefix}.norm1.shift")
+        assign_checked(block.norm2.scale, weights["ln_2"]["g"], f"{prefix}.norm2.scale")
+        assign_checked(block.norm2.shift, weights["ln_2"]["b"], f"{prefix}.norm2.shift")
+
+    assign_checked(gpt.final_norm.scale, params["g"], "final_norm.scale")
+    assign_checked(gpt.final_norm.shift, params["b"], "final_norm.shift")
+    assign_checked(gpt.out_head.weight, params["wte"], "out_head.weight")
+
+
+# From chapter 5
+def gpt_config_from_hparams(settings):
+    """Our GPTModel configuration for OpenAI's hparams.json.
+
+    Loading pretrained weights always needs qkv_bias=True and GPT-2's full
+    context; dropout is off because we only run the model.
+    """
+    return {
+        "vocab_size": settings["n_vocab"],
+        "context_length": settings["n_ctx"],
+        "emb_dim": settings["n_embd"],
+        "n_heads": settings["n_head"],
+        "n_layers": settings["n_layer"],
+        "drop_rate": 0.0,
+        "qkv_bias": True,
+    }
+
+
+# From chapter 5
+# Embedding size, heads and blocks of OpenAI's four GPT-2 sizes: the shape a
+# --checkpoint without a stored configuration is read with.
+GPT2_SHAPES = {
+    "124M": {"emb_dim": 768, "n_heads": 12, "n_layers": 12},
+    "355M": {"emb_dim": 1024, "n_heads": 16, "n_layers": 24},
+    "774M": {"emb_dim": 1280, "n_heads": 20, "n_layers": 36},
+    "1558M": {"emb_dim": 1600, "n_heads": 25, "n_layers": 48},
+}
+
+
+# From chapter 6
+# Every released GPT-2 size reads 1,024 tokens at most.
+GPT2_CONTEXT_LENGTH = 1024
+
+
+# From chapter 6
+TEST_MODE_EXAMPLES = 16  # per split
+
+
+# From chapter 6
+NUM_CLASSES = 2  # 0: not spam ("ham"), 1: spam
+
+
+# From chapter 6
+def context_length_arg(value):
+    """--context-length: one of the two named choices or a positive token count."""
+    if value in ("longest_training_example", "model_context_length"):
+        return value
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if not 1 <= number <= GPT2_CONTEXT_LENGTH:
+        raise argparse.ArgumentTypeError(
+            f"expected longest_training_example, model_context_length or a number "
+            f"from 1 to {GPT2_CONTEXT_LENGTH}, got {value!r}")
+    return value
+
+
+# From appendix E (home: chapter 7)
+class LoRALayer(torch.nn.Module):
+    """The low-rank update (alpha / rank) * x A B that LoRA adds to a frozen layer.
+
+    A (in_dim x rank) starts random and B (rank x out_dim) starts at zero, so the
+    update is zero until training changes B.
+    """
+
+    def __init__(self, in_dim, out_dim, rank, alpha):
+        super().__init__()
+        if rank < 1:
+            raise ValueError(f"rank must be a positive integer, got {rank}")
+        self.A = torch.nn.Parameter(torch.empty(in_dim, rank))
+        torch.nn.init.kaiming_uniform_(self.A, a=math.sqrt(5))
+        self.B = torch.nn.Parameter(torch.zeros(rank, out_dim))
+        self.rank = rank
+        self.alpha = alpha
+        self.scale = alpha / rank  # the printed book uses alpha alone (see above)
+
+    def forward(self, x):
+        return self.scale * (x @ self.A @ self.B)
+
+    def extra_repr(self):  # shown by print(model)
+        in_dim, out_dim = self.A.shape[0], self.B.shape[1]
+        return f"in_dim={in_dim}, out_dim={out_dim}, rank={self.rank}, alpha={self.alpha}"
+
+
+# From appendix E (home: chapter 7)
+class LinearWithLoRA(torch.nn.Module):
+    """An nn.Linear `linear` plus a LoRA update of the given rank and alpha."""
+
+    def __init__(self, linear, rank, alpha):
+        super().__init__()
+        self.linear = linear
+        # A and B live where the layer lives (CPU, GPU, or "meta" when only counting)
+        self.lora = LoRALayer(linear.in_features, linear.out_features, rank, alpha).to(
+            device=linear.weight.device, dtype=linear.weight.dtype
+        )
+
+    def forward(self, x):
+        return self.linear(x) + self.lora(x)
+
+
+# From appendix E (home: chapter 7)
+def replace_linear_with_lora(model, rank, alpha):
+    """Wrap every nn.Linear inside `model` (at any depth) in a LinearWithLoRA, in place."""
+    for name, module in model.named_children():
+        if isinstance(module, torch.nn.Linear):
+            setattr(model, name, LinearWithLoRA(module, rank, alpha))
+        else:
+            replace_linear_with_lora(module, rank, alpha)
+
+
+# From ch06/02_bonus_additional-experiments
+# --test-mode with --weights random: a tiny GPT with GPT-2's vocabulary and
+# context, three blocks so that "last_two_blocks" differs from "all".
+EXPERIMENT_TEST_CONFIG = {**GPT_CONFIG_124M, "emb_dim": 32, "n_heads": 2, "n_layers": 3,
+                          "drop_rate": 0.0, "qkv_bias": True}
+
+
+# From ch06/02_bonus_additional-experiments
+TRAINABLE_LAYERS = ("last_layer", "last_block", "last_two_blocks", "all", "lora")
+
+
+# From ch06/02_bonus_additional-experiments
+TOKEN_POSITIONS = ("first", "last", "flexible")
+
+
+# From ch06/02_bonus_additional-experiments
+# The columns of one results row, in order.
+EXPERIMENT_FIELDS = (
+    "script", "model_size", "weights", "trainable_layers", "lora_rank", "lora_alpha",
+    "trainable_token_pos", "average_embeddings", "context_length", "no_padding",
+    "batch_size", "accumulation_steps", "disable_causal_mask", "ignore_index",
+    "num_epochs", "learning_rate", "seed", "test_mode", "device", "trainable_params",
+    "train_acc", "val_acc", "test_acc", "train_time_s",
+)
+
+
+# From ch06/02_bonus_additional-experiments
+class ClassificationDataset(Dataset):
+    """Texts and labels from a CSV file as (token ids, label, number of real tokens).
+
+    Like chapter 6's `SpamDataset`, but it also remembers how many tokens of
+    each padded row are real (for --trainable-token-pos flexible and
+    --average-embeddings), can leave the rows unpadded (--no-padding, batches
+    of one), and reads the columns text and label in any capitalisation
+    (chapter 6's CSVs say Text and Label, the IMDB ones text and label).
+    Rows are cut to `max_length` tokens when it is given, and always to the
+    model's `context_length` (when given): IMDB reviews can be longer.
+    """
+
+    def __init__(self, csv_file, tokenizer, max_length=None, pad_token_id=50256,
+                 no_padding=False, context_length=None):
+        data = pd.read_csv(csv_file, keep_default_na=False)
+        columns = {name.lower(): name for name in data.columns}
+        missing = [name for name in ("text", "label") if name not in columns]
+        if missing:
+            raise ValueError(f"{csv_file} lacks the column(s) {', '.join(missing)}: "
+                             "expected a header with text and label")
+        self.labels = [int(label) for label in data[columns["label"]]]
+        encoded = [tokenizer.encode(text) for text in data[columns["text"]]]
+        limits = [length for length in (max_length, context_length) if length is not None]
+        if limits:
+            encoded = [ids[:min(limits)] for ids in encoded]
+        if any(not ids for ids in encoded):
+            raise ValueError(f"{csv_file} holds an empty text")
+        self.num_tokens = [len(ids) for ids in encoded]
+        self.max_length = max(self.num_tokens) if max_length is None else max_length
+        if not no_padding:
+            encoded = [ids + [pad_token_id] * (self.max_length - len(ids)) for ids in encoded]
+        self.encoded_texts = encoded
+
+    def __getitem__(self, index):
+        return (torch.tensor(self.encoded_texts[index], dtype=torch.long),
+                torch.tensor(self.labels[index], dtype=torch.long),
+                torch.tensor(self.num_tokens[index], dtype=torch.long))
+
+    def __len__(self):
+        return len(self.labels)
+
+
+# From ch06/02_bonus_additional-experiments
+def build_gpt(args):
+    """The GPT of --model-size with OpenAI's weights or random ones, and its configuration.
+
+    Random weights use the pretrained model's configuration (full context,
+    query/key/value biases, no dropout), so the two differ only in where the
+    weights come from. --test-mode with random weights builds a tiny model.
+    """
+    if args.weights == "random":
+        shape = EXPERIMENT_TEST_CONFIG if args.test_mode else GPT2_SHAPES[args.model_size]
+        config = {**GPT_CONFIG_124M, "context_length": GPT2_CONTEXT_LENGTH, "drop_rate": 0.0,
+                  "qkv_bias": True, "emb_dim": shape["emb_dim"], "n_heads": shape["n_heads"],
+                  "n_layers": shape["n_layers"]}
+        torch.manual_seed(args.seed)
+        return GPTModel(config), config
+    settings, params = download_and_load_gpt2(args.model_size, args.models_dir)
+    config = gpt_config_from_hparams(settings)
+    model = GPTModel(config)
+    load_weights_into_gpt(model, params)
+    return model, config
+
+
+# From ch06/02_bonus_additional-experiments
+def configure_trainable_layers(model, trainable_layers, lora_rank=16, lora_alpha=16):
+    """Give `model` a two-class head and leave trainable only what `trainable_layers` says.
+
+    last_layer: the new head only; last_block: also the last transformer block
+    and the final layer norm (the chapter's choice); last_two_blocks: also the
+    block before; all: everything; lora: every weight frozen, the new head
+    included, and a trainable LoRA update of rank `lora_rank` added to every
+    nn.Linear (appendix E). The head is seeded, so runs are reproducible.
+    """
+    if trainable_layers not in TRAINABLE_LAYERS:
+        raise ValueError(f"trainable_layers must be one of {TRAINABLE_LAYERS}, "
+                         f"got {trainable_layers!r}")
+    for param in model.parameters():
+        param.requires_grad = trainable_layers == "all"
+    torch.manual_seed(123)
+    model.out_head = torch.nn.Linear(model.out_head.in_features, NUM_CLASSES)
+    if trainable_layers == "lora":
+        model.out_head.requires_grad_(False)
+        replace_linear_with_lora(model, lora_rank, lora_alpha)
+        return model
+    blocks = {"last_layer": 0, "last_block": 1, "last_two_blocks": 2}.get(trainable_layers, 0)
+    for block in model.trf_blocks[len(model.trf_blocks) - blocks:]:
+        block.requires_grad_(True)
+    if blocks:
+        model.final_norm.requires_grad_(True)
+    return model
+
+
+# From ch06/02_bonus_additional-experiments
+def disable_causal_mask(model):
+    """Let every token attend to every other one, later ones included.
+
+    Each attention module hides later tokens with its `mask` buffer (ones
+    above the diagonal); an all-zero mask hides nothing.
+    """
+    for block in model.trf_blocks:
+        block.att.mask.zero_()
+    return model
+
+
+# From ch06/02_bonus_additional-experiments
+def class_logits(model, input_batch, num_tokens, token_pos="last", average_embeddings=False):
+    """The (batch, classes) logits the classifier decides from.
+
+    The model gives class logits at every position. "last" reads the last
+    position (padding included, as in the chapter), "first" the first one,
+    "flexible" each text's last real token. With `average_embeddings`, the
+    logits are averaged over each text's real tokens instead: the head is
+    linear, so that equals applying it to the averaged final embeddings.
+    """
+    logits = model(input_batch)  # (batch, tokens, classes)
+    rows = torch.arange(logits.shape[0], device=logits.device)
+    num_tokens = num_tokens.to(logits.device)
+    if average_embeddings:
+        positions = torch.arange(logits.shape[1], device=logits.device)
+        real = (positions[None, :] < num_tokens[:, None]).to(logits.dtype)
+        return (logits * real[:, :, None]).sum(dim=1) / num_tokens[:, None]
+    if token_pos == "first":
+        return logits[:, 0, :]
+    if token_pos == "flexible":
+        return logits[rows, num_tokens - 1, :]
+    return logits[:, -1, :]
+
+
+# From ch06/02_bonus_additional-experiments
+def experiment_loss(batch, model, device, args):
+    """Cross-entropy of one batch's class logits (targets equal to --ignore-index left out)."""
+    input_batch, target_batch, num_tokens = (t.to(device) for t in batch)
+    logits = class_logits(model, input_batch, num_tokens, args.trainable_token_pos,
+                          args.average_embeddings)
+    return torch.nn.functional.cross_entropy(logits, target_batch,
+                                             ignore_index=args.ignore_index)
+
+
+# From ch06/02_bonus_additional-experiments
+def experiment_accuracy(data_loader, model, device, args, num_batches=None):
+    """Share of correctly classified texts in the first `num_batches` batches (all by default)."""
+    if len(data_loader) == 0:
+        return float("nan")
+    num_batches = len(data_loader) if num_batches is None else min(num_batches, len(data_loader))
+    model.eval()
+    correct, seen = 0, 0
+    with torch.no_grad():
+        progress = tqdm(data_loader, total=num_batches, desc="accuracy", leave=False)
+        for i, batch in enumerate(progress):
+            if i >= num_batches:
+                break
+            input_batch, target_batch, num_tokens = (t.to(device) for t in batch)
+            logits = class_logits(model, input_batch, num_tokens, args.trainable_token_pos,
+                                  args.average_embeddings)
+            correct += (logits.argmax(dim=-1) == target_batch).sum().item()
+            seen += target_batch.shape[0]
+        progress.close()
+    return correct / seen
+
+
+# From ch06/02_bonus_additional-experiments
+def experiment_loss_loader(data_loader, model, device, args, num_batches):
+    """Average batch loss over the first `num_batches` batches, without dropout."""
+    model.eval()
+    num_batches = min(num_batches, len(data_loader))
+    total = 0.0
+    with torch.no_grad():
+        for i, batch in enumerate(data_loader):
+            if i >= num_batches:
+                break
+            total += experiment_loss(batch, model, device, args).item()
+    model.train()
+    return total / max(num_batches, 1)
+
+
+# From ch06/02_bonus_additional-experiments
+def train_experiment(model, train_loader, val_loader, optimizer, device, args):
+    """Chapter 6's training loop with gradient accumulation.
+
+    The gradients of `args.accumulation_steps` batches are summed (each loss
+    divided by that number) before one optimizer step, which behaves like one
+    batch that many times larger: how --no-padding's batches of one can still
+    learn from several texts per step. Losses are printed every `eval_freq`
+    optimizer steps, accuracies after each epoch (`eval_iter` batches each).
+    """
+    steps, global_step = args.accumulation_steps, -1
+    for epoch in range(args.num_epochs):
+        model.train()
+        optimizer.zero_grad()
+        batches = tqdm(train_loader, desc=f"epoch {epoch + 1}", leave=False)
+        for batch_index, batch in enumerate(batches, start=1):
+            (experiment_loss(batch, model, device, args) / steps).backward()
+            if batch_index % steps and batch_index != len(train_loader):
+                continue
+            optimizer.step()
+            optimizer.zero_grad()
+            global_step += 1
+            if global_step % args.eval_freq == 0:
+                train_loss, val_loss = (
+                    experiment_loss_loader(loader, model, device, args, args.eval_iter)
+                    for loader in (train_loader, val_loader))
+                tqdm.write(f"Ep {epoch + 1} (Step {global_step:06d}): "
+                           f"Train loss {train_loss:.3f}, Val loss {val_loss:.3f}")
+        train_acc, val_acc = (
+            experiment_accuracy(loader, model, device, args, num_batches=args.eval_iter)
+            for loader in (train_loader, val_loader))
+        tqdm.write(f"Training accuracy: {train_acc * 100:.2f}% | "
+                   f"Validation accuracy: {val_acc * 100:.2f}%")
+
+
+# From ch06/02_bonus_additional-experiments
+def add_experiment_arguments(parser):
+    """The options the experiment scripts share (the book repository's names, hyphenated)."""
+    parser.add_argument("--model-size", choices=GPT2_MODEL_SIZES, default="124M",
+                        help="which GPT-2 to finetune")
+    parser.add_argument("--weights", choices=("pretrained", "random"), default="pretrained",
+                        help="OpenAI's pretrained weights, or random ones (no download)")
+    parser.add_argument("--models-dir", default="gpt2",
+                        help="folder that holds (or receives) OpenAI's GPT-2 files")
+    parser.add_argument("--trainable-layers", choices=TRAINABLE_LAYERS, default="last_block",
+                        help="what to finetune: the new head only, the last block(s) with the "
+                             "final norm and head, everything, or LoRA layers")
+    parser.add_argument("--lora-rank", type=positive_int, default=16,
+                        help="rank of the LoRA updates (--trainable-layers lora)")
+    parser.add_argument("--lora-alpha", type=positive_float, default=16,
+                        help="LoRA's alpha: the update is scaled by alpha / rank")
+    parser.add_argument("--trainable-token-pos", choices=TOKEN_POSITIONS, default="last",
+                        help="classify from the last position, the first one, or each "
+                             "text's last real token (flexible)")
+    parser.add_argument("--average-embeddings", action="store_true",
+                        help="classify from the average over each text's tokens")
+    parser.add_argument("--context-length", type=context_length_arg,
+                        default="longest_training_example",
+                        help="pad texts to the longest training text, to the model's context "
+                             "(model_context_length) or to a number of tokens")
+    parser.add_argument("--no-padding", action="store_true",
+                        help="no padding tokens: batches of one text (see --accumulation-steps)")
+    parser.add_argument("--batch-size", type=positive_int, default=8, help="texts per batch")
+    parser.add_argument("--accumulation-steps", type=positive_int, default=1,
+                        help="batches whose gradients are summed before each optimizer step")
+    parser.add_argument("--disable-causal-mask", action="store_true",
+                        help="let every token attend to later tokens too")
+    parser.add_argument("--ignore-index", type=int, default=-100,
+                        help="class label left out of the loss (the class labels are 0 and 1, "
+                             "so the default -100, like 50256, leaves nothing out)")
+    parser.add_argument("--num-epochs", type=positive_int, default=5, help="passes over the data")
+    parser.add_argument("--learning-rate", type=positive_float, default=5e-5,
+                        help="AdamW learning rate")
+    parser.add_argument("--weight-decay", type=float, default=0.1, help="AdamW weight decay")
+    parser.add_argument("--eval-freq", type=positive_int, default=50,
+                        help="print the losses every this many optimizer steps")
+    parser.add_argument("--eval-iter", type=positive_int, default=5,
+                        help="batches per loss and accuracy measurement during training")
+    parser.add_argument("--seed", type=int, default=123,
+                        help="seed for the random weights, the new head and the shuffling")
+    parser.add_argument("--results-csv", type=writable_file, default="results.csv",
+                        help="CSV file that receives one row per run (created if missing)")
+    parser.add_argument("--max-examples", type=non_negative_int, default=0,
+                        help="use only this many texts per split (0: all)")
+    parser.add_argument("--test-mode", action="store_true",
+                        help=f"{TEST_MODE_EXAMPLES} texts per split and, with --weights "
+                             "random, a tiny 3-block GPT: a run of seconds, for tests")
+    add_device_argument(parser)
+
+
+# From ch06/02_bonus_additional-experiments
+def check_experiment_args(parser, args):
+    """Checks that involve several options or the results file; exit 2 on a problem."""
+    try:
+        results_header(args.results_csv)
+    except ValueError as err:
+        parser.error(f"argument --results-csv: {err}")
+    if args.no_padding and args.batch_size != 1:
+        # texts of different lengths cannot share a batch without padding
+        print(f"--no-padding: batches of one text instead of {args.batch_size}")
+        args.batch_size = 1
+    if args.test_mode and not args.max_examples:
+        args.max_examples = TEST_MODE_EXAMPLES
+    return args
+
+
+# From ch06/02_bonus_additional-experiments
+def results_header(path):
+    """Check that `path` is missing or a results file with our columns (ValueError if not)."""
+    path = Path(path)
+    if not path.exists():
+        return
+    try:
+        with open(path, encoding="utf-8", newline="") as f:
+            header = next(csv.reader(f), None)
+    except (OSError, UnicodeDecodeError) as err:
+        raise ValueError(f"cannot read {path} ({err})") from None
+    if header is not None and tuple(header) != EXPERIMENT_FIELDS:
+        raise ValueError(f"{path} exists with other columns; name another file")
+
+
+# From ch06/02_bonus_additional-experiments
+def append_result(path, row):
+    """Append `row` (a dict with EXPERIMENT_FIELDS) to the CSV file `path`, atomically.
+
+    The old content and the new row go to a temporary file in the same
+    folder, which then replaces the file: an interrupted run never leaves a
+    half-written table, and a file with other columns is never touched.
+    """
+    path = Path(path)
+    results_header(path)
+    old = path.read_text(encoding="utf-8") if path.exists() else ""
+    new_row = io.StringIO()
+    writer = csv.DictWriter(new_row, fieldnames=EXPERIMENT_FIELDS, lineterminator="\n")
+    if not old:
+        writer.writeheader()
+    writer.writerow(row)
+    if old and not old.endswith("\n"):
+        old += "\n"
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.",
+                                     suffix=".part", delete=False, encoding="utf-8",
+                                     newline="") as tmp:
+        try:
+            tmp.write(old + new_row.getvalue())
+        except BaseException:
+            tmp.close()
+            os.remove(tmp.name)
+            raise
+    os.replace(tmp.name, path)
+
+
+# From ch06/02_bonus_additional-experiments
+def make_experiment_loaders(csv_paths, tokenizer, args, model_context_length):
+    """Loaders for the train/validation/test CSVs, and the padding length (None without padding)."""
+    if args.context_length == "model_context_length":
+        max_length = model_context_length
+    elif args.context_length == "longest_training_example":
+        max_length = None
+    else:
+        max_length = min(int(args.context_length), model_context_length)
+    train = ClassificationDataset(csv_paths[0], tokenizer, max_length, no_padding=args.no_padding,
+                                  context_length=model_context_length)
+    datasets = [train] + [ClassificationDataset(path, tokenizer, train.max_length,
+                                                no_padding=args.no_padding)
+                          for path in csv_paths[1:]]
+    if args.max_examples:
+        datasets = [Subset(d, range(min(args.max_examples, len(d)))) for d in datasets]
+    torch.manual_seed(args.seed)  # the training loader's shuffling
+    loaders = [DataLoader(d, batch_size=args.batch_size, shuffle=(i == 0), drop_last=(i == 0))
+               for i, d in enumerate(datasets)]
+    return loaders, (None if args.no_padding else train.max_length)
+
+
+# From ch06/02_bonus_additional-experiments
+def run_experiment(args, csv_paths, script_name):
+    """Build, finetune and evaluate the classifier `args` describes; append the results row.
+
+    Returns the row (a dict). ValueError, ImportError and DownloadError reach
+    the caller, which reports them in one line.
+    """
+    cache_gpt2_tokenizer_files()  # lets tiktoken load GPT-2's BPE with no network
+    tokenizer = tiktoken.get_encoding("gpt2")
+    model, config = build_gpt(args)
+    (train_loader, val_loader, test_loader), max_length = make_experiment_loaders(
+        csv_paths, tokenizer, args, config["context_length"])
+    print("Texts are not padded (batches of one)" if max_length is None
+          else f"Texts padded to {max_length} tokens")
+    print(f"{len(train_loader)} training, {len(val_loader)} validation and "
+          f"{len(test_loader)} test batches")
+
+    configure_trainable_layers(model, args.trainable_layers, args.lora_rank, args.lora_alpha)
+    if args.disable_causal_mask:
+        disable_causal_mask(model)
+    model.to(args.device)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    print(f"Trainable parameters: {trainable:,}")
+
+    torch.manual_seed(args.seed)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad],
+                                  lr=args.learning_rate, weight_decay=args.weight_decay)
+    synchronize(args.device)
+    start = time.perf_counter()
+    train_experiment(model, train_loader, val_loader, optimizer, args.device, args)
+    synchronize(args.device)
+    train_time = time.perf_counter() - start
+    print(f"Training completed in {train_time / 60:.2f} minutes.")
+
+    accuracies = {}
+    for name, key, loader in (("Training", "train_acc", train_loader),
+                              ("Validation", "val_acc", val_loader),
+                              ("Test", "test_acc", test_loader)):
+        accuracies[key] = experiment_accuracy(loader, model, args.device, args)
+        print(f"{name} accuracy: {accuracies[key] * 100:.2f}%")
+
+    settings = ("weights", "trainable_layers", "lora_rank", "lora_alpha", "trainable_token_pos",
+                "average_embeddings", "no_padding", "batch_size", "accumulation_steps",
+                "disable_causal_mask", "ignore_index", "num_epochs", "learning_rate", "seed",
+                "test_mode")
+    row = {"script": script_name,
+           "model_size": "tiny" if args.test_mode and args.weights == "random"
+           else args.model_size,
+           **{name: getattr(args, name) for name in settings},
+           "context_length": "none" if max_length is None else max_length,
+           "device": args.device.type, "trainable_params": trainable,
+           **{key: f"{value:.4f}" for key, value in accuracies.items()},
+           "train_time_s": f"{train_time:.1f}"}
+    append_result(args.results_csv, row)
+    print(f"Appended the results to {args.results_csv}")
+    return row

@@ -1,0 +1,204 @@
+"""Finetune a BERT-style encoder on the same IMDB splits (Hugging Face transformers).
+
+    python train_bert_hf.py                          # DistilBERT, all layers, 1 epoch
+    python train_bert_hf.py --model roberta          # RoBERTa base
+    python train_bert_hf.py --model modernbert       # ModernBERT base (transformers >= 4.48)
+    python train_bert_hf.py --model path/to/folder   # any saved encoder (works offline)
+    python train_bert_hf.py --trainable-layers last_layer --use-attention-mask false
+
+GPT reads left to right, so chapter 6 classifies from the last token. An
+encoder such as BERT lets every token see the whole text and was pretrained to
+fill in masked words; `AutoModelForSequenceClassification` puts a fresh
+two-class head on its summary token. This script finetunes it on the CSV files
+of download_prepare_dataset.py and prints the accuracy on the three splits and
+the training time, like train_gpt.py.
+
+The models come from the Hugging Face hub (downloaded once into its cache).
+With no network, point --model at a folder written by `save_pretrained`, or
+set HF_HUB_OFFLINE=1 to use what the cache already holds.
+"""
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+import torch
+from download_prepare_dataset import SPLIT_NAMES, read_split, split_paths
+from script_helpers import (
+    ScriptArgumentParser,
+    add_device_argument,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    synchronize,
+)
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+# --model shortcuts: the hub names readers use
+HUB_MODELS = {
+    "distilbert": "distilbert-base-uncased",
+    "roberta": "FacebookAI/roberta-base",
+    "modernbert": "answerdotai/ModernBERT-base",
+}
+
+
+def load_encoder(name, num_labels=2):
+    """Tokenizer and sequence classifier for a --model value (shortcut, hub name or folder)."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    source = HUB_MODELS.get(name, name)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source)
+        model = AutoModelForSequenceClassification.from_pretrained(source, num_labels=num_labels)
+    except (OSError, ValueError) as err:
+        offline = " (HF_HUB_OFFLINE is set)" if os.environ.get("HF_HUB_OFFLINE") else ""
+        raise ValueError(f"cannot load {source}{offline}: {str(err).splitlines()[0]} "
+                         "Without network access pass --model a folder written by "
+                         "save_pretrained.") from None
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model.config.pad_token_id = tokenizer.pad_token_id
+    return tokenizer, model
+
+
+def last_encoder_block(model):
+    """The encoder's last layer: the last entry of its longest list of layers.
+
+    DistilBERT keeps its layers in `transformer.layer`, BERT and RoBERTa in
+    `encoder.layer`, ModernBERT in `layers`; the longest ModuleList inside
+    the base model is that list in each of them.
+    """
+    lists = [module for module in model.base_model.modules()
+             if isinstance(module, torch.nn.ModuleList)]
+    if not lists:
+        raise ValueError(f"{type(model).__name__} has no list of layers to finetune")
+    return max(lists, key=len)[-1]
+
+
+def set_trainable_layers(model, trainable_layers):
+    """all: everything; last_block: the head and the last encoder layer; last_layer: the head.
+
+    The head is whatever lies outside the pretrained base model (a pre-classifier
+    and classifier in DistilBERT, a classification head in RoBERTa).
+    """
+    model.requires_grad_(trainable_layers == "all")
+    base = {id(param) for param in model.base_model.parameters()}
+    for param in model.parameters():
+        if id(param) not in base:
+            param.requires_grad = True
+    if trainable_layers == "last_block":
+        last_encoder_block(model).requires_grad_(True)
+    return sum(param.numel() for param in model.parameters() if param.requires_grad)
+
+
+def make_loader(texts, labels, tokenizer, args, shuffle):
+    """Batches of tokenized texts, padded to the longest text in the batch (cut at --max-length)."""
+    def collate(batch):
+        encoded = tokenizer([text for text, _ in batch], padding=True, truncation=True,
+                            max_length=args.max_length, return_tensors="pt")
+        if not args.use_attention_mask:
+            encoded.pop("attention_mask")
+        encoded["labels"] = torch.tensor([label for _, label in batch])
+        return encoded
+
+    pairs = list(zip(texts, labels, strict=True))
+    if args.max_examples:
+        pairs = pairs[:args.max_examples]
+    return DataLoader(pairs, batch_size=args.batch_size, shuffle=shuffle, collate_fn=collate)
+
+
+def evaluate(model, loader, device):
+    """Share of correctly classified texts."""
+    model.eval()
+    correct, seen = 0, 0
+    with torch.no_grad():
+        for batch in tqdm(loader, desc="accuracy", leave=False):
+            batch = {key: value.to(device) for key, value in batch.items()}
+            labels = batch.pop("labels")
+            correct += (model(**batch).logits.argmax(dim=-1) == labels).sum().item()
+            seen += len(labels)
+    return correct / max(seen, 1)
+
+
+def train(model, train_loader, optimizer, device, num_epochs, log_every=50):
+    """Plain finetuning: cross-entropy from the model's own loss, one step per batch."""
+    step = 0
+    for epoch in range(num_epochs):
+        model.train()
+        for batch in tqdm(train_loader, desc=f"epoch {epoch + 1}", leave=False):
+            batch = {key: value.to(device) for key, value in batch.items()}
+            optimizer.zero_grad()
+            loss = model(**batch).loss
+            loss.backward()
+            optimizer.step()
+            if step % log_every == 0:
+                tqdm.write(f"Ep {epoch + 1} (Step {step:06d}): Train loss {loss.item():.3f}")
+            step += 1
+    return step
+
+
+def true_or_false(text):
+    """--use-attention-mask true|false (the book repository's spelling of a switch)."""
+    if text.lower() not in ("true", "false"):
+        raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+    return text.lower() == "true"
+
+
+def parse_args(argv=None):
+    parser = ScriptArgumentParser(
+        description="Finetune a BERT-style encoder (transformers) on the IMDB splits.")
+    parser.add_argument("--model", default="distilbert",
+                        help=f"one of {', '.join(HUB_MODELS)}, a hub name, or a local folder")
+    parser.add_argument("--trainable-layers", choices=("all", "last_block", "last_layer"),
+                        default="all", help="what to finetune")
+    parser.add_argument("--use-attention-mask", type=true_or_false, default="true",
+                        help="true: padding is hidden from attention; false: it is not")
+    parser.add_argument("--num-epochs", type=positive_int, default=1, help="passes over the data")
+    parser.add_argument("--learning-rate", type=positive_float, default=5e-5,
+                        help="AdamW learning rate")
+    parser.add_argument("--batch-size", type=positive_int, default=8, help="texts per batch")
+    parser.add_argument("--max-length", type=positive_int, default=256,
+                        help="texts are cut to this many tokens")
+    parser.add_argument("--max-examples", type=non_negative_int, default=0,
+                        help="use only this many texts per split (0: all)")
+    parser.add_argument("--data-dir", default="imdb_data",
+                        help="folder with train.csv, validation.csv and test.csv")
+    parser.add_argument("--seed", type=int, default=123, help="seed for the head and shuffling")
+    add_device_argument(parser)
+    args = parser.parse_args(argv)
+    args.csv_paths = split_paths(args.data_dir, parser)
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    print(f"torch {torch.__version__}, device: {args.device}")
+    try:
+        splits = {name: read_split(path)
+                  for name, path in zip(SPLIT_NAMES, args.csv_paths, strict=True)}
+        torch.manual_seed(args.seed)  # the new head's weights
+        tokenizer, model = load_encoder(args.model)
+    except (ValueError, ImportError, IndexError) as err:
+        raise SystemExit(f"{Path(__file__).name}: error: {err}") from None
+    trainable = set_trainable_layers(model, args.trainable_layers)
+    print(f"{type(model).__name__}: {trainable:,} trainable parameters")
+    model.to(args.device)
+
+    torch.manual_seed(args.seed)  # the shuffling
+    loaders = {name: make_loader(texts, labels, tokenizer, args, shuffle=(name == "train"))
+               for name, (texts, labels) in splits.items()}
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad],
+                                  lr=args.learning_rate)
+    synchronize(args.device)
+    start = time.perf_counter()
+    train(model, loaders["train"], optimizer, args.device, args.num_epochs)
+    synchronize(args.device)
+    print(f"Training completed in {(time.perf_counter() - start) / 60:.2f} minutes.")
+    for label, name in (("Training", "train"), ("Validation", "validation"), ("Test", "test")):
+        print(f"{label} accuracy: {evaluate(model, loaders[name], args.device) * 100:.2f}%")
+
+
+if __name__ == "__main__":
+    main()
