@@ -56,6 +56,27 @@ BAD_INPUT += [
                        "no-such-folder/out.json"], "--output"),
 ]
 
+# Chapter 6 bonus folders: additional experiments, IMDB (kept in their own block)
+CH06_EXPERIMENTS = "ch06/02_bonus_additional-experiments/additional_experiments.py"
+CH06_IMDB = "ch06/03_bonus_imdb-classification"
+BAD_INPUT += [
+    (CH06_EXPERIMENTS, ["--trainable-layers", "half"], "--trainable-layers"),
+    (CH06_EXPERIMENTS, ["--lora_rank", "0"], "--lora-rank"),
+    (CH06_EXPERIMENTS, ["--context-length", "2000"], "--context-length"),
+    (CH06_EXPERIMENTS, ["--accumulation-steps", "0"], "--accumulation-steps"),
+    (CH06_EXPERIMENTS, ["--results-csv", "no-such-folder/results.csv"], "--results-csv"),
+    (CH06_EXPERIMENTS, ["--device", "tpu"], "--device"),
+    (f"{CH06_IMDB}/download_prepare_dataset.py", ["--train-size", "3"], "--train-size"),
+    (f"{CH06_IMDB}/download_prepare_dataset.py", ["--test_size", "60000"], "--train-size"),
+    (f"{CH06_IMDB}/train_gpt.py", ["--data-dir", "missing"], "--data-dir"),
+    (f"{CH06_IMDB}/train_gpt.py", ["--num_epochs", "0"], "--num-epochs"),
+    (f"{CH06_IMDB}/train_sklearn_logreg.py", ["--data-dir", "missing"], "--data-dir"),
+    (f"{CH06_IMDB}/train_sklearn_logreg.py", ["--ngram-max", "0"], "--ngram-max"),
+    (f"{CH06_IMDB}/train_bert_hf.py", ["--use_attention_mask", "maybe"],
+     "--use-attention-mask"),
+    (f"{CH06_IMDB}/train_bert_hf.py", ["--trainable-layers", "lora"], "--trainable-layers"),
+]
+
 
 def folder_state(folder):
     """Names and modification times of the files in `folder` (caches aside)."""
@@ -78,4 +99,3 @@ def test_bad_input_gives_one_line_naming_the_argument(script, args, flag, tmp_pa
     assert "Traceback" not in result.stderr + result.stdout
     assert list(tmp_path.iterdir()) == []
     assert folder_state(script_folder) == before
-

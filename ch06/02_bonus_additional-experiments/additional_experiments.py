@@ -67,7 +67,7 @@ TRAINABLE_LAYERS = ("last_layer", "last_block", "last_two_blocks", "all", "lora"
 TOKEN_POSITIONS = ("first", "last", "flexible")
 
 # The columns of one results row, in order.
-RESULT_FIELDS = (
+EXPERIMENT_FIELDS = (
     "script", "model_size", "weights", "trainable_layers", "lora_rank", "lora_alpha",
     "trainable_token_pos", "average_embeddings", "context_length", "no_padding",
     "batch_size", "accumulation_steps", "disable_causal_mask", "ignore_index",
@@ -358,12 +358,12 @@ def results_header(path):
             header = next(csv.reader(f), None)
     except (OSError, UnicodeDecodeError) as err:
         raise ValueError(f"cannot read {path} ({err})") from None
-    if header is not None and tuple(header) != RESULT_FIELDS:
+    if header is not None and tuple(header) != EXPERIMENT_FIELDS:
         raise ValueError(f"{path} exists with other columns; name another file")
 
 
 def append_result(path, row):
-    """Append `row` (a dict with RESULT_FIELDS) to the CSV file `path`, atomically.
+    """Append `row` (a dict with EXPERIMENT_FIELDS) to the CSV file `path`, atomically.
 
     The old content and the new row go to a temporary file in the same
     folder, which then replaces the file: an interrupted run never leaves a
@@ -373,7 +373,7 @@ def append_result(path, row):
     results_header(path)
     old = path.read_text(encoding="utf-8") if path.exists() else ""
     new_row = io.StringIO()
-    writer = csv.DictWriter(new_row, fieldnames=RESULT_FIELDS, lineterminator="\n")
+    writer = csv.DictWriter(new_row, fieldnames=EXPERIMENT_FIELDS, lineterminator="\n")
     if not old:
         writer.writeheader()
     writer.writerow(row)

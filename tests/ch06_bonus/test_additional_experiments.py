@@ -88,7 +88,8 @@ def test_accumulated_small_batches_make_the_same_step_as_one_large_batch(experim
         optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
         experiments.train_experiment(model, loader, loader, optimizer, "cpu", args)
         models.append(model)
-    for (name, a), (_, b) in zip(models[0].named_parameters(), models[1].named_parameters()):
+    for (name, a), (_, b) in zip(models[0].named_parameters(), models[1].named_parameters(),
+                                 strict=True):
         torch.testing.assert_close(a, b, msg=name)
 
 
