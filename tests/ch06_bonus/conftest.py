@@ -10,6 +10,7 @@ from synthetic_imdb import write_imdb_archive
 EXPERIMENTS = "ch06/02_bonus_additional-experiments/additional_experiments.py"
 IMDB = "ch06/03_bonus_imdb-classification"
 
+
 @pytest.fixture(scope="session")
 def experiments():
     return import_course_module(EXPERIMENTS)
@@ -21,16 +22,11 @@ def imdb_prepare():
 
 
 @pytest.fixture(scope="session")
-def sms_data_dir(tmp_path_factory, experiments):
-    """The SMS Spam Collection from the mirror, split as chapter 6 does."""
+def sms_data_dir(tmp_path_factory):
+    """One --data-dir for the SMS runs: the first run downloads and splits, the others reuse it."""
     if not os.environ.get("LLMS_FROM_SCRATCH_MIRROR"):
         pytest.skip("needs sms+spam+collection.zip from $LLMS_FROM_SCRATCH_MIRROR")
-    folder = tmp_path_factory.mktemp("sms")
-    data_file = experiments.download_and_unzip_spam_data(
-        experiments.SMS_SPAM_URL, folder / "sms_spam_collection.zip", folder,
-        folder / "SMSSpamCollection.tsv")
-    experiments.write_splits(data_file, folder)
-    return folder
+    return tmp_path_factory.mktemp("sms")
 
 
 @pytest.fixture
