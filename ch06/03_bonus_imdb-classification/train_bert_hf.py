@@ -122,7 +122,7 @@ def evaluate(model, loader, device):
     return correct / max(seen, 1)
 
 
-def train(model, train_loader, optimizer, device, num_epochs, log_every=50):
+def finetune_encoder(model, train_loader, optimizer, device, num_epochs, log_every=50):
     """Plain finetuning: cross-entropy from the model's own loss, one step per batch."""
     step = 0
     for epoch in range(num_epochs):
@@ -193,7 +193,7 @@ def main(argv=None):
                                   lr=args.learning_rate)
     synchronize(args.device)
     start = time.perf_counter()
-    train(model, loaders["train"], optimizer, args.device, args.num_epochs)
+    finetune_encoder(model, loaders["train"], optimizer, args.device, args.num_epochs)
     synchronize(args.device)
     print(f"Training completed in {(time.perf_counter() - start) / 60:.2f} minutes.")
     for label, name in (("Training", "train"), ("Validation", "validation"), ("Test", "test")):
