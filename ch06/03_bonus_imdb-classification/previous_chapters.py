@@ -827,8 +827,21 @@ def train_experiment(model, train_loader, val_loader, optimizer, device, args):
 
 
 # From ch06/02_bonus_additional-experiments
+def add_training_arguments(parser, num_epochs=5):
+    """--num-epochs, --learning-rate, --batch-size and --seed: every finetuning script has them."""
+    parser.add_argument("--num-epochs", type=positive_int, default=num_epochs,
+                        help="passes over the data")
+    parser.add_argument("--learning-rate", type=positive_float, default=5e-5,
+                        help="AdamW learning rate")
+    parser.add_argument("--batch-size", type=positive_int, default=8, help="texts per batch")
+    parser.add_argument("--seed", type=int, default=123,
+                        help="seed for the random weights, the new head and the shuffling")
+
+
+# From ch06/02_bonus_additional-experiments
 def add_experiment_arguments(parser):
     """The options the experiment scripts share (the book repository's names, hyphenated)."""
+    add_training_arguments(parser)
     parser.add_argument("--model-size", choices=GPT2_MODEL_SIZES, default="124M",
                         help="which GPT-2 to finetune")
     parser.add_argument("--weights", choices=("pretrained", "random"), default="pretrained",
@@ -853,7 +866,6 @@ def add_experiment_arguments(parser):
                              "(model_context_length) or to a number of tokens")
     parser.add_argument("--no-padding", action="store_true",
                         help="no padding tokens: batches of one text (see --accumulation-steps)")
-    parser.add_argument("--batch-size", type=positive_int, default=8, help="texts per batch")
     parser.add_argument("--accumulation-steps", type=positive_int, default=1,
                         help="batches whose gradients are summed before each optimizer step")
     parser.add_argument("--disable-causal-mask", action="store_true",
@@ -861,16 +873,11 @@ def add_experiment_arguments(parser):
     parser.add_argument("--ignore-index", type=int, default=-100,
                         help="class label left out of the loss (the class labels are 0 and 1, "
                              "so the default -100, like 50256, leaves nothing out)")
-    parser.add_argument("--num-epochs", type=positive_int, default=5, help="passes over the data")
-    parser.add_argument("--learning-rate", type=positive_float, default=5e-5,
-                        help="AdamW learning rate")
     parser.add_argument("--weight-decay", type=float, default=0.1, help="AdamW weight decay")
     parser.add_argument("--eval-freq", type=positive_int, default=50,
                         help="print the losses every this many optimizer steps")
     parser.add_argument("--eval-iter", type=positive_int, default=5,
                         help="batches per loss and accuracy measurement during training")
-    parser.add_argument("--seed", type=int, default=123,
-                        help="seed for the random weights, the new head and the shuffling")
     parser.add_argument("--results-csv", type=writable_file, default="results.csv",
                         help="CSV file that receives one row per run (created if missing)")
     parser.add_argument("--max-examples", type=non_negative_int, default=0,

@@ -25,11 +25,11 @@ from pathlib import Path
 
 import torch
 from download_prepare_dataset import SPLIT_NAMES, read_split, split_paths
+from previous_chapters import add_training_arguments
 from script_helpers import (
     ScriptArgumentParser,
     add_device_argument,
     non_negative_int,
-    positive_float,
     positive_int,
     synchronize,
 )
@@ -155,17 +155,13 @@ def parse_args(argv=None):
                         default="all", help="what to finetune")
     parser.add_argument("--use-attention-mask", type=true_or_false, default="true",
                         help="true: padding is hidden from attention; false: it is not")
-    parser.add_argument("--num-epochs", type=positive_int, default=1, help="passes over the data")
-    parser.add_argument("--learning-rate", type=positive_float, default=5e-5,
-                        help="AdamW learning rate")
-    parser.add_argument("--batch-size", type=positive_int, default=8, help="texts per batch")
     parser.add_argument("--max-length", type=positive_int, default=256,
                         help="texts are cut to this many tokens")
     parser.add_argument("--max-examples", type=non_negative_int, default=0,
                         help="use only this many texts per split (0: all)")
     parser.add_argument("--data-dir", default="imdb_data",
                         help="folder with train.csv, validation.csv and test.csv")
-    parser.add_argument("--seed", type=int, default=123, help="seed for the head and shuffling")
+    add_training_arguments(parser, num_epochs=1)
     add_device_argument(parser)
     args = parser.parse_args(argv)
     args.csv_paths = split_paths(args.data_dir, parser)
