@@ -12,14 +12,13 @@ The chapter 2 and 3 definitions are copied here unchanged, so this file runs on
 its own; a test checks that every copy equals its home in the chapter notebooks.
 """
 
-import argparse
-
 import tiktoken
 import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader, Dataset
 
 from downloads import cache_gpt2_tokenizer_files
+from script_helpers import ScriptArgumentParser, add_device_argument, non_negative_int
 
 
 # From chapter 2
@@ -254,47 +253,37 @@ def generate_text_simple(model, idx, max_new_tokens, context_size):
     return idx
 
 
-class OneLineErrorParser(argparse.ArgumentParser):
-    """An ArgumentParser that reports a bad command line in one line, exit status 2.
-
-    argparse prints its whole usage block before the error; the one line naming
-    the flag is what a reader needs, and `--help` still shows the usage.
-    """
-
-    def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
 def parse_args(argv=None):
-    parser = OneLineErrorParser(
+    parser = ScriptArgumentParser(
         description="Build GPT-2 (124M) with random weights and generate a few tokens.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--prompt", default="Hello, I am", help="text to continue")
-    parser.add_argument("--max-new-tokens", type=int, default=10,
+    parser.add_argument("--max-new-tokens", type=non_negative_int, default=10,
                         help="how many tokens to generate")
     parser.add_argument("--seed", type=int, default=123,
                         help="seed for the random initial weights")
+    add_device_argument(parser)
     args = parser.parse_args(argv)
     if not args.prompt:
         parser.error("argument --prompt: must not be empty (the model needs a token to continue)")
-    if args.max_new_tokens < 0:
-        parser.error(f"argument --max-new-tokens: must be >= 0, got {args.max_new_tokens}")
     return args
 
 
-def main(start_context="Hello, I am", max_new_tokens=10, seed=123):
+def main(start_context="Hello, I am", max_new_tokens=10, seed=123, device="cpu"):
     """The book's `main()`: build GPT-2 124M from `seed`, continue `start_context` greedily.
 
     Called with no arguments (from Python, as the book does, or as `python gpt.py`)
     it prints the book's output. The command line is read only when the file
     runs as a script, so importing it and calling `main()` never sees sys.argv.
+    The weights are drawn on the CPU before moving to `device`, so every device
+    starts from the same model.
     """
     if not start_context:
         raise ValueError("start_context must not be empty: the model needs a token to continue")
 
     torch.manual_seed(seed)
     model = GPTModel(GPT_CONFIG_124M)
+    model.to(device)
     model.eval()  # disable dropout: generation should be deterministic
 
     cache_gpt2_tokenizer_files()  # lets tiktoken load GPT-2's BPE with no network
@@ -309,10 +298,10 @@ def main(start_context="Hello, I am", max_new_tokens=10, seed=123):
 
     out = generate_text_simple(
         model=model,
-        idx=encoded_tensor,
+        idx=encoded_tensor.to(device),
         max_new_tokens=max_new_tokens,
         context_size=GPT_CONFIG_124M["context_length"],
-    )
+    ).cpu()
     decoded_text = tokenizer.decode(out.squeeze(0).tolist())
 
     print(f"\n\n{50 * '='}\n{22 * ' '}OUT\n{50 * '='}")
@@ -323,4 +312,5 @@ def main(start_context="Hello, I am", max_new_tokens=10, seed=123):
 
 if __name__ == "__main__":
     cli = parse_args()
-    main(start_context=cli.prompt, max_new_tokens=cli.max_new_tokens, seed=cli.seed)
+    main(start_context=cli.prompt, max_new_tokens=cli.max_new_tokens, seed=cli.seed,
+         device=cli.device)

@@ -25,7 +25,6 @@ produce the same token ids; the script checks that. Each method is timed
 disturbed by other work on the machine).
 """
 
-import argparse
 import time
 
 import tiktoken
@@ -41,81 +40,36 @@ from previous_chapters import (
     gpt_config_from_hf,
     gpt_model_from_hf,
 )
+from script_helpers import ScriptArgumentParser, add_device_argument, positive_int, synchronize
 
-DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
-DEVICE_HELP = "where to run: cpu, cuda or mps; auto picks cuda, then mps, then cpu"
 HF_ROW = "Hugging Face generate (use_cache=True)"
 HF_MISSING = ("Hugging Face generate: skipped, it needs the `transformers` package "
               "(pip install transformers)")
 
 
-class OneLineErrorParser(argparse.ArgumentParser):
-    """An ArgumentParser that reports a bad command line in one line, exit status 2.
-
-    argparse prints its whole usage block before the error; the one line naming
-    the flag is what a reader needs, and `--help` still shows the usage.
-    """
-
-    def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
 def parse_args(argv=None):
-    parser = OneLineErrorParser(
+    parser = ScriptArgumentParser(
         description="Tokens per second of greedy generation with and without a KV cache.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--prompt", default="Hello, I am", help="text to continue")
-    parser.add_argument("--max-new-tokens", type=int, default=200,
+    parser.add_argument("--max-new-tokens", type=positive_int, default=200,
                         help="tokens to generate per run")
-    parser.add_argument("--repeats", type=int, default=3,
+    parser.add_argument("--repeats", type=positive_int, default=3,
                         help="timed runs per method; the fastest counts")
     parser.add_argument("--seed", type=int, default=123, help="seed for the random weights")
-    parser.add_argument("--emb-dim", type=int, default=GPT_CONFIG_124M["emb_dim"])
-    parser.add_argument("--n-layers", type=int, default=GPT_CONFIG_124M["n_layers"])
-    parser.add_argument("--n-heads", type=int, default=GPT_CONFIG_124M["n_heads"])
-    parser.add_argument("--context-length", type=int,
+    parser.add_argument("--emb-dim", type=positive_int, default=GPT_CONFIG_124M["emb_dim"])
+    parser.add_argument("--n-layers", type=positive_int, default=GPT_CONFIG_124M["n_layers"])
+    parser.add_argument("--n-heads", type=positive_int, default=GPT_CONFIG_124M["n_heads"])
+    parser.add_argument("--context-length", type=positive_int,
                         default=GPT_CONFIG_124M["context_length"])
-    parser.add_argument("--device", choices=DEVICE_CHOICES, default="auto", help=DEVICE_HELP)
+    add_device_argument(parser)
     args = parser.parse_args(argv)
-    problems = [
-        ("--prompt", not args.prompt, "must not be empty: the model needs a token to continue"),
-        ("--max-new-tokens", args.max_new_tokens < 1, f"must be >= 1, got {args.max_new_tokens}"),
-        ("--repeats", args.repeats < 1, f"must be >= 1, got {args.repeats}"),
-        ("--emb-dim", args.emb_dim < 1, f"must be >= 1, got {args.emb_dim}"),
-        ("--n-layers", args.n_layers < 1, f"must be >= 1, got {args.n_layers}"),
-        ("--n-heads", args.n_heads < 1 or args.emb_dim % args.n_heads != 0,
-         f"must divide --emb-dim {args.emb_dim}, got {args.n_heads}"),
-        ("--context-length", args.context_length < 1, f"must be >= 1, got {args.context_length}"),
-    ]
-    for flag, bad, problem in problems:
-        if bad:
-            parser.error(f"argument {flag}: {problem}")
-    try:
-        args.device = select_device(args.device)
-    except ValueError as err:
-        parser.error(f"argument --device: {err}")
-    return parser, args
-
-
-def select_device(name="auto"):
-    """The torch.device called `name` ("auto", "cpu", "cuda" or "mps").
-
-    Raises ValueError for an unknown name or a device this machine lacks, so a
-    script can say so before any work starts instead of failing mid-run.
-    """
-    available = {
-        "cuda": torch.cuda.is_available(),
-        "mps": torch.backends.mps.is_available(),
-        "cpu": True,
-    }
-    if name == "auto":
-        name = next(device for device, present in available.items() if present)
-    if name not in available:
-        raise ValueError(f"unknown device {name!r}; choose one of {', '.join(DEVICE_CHOICES)}")
-    if not available[name]:
-        raise ValueError(f"{name} is not available on this machine")
-    return torch.device(name)
+    if not args.prompt:
+        parser.error("argument --prompt: must not be empty: the model needs a token to continue")
+    if args.emb_dim % args.n_heads != 0:
+        parser.error(f"argument --n-heads: must divide --emb-dim {args.emb_dim}, "
+                     f"got {args.n_heads}")
+    return args
 
 
 def build_models(args, device):
@@ -199,13 +153,6 @@ def generation_methods(hf_model, plain_model, cached_model, fused_model, column_
     return methods
 
 
-def synchronize(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    elif device.type == "mps":
-        torch.mps.synchronize()
-
-
 def time_methods(methods, idx, max_new_tokens, repeats, device):
     """Fastest seconds per method, and the ids each method produced."""
     for generate in methods.values():
@@ -241,7 +188,7 @@ def print_results(best, max_new_tokens):
 
 
 def main(argv=None):
-    _, args = parse_args(argv)
+    args = parse_args(argv)
     device = args.device
     models = build_models(args, device)
 

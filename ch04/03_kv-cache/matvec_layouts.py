@@ -19,12 +19,13 @@ cannot stay in the CPU cache (as in a real model, where every matrix is read
 once per token).
 """
 
-import argparse
 import time
 
 import torch
 import torch.nn.functional as F
 from gpt_with_kv_cache import column_major
+from script_helpers import (ScriptArgumentParser, add_device_argument, positive_int,
+                            synchronize)
 
 # (in_features, out_features) of the matrices one GPT-2 124M token passes through.
 GPT2_124M_SHAPES = {
@@ -36,32 +37,36 @@ GPT2_124M_SHAPES = {
 }
 
 
-def parse_args():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=50,
+def parse_args(argv=None):
+    parser = ScriptArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=positive_int, default=50,
                         help="matrix-vector products timed per layout and shape")
-    parser.add_argument("--memory-mb", type=int, default=400,
+    parser.add_argument("--memory-mb", type=positive_int, default=400,
                         help="total size of the copies of each matrix (larger than the cache)")
-    return parser.parse_args()
+    add_device_argument(parser)
+    return parser.parse_args(argv)
 
 
 def milliseconds_per_product(multiply, matrices, x, repeats):
     """Average time of `multiply(x, matrix)`, cycling through the copies."""
     for matrix in matrices[:2]:
         multiply(x, matrix)  # warm-up
+    synchronize(x.device)
     start = time.perf_counter()
     for i in range(repeats):
         multiply(x, matrices[i % len(matrices)])
+    synchronize(x.device)
     return (time.perf_counter() - start) / repeats * 1e3
 
 
-def compare_layouts(in_features, out_features, repeats, memory_mb):
+def compare_layouts(in_features, out_features, repeats, memory_mb, device="cpu"):
     """(ms with the weight stored row-major, ms with it stored column-major)."""
     bytes_per_matrix = in_features * out_features * 4
     copies = max(2, memory_mb * 2**20 // bytes_per_matrix)
-    row_major = [torch.randn(out_features, in_features) for _ in range(copies)]
+    row_major = [torch.randn(out_features, in_features, device=device) for _ in range(copies)]
     col_major = [column_major(w) for w in row_major]
-    bias, x = torch.randn(out_features), torch.randn(1, in_features)
+    bias = torch.randn(out_features, device=device)
+    x = torch.randn(1, in_features, device=device)
 
     def linear(x, weight):
         return F.linear(x, weight, bias)
@@ -71,15 +76,16 @@ def compare_layouts(in_features, out_features, repeats, memory_mb):
     return row_major_ms, col_major_ms
 
 
-def main():
-    args = parse_args()
-    print(f"torch {torch.__version__}, threads: {torch.get_num_threads()}, float32, "
+def main(argv=None):
+    args = parse_args(argv)
+    print(f"torch {torch.__version__}, device: {args.device}, "
+          f"threads: {torch.get_num_threads()}, float32, "
           f"one token (batch 1)\n")
     print("| matrix | row-major weight (nn.Linear's), ms | column-major weight, ms |")
     print("|---|---:|---:|")
     for name, (in_features, out_features) in GPT2_124M_SHAPES.items():
         row_major_ms, col_major_ms = compare_layouts(in_features, out_features,
-                                                     args.repeats, args.memory_mb)
+                                                     args.repeats, args.memory_mb, args.device)
         print(f"| {name} | {row_major_ms:.3f} | {col_major_ms:.3f} |")
 
 

@@ -17,7 +17,6 @@ time includes everything the loop does (evaluations and samples too). The
 numbers depend on the machine; this script prints which one it ran on.
 """
 
-import argparse
 import itertools
 import os
 import platform
@@ -29,6 +28,7 @@ import torch
 from downloads import cache_gpt2_tokenizer_files, download_file
 from gpt_utils import THE_VERDICT_SHA256, THE_VERDICT_URL, train_model_simple, training_progress
 from previous_chapters import GPT_CONFIG_124M, GPTModel, create_dataloader_v1, generate_text_simple
+from script_helpers import ScriptArgumentParser, add_device_argument, positive_int, synchronize
 
 BOOK_CONFIG = {**GPT_CONFIG_124M, "context_length": 256}
 SCRIPT_DIR = Path(__file__).resolve().parent
@@ -43,13 +43,15 @@ def book_loaders(text):
     return train_loader, val_loader
 
 
-def plain_training_loop(model, train_loader, val_loader, optimizer, num_epochs, tokenizer):
+def plain_training_loop(model, train_loader, val_loader, optimizer, num_epochs, tokenizer,
+                        device="cpu"):
     """The book's training computation written out in one function."""
     cross_entropy = torch.nn.functional.cross_entropy
     train_losses, val_losses, tokens_seen, tokens, step = [], [], [], 0, -1
     for _ in range(num_epochs):
         model.train()
         for inputs, targets in train_loader:
+            inputs, targets = inputs.to(device), targets.to(device)
             optimizer.zero_grad()
             loss = cross_entropy(model(inputs).flatten(0, 1), targets.flatten())
             loss.backward()
@@ -62,71 +64,59 @@ def plain_training_loop(model, train_loader, val_loader, optimizer, num_epochs, 
                     for loader, history in ((train_loader, train_losses),
                                             (val_loader, val_losses)):
                         batch_losses = [
-                            cross_entropy(model(x).flatten(0, 1), y.flatten()).item()
+                            cross_entropy(model(x.to(device)).flatten(0, 1),
+                                          y.to(device).flatten()).item()
                             for x, y in itertools.islice(loader, 5)
                         ]
                         history.append(sum(batch_losses) / len(batch_losses))
                 tokens_seen.append(tokens)
                 model.train()
         model.eval()
-        prompt = torch.tensor([tokenizer.encode("Every effort moves you")])
+        prompt = torch.tensor([tokenizer.encode("Every effort moves you")], device=device)
         sample = generate_text_simple(model, prompt, max_new_tokens=50, context_size=256)
         print("  sample:", tokenizer.decode(sample[0].tolist()).replace("\n", " "))
     return train_losses, val_losses, tokens_seen
 
 
-def time_run(name, text, tokenizer, num_epochs):
+def time_run(name, text, tokenizer, num_epochs, device):
     """Train from the book's starting point; return (seconds, tokens seen, losses)."""
     torch.manual_seed(123)
     train_loader, val_loader = book_loaders(text)
     torch.manual_seed(123)
-    model = GPTModel(BOOK_CONFIG)
+    model = GPTModel(BOOK_CONFIG).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=0.0004, weight_decay=0.1)
 
     print(f"{name}:")
     # The bar (stderr) adds one counter update per step to both loops alike.
     with training_progress(optimizer, num_epochs * len(train_loader), 2 * 256):
+        synchronize(device)
         start = time.perf_counter()
         if name == "train_model_simple":
             history = train_model_simple(
-                model, train_loader, val_loader, optimizer, "cpu", num_epochs=num_epochs,
+                model, train_loader, val_loader, optimizer, device, num_epochs=num_epochs,
                 eval_freq=5, eval_iter=5, start_context="Every effort moves you",
                 tokenizer=tokenizer,
             )
         else:
             history = plain_training_loop(model, train_loader, val_loader, optimizer,
-                                          num_epochs, tokenizer)
+                                          num_epochs, tokenizer, device)
+        synchronize(device)
         seconds = time.perf_counter() - start
     return seconds, num_epochs * len(train_loader) * 2 * 256, history
 
 
-class OneLineErrorParser(argparse.ArgumentParser):
-    """An ArgumentParser that reports a bad command line in one line, exit status 2.
-
-    argparse prints its whole usage block before the error; the one line naming
-    the flag is what a reader needs, and `--help` still shows the usage.
-    """
-
-    def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
 def parse_args(argv=None):
-    parser = OneLineErrorParser(description=__doc__.splitlines()[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--epochs", type=int, default=1, help="epochs per timed run")
-    parser.add_argument("--repeats", type=int, default=1,
+    parser = ScriptArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=positive_int, default=1, help="epochs per timed run")
+    parser.add_argument("--repeats", type=positive_int, default=1,
                         help="timed runs per implementation (the best one is reported)")
-    args = parser.parse_args(argv)
-    for flag, value in (("--epochs", args.epochs), ("--repeats", args.repeats)):
-        if value < 1:
-            parser.error(f"argument {flag}: must be >= 1, got {value}")
-    return args
+    add_device_argument(parser)
+    return parser.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
-    print(f"torch {torch.__version__}, device: cpu, {torch.get_num_threads()} threads, "
+    print(f"torch {torch.__version__}, device: {args.device}, {torch.get_num_threads()} threads, "
           f"{os.cpu_count()} CPU cores, {platform.processor() or platform.machine()}, "
           f"Python {platform.python_version()}")
 
@@ -138,7 +128,8 @@ def main(argv=None):
     best, histories = {}, {}
     for _ in range(args.repeats):
         for name in ("plain_training_loop", "train_model_simple"):
-            seconds, tokens, histories[name] = time_run(name, text, tokenizer, args.epochs)
+            seconds, tokens, histories[name] = time_run(name, text, tokenizer, args.epochs,
+                                                        args.device)
             best[name] = min(best.get(name, seconds), seconds)
 
     identical = histories["plain_training_loop"] == histories["train_model_simple"]

@@ -14,9 +14,7 @@ $LLMS_FROM_SCRATCH_MIRROR. `load_weights_into_gpt` is copied unchanged from
 the chapter notebook ch05.ipynb (its home); a test keeps the copies identical.
 """
 
-import argparse
 import sys
-from pathlib import Path
 
 import tiktoken
 import torch
@@ -28,16 +26,20 @@ from gpt_download import (
     download_and_load_gpt2,
 )
 from gpt_utils import (
-    DEVICE_CHOICES,
-    DEVICE_HELP,
     generate,
     load_checkpoint,
     read_checkpoint_config,
-    select_device,
     text_to_token_ids,
     token_ids_to_text,
 )
 from previous_chapters import GPT_CONFIG_124M, GPTModel
+from script_helpers import (
+    ScriptArgumentParser,
+    add_device_argument,
+    existing_file,
+    non_negative_int,
+    positive_int,
+)
 
 # Embedding size, heads and blocks of OpenAI's four GPT-2 sizes: the shape a
 # --checkpoint without a stored configuration is read with.
@@ -163,30 +165,18 @@ def load_trained_gpt(checkpoint_path, fallback_config):
     return model
 
 
-class OneLineErrorParser(argparse.ArgumentParser):
-    """An ArgumentParser that reports a bad command line in one line, exit status 2.
-
-    argparse prints its whole usage block before the error; the one line naming
-    the flag is what a reader needs, and `--help` still shows the usage.
-    """
-
-    def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
 def parse_args(argv=None):
-    parser = OneLineErrorParser(
+    parser = ScriptArgumentParser(
         description="Generate text with OpenAI's GPT-2 or a model saved by gpt_train.py "
                     "(chapter 5). The defaults are the book's settings.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--model-size", choices=GPT2_MODEL_SIZES, default="124M",
                         help="which OpenAI GPT-2 to load; with a --checkpoint that stores no "
                              "configuration, the size of the model it holds")
-    parser.add_argument("--checkpoint", default=None,
+    parser.add_argument("--checkpoint", type=existing_file, default=None,
                         help="use this model.pth instead of GPT-2: one saved by gpt_train.py, "
                              "or the book's torch.save(model.state_dict(), ...)")
-    parser.add_argument("--context-length", type=int, default=256,
+    parser.add_argument("--context-length", type=positive_int, default=256,
                         help="context length of a --checkpoint that stores no configuration "
                              "(chapter 5 trains with 256)")
     parser.add_argument("--qkv-bias", action="store_true",
@@ -195,25 +185,19 @@ def parse_args(argv=None):
     parser.add_argument("--models-dir", default="gpt2",
                         help="folder that holds (or receives) the downloaded GPT-2 files")
     parser.add_argument("--prompt", default="Every effort moves you", help="text to continue")
-    parser.add_argument("--max-new-tokens", type=int, default=25,
+    parser.add_argument("--max-new-tokens", type=non_negative_int, default=25,
                         help="how many tokens to generate")
     parser.add_argument("--temperature", type=float, default=1.5,
                         help="sampling temperature; 0 picks the most likely token (greedy)")
-    parser.add_argument("--top-k", type=int, default=50,
+    parser.add_argument("--top-k", type=non_negative_int, default=50,
                         help="sample only among the k most likely tokens (0: all of them)")
     parser.add_argument("--seed", type=int, default=123, help="seed for sampling")
-    parser.add_argument("--device", choices=DEVICE_CHOICES, default="auto", help=DEVICE_HELP)
+    add_device_argument(parser)
     args = parser.parse_args(argv)
-    problems = [
-        ("--prompt", not args.prompt, "must not be empty: the model needs a token to continue"),
-        ("--max-new-tokens", args.max_new_tokens < 0, f"must be >= 0, got {args.max_new_tokens}"),
-        ("--temperature", not args.temperature >= 0, f"must be >= 0, got {args.temperature}"),
-        ("--top-k", args.top_k < 0, f"must be >= 0, got {args.top_k}"),
-        ("--context-length", args.context_length < 1, f"must be >= 1, got {args.context_length}"),
-    ]
-    for flag, bad, problem in problems:
-        if bad:
-            parser.error(f"argument {flag}: {problem}")
+    if not args.prompt:
+        parser.error("argument --prompt: must not be empty: the model needs a token to continue")
+    if not args.temperature >= 0:  # also rejects nan
+        parser.error(f"argument --temperature: must be 0 or more, got {args.temperature}")
     return parser, args
 
 
@@ -226,10 +210,7 @@ def checkpoint_config(args):
 
 def load_checkpoint_or_exit(parser, args):
     """The checkpoint's model, or one line naming --checkpoint and what does not fit."""
-    path = Path(args.checkpoint)
-    if not path.is_file():
-        parser.error(f"argument --checkpoint: no checkpoint at {path} "
-                     "(gpt_train.py writes model.pth)")
+    path = args.checkpoint
     try:
         return load_trained_gpt(path, checkpoint_config(args))
     except ValueError as err:
@@ -249,10 +230,7 @@ def load_checkpoint_or_exit(parser, args):
 
 def main(argv=None):
     parser, args = parse_args(argv)
-    try:
-        device = select_device(args.device)
-    except ValueError as err:
-        parser.error(f"argument --device: {err}")
+    device = args.device
 
     if args.checkpoint is not None:
         model = load_checkpoint_or_exit(parser, args)

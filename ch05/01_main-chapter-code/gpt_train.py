@@ -28,7 +28,6 @@ With no network and no mirror it says so in one line and trains on
 `fallback-text.txt`, a short original text shipped with this folder.
 """
 
-import argparse
 import os
 import sys
 import tempfile
@@ -38,21 +37,26 @@ from pathlib import Path
 
 import tiktoken
 import torch
-# _sha256_of: the download helper's own checksum, so both agree on what the book's file is
-from downloads import DownloadError, _sha256_of, cache_gpt2_tokenizer_files, download_file
+from downloads import DownloadError, cache_gpt2_tokenizer_files, download_file, sha256_of
 from gpt_utils import (
-    DEVICE_CHOICES,
-    DEVICE_HELP,
     THE_VERDICT_SHA256,
     THE_VERDICT_URL,
     learning_rate_at,
     plot_losses,
     save_checkpoint,
-    select_device,
     train_model_simple,
     training_progress,
 )
 from previous_chapters import GPT_CONFIG_124M, GPTModel, create_dataloader_v1
+from script_helpers import (
+    ScriptArgumentParser,
+    add_device_argument,
+    existing_file,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    resolve_device,
+)
 
 SCRIPT_DIR = Path(__file__).resolve().parent
 FALLBACK_TEXT = SCRIPT_DIR / "fallback-text.txt"
@@ -71,7 +75,7 @@ OPTIONAL_SETTINGS = {
     "eval_iter": 5,          # batches per loss measurement
     "start_context": "Every effort moves you",  # prompt of the sample after each epoch
     "seed": 123,             # seeds the weights and the shuffling
-    "device": "auto",        # see DEVICE_CHOICES
+    "device": "auto",        # auto, cpu, cuda or mps (or a torch.device)
     "text_file": None,       # train on this file instead of the-verdict.txt
     "data_dir": None,        # where the-verdict.txt is kept (None: this folder)
     # Appendix D's extras, all off by default so the book's run is unchanged:
@@ -254,8 +258,11 @@ def checked_settings(gpt_config, settings):
 
 
 def device_setting(name):
+    """The torch.device for the "device" setting (a name, or already a torch.device)."""
+    if isinstance(name, torch.device):
+        return name
     try:
-        return select_device(name)
+        return resolve_device(name)
     except ValueError as err:
         raise SettingError("device", str(err)) from None
 
@@ -344,7 +351,7 @@ def find_training_text(text_file, data_dir):
             raise SettingError("text_file", f"no such file: {path}")
         return path
     destination = Path(data_dir) / "the-verdict.txt"
-    if destination.exists() and _sha256_of(destination) != THE_VERDICT_SHA256:
+    if destination.exists() and sha256_of(destination) != THE_VERDICT_SHA256:
         raise SettingError("data_dir", f"{destination} is not the book's the-verdict.txt and "
                            "is left alone; train on it with --text-file, or choose "
                            "another --data-dir")
@@ -356,30 +363,21 @@ def find_training_text(text_file, data_dir):
         return FALLBACK_TEXT
 
 
-class OneLineErrorParser(argparse.ArgumentParser):
-    """An ArgumentParser that reports a bad command line in one line, exit status 2.
-
-    argparse prints its whole usage block before the error; the one line naming
-    the flag is what a reader needs, and `--help` still shows the usage.
-    """
-
-    def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
 def parse_args(argv=None):
-    parser = OneLineErrorParser(
+    """The command line as (parser, args); the settings' own checks come later."""
+    parser = ScriptArgumentParser(
         description="Pretrain a GPT model on a short text (chapter 5). "
                     "The defaults are the book's run.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--epochs", type=int, default=10, help="passes over the training text")
-    parser.add_argument("--lr", type=float, default=4e-4, help="AdamW learning rate")
+    parser.add_argument("--epochs", type=positive_int, default=10,
+                        help="passes over the training text")
+    parser.add_argument("--lr", type=positive_float, default=4e-4, help="AdamW learning rate")
     parser.add_argument("--weight-decay", type=float, default=0.1, help="AdamW weight decay")
-    parser.add_argument("--batch-size", type=int, default=2, help="sequences per batch")
-    parser.add_argument("--context-length", type=int, default=256,
+    parser.add_argument("--batch-size", type=positive_int, default=2, help="sequences per batch")
+    parser.add_argument("--context-length", type=positive_int, default=256,
                         help="tokens per training sequence (and the model's context length); "
                              "at most the --model-config's")
-    parser.add_argument("--text-file", default=None,
+    parser.add_argument("--text-file", type=existing_file, default=None,
                         help="train on this UTF-8 text file instead of the-verdict.txt")
     parser.add_argument("--data-dir", default=None,
                         help="where the downloaded the-verdict.txt is kept "
@@ -387,20 +385,20 @@ def parse_args(argv=None):
     parser.add_argument("--output-dir", default=".",
                         help="where to write model.pth and loss-plot.pdf")
     parser.add_argument("--seed", type=int, default=123, help="seed for weights and shuffling")
-    parser.add_argument("--device", choices=DEVICE_CHOICES, default="auto", help=DEVICE_HELP)
-    parser.add_argument("--eval-freq", type=int, default=5,
+    add_device_argument(parser)
+    parser.add_argument("--eval-freq", type=positive_int, default=5,
                         help="measure the losses every this many optimizer steps")
-    parser.add_argument("--eval-iter", type=int, default=5,
+    parser.add_argument("--eval-iter", type=positive_int, default=5,
                         help="batches per loss measurement")
     parser.add_argument("--model-config", choices=sorted(MODEL_CONFIGS), default="124M",
                         help="model size; 'tiny' trains in seconds (for tests)")
-    parser.add_argument("--warmup-steps", type=int, default=None,
+    parser.add_argument("--warmup-steps", type=non_negative_int, default=None,
                         help="linear learning-rate warm-up over this many steps (appendix D)")
-    parser.add_argument("--initial-lr", type=float, default=1e-5,
+    parser.add_argument("--initial-lr", type=positive_float, default=1e-5,
                         help="learning rate at the start of the warm-up")
-    parser.add_argument("--min-lr", type=float, default=None,
+    parser.add_argument("--min-lr", type=positive_float, default=None,
                         help="decay the learning rate along a cosine to this value")
-    parser.add_argument("--max-grad-norm", type=float, default=None,
+    parser.add_argument("--max-grad-norm", type=positive_float, default=None,
                         help="clip the gradients' global norm to this value after the warm-up")
     parser.add_argument("--start-context", default="Every effort moves you",
                         help="prompt for the samples printed after each epoch")

@@ -3,8 +3,9 @@
 `gpt_train.py`, `gpt_generate.py` and `bench_train.py` import what they need
 from here, so no script imports another script. The functions are copied
 unchanged from the chapter notebook ch05.ipynb (their home); a test keeps the
-copies identical. `select_device`, `training_progress` and the-verdict.txt's
-address are shared by the scripts.
+copies identical. `training_progress` and the-verdict.txt's address are
+shared by the scripts; their command-line conventions (device choice
+included) come from `script_helpers.py`.
 """
 
 import math
@@ -25,29 +26,6 @@ THE_VERDICT_URL = (
     "ch02/01_main-chapter-code/the-verdict.txt"
 )
 THE_VERDICT_SHA256 = "b41e41a68f0398a3154ae69e2e4c0e2694e17fe0d66730536837f1b01935b31f"
-
-DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
-DEVICE_HELP = "where to run: cpu, cuda or mps; auto picks cuda, then mps, then cpu"
-
-
-def select_device(name="auto"):
-    """The torch.device called `name` ("auto", "cpu", "cuda" or "mps").
-
-    Raises ValueError for an unknown name or a device this machine lacks, so a
-    script can say so before any work starts instead of failing mid-run.
-    """
-    available = {
-        "cuda": torch.cuda.is_available(),
-        "mps": torch.backends.mps.is_available(),
-        "cpu": True,
-    }
-    if name == "auto":
-        name = next(device for device, present in available.items() if present)
-    if name not in available:
-        raise ValueError(f"unknown device {name!r}; choose one of {', '.join(DEVICE_CHOICES)}")
-    if not available[name]:
-        raise ValueError(f"{name} is not available on this machine")
-    return torch.device(name)
 
 
 @contextmanager

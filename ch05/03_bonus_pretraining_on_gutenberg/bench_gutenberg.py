@@ -23,7 +23,6 @@ Project Gutenberg's header and footer. Run it on an otherwise idle machine:
 it prints what it measured and on what.
 """
 
-import argparse
 import os
 import platform
 import random
@@ -40,6 +39,7 @@ from prepare_dataset import (MB, TOKEN_DTYPE, list_books, strip_gutenberg_boiler
 from pretraining_simple import (Cluster, Position, TokenShards, Windows, autocast_for,
                                 device_for_process, parse_args, pretrain)
 from previous_chapters import GPT_CONFIG_124M, GPTModel, train_model_simple
+from script_helpers import ScriptArgumentParser, add_device_argument, positive_int, synchronize
 
 THE_VERDICT_URL = (
     "https://raw.githubusercontent.com/rasbt/LLMs-from-scratch/main/"
@@ -111,7 +111,7 @@ def training_setup(shards_dir, work_dir, args_in, dtype, name):
         "--context-length", str(args_in.context_length), "--batch-size", str(args_in.batch_size),
         "--max-steps", str(args_in.steps), "--eval-freq", str(10**9), "--eval-iter", "1",
         "--print-sample-iter", str(10**9), "--save-ckpt-freq", str(10**9), "--drop-rate", "0",
-        "--dtype", dtype, "--device", args_in.device, "--no-progress"])
+        "--dtype", dtype, "--device", args_in.device.type, "--no-progress"])
     config = {**MODELS[args_in.model], "context_length": args_in.context_length,
               "drop_rate": 0.0}
     windows = Windows(TokenShards(shards_dir), config["context_length"], args.val_fraction)
@@ -142,11 +142,13 @@ def run_train_model_simple(shards_dir, work_dir, bench_args, dtype, tokenizer):
                      for i in range(args.max_steps)]
     val_batches = [windows.batch(range(windows.num_train,
                                        windows.num_train + args.batch_size))]
+    synchronize(device)
     start = time.perf_counter()
     with autocast_for(device, dtype):
         train_model_simple(model, train_batches, val_batches, optimizer, device, num_epochs=1,
                            eval_freq=10**9, eval_iter=1, start_context="Every effort moves you",
                            tokenizer=tokenizer)
+    synchronize(device)
     seconds = time.perf_counter() - start
     return args.max_steps * args.batch_size * args.context_length / seconds, model
 
@@ -178,29 +180,39 @@ def bench_training(shards_dir, work_dir, bench_args):
         print(f"  pretraining_simple.py / train_model_simple, {dtype}: {ratio:.2f}")
 
 
-def parse_bench_args():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+def parse_bench_args(argv=None):
+    parser = ScriptArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--books-dir", default=None,
                         help="a folder of .txt books (None: make synthetic ones)")
-    parser.add_argument("--num-books", type=int, default=40, help="synthetic books to make")
-    parser.add_argument("--book-repeats", type=int, default=5,
+    parser.add_argument("--num-books", type=positive_int, default=40,
+                        help="synthetic books to make")
+    parser.add_argument("--book-repeats", type=positive_int, default=5,
                         help="copies of the story in each synthetic book (about 20 KB each)")
     parser.add_argument("--model", choices=sorted(MODELS), default="small")
-    parser.add_argument("--context-length", type=int, default=256)
-    parser.add_argument("--batch-size", type=int, default=2)
-    parser.add_argument("--steps", type=int, default=10, help="optimizer steps per timed run")
-    parser.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default="cpu")
+    parser.add_argument("--context-length", type=positive_int, default=256)
+    parser.add_argument("--batch-size", type=positive_int, default=2)
+    parser.add_argument("--steps", type=positive_int, default=10,
+                        help="optimizer steps per timed run")
+    add_device_argument(parser)
     parser.add_argument("--skip-training", action="store_true", help="part 1 only")
-    return parser.parse_args()
+    args = parser.parse_args(argv)
+    if args.books_dir is not None and not Path(args.books_dir).is_dir():
+        parser.error(f"argument --books-dir: {args.books_dir} is not a folder")
+    return args
 
 
-def main():
-    args = parse_bench_args()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} "
-          f"CPU cores, {platform.processor() or platform.machine()}, "
-          f"Python {platform.python_version()}, load average "
-          f"{', '.join(f'{load:.1f}' for load in os.getloadavg())}")
+def load_average():
+    """The load average, where the system reports one (not on Windows)."""
+    if not hasattr(os, "getloadavg"):
+        return "load average unknown"
+    return f"load average {', '.join(f'{load:.1f}' for load in os.getloadavg())}"
+
+
+def main(argv=None):
+    args = parse_bench_args(argv)
+    print(f"torch {torch.__version__}, device: {args.device}, {torch.get_num_threads()} "
+          f"threads, {os.cpu_count()} CPU cores, {platform.processor() or platform.machine()}, "
+          f"Python {platform.python_version()}, {load_average()}")
     with tempfile.TemporaryDirectory() as temp:
         work_dir = Path(temp)
         books_dir = Path(args.books_dir) if args.books_dir else work_dir / "books"

@@ -22,13 +22,10 @@ when complete, so an interrupted run leaves only whole shards behind; run the
 same command again and it keeps the complete shards and continues after them.
 """
 
-import argparse
-import functools
 import hashlib
 import json
 import os
 import re
-import sys
 import time
 from multiprocessing import Pool
 from pathlib import Path
@@ -36,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import tiktoken
 from downloads import cache_gpt2_tokenizer_files
+from script_helpers import ScriptArgumentParser, positive_float, positive_int, writable_folder
 from tqdm import tqdm
 
 EOT_ID = 50256  # GPT-2's <|endoftext|>, the separator between books
@@ -57,28 +55,6 @@ COMMON_ENGLISH_WORDS = frozenset(
     "but by this which have from they she my all him were".split())
 MIN_ENGLISH_SHARE = 0.15
 WORD = re.compile(r"[a-z']+")
-
-
-def add_hyphenated_option(parser, flag, **kwargs):
-    """Add a hyphenated flag, plus its underscore spelling as a hidden alias.
-
-    The book's own repository documents `--data_dir`, `--max_size_mb`, ...;
-    commands copied from there keep working, while --help shows one spelling.
-    """
-    parser.add_argument(flag, **kwargs)
-    alias = "--" + flag[2:].replace("-", "_")
-    if alias != flag:
-        alias_kwargs = {key: value for key, value in kwargs.items()
-                        if key not in ("help", "default")}
-        alias_kwargs.setdefault("dest", flag[2:].replace("-", "_"))
-        parser.add_argument(alias, help=argparse.SUPPRESS, default=argparse.SUPPRESS,
-                            **alias_kwargs)
-
-
-def argument_error(parser, flag, message):
-    """Exit with status 2 and one line naming the flag, in argparse's words."""
-    print(f"{parser.prog}: error: argument {flag}: {message}", file=sys.stderr)
-    sys.exit(2)
 
 
 def write_file_atomically(path, write):
@@ -362,37 +338,30 @@ def print_shard_summary(index, seconds, input_bytes):
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
+    parser = ScriptArgumentParser(
         description="Tokenize a folder of Project Gutenberg .txt books into uint16 shards.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    option = functools.partial(add_hyphenated_option, parser)
-    option("--data-dir", default="gutenberg/data/raw",
-           help="folder with the books' .txt files (searched recursively)")
-    option("--output-dir", default="gutenberg_preprocessed",
-           help="where the shards and index.json are written")
-    option("--max-size-mb", type=float, default=500,
-           help="size of each shard in MB (2 bytes a token)")
-    option("--workers", type=int, default=min(4, os.cpu_count() or 1),
-           help="processes that tokenize books in parallel")
+    parser.add_argument("--data-dir", default="gutenberg/data/raw",
+                        help="folder with the books' .txt files (searched recursively)")
+    parser.add_argument("--output-dir", type=writable_folder, default="gutenberg_preprocessed",
+                        help="where the shards and index.json are written")
+    parser.add_argument("--max-size-mb", type=positive_float, default=500,
+                        help="size of each shard in MB (2 bytes a token)")
+    parser.add_argument("--workers", type=positive_int, default=min(4, os.cpu_count() or 1),
+                        help="processes that tokenize books in parallel")
     args = parser.parse_args(argv)
 
     data_dir = Path(args.data_dir)
     if not data_dir.is_dir():
-        argument_error(parser, "--data-dir", f"{data_dir} is not a folder")
+        parser.error(f"argument --data-dir: {data_dir} is not a folder")
     if not list_books(data_dir):
-        argument_error(parser, "--data-dir", f"no .txt files below {data_dir}")
+        parser.error(f"argument --data-dir: no .txt files below {data_dir}")
     if args.max_size_mb * MB < TOKEN_DTYPE.itemsize:
-        argument_error(parser, "--max-size-mb", "must hold at least one token (> 0)")
-    if args.workers < 1:
-        argument_error(parser, "--workers", "must be at least 1")
-    output_dir = Path(args.output_dir)
-    if output_dir.exists() and not output_dir.is_dir():
-        argument_error(parser, "--output-dir", f"{output_dir} is a file, not a folder")
+        parser.error("argument --max-size-mb: must hold at least one token (2 bytes)")
+    output_dir = args.output_dir
     if any(output_dir.glob("shard_*.bin")) and not (output_dir / INDEX_NAME).is_file():
-        argument_error(parser, "--output-dir",
-                       f"{output_dir} holds shard files but no {INDEX_NAME}; they are not "
-                       "from this script, choose another folder")
+        parser.error(f"argument --output-dir: {output_dir} holds shard files but no "
+                     f"{INDEX_NAME}; they are not from this script, choose another folder")
     args.shard_tokens = int(args.max_size_mb * MB) // TOKEN_DTYPE.itemsize
     return args
 

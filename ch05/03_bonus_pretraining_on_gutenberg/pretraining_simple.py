@@ -30,8 +30,6 @@ random number generator state) are written atomically to
 exactly where the run stopped. Per-step losses go to --output-dir/log.jsonl.
 """
 
-import argparse
-import functools
 import json
 import math
 import os
@@ -48,9 +46,10 @@ import tiktoken
 import torch
 import torch.distributed as dist
 from downloads import cache_gpt2_tokenizer_files
-from prepare_dataset import (INDEX_NAME, TOKEN_DTYPE, add_hyphenated_option, argument_error,
-                             read_index, write_file_atomically)
+from prepare_dataset import INDEX_NAME, TOKEN_DTYPE, read_index, write_file_atomically
 from previous_chapters import GPT_CONFIG_124M, GPTModel, calc_loss_batch, generate_and_print_sample
+from script_helpers import (ScriptArgumentParser, add_device_argument, non_negative_int,
+                            positive_float, positive_int, writable_folder)
 from torch.distributed.elastic.multiprocessing.errors import record
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
@@ -157,13 +156,10 @@ def cluster_from_environment():
 
 
 def device_for_process(requested, cluster):
-    """The device for this process: with several GPUs, the one at LOCAL_RANK."""
-    if requested == "auto":
-        requested = ("cuda" if torch.cuda.is_available()
-                     else "mps" if torch.backends.mps.is_available() else "cpu")
-    if requested == "cuda":
+    """The device for this process (`requested`: --device's): with GPUs, LOCAL_RANK's."""
+    if requested.type == "cuda":
         return torch.device("cuda", cluster.local_rank % torch.cuda.device_count())
-    return torch.device(requested)
+    return requested
 
 
 def start_process_group(cluster, device, timeout_s):
@@ -352,35 +348,33 @@ def pretrain(model, optimizer, windows, args, position, cluster, device, tokeniz
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
+    parser = ScriptArgumentParser(
         description="Pretrain GPT on tokenized Project Gutenberg books (one or many processes).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    option = functools.partial(add_hyphenated_option, parser)
+    option = parser.add_argument
     option("--data-dir", default="gutenberg_preprocessed",
            help="folder written by prepare_dataset.py (index.json and shards)")
-    option("--output-dir", default="model_checkpoints",
+    option("--output-dir", type=writable_folder, default="model_checkpoints",
            help="where checkpoints and log.jsonl are written")
-    option("--n-epochs", type=int, default=1, help="passes over the training windows")
-    option("--batch-size", type=int, default=4,
+    option("--n-epochs", type=positive_int, default=1, help="passes over the training windows")
+    option("--batch-size", type=positive_int, default=4,
            help="windows per optimizer step, over all processes together")
-    option("--context-length", type=int, default=None,
+    option("--context-length", type=positive_int, default=None,
            help="tokens per window (None: 1024, or 10 with --debug)")
-    option("--lr", type=float, default=5e-4, help="AdamW learning rate")
+    option("--lr", type=positive_float, default=5e-4, help="AdamW learning rate")
     option("--weight-decay", type=float, default=0.1, help="AdamW weight decay")
-    option("--eval-freq", type=int, default=100,
+    option("--eval-freq", type=positive_int, default=100,
            help="evaluate every this many optimizer steps")
-    option("--eval-iter", type=int, default=1, help="batches per evaluation")
-    option("--print-sample-iter", type=int, default=1000,
+    option("--eval-iter", type=positive_int, default=1, help="batches per evaluation")
+    option("--print-sample-iter", type=positive_int, default=1000,
            help="print a greedy sample every this many steps")
-    option("--save-ckpt-freq", type=int, default=100_000,
+    option("--save-ckpt-freq", type=positive_int, default=100_000,
            help="save a checkpoint every this many steps (and always at the end)")
-    option("--max-steps", type=int, default=None,
+    option("--max-steps", type=positive_int, default=None,
            help="stop (with a checkpoint) after this many steps in all; --resume goes on")
     option("--val-fraction", type=float, default=0.1,
            help="share of the windows (at the end of the stream) held out for validation")
-    option("--device", choices=["auto", "cpu", "cuda", "mps"], default="auto",
-           help="auto: a GPU if there is one (one per process under torchrun)")
+    add_device_argument(parser)  # under torchrun, cuda means one GPU per process
     option("--dtype", choices=["float32", "bfloat16"], default="float32",
            help="bfloat16: mixed precision with autocast (parameters stay float32)")
     option("--seed", type=int, default=123, help="seed for weights, order, dropout")
@@ -390,11 +384,11 @@ def parse_args(argv=None):
            help="a tiny model (2 layers, 12-dim embeddings) for quick checks")
     option("--resume", action="store_true",
            help="continue from the newest checkpoint in --output-dir")
-    option("--dist-timeout", type=float, default=600,
+    option("--dist-timeout", type=positive_float, default=600,
            help="seconds a process waits for a silent peer before giving up")
-    option("--fail-rank", type=int, default=None,
+    option("--fail-rank", type=non_negative_int, default=None,
            help="make this rank raise at step --fail-step (to see a failure end the job)")
-    option("--fail-step", type=int, default=0, help="see --fail-rank")
+    option("--fail-step", type=non_negative_int, default=0, help="see --fail-rank")
     option("--no-progress", dest="progress", action="store_false",
            help="no progress bar")
     args = parser.parse_args(argv)
@@ -403,66 +397,53 @@ def parse_args(argv=None):
 
 
 def check_training_args(parser, args):
-    """Exit with one line naming the argument when something cannot work."""
-    for name in ("n_epochs", "batch_size", "eval_freq", "eval_iter", "print_sample_iter",
-                 "save_ckpt_freq", "max_steps", "context_length"):
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            argument_error(parser, f"--{name.replace('_', '-')}", "must be at least 1")
-    if args.lr <= 0:
-        argument_error(parser, "--lr", "must be positive")
+    """Exit with one line naming the argument when flags cannot work together."""
+    if not args.weight_decay >= 0:
+        parser.error(f"argument --weight-decay: must be 0 or more, got {args.weight_decay}")
     if not 0 < args.val_fraction < 1:
-        argument_error(parser, "--val-fraction", "must be between 0 and 1")
+        parser.error("argument --val-fraction: must be between 0 and 1")
     if args.drop_rate is not None and not 0 <= args.drop_rate < 1:
-        argument_error(parser, "--drop-rate", "must be in [0, 1)")
+        parser.error("argument --drop-rate: must be in [0, 1)")
 
     cluster = cluster_from_environment()
     if args.batch_size % cluster.world_size:
-        argument_error(parser, "--batch-size", f"{args.batch_size} windows cannot be split "
-                                               f"evenly over {cluster.world_size} processes")
-    if args.device == "cuda" and not torch.cuda.is_available():
-        argument_error(parser, "--device", "cuda requested, but no CUDA GPU is available")
-    if args.device == "mps" and not torch.backends.mps.is_available():
-        argument_error(parser, "--device", "mps requested, but MPS is not available")
+        parser.error(f"argument --batch-size: {args.batch_size} windows cannot be split "
+                     f"evenly over {cluster.world_size} processes")
     device = device_for_process(args.device, cluster)
     if (args.dtype == "bfloat16" and device.type == "cuda"
             and not torch.cuda.is_bf16_supported()):
-        argument_error(parser, "--dtype", "this GPU does not support bfloat16")
+        parser.error("argument --dtype: this GPU does not support bfloat16")
 
     check_shard_folder(parser, args)
-    output_dir = Path(args.output_dir)
-    if output_dir.exists() and not output_dir.is_dir():
-        argument_error(parser, "--output-dir", f"{output_dir} is a file, not a folder")
+    output_dir = args.output_dir
     found = latest_training_checkpoint(output_dir) if output_dir.is_dir() else None
     if args.resume and found is None:
-        argument_error(parser, "--resume", f"no model_pg_<step>.pth in {output_dir}")
+        parser.error(f"argument --resume: no model_pg_<step>.pth in {output_dir}")
     if found is not None and not args.resume:
-        argument_error(parser, "--output-dir",
-                       f"{output_dir} already holds checkpoints; pass --resume to continue, "
-                       "or choose another folder")
+        parser.error(f"argument --output-dir: {output_dir} already holds checkpoints; "
+                     "pass --resume to continue, or choose another folder")
 
 
 def check_shard_folder(parser, args):
     index = read_index(args.data_dir)
     if index is None:
-        argument_error(parser, "--data-dir", f"no {INDEX_NAME} in {args.data_dir} "
-                                             "(run prepare_dataset.py first)")
+        parser.error(f"argument --data-dir: no {INDEX_NAME} in {args.data_dir} "
+                     "(run prepare_dataset.py first)")
     if not index["complete"]:
-        argument_error(parser, "--data-dir", f"{args.data_dir} is incomplete "
-                                             "(rerun prepare_dataset.py to finish it)")
+        parser.error(f"argument --data-dir: {args.data_dir} is incomplete "
+                     "(rerun prepare_dataset.py to finish it)")
     for shard in index["shards"]:
         path = Path(args.data_dir) / shard["file"]
         if not path.is_file() or path.stat().st_size != shard["tokens"] * TOKEN_DTYPE.itemsize:
-            argument_error(parser, "--data-dir", f"{path} is missing or has the wrong size")
+            parser.error(f"argument --data-dir: {path} is missing or has the wrong size")
     length = args.context_length or (DEBUG_CONFIG if args.debug else GPT_CONFIG_124M)[
         "context_length"]
     windows = len(range(0, index["total_tokens"] - length, length))
     num_val = math.ceil(windows * args.val_fraction)
     if min(windows - num_val, num_val) < args.batch_size:
-        argument_error(parser, "--data-dir",
-                       f"{index['total_tokens']:,} tokens make {windows - num_val} training "
-                       f"and {num_val} validation windows of {length} tokens; each needs at "
-                       f"least --batch-size {args.batch_size}")
+        parser.error(f"argument --data-dir: {index['total_tokens']:,} tokens make "
+                     f"{windows - num_val} training and {num_val} validation windows of "
+                     f"{length} tokens; each needs at least --batch-size {args.batch_size}")
 
 
 def config_from_args(args):

@@ -40,12 +40,13 @@ from previous_chapters import (
     GPT2_MODEL_SIZES,
     GPT_CONFIG_124M,
     GPTModel,
-    default_device,
     download_and_load_gpt2,
     gpt_config_from_hparams,
     load_weights_into_gpt,
     save_checkpoint,
 )
+from script_helpers import (ScriptArgumentParser, add_device_argument, positive_float,
+                            positive_int, writable_folder)
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
@@ -441,86 +442,47 @@ def context_length_arg(value):
     return value
 
 
-def positive(kind):
-    """An argparse type: `kind` (int or float) greater than zero."""
-    def parse(value):
-        try:
-            number = kind(value)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number, got {value!r}") from None
-        if not number > 0:
-            raise argparse.ArgumentTypeError(f"must be greater than 0, got {value}")
-        return number
-    return parse
-
-
-def add_option(parser, name, **kwargs):
-    """Add --some-name, also accepting the book repository's --some_name (hidden)."""
-    parser.add_argument(name, **kwargs)
-    underscored = "--" + name[2:].replace("-", "_")
-    if underscored != name:
-        hidden = {key: value for key, value in kwargs.items() if key != "default"}
-        parser.add_argument(underscored, **{**hidden, "help": argparse.SUPPRESS,
-                                            "dest": name[2:].replace("-", "_")})
-
-
 def build_parser():
-    parser = argparse.ArgumentParser(
+    parser = ScriptArgumentParser(
         prog=Path(__file__).name,  # also when main() is called from a notebook
         description="Finetune OpenAI's GPT-2 to classify text messages as spam or not "
                     "(chapter 6). The defaults are the book's run.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    add_option(parser, "--model-size", choices=GPT2_MODEL_SIZES, default="124M",
-               help="which OpenAI GPT-2 to finetune")
-    add_option(parser, "--epochs", type=positive(int), default=5, help="passes over the data")
-    add_option(parser, "--lr", type=positive(float), default=5e-5, help="AdamW learning rate")
-    add_option(parser, "--weight-decay", type=float, default=0.1, help="AdamW weight decay")
-    add_option(parser, "--batch-size", type=positive(int), default=8, help="messages per batch")
-    add_option(parser, "--seed", type=int, default=123,
-               help="seed for data shuffling (and the test-mode model)")
-    add_option(parser, "--device", choices=("auto", "cpu", "cuda", "mps"), default="auto",
-               help="where to train; auto picks a GPU when there is one")
-    add_option(parser, "--eval-freq", type=positive(int), default=50,
-               help="measure the losses every this many optimizer steps")
-    add_option(parser, "--eval-iter", type=positive(int), default=5,
-               help="batches per loss and accuracy measurement during training")
-    add_option(parser, "--output-dir", default=".",
-               help="where to write review_classifier.pth and the plots")
-    add_option(parser, "--data-dir", default="sms_spam_collection",
-               help="where the data is downloaded and the CSV splits are written")
-    add_option(parser, "--models-dir", default="gpt2",
-               help="folder that holds (or receives) OpenAI's GPT-2 files")
-    add_option(parser, "--context-length", type=context_length_arg,
-               default="longest_training_example",
-               help="pad messages to the longest training message, to the model's "
-                    "context (model_context_length, exercise 6.1) or to a number of tokens")
-    add_option(parser, "--trainable-layers", choices=("last_block", "all"),
-               default="last_block",
-               help="finetune the last block, final norm and head, or all layers (exercise 6.2)")
-    add_option(parser, "--trainable-token-pos", choices=("last", "first"), default="last",
-               help="classify from the last or the first token's output (exercise 6.3)")
-    add_option(parser, "--test-mode", action="store_true",
-               help="a tiny random-weight GPT (no download) on a few examples, for tests")
+    option = parser.add_argument
+    option("--model-size", choices=GPT2_MODEL_SIZES, default="124M",
+           help="which OpenAI GPT-2 to finetune")
+    option("--epochs", type=positive_int, default=5, help="passes over the data")
+    option("--lr", type=positive_float, default=5e-5, help="AdamW learning rate")
+    option("--weight-decay", type=float, default=0.1, help="AdamW weight decay")
+    option("--batch-size", type=positive_int, default=8, help="messages per batch")
+    option("--seed", type=int, default=123,
+           help="seed for data shuffling (and the test-mode model)")
+    add_device_argument(parser)
+    option("--eval-freq", type=positive_int, default=50,
+           help="measure the losses every this many optimizer steps")
+    option("--eval-iter", type=positive_int, default=5,
+           help="batches per loss and accuracy measurement during training")
+    option("--output-dir", type=writable_folder, default=".",
+           help="where to write review_classifier.pth and the plots")
+    option("--data-dir", type=writable_folder, default="sms_spam_collection",
+           help="where the data is downloaded and the CSV splits are written")
+    option("--models-dir", default="gpt2",
+           help="folder that holds (or receives) OpenAI's GPT-2 files")
+    option("--context-length", type=context_length_arg, default="longest_training_example",
+           help="pad messages to the longest training message, to the model's "
+                "context (model_context_length, exercise 6.1) or to a number of tokens")
+    option("--trainable-layers", choices=("last_block", "all"), default="last_block",
+           help="finetune the last block, final norm and head, or all layers (exercise 6.2)")
+    option("--trainable-token-pos", choices=("last", "first"), default="last",
+           help="classify from the last or the first token's output (exercise 6.3)")
+    option("--test-mode", action="store_true",
+           help="a tiny random-weight GPT (no download) on a few examples, for tests")
     return parser
 
 
 def parse_args(argv=None):
     """Parse and check the command line; bad values exit 2 naming the option."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    output_dir = Path(args.output_dir)
-    try:
-        output_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        parser.error(f"argument --output-dir: cannot create {output_dir} ({err.strerror})")
-    if not os.access(output_dir, os.W_OK):
-        parser.error(f"argument --output-dir: {output_dir} is not writable")
-    if args.device in ("cuda", "mps") and not (
-            torch.cuda.is_available() if args.device == "cuda"
-            else torch.backends.mps.is_available()):
-        parser.error(f"argument --device: {args.device} is not available on this machine")
-    return args
+    return build_parser().parse_args(argv)
 
 
 def fail(message):
@@ -531,9 +493,10 @@ def fail(message):
 
 def main(argv=None):
     args = parse_args(argv)
-    device = default_device() if args.device == "auto" else torch.device(args.device)
+    device = args.device
     print(f"torch {torch.__version__}, device: {device}")
-    output_dir, data_dir = Path(args.output_dir), Path(args.data_dir)
+    output_dir, data_dir = args.output_dir, args.data_dir
+    output_dir.mkdir(parents=True, exist_ok=True)  # checked writable by parse_args
 
     try:
         data_file = download_and_unzip_spam_data(

@@ -25,7 +25,6 @@ home); `LoRALayer`, `LinearWithLoRA` and `replace_linear_with_lora` are appendix
 E's.
 """
 
-import argparse
 import math
 from pathlib import Path
 
@@ -42,6 +41,7 @@ from gpt_instruction_finetuning import (
     run,
     validate_args,
 )
+from script_helpers import positive_float, positive_int
 
 ALPACA_DATA_URL = (
     "https://raw.githubusercontent.com/tatsu-lab/stanford_alpaca/main/alpaca_data.json"
@@ -167,10 +167,10 @@ def parse_args(argv=None):
                           "The other defaults are the book's run.")
     parser.add_argument("--exercise-solution", choices=EXERCISES, default=None,
                         help="which exercise to run (required)")
-    parser.add_argument("--exercise_solution", dest="exercise_solution", choices=EXERCISES,
-                        default=argparse.SUPPRESS, help=argparse.SUPPRESS)
-    parser.add_argument("--lora-rank", type=int, default=16, help="rank of the LoRA layers (7.4)")
-    parser.add_argument("--lora-alpha", type=float, default=16, help="LoRA scaling alpha (7.4)")
+    parser.add_argument("--lora-rank", type=positive_int, default=16,
+                        help="rank of the LoRA layers (7.4)")
+    parser.add_argument("--lora-alpha", type=positive_float, default=16,
+                        help="LoRA scaling alpha (7.4)")
     args = parser.parse_args(argv)
     if args.exercise_solution is None:
         parser.error(f"argument --exercise-solution: required, one of {', '.join(EXERCISES)}")
@@ -178,8 +178,6 @@ def parse_args(argv=None):
         # the book's solution: 52k entries, some long, need smaller batches
         parser.set_defaults(batch_size=4)
         args = parser.parse_args(argv)
-    if args.lora_rank < 1:
-        parser.error(f"argument --lora-rank: must be at least 1, got {args.lora_rank}")
     validate_args(parser, args, output_files(args, suffix(args)))
     return args
 

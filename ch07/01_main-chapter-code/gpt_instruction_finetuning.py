@@ -18,7 +18,6 @@ The definitions below are copied unchanged from the chapter notebook ch07.ipynb
 (their home); a test checks that the copies stay identical.
 """
 
-import argparse
 import json
 import os
 import re
@@ -35,7 +34,6 @@ from gpt_download import GPT2_MODEL_SIZES
 from previous_chapters import (
     GPTModel,
     calc_loss_loader,
-    default_device,
     generate,
     gpt_config_from_hparams,
     load_openai_gpt2,
@@ -45,6 +43,8 @@ from previous_chapters import (
     token_ids_to_text,
     train_model_simple,
 )
+from script_helpers import (ScriptArgumentParser, add_device_argument, positive_float,
+                            positive_int, writable_folder)
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
@@ -259,49 +259,31 @@ def finetuned_model_file(choose_model):
     return f"{re.sub(r'[ ()]', '', choose_model)}-sft.pth"
 
 
-class OneLineErrorParser(argparse.ArgumentParser):
-    """An ArgumentParser that reports a bad command line in one line, exit status 2.
-
-    argparse prints its whole usage block before the error; the one line naming
-    the flag is what a reader needs, and `--help` still shows the usage.
-    """
-
-    def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
 def build_parser(description):
     """The options shared by this script and exercise_experiments.py (book defaults)."""
-    parser = OneLineErrorParser(description=description,
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-
-    def add(flag, **options):
-        """Add `flag`, and the book repository's underscore spelling as a hidden alias."""
-        action = parser.add_argument(flag, **options)
-        alias = "--" + flag[2:].replace("-", "_")
-        if alias != flag:
-            parser.add_argument(alias, **{**options, "dest": action.dest,
-                                          "help": argparse.SUPPRESS})
-
+    parser = ScriptArgumentParser(description=description)
+    add = parser.add_argument
     add("--model-size", choices=GPT2_MODEL_SIZES, default="355M",
         help="which OpenAI GPT-2 to finetune")
     add("--models-dir", default="gpt2", help="folder that holds (or receives) GPT-2's files")
     add("--data-dir", default=None,
         help="where the dataset's JSON file is kept (None: this script's folder)")
-    add("--output-dir", default=".", help="where the model, responses and plot are written")
-    add("--epochs", type=int, default=2, help="passes over the training entries")
-    add("--lr", type=float, default=5e-5, help="AdamW learning rate")
+    add("--output-dir", type=writable_folder, default=".",
+        help="where the model, responses and plot are written")
+    add("--epochs", type=positive_int, default=2, help="passes over the training entries")
+    add("--lr", type=positive_float, default=5e-5, help="AdamW learning rate")
     add("--weight-decay", type=float, default=0.1, help="AdamW weight decay")
-    add("--batch-size", type=int, default=8, help="entries per batch")
+    add("--batch-size", type=positive_int, default=8, help="entries per batch")
     add("--seed", type=int, default=123, help="seed for shuffling and dropout")
-    add("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto",
-        help="where to train; auto picks CUDA, then MPS, then the CPU")
-    add("--eval-freq", type=int, default=5, help="measure the losses every this many steps")
-    add("--eval-iter", type=int, default=5, help="batches per loss measurement")
-    add("--max-new-tokens", type=int, default=256, help="longest generated answer, in tokens")
-    add("--max-train-entries", type=int, default=None,
+    add_device_argument(parser)
+    add("--eval-freq", type=positive_int, default=5,
+        help="measure the losses every this many steps")
+    add("--eval-iter", type=positive_int, default=5, help="batches per loss measurement")
+    add("--max-new-tokens", type=positive_int, default=256,
+        help="longest generated answer, in tokens")
+    add("--max-train-entries", type=positive_int, default=None,
         help="finetune on only the first N training entries (None: all)")
-    add("--max-test-entries", type=int, default=None,
+    add("--max-test-entries", type=positive_int, default=None,
         help="generate answers for only the first N test entries (None: all)")
     add("--overwrite", action="store_true", help="replace output files from an earlier run")
     add("--test-mode", action="store_true",
@@ -311,27 +293,12 @@ def build_parser(description):
 
 
 def validate_args(parser, args, output_names):
-    """Check every value before the long work starts; exit 2 naming the flag."""
-    positive = ("epochs", "batch_size", "eval_freq", "eval_iter", "max_new_tokens",
-                "max_train_entries", "max_test_entries")
-    for name in positive:
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            parser.error(f"argument --{name.replace('_', '-')}: must be at least 1, got {value}")
-    if not args.lr > 0:
-        parser.error(f"argument --lr: must be positive, got {args.lr}")
+    """Checks that involve several flags, before the long work starts; exit 2 naming one."""
     if not args.weight_decay >= 0:
         parser.error(f"argument --weight-decay: must be at least 0, got {args.weight_decay}")
-    if args.device == "cuda" and not torch.cuda.is_available():
-        parser.error("argument --device: cuda was requested but no CUDA GPU is available")
-    if args.device == "mps" and not torch.backends.mps.is_available():
-        parser.error("argument --device: mps was requested but MPS is not available")
-    output_dir = Path(args.output_dir)
-    if output_dir.exists() and not output_dir.is_dir():
-        parser.error(f"argument --output-dir: {output_dir} exists and is not a folder")
-    existing = [name for name in output_names if (output_dir / name).exists()]
+    existing = [name for name in output_names if (args.output_dir / name).exists()]
     if existing and not args.overwrite:
-        parser.error(f"argument --output-dir: {output_dir} already holds "
+        parser.error(f"argument --output-dir: {args.output_dir} already holds "
                      f"{', '.join(existing)}; pass --overwrite to replace")
 
 
@@ -411,10 +378,10 @@ def run(args, data, dataset_class=InstructionDataset, collate_fn=custom_collate_
     function applied to the loaded model (LoRA) and the longest sequence.
     Returns the training losses, validation losses and answered test entries.
     """
-    device = default_device() if args.device == "auto" else torch.device(args.device)
+    device = args.device
     print(f"torch {torch.__version__}, device: {device}")
     model_file, responses_file, plot_file = output_files(args, suffix)
-    output_dir = Path(args.output_dir)
+    output_dir = args.output_dir
     output_dir.mkdir(parents=True, exist_ok=True)
 
     cache_gpt2_tokenizer_files()  # lets tiktoken load GPT-2's BPE with no network

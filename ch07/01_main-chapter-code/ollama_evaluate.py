@@ -18,7 +18,6 @@ repeated runs give the same scores. The definitions below are copied unchanged
 from the chapter notebook ch07.ipynb (their home).
 """
 
-import argparse
 import json
 import os
 import re
@@ -27,6 +26,7 @@ import time
 from pathlib import Path
 
 import requests
+from script_helpers import ScriptArgumentParser, existing_file, non_negative_int, positive_float
 from tqdm import tqdm
 
 DEFAULT_OLLAMA_HOST = "http://localhost:11434"
@@ -177,44 +177,25 @@ def summarize_scores(scores):
     return average, len(parsed), len(scores)
 
 
-class OneLineErrorParser(argparse.ArgumentParser):
-    """An ArgumentParser that reports a bad command line in one line, exit status 2.
-
-    argparse prints its whole usage block before the error; the one line naming
-    the flag is what a reader needs, and `--help` still shows the usage.
-    """
-
-    def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
 def parse_args(argv=None):
-    parser = OneLineErrorParser(
+    # the book repository's --file_path names our --file (--json_key needs no entry)
+    parser = ScriptArgumentParser(
         description="Score a model's answers (the 'model_response' of each entry) with a "
                     "local Ollama model as the judge (chapter 7).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        aliases={"--file_path": "--file"},
     )
-    parser.add_argument("--file", default="instruction-data-with-response.json",
+    parser.add_argument("--file", type=existing_file,
+                        default="instruction-data-with-response.json",
                         help="JSON list of entries with instruction, input, output and the key")
     parser.add_argument("--model", default="llama3", help="the Ollama model that judges")
     parser.add_argument("--host", default=None,
                         help=f"the Ollama server (None: $OLLAMA_HOST, else {DEFAULT_OLLAMA_HOST})")
     parser.add_argument("--json-key", default="model_response",
                         help="the key of the answers to score")
-    parser.add_argument("--timeout", type=float, default=120,
+    parser.add_argument("--timeout", type=positive_float, default=120,
                         help="seconds to wait for one reply before retrying")
-    parser.add_argument("--retries", type=int, default=3, help="retries per entry")
-    # the book repository's spellings, accepted but not listed
-    parser.add_argument("--file_path", dest="file", default=argparse.SUPPRESS,
-                        help=argparse.SUPPRESS)
-    parser.add_argument("--json_key", dest="json_key", default=argparse.SUPPRESS,
-                        help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    if not args.timeout > 0:
-        parser.error(f"argument --timeout: must be positive, got {args.timeout}")
-    if args.retries < 0:
-        parser.error(f"argument --retries: must be at least 0, got {args.retries}")
-    return args
+    parser.add_argument("--retries", type=non_negative_int, default=3, help="retries per entry")
+    return parser.parse_args(argv)
 
 
 def load_entries(path, json_key):
