@@ -34,8 +34,9 @@ import time
 from pathlib import Path
 
 import torch
-from previous_chapters import GPT_CONFIG_124M, GPTModel, calc_loss_batch, default_device
-from script_helpers import ScriptArgumentParser, synchronize
+from previous_chapters import GPT_CONFIG_124M, GPTModel, calc_loss_batch
+from script_helpers import (ScriptArgumentParser, add_device_argument, non_negative_int,
+                            positive_float, positive_int, synchronize)
 from tqdm import tqdm
 
 FINETUNING_MODES = ("full", "lora")
@@ -117,20 +118,19 @@ def describe_machine(device):
 
 def parse_args(argv=None):
     parser = ScriptArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=10, help="timed training steps per mode")
-    parser.add_argument("--warmup-steps", "--warmup_steps", type=int, default=2,
+    parser.add_argument("--steps", type=positive_int, default=10,
+                        help="timed training steps per mode")
+    parser.add_argument("--warmup-steps", type=non_negative_int, default=2,
                         help="untimed training steps first (memory allocation, caches)")
-    parser.add_argument("--batch-size", "--batch_size", type=int, default=8,
+    parser.add_argument("--batch-size", type=positive_int, default=8,
                         help="messages per batch (chapter 6: 8)")
-    parser.add_argument("--seq-len", "--seq_len", type=int, default=120,
+    parser.add_argument("--seq-len", type=positive_int, default=120,
                         help="tokens per message (chapter 6 pads to 120)")
-    parser.add_argument("--lora-rank", "--lora_rank", type=int, default=16, help="LoRA rank")
-    parser.add_argument("--lora-alpha", "--lora_alpha", type=float, default=16,
-                        help="LoRA alpha")
-    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"],
-                        help="where to run (auto: cuda, else mps, else cpu)")
+    parser.add_argument("--lora-rank", type=positive_int, default=16, help="LoRA rank")
+    parser.add_argument("--lora-alpha", type=positive_float, default=16, help="LoRA alpha")
+    add_device_argument(parser)
     parser.add_argument("--seed", type=int, default=123)
-    parser.add_argument("--test-mode", "--test_mode", action="store_true",
+    parser.add_argument("--test-mode", action="store_true",
                         help=f"a tiny GPT and {TEST_MODE_SETTINGS} (for tests)")
     # the parent runs each mode in a child process: --child names that mode
     parser.add_argument("--child", choices=FINETUNING_MODES, help=argparse.SUPPRESS)
@@ -138,21 +138,10 @@ def parse_args(argv=None):
     if args.test_mode:
         for name, value in TEST_MODE_SETTINGS.items():
             setattr(args, name, value)
-    for name in ("steps", "batch_size", "seq_len", "lora_rank"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be at least 1")
-    if args.warmup_steps < 0:
-        parser.error("--warmup-steps must not be negative")
-    if args.lora_alpha <= 0:
-        parser.error("--lora-alpha must be positive")
     model_config = TINY_MODEL if args.test_mode else BOOK_MODEL
     if args.seq_len > model_config["context_length"]:
-        parser.error(f"--seq-len must be at most {model_config['context_length']}, "
+        parser.error(f"argument --seq-len: must be at most {model_config['context_length']}, "
                      "the model's context length")
-    if args.device == "cuda" and not torch.cuda.is_available():
-        parser.error("--device cuda: no CUDA GPU is available")
-    if args.device == "mps" and not torch.backends.mps.is_available():
-        parser.error("--device mps: MPS is not available")
     return args
 
 
@@ -262,7 +251,7 @@ def print_table(results):
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
-    device = default_device() if args.device == "auto" else torch.device(args.device)
+    device = args.device
     if args.child:
         print(json.dumps(run_mode(args.child, args, device)))
         return 0

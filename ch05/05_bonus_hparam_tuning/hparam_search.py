@@ -37,8 +37,10 @@ from previous_chapters import (
 from script_helpers import (
     ScriptArgumentParser,
     add_device_argument,
+    existing_file,
     non_negative_int,
     positive_int,
+    writable_file,
 )
 from tqdm import tqdm
 
@@ -158,11 +160,11 @@ def parse_args(argv=None):
     parser.add_argument("--seed", type=int, default=123,
                         help="seeds the trial order and every trial's model and data order")
     add_device_argument(parser)
-    parser.add_argument("--output", default="hparam_results.csv",
+    parser.add_argument("--output", type=writable_file, default="hparam_results.csv",
                         help="results CSV, rewritten after every trial")
     parser.add_argument("--resume", action="store_true",
                         help="keep the results already in --output and skip those trials")
-    parser.add_argument("--grid", help="JSON file with a grid of your own "
+    parser.add_argument("--grid", type=existing_file, help="JSON file with a grid of your own "
                         f"(keys: {', '.join(DEFAULT_GRID)}; each a list of values)")
     parser.add_argument("--data-dir", default=str(SCRIPT_DIR),
                         help="folder for the-verdict.txt (downloaded if missing)")
@@ -170,8 +172,9 @@ def parse_args(argv=None):
                         help="a tiny model instead of GPT-2 124M, for quick checks")
     args = parser.parse_args(argv)
     args.grid_values = read_grid(parser, args.grid)
-    args.output = Path(args.output)
-    check_output(parser, args.output, args.resume)
+    if args.output.exists() and not args.resume:
+        parser.error(f"argument --output: {args.output} exists: pass --resume to continue "
+                     "that search, or choose another file")
     return args
 
 
@@ -181,22 +184,12 @@ def read_grid(parser, path):
     try:
         grid = json.loads(Path(path).read_text())
     except (OSError, ValueError) as error:
-        parser.error(f"--grid {path}: cannot read it as JSON ({error})")
+        parser.error(f"argument --grid: cannot read {path} as JSON ({error})")
     if (not isinstance(grid, dict) or set(grid) != set(DEFAULT_GRID)
             or not all(isinstance(v, list) and v for v in grid.values())):
-        parser.error(f"--grid {path} must map exactly these keys to non-empty lists: "
+        parser.error(f"argument --grid: {path} must map exactly these keys to non-empty lists: "
                      f"{', '.join(DEFAULT_GRID)}")
     return grid
-
-
-def check_output(parser, output, resume):
-    """Refuse to start a search whose results could not be saved, or would replace a file."""
-    if output.exists() and not resume:
-        parser.error(f"--output {output} exists: pass --resume to continue that search, "
-                     "or choose another file")
-    folder = output.parent if str(output.parent) else Path(".")
-    if not folder.is_dir() or not os.access(folder, os.W_OK):
-        parser.error(f"--output {output}: folder {folder} does not exist or is not writable")
 
 
 def main(argv=None):

@@ -18,14 +18,13 @@ peak of PyTorch's allocator, on a CPU the peak of the process's resident memory
 (sampled every millisecond on Linux).
 """
 
-import argparse
 import sys
 import threading
 import time
 from pathlib import Path
 
 import torch
-from script_helpers import ScriptArgumentParser, default_device, synchronize
+from script_helpers import ScriptArgumentParser, add_device_argument, positive_int, synchronize
 from standalone_llama32 import (
     LLAMA32_CONFIG_1B,
     LLAMA32_CONFIG_3B,
@@ -41,41 +40,21 @@ CONFIGS = {"1B": LLAMA32_CONFIG_1B, "3B": LLAMA32_CONFIG_3B,
                     "n_layers": 2, "hidden_dim": 128, "n_kv_groups": 2, "context_length": 1024}}
 DTYPES = {"bfloat16": torch.bfloat16, "float32": torch.float32}
 
-# The book's repository spells flags with underscores; accept those spellings too.
-BENCHMARK_FLAGS = {
-    "--model": dict(choices=list(CONFIGS), default="1B",
-                    help="Llama 3.2 configuration to build with random weights"),
-    "--dtype": dict(choices=list(DTYPES), default="bfloat16", help="weight type"),
-    "--max-new-tokens": dict(type=int, default=100, help="tokens to generate per run"),
-    "--prompt-length": dict(type=int, default=16, help="random prompt tokens"),
-    "--repeats": dict(type=int, default=3, help="timed runs per implementation; fastest counts"),
-    "--seed": dict(type=int, default=123, help="seed for the weights and the prompt"),
-    "--device": dict(choices=["auto", "cpu", "cuda", "mps"], default="auto",
-                     help="where to run (auto: cuda, then mps, then cpu)"),
-}
-
-
 def parse_args(argv=None):
     parser = ScriptArgumentParser(description=__doc__.splitlines()[0])
-    for flag, options in BENCHMARK_FLAGS.items():
-        parser.add_argument(flag, **options)
-        underscored = "--" + flag[2:].replace("-", "_")
-        if underscored != flag:  # hidden alias, same destination, no default of its own
-            hidden = {**options, "help": argparse.SUPPRESS, "default": argparse.SUPPRESS}
-            parser.add_argument(underscored, dest=flag[2:].replace("-", "_"), **hidden)
-    args = parser.parse_args(argv)
-    for name in ("max_new_tokens", "prompt_length", "repeats"):
-        if getattr(args, name) < 1:
-            parser.error(f"argument --{name.replace('_', '-')}: must be at least 1")
-    if args.device == "cuda" and not torch.cuda.is_available():
-        parser.error("argument --device: cuda was requested but no CUDA device is available")
-    if args.device == "mps" and not torch.backends.mps.is_available():
-        parser.error("argument --device: mps was requested but MPS is not available")
-    return args
-
-
-def pick_device(name="auto"):
-    return default_device() if name == "auto" else torch.device(name)
+    parser.add_argument("--model", choices=list(CONFIGS), default="1B",
+                        help="Llama 3.2 configuration to build with random weights")
+    parser.add_argument("--dtype", choices=list(DTYPES), default="bfloat16", help="weight type")
+    parser.add_argument("--max-new-tokens", type=positive_int, default=100,
+                        help="tokens to generate per run")
+    parser.add_argument("--prompt-length", type=positive_int, default=16,
+                        help="random prompt tokens")
+    parser.add_argument("--repeats", type=positive_int, default=3,
+                        help="timed runs per implementation; fastest counts")
+    parser.add_argument("--seed", type=int, default=123,
+                        help="seed for the weights and the prompt")
+    add_device_argument(parser)
+    return parser.parse_args(argv)
 
 
 def hf_config(cfg):
@@ -219,7 +198,7 @@ def print_report(results, args, device, weight_bytes):
 
 def main(argv=None):
     args = parse_args(argv)
-    device = pick_device(args.device)
+    device = args.device
     cfg = CONFIGS[args.model]
     ours, hf_model = build_shared_models(cfg, DTYPES[args.dtype], device, args.seed)
     weight_bytes = sum(p.numel() * p.element_size() for p in ours.parameters())

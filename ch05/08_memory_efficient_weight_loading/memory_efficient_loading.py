@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 from previous_chapters import GPTModel
-from script_helpers import ScriptArgumentParser
+from script_helpers import ScriptArgumentParser, writable_folder
 
 MODEL_SHAPES = {
     "gpt2-small": {"emb_dim": 768, "n_layers": 12, "n_heads": 12},
@@ -229,7 +229,7 @@ def parse_args(argv=None):
     parser = ScriptArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", choices=sorted(MODEL_SHAPES), default="gpt2-xl",
                         help="GPT-2 size whose shape the random-weight checkpoint has")
-    parser.add_argument("--folder", default="checkpoints",
+    parser.add_argument("--folder", type=writable_folder, default="checkpoints",
                         help="where the checkpoints are written (kept for the next run)")
     parser.add_argument("--approach", action="append", choices=sorted(APPROACHES),
                         help="measure only this approach (repeatable); default: all")
@@ -238,10 +238,7 @@ def parse_args(argv=None):
     parser.add_argument("--checkpoint", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if "gpu-by-parameter" in (args.approach or []) and not torch.cuda.is_available():
-        parser.error("--approach gpu-by-parameter needs a CUDA GPU")
-    folder = Path(args.folder)
-    if folder.exists() and not folder.is_dir():
-        parser.error(f"--folder {folder} exists and is not a folder")
+        parser.error("argument --approach: gpu-by-parameter needs a CUDA GPU")
     return args
 
 
