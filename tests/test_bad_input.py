@@ -1,46 +1,181 @@
 """Every script meets bad input with one line that names the argument.
 
-One row per case: the script (relative to the repository), its arguments, and
-the flag the error line must name. To cover another script, append rows.
-Each case must exit with status 2, print exactly one line to stderr, show no
-traceback, and write nothing: not in the folder it runs from, not beside the
-script.
+One table holds every case: the script (relative to the repository), its
+arguments, and the flag the error line must name. To cover another script,
+append rows. Each case runs the script's `__main__` code in this process
+(`run_script_in_process`: the same code `python script.py ...` runs, without
+starting Python and importing torch again), in an empty working folder that
+holds a user's files, and must:
+
+- exit with status 2,
+- print exactly one line to stderr, naming the argument, with no traceback,
+- write or change nothing: not in the working folder (where the relative
+  defaults of --output-dir and friends point), not beside the script.
+
+The working folder holds `model.pth` (a user's trained model: `gpt_train.py
+--epochs 0` must not replace it), `notes.txt` (not a checkpoint) and
+`a-file`, a plain file: `a-file/out` can never be created, not even by root,
+which makes it the unwritable output folder of every script that writes.
 """
 
 import pytest
 from course_imports import REPO_ROOT
-from helpers import run_script_in_process
+from helpers import run_script, run_script_in_process
 
-EMBEDDING = "ch02/03_bonus_embedding-vs-matmul/embedding_vs_matmul.py"
+DDP = "appendix-A/01_main-chapter-code/DDP-script.py"
+LORA = "appendix-E/01_main-chapter-code/lora_benchmark.py"
 TOKENIZERS = "ch02/02_bonus_bytepair-encoder/benchmark_tokenizers.py"
+EMBEDDING = "ch02/03_bonus_embedding-vs-matmul/embedding_vs_matmul.py"
 BPE = "ch02/05_bpe-from-scratch/benchmark_bpe.py"
 ATTENTION = "ch03/02_bonus_efficient-multihead-attention/benchmark.py"
+GPT = "ch04/01_main-chapter-code/gpt.py"
 PERFORMANCE = "ch04/02_performance-analysis/performance.py"
-DDP = "appendix-A/01_main-chapter-code/DDP-script.py"
+KV_CACHE = "ch04/03_kv-cache/benchmark.py"
+MATVEC = "ch04/03_kv-cache/matvec_layouts.py"
+TRAIN = "ch05/01_main-chapter-code/gpt_train.py"
+GENERATE = "ch05/01_main-chapter-code/gpt_generate.py"
+BENCH_TRAIN = "ch05/01_main-chapter-code/bench_train.py"
+PREPARE = "ch05/03_bonus_pretraining_on_gutenberg/prepare_dataset.py"
+PRETRAIN = "ch05/03_bonus_pretraining_on_gutenberg/pretraining_simple.py"
+BENCH_GUTENBERG = "ch05/03_bonus_pretraining_on_gutenberg/bench_gutenberg.py"
+HPARAM = "ch05/05_bonus_hparam_tuning/hparam_search.py"
+LLAMA = "ch05/07_gpt_to_llama/benchmark.py"
+LOADING = "ch05/08_memory_efficient_weight_loading/memory_efficient_loading.py"
+CLASSIFY = "ch06/01_main-chapter-code/gpt_class_finetune.py"
+INSTRUCT = "ch07/01_main-chapter-code/gpt_instruction_finetuning.py"
+EXERCISES = "ch07/01_main-chapter-code/exercise_experiments.py"
+JUDGE = "ch07/01_main-chapter-code/ollama_evaluate.py"
+ENV_CHECK = "setup/python_environment_check.py"
+
+UNWRITABLE = "a-file/out"
+
+# pretraining_simple.py's torchrun error handler wants a real stderr, which an
+# in-process run replaces; it says so and carries on.
+pytestmark = pytest.mark.filterwarnings("ignore:Unable to enable fault handler")
 
 BAD_INPUT = [
     # (script, arguments, flag named in the error)
+    (DDP, ["--num-procs", "0"], "--num-procs"),
+    (DDP, ["--num-procs", "-2"], "--num-procs"),
+    (DDP, ["--num_epochs", "x"], "--num-epochs"),  # the book's underscore spelling
+    (DDP, ["--fail-rank", "5"], "--fail-rank"),
+    (LORA, ["--steps", "0"], "--steps"),
+    (LORA, ["--seq-len", "2000"], "--seq-len"),
+    (LORA, ["--lora_rank", "0"], "--lora-rank"),
+    (LORA, ["--lora-alpha", "-1"], "--lora-alpha"),
+    (LORA, ["--device", "tpu"], "--device"),
+    (TOKENIZERS, ["--repeats", "0"], "--repeats"),
+    (TOKENIZERS, ["--text", "missing.txt"], "--text"),
     (EMBEDDING, ["--repeats", "0"], "--repeats"),
     (EMBEDDING, ["--vocab-size", "-5"], "--vocab-size"),
     (EMBEDDING, ["--num-tokens", "ten"], "--num-tokens"),
     (EMBEDDING, ["--device", "tpu"], "--device"),
-    (TOKENIZERS, ["--repeats", "0"], "--repeats"),
-    (TOKENIZERS, ["--text", "missing.txt"], "--text"),
     (BPE, ["--vocab-size", "100"], "--vocab-size"),
     (BPE, ["--repeats", "-1"], "--repeats"),
     (BPE, ["--text", "missing.txt"], "--text"),
-    (ATTENTION, ["--batch_size", "0"], "--batch-size"),  # the underscore alias
+    (ATTENTION, ["--batch_size", "0"], "--batch-size"),
     (ATTENTION, ["--warmup", "-1"], "--warmup"),
     (ATTENTION, ["--num-heads", "5"], "--num-heads"),
     (ATTENTION, ["--plot", "no-such-folder/plot.png"], "--plot"),
     (ATTENTION, ["--device", "gpu"], "--device"),
+    (GPT, ["--prompt", ""], "--prompt"),
+    (GPT, ["--max-new-tokens", "-1"], "--max-new-tokens"),
+    (GPT, ["--max-new-tokens", "ten"], "--max-new-tokens"),
+    (GPT, ["--seed", "1.5"], "--seed"),
+    (GPT, ["--device", "tpu"], "--device"),
     (PERFORMANCE, ["--batch-size", "0"], "--batch-size"),
     (PERFORMANCE, ["--seq-len", "2048"], "--seq-len"),
     (PERFORMANCE, ["--repeats", "0"], "--repeats"),
-    (DDP, ["--num-procs", "0"], "--num-procs"),
-    (DDP, ["--num-procs", "-2"], "--num-procs"),
-    (DDP, ["--num_epochs", "x"], "--num-epochs"),
-    (DDP, ["--fail-rank", "5"], "--fail-rank"),
+    (KV_CACHE, ["--prompt", ""], "--prompt"),
+    (KV_CACHE, ["--repeats", "0"], "--repeats"),
+    (KV_CACHE, ["--repeats", "-2"], "--repeats"),
+    (KV_CACHE, ["--max-new-tokens", "0"], "--max-new-tokens"),
+    (KV_CACHE, ["--n-heads", "5"], "--n-heads"),
+    (KV_CACHE, ["--device", "tpu"], "--device"),
+    (MATVEC, ["--repeats", "0"], "--repeats"),
+    (MATVEC, ["--memory_mb", "-1"], "--memory-mb"),
+    (MATVEC, ["--device", "tpu"], "--device"),
+    (TRAIN, ["--epochs", "0"], "--epochs"),  # would replace the user's model.pth
+    (TRAIN, ["--epochs", "-3"], "--epochs"),
+    (TRAIN, ["--epochs", "two"], "--epochs"),
+    (TRAIN, ["--batch-size", "0"], "--batch-size"),
+    (TRAIN, ["--lr", "-0.001"], "--lr"),
+    (TRAIN, ["--lr", "nan"], "--lr"),
+    (TRAIN, ["--weight-decay", "-1"], "--weight-decay"),
+    (TRAIN, ["--device", "tpu"], "--device"),
+    (TRAIN, ["--context-length", "2000"], "--context-length"),
+    (TRAIN, ["--context-length", "0"], "--context-length"),
+    (TRAIN, ["--eval-freq", "0"], "--eval-freq"),
+    (TRAIN, ["--eval-iter", "0"], "--eval-iter"),
+    (TRAIN, ["--start-context", ""], "--start-context"),
+    (TRAIN, ["--text-file", "missing.txt"], "--text-file"),
+    (TRAIN, ["--model-config", "1T"], "--model-config"),
+    (TRAIN, ["--output-dir", UNWRITABLE], "--output-dir"),
+    (GENERATE, ["--prompt", ""], "--prompt"),
+    (GENERATE, ["--max-new-tokens", "-1"], "--max-new-tokens"),
+    (GENERATE, ["--temperature", "-0.5"], "--temperature"),
+    (GENERATE, ["--top-k", "-1"], "--top-k"),
+    (GENERATE, ["--device", "tpu"], "--device"),
+    (GENERATE, ["--model-size", "2B"], "--model-size"),
+    (GENERATE, ["--context-length", "0"], "--context-length"),
+    (GENERATE, ["--checkpoint", "missing.pth"], "--checkpoint"),
+    (GENERATE, ["--checkpoint", "notes.txt"], "--checkpoint"),
+    (BENCH_TRAIN, ["--epochs", "0"], "--epochs"),
+    (BENCH_TRAIN, ["--repeats", "0"], "--repeats"),
+    (BENCH_TRAIN, ["--device", "tpu"], "--device"),
+    (PREPARE, ["--data-dir", "missing"], "--data-dir"),
+    (PREPARE, ["--data_dir", "notes.txt"], "--data-dir"),
+    (PREPARE, ["--max-size-mb", "0"], "--max-size-mb"),
+    (PREPARE, ["--workers", "x"], "--workers"),
+    (PREPARE, ["--output_dir", UNWRITABLE], "--output-dir"),
+    (PRETRAIN, ["--n_epochs", "0"], "--n-epochs"),
+    (PRETRAIN, ["--batch-size", "-4"], "--batch-size"),
+    (PRETRAIN, ["--lr", "0"], "--lr"),
+    (PRETRAIN, ["--val-fraction", "1.5"], "--val-fraction"),
+    (PRETRAIN, ["--device", "tpu"], "--device"),
+    (PRETRAIN, ["--data-dir", "missing"], "--data-dir"),
+    (PRETRAIN, ["--output-dir", UNWRITABLE], "--output-dir"),
+    (BENCH_GUTENBERG, ["--steps", "0"], "--steps"),
+    (BENCH_GUTENBERG, ["--books-dir", "missing"], "--books-dir"),
+    (BENCH_GUTENBERG, ["--device", "tpu"], "--device"),
+    (HPARAM, ["--epochs", "0"], "--epochs"),
+    (HPARAM, ["--max-trials", "-1"], "--max-trials"),
+    (HPARAM, ["--grid", "missing.json"], "--grid"),
+    (HPARAM, ["--grid", "notes.txt"], "--grid"),
+    (HPARAM, ["--output", f"{UNWRITABLE}/results.csv"], "--output"),
+    (HPARAM, ["--device", "tpu"], "--device"),
+    (LLAMA, ["--max-new-tokens", "0"], "--max-new-tokens"),
+    (LLAMA, ["--max_new_tokens", "x"], "--max-new-tokens"),
+    (LLAMA, ["--repeats", "-1"], "--repeats"),
+    (LLAMA, ["--model", "70B"], "--model"),
+    (LLAMA, ["--device", "tpu"], "--device"),
+    (LOADING, ["--model", "gpt5"], "--model"),
+    (LOADING, ["--folder", "a-file"], "--folder"),
+    (LOADING, ["--folder", UNWRITABLE], "--folder"),
+    (CLASSIFY, ["--model-size", "999M"], "--model-size"),
+    (CLASSIFY, ["--epochs", "0"], "--epochs"),
+    (CLASSIFY, ["--lr", "fast"], "--lr"),
+    (CLASSIFY, ["--batch_size", "-1"], "--batch-size"),
+    (CLASSIFY, ["--context-length", "5000"], "--context-length"),
+    (CLASSIFY, ["--device", "tpu"], "--device"),
+    (CLASSIFY, ["--output-dir", UNWRITABLE], "--output-dir"),
+    (CLASSIFY, ["--output-dir", "a-file"], "--output-dir"),
+    (CLASSIFY, ["--data-dir", UNWRITABLE], "--data-dir"),
+    (INSTRUCT, ["--epochs", "0"], "--epochs"),
+    (INSTRUCT, ["--lr", "-1"], "--lr"),
+    (INSTRUCT, ["--batch-size", "x"], "--batch-size"),
+    (INSTRUCT, ["--model-size", "7B"], "--model-size"),
+    (INSTRUCT, ["--max_test_entries", "0"], "--max-test-entries"),
+    (INSTRUCT, ["--device", "tpu"], "--device"),
+    (INSTRUCT, ["--output-dir", UNWRITABLE], "--output-dir"),
+    (EXERCISES, [], "--exercise-solution"),
+    (EXERCISES, ["--exercise_solution", "dpo"], "--exercise-solution"),
+    (EXERCISES, ["--exercise-solution", "lora", "--lora-rank", "0"], "--lora-rank"),
+    (JUDGE, ["--file", "missing.json"], "--file"),
+    (JUDGE, ["--file_path", "missing.json"], "--file"),
+    (JUDGE, ["--timeout", "0"], "--timeout"),
+    (JUDGE, ["--retries", "-1"], "--retries"),
+    (ENV_CHECK, ["missing-requirements.txt"], "requirements"),
 ]
 
 # Chapter 7 bonus: near-duplicate search (kept in its own block)
@@ -79,23 +214,50 @@ BAD_INPUT += [
 
 
 def folder_state(folder):
-    """Names and modification times of the files in `folder` (caches aside)."""
-    return {path.name: path.stat().st_mtime_ns for path in folder.iterdir()
-            if path.name != "__pycache__"}
+    """Every file under `folder` with its size and modification time (caches aside)."""
+    return {path.relative_to(folder): (path.stat().st_size, path.stat().st_mtime_ns)
+            for path in folder.rglob("*")
+            if path.is_file() and "__pycache__" not in path.parts}
+
+
+@pytest.fixture
+def user_folder(tmp_path):
+    """An otherwise empty working folder with a user's files in it."""
+    (tmp_path / "model.pth").write_bytes(b"the user's trained model")
+    (tmp_path / "notes.txt").write_text("not a checkpoint\n")
+    (tmp_path / "a-file").write_text("a plain file: no folder can be made below it\n")
+    return tmp_path
 
 
 @pytest.mark.parametrize(("script", "args", "flag"), BAD_INPUT,
-                         ids=[f"{s.split('/')[-1]} {' '.join(a)}" for s, a, _ in BAD_INPUT])
-def test_bad_input_gives_one_line_naming_the_argument(script, args, flag, tmp_path):
+                         ids=[f"{s.split('/')[-1]} {' '.join(a) or '(none)'}"
+                              for s, a, _ in BAD_INPUT])
+def test_bad_input_gives_one_line_naming_the_argument(script, args, flag, user_folder):
     script_folder = (REPO_ROOT / script).parent
-    before = folder_state(script_folder)
+    before = folder_state(script_folder), folder_state(user_folder)
 
-    result = run_script_in_process(script, args, cwd=tmp_path)
+    result = run_script_in_process(script, args, cwd=user_folder)
 
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
-    assert flag in lines[0]
+    assert flag in lines[0] and "error" in lines[0]
     assert "Traceback" not in result.stderr + result.stdout
-    assert list(tmp_path.iterdir()) == []
-    assert folder_state(script_folder) == before
+    assert (folder_state(script_folder), folder_state(user_folder)) == before
+
+
+def test_every_script_has_rows():
+    course_files = [path for pattern in ("ch*/*/*.py", "appendix-*/*/*.py", "setup/*.py")
+                    for path in REPO_ROOT.glob(pattern)]
+    scripts = {path.relative_to(REPO_ROOT).as_posix() for path in course_files
+               if 'if __name__ == "__main__"' in path.read_text(encoding="utf-8")}
+    assert scripts - {script for script, _, _ in BAD_INPUT} == set()
+
+
+def test_bad_input_from_the_shell_leaves_a_trained_model_alone(user_folder):
+    """The same as a reader runs it: a real process, its exit status and stderr."""
+    result = run_script(TRAIN, "--epochs", "0", "--output-dir", ".", cwd=user_folder)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--epochs" in lines[0], result.stderr
+    assert (user_folder / "model.pth").read_bytes() == b"the user's trained model"

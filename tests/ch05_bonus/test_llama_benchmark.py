@@ -1,6 +1,8 @@
-"""ch05/07_gpt_to_llama/benchmark.py: runs, checks its arguments, and compares like with like."""
+"""ch05/07_gpt_to_llama/benchmark.py runs and compares like with like.
 
-import pytest
+(Its bad arguments are cases in tests/test_bad_input.py.)
+"""
+
 from course_imports import import_course_module
 
 benchmark = import_course_module("ch05/07_gpt_to_llama/benchmark.py")
@@ -16,16 +18,3 @@ def test_tiny_run_reports_both_implementations_with_the_same_ids(capsys):
         seconds, tokens_per_second = (float(cell) for cell in row.split("|")[2:4])
         assert seconds > 0 and tokens_per_second > 0
     assert "both produced the same token ids" in out
-
-
-@pytest.mark.parametrize("argv, flag", [
-    (["--max-new-tokens", "0"], "--max-new-tokens"),
-    (["--repeats", "-1"], "--repeats"),
-    (["--model", "70B"], "--model"),
-])
-def test_bad_arguments_exit_2_with_one_line(capsys, argv, flag):
-    with pytest.raises(SystemExit) as exit_info:
-        benchmark.main(argv)
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and flag in err

@@ -59,12 +59,3 @@ def test_existing_checkpoints_are_kept(tmp_path):
     loading.write_checkpoints(config, tmp_path)
     assert {path: path.stat().st_mtime_ns for path in first.values()} == stamps
     assert not list(tmp_path.glob("*.part"))
-
-
-def test_a_file_in_place_of_the_folder_is_refused(tmp_path, capsys):
-    blocker = tmp_path / "checkpoints"
-    blocker.write_text("not a folder")
-    with pytest.raises(SystemExit) as exit_info:
-        loading.parse_args(["--folder", str(blocker)])
-    assert exit_info.value.code == 2
-    assert "--folder" in capsys.readouterr().err

@@ -110,26 +110,6 @@ def run_expecting_exit_2(ch06, capsys, argv):
     return capsys.readouterr().err.strip().splitlines()
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--model-size", "999M"], "argument --model-size: invalid choice: '999M'"),
-    (["--epochs", "0"], "argument --epochs: must be greater than 0"),
-    (["--lr", "fast"], "argument --lr: expected a number"),
-    (["--context-length", "5000"], "argument --context-length: expected"),
-    (["--device", "tpu"], "argument --device: invalid choice"),
-])
-def test_bad_arguments_exit_2_naming_the_option(ch06, capsys, argv, message):
-    lines = run_expecting_exit_2(ch06, capsys, argv)
-    assert message in lines[-1]
-
-
-def test_output_dir_that_is_a_file_is_refused_before_any_work(tmp_path, ch06, capsys):
-    (tmp_path / "taken").write_text("a user's file")
-    lines = run_expecting_exit_2(ch06, capsys, ["--test-mode", "--output-dir",
-                                                str(tmp_path / "taken")])
-    assert "argument --output-dir" in lines[-1]
-    assert (tmp_path / "taken").read_text() == "a user's file"
-
-
 def test_corrupt_zip_gives_one_line_and_leaves_nothing_behind(tmp_path, ch06, capsys):
     data, out = tmp_path / "data", tmp_path / "out"
     data.mkdir()
