@@ -1,6 +1,6 @@
 """LoRA against full finetuning of the GPT-2 124M spam classifier: speed and memory.
 
-    flock /tmp/llms-bench.lock python lora_benchmark.py            # the book's sizes
+    python lora_benchmark.py                                       # the book's sizes
     python lora_benchmark.py --steps 5 --warmup-steps 1            # quicker
     python lora_benchmark.py --test-mode                           # a tiny model, seconds
 
@@ -20,7 +20,8 @@ parameters, the bytes of AdamW's state (two running averages per trainable
 parameter) and of the gradients, the process's peak memory (on a GPU: the most
 memory PyTorch allocated; on a CPU: the peak resident set size, which includes
 Python and PyTorch themselves), and training steps per second after warm-up.
-(`flock` only keeps two benchmarks on a shared machine from timing each other.)
+Run benchmarks one at a time: two at once time each other. (On a shared Linux
+machine, `flock /tmp/llms-bench.lock python ...` queues them.)
 """
 
 import argparse

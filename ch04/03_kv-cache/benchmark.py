@@ -1,6 +1,9 @@
 """How much faster is generation with a KV cache? Measure it.
 
-    flock /tmp/llms-bench.lock python benchmark.py
+    python benchmark.py
+
+Run benchmarks one at a time: two at once time each other. (On a shared Linux
+machine, `flock /tmp/llms-bench.lock python ...` queues them.)
 
 Five ways to greedily continue "Hello, I am" by 200 tokens with the same
 random GPT-2 (124M) weights, batch size 1:

@@ -1,6 +1,9 @@
 """Our Llama 3.2 with its KV cache against Hugging Face's `generate`, side by side.
 
-    flock /tmp/llms-bench.lock python benchmark.py
+    python benchmark.py
+
+Run benchmarks one at a time: two at once time each other. (On a shared Linux
+machine, `flock /tmp/llms-bench.lock python ...` queues them.)
 
 Both implementations get the same random weights (a Llama 3.2 1B-shaped
 Hugging Face `LlamaForCausalLM`, no download, whose tensors our `Llama3Model`
