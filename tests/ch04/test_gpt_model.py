@@ -4,6 +4,7 @@ import pytest
 import torch
 import torch.nn as nn
 from course_imports import import_course_module
+from helpers import tiny_gpt_config
 
 gpt = import_course_module("ch04/01_main-chapter-code/gpt.py")
 
@@ -64,9 +65,8 @@ def test_gelu_is_the_tanh_approximation():
     torch.testing.assert_close(gpt.GELU()(x), nn.functional.gelu(x, approximate="tanh"))
 
 
-def tiny_config(**overrides):
-    return {"vocab_size": 50, "context_length": 8, "emb_dim": 16, "n_heads": 4,
-            "n_layers": 2, "drop_rate": 0.0, "qkv_bias": False, **overrides}
+def tiny_config():
+    return tiny_gpt_config(vocab_size=50, context_length=8, emb_dim=16)
 
 
 def test_gpt_model_is_causal():

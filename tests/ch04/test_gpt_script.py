@@ -2,30 +2,20 @@
 
 import ast
 import re
-import subprocess
 import sys
 
 import pytest
-from course_imports import REPO_ROOT, import_course_module
+from course_imports import import_course_module
+from helpers import run_script_in_process
 
-SCRIPT_DIR = REPO_ROOT / "ch04" / "01_main-chapter-code"
 BOOK_TEXT = "Hello, I am Featureiman Byeswickattribute argue logger Normandy Compton analogous"
 BOOK_IDS = [15496, 11, 314, 716, 27018, 24086, 47843, 30961, 42348, 7267, 49706, 43231,
             47062, 34657]
 
 
-def run_gpt_script(*args):
-    """Run gpt.py as a reader does; the book's output itself is checked in-process."""
-    result = subprocess.run(
-        [sys.executable, "gpt.py", *args], cwd=SCRIPT_DIR,
-        capture_output=True, text=True, timeout=300,
-    )
-    assert result.returncode == 0, result.stderr
-    return result.stdout
-
-
-def test_gpt_script_has_help():
-    assert "--max-new-tokens" in run_gpt_script("--help")
+def test_gpt_script_has_help(tmp_path):
+    result = run_script_in_process("ch04/01_main-chapter-code/gpt.py", ["--help"], tmp_path)
+    assert result.returncode == 0 and "--max-new-tokens" in result.stdout
 
 
 BOOK_OUTPUT = f"""

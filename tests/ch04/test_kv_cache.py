@@ -5,15 +5,11 @@ numbers in a different order, and float64 keeps those rounding differences far
 below any gap between the two most likely tokens.
 """
 
-import os
-import subprocess
-import sys
-
 import pytest
 import torch
-from course_imports import REPO_ROOT, import_course_module
+from course_imports import import_course_module
+from helpers import run_script_in_process
 
-KV_FOLDER = REPO_ROOT / "ch04" / "03_kv-cache"
 kv = import_course_module("ch04/03_kv-cache/gpt_with_kv_cache.py")
 prev = import_course_module("ch04/03_kv-cache/previous_chapters.py")
 
@@ -265,14 +261,11 @@ def test_column_major_weights_reproduce_the_book_output():
 
 
 @pytest.mark.slow
-def test_benchmark_script_runs_a_small_model_and_reports_agreement():
-    env = dict(os.environ)
-    result = subprocess.run(
-        [sys.executable, "benchmark.py", "--emb-dim", "32", "--n-layers", "2",
-         "--n-heads", "2", "--context-length", "32", "--max-new-tokens", "12",
-         "--repeats", "1", "--device", "cpu"],
-        cwd=KV_FOLDER, env=env, capture_output=True, text=True, timeout=300,
-    )
+def test_benchmark_script_runs_a_small_model_and_reports_agreement(tmp_path):
+    result = run_script_in_process(
+        "ch04/03_kv-cache/benchmark.py",
+        ["--emb-dim", "32", "--n-layers", "2", "--n-heads", "2", "--context-length", "32",
+         "--max-new-tokens", "12", "--repeats", "1", "--device", "cpu"], tmp_path)
     assert result.returncode == 0, result.stderr
     assert "all 5 methods produced the same 16 token ids: True" in result.stdout
     for method in ("no cache", "KV cache", "fused ops", "column-major weights", "Hugging Face"):
@@ -280,12 +273,11 @@ def test_benchmark_script_runs_a_small_model_and_reports_agreement():
     assert "KV cache speed-up over no cache:" in result.stdout
 
 
-def test_matvec_layouts_script_times_every_gpt2_shape():
+def test_matvec_layouts_script_times_every_gpt2_shape(tmp_path):
     layouts = import_course_module("ch04/03_kv-cache/matvec_layouts.py")
-    result = subprocess.run(
-        [sys.executable, "matvec_layouts.py", "--repeats", "2", "--memory-mb", "1"],
-        cwd=KV_FOLDER, capture_output=True, text=True, timeout=300,
-    )
+    result = run_script_in_process("ch04/03_kv-cache/matvec_layouts.py",
+                                   ["--repeats", "2", "--memory-mb", "1", "--device", "cpu"],
+                                   tmp_path)
     assert result.returncode == 0, result.stderr
     rows = [line.strip("| ").split(" | ") for line in result.stdout.splitlines()
             if line.startswith("| ") and "ms" not in line]  # table rows, not the header

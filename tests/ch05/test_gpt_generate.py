@@ -7,16 +7,14 @@ seed and sampling settings, it must print what `generate` gives in-process.
 """
 
 import os
-import subprocess
-import sys
 
 import pytest
 import tiktoken
 import torch
-from course_imports import REPO_ROOT, import_course_module
+from course_imports import import_course_module
+from helpers import run_script, run_script_in_process, tiny_gpt_config
 from openai_gpt2 import random_hf_gpt2, write_openai_gpt2_mirror
 
-SCRIPT_DIR = REPO_ROOT / "ch05" / "01_main-chapter-code"
 gpt_generate = import_course_module("ch05/01_main-chapter-code/gpt_generate.py")
 gpt_utils = import_course_module("ch05/01_main-chapter-code/gpt_utils.py")
 
@@ -32,11 +30,7 @@ def run_gpt_generate(*args, mirror=None, offline=False):
     if offline:  # every HTTP(S) request goes to a closed local port
         env.update(https_proxy="http://127.0.0.1:9", HTTPS_PROXY="http://127.0.0.1:9",
                    no_proxy="", NO_PROXY="")
-    return subprocess.run(
-        [sys.executable, "gpt_generate.py", *map(str, args)],
-        cwd=SCRIPT_DIR, env=env, capture_output=True, text=True, encoding="utf-8",
-        timeout=300,
-    )
+    return run_script("ch05/01_main-chapter-code/gpt_generate.py", *args, env=env)
 
 
 def gpt2_tokenizer():
@@ -103,16 +97,16 @@ def test_no_network_and_no_mirror_gives_one_clear_error_line(tmp_path):
     assert str(tmp_path / "models" / "124M") in lines[0]
 
 
-def test_help_lists_the_options():
-    result = run_gpt_generate("--help")
+def test_help_lists_the_options(tmp_path):
+    result = run_script_in_process("ch05/01_main-chapter-code/gpt_generate.py", ["--help"],
+                                   tmp_path)
     assert result.returncode == 0
     for option in ("--model-size", "--checkpoint", "--prompt", "--temperature", "--top-k",
                    "--max-new-tokens", "--seed", "--models-dir", "1558M"):
         assert option in result.stdout
 
 
-TINY = {"vocab_size": 50257, "context_length": 32, "emb_dim": 32, "n_heads": 2, "n_layers": 2,
-        "drop_rate": 0.0, "qkv_bias": False}
+TINY = tiny_gpt_config(context_length=32, n_heads=2)
 
 
 def test_the_books_plain_state_dict_is_accepted(tmp_path):

@@ -11,6 +11,7 @@ import math
 import pytest
 import torch
 from course_imports import REPO_ROOT, import_course_module
+from helpers import tiny_gpt_config
 
 gpt_train = import_course_module("ch05/01_main-chapter-code/gpt_train.py")
 gpt_utils = import_course_module("ch05/01_main-chapter-code/gpt_utils.py")
@@ -24,10 +25,7 @@ TINY_CLI = ["--model-config", "tiny", "--epochs", "1", "--context-length", "32",
 
 @pytest.mark.slow
 def test_main_called_as_the_book_calls_it(capsys):
-    GPT_CONFIG = {  # noqa: N806 (the book's names)
-        "vocab_size": 50257, "context_length": 64, "emb_dim": 32, "n_heads": 2,
-        "n_layers": 2, "drop_rate": 0.1, "qkv_bias": False,
-    }
+    GPT_CONFIG = tiny_gpt_config(context_length=64, n_heads=2, drop_rate=0.1)  # noqa: N806
     OTHER_SETTINGS = {  # noqa: N806
         "learning_rate": 5e-4, "num_epochs": 1, "batch_size": 16, "weight_decay": 0.1,
     }

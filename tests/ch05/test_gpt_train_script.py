@@ -1,15 +1,15 @@
 """gpt_train.py from the shell: --help, a tiny end-to-end run, and the offline fallback."""
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 from course_imports import REPO_ROOT, import_course_module
+from helpers import run_script, run_script_in_process
 
-SCRIPT_DIR = REPO_ROOT / "ch05" / "01_main-chapter-code"
+SCRIPT = "ch05/01_main-chapter-code/gpt_train.py"
+SCRIPT_DIR = (REPO_ROOT / SCRIPT).parent
 # ~5,000 tokens of text in batches of 16 x 32 tokens: about 9 steps per epoch
 TINY_RUN = ["--model-config", "tiny", "--epochs", "2", "--context-length", "32",
             "--batch-size", "16", "--eval-freq", "3", "--eval-iter", "1", "--device", "cpu"]
@@ -30,12 +30,8 @@ socket.getaddrinfo = _no_network
 '''
 
 
-def run_script(args, env_changes, cwd):
-    env = {**os.environ, **env_changes}
-    return subprocess.run(
-        [sys.executable, str(SCRIPT_DIR / "gpt_train.py"), *args],
-        cwd=cwd, env=env, capture_output=True, text=True, timeout=300,
-    )
+def run_gpt_train(args, env_changes, cwd):
+    return run_script(SCRIPT, *args, cwd=cwd, env={**os.environ, **env_changes})
 
 
 def losses_printed(stdout):
@@ -43,9 +39,8 @@ def losses_printed(stdout):
             for line in stdout.splitlines() if "Train loss " in line]
 
 
-def test_help_lists_the_options():
-    result = subprocess.run([sys.executable, "gpt_train.py", "--help"], cwd=SCRIPT_DIR,
-                            capture_output=True, text=True, timeout=120)
+def test_help_lists_the_options(tmp_path):
+    result = run_script_in_process(SCRIPT, ["--help"], tmp_path)
     assert result.returncode == 0, result.stderr
     for option in ("--epochs", "--lr", "--batch-size", "--context-length", "--text-file",
                    "--output-dir", "--seed", "--device", "--eval-freq"):
@@ -56,7 +51,7 @@ def test_help_lists_the_options():
 @pytest.mark.skipif(not os.environ.get("LLMS_FROM_SCRATCH_MIRROR"),
                     reason="needs the-verdict.txt from $LLMS_FROM_SCRATCH_MIRROR")
 def test_tiny_run_trains_and_saves_a_loadable_model(tmp_path):
-    result = run_script([*TINY_RUN, "--output-dir", str(tmp_path / "out"),
+    result = run_gpt_train([*TINY_RUN, "--output-dir", str(tmp_path / "out"),
                          "--data-dir", str(tmp_path / "data")], {}, cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Training text: the-verdict.txt, 20,479 characters" in result.stdout
@@ -80,7 +75,7 @@ def test_without_network_or_mirror_it_trains_on_the_fallback_text(tmp_path):
     empty_mirror = tmp_path / "empty-mirror"
     empty_mirror.mkdir()
     env = {"PYTHONPATH": str(tmp_path), "LLMS_FROM_SCRATCH_MIRROR": str(empty_mirror)}
-    result = run_script([*TINY_RUN, "--epochs", "1", "--output-dir", str(tmp_path / "out"),
+    result = run_gpt_train([*TINY_RUN, "--epochs", "1", "--output-dir", str(tmp_path / "out"),
                          "--data-dir", str(tmp_path / "data")], env, cwd=tmp_path)
 
     assert result.returncode == 0, result.stdout + result.stderr
@@ -99,7 +94,7 @@ def test_text_file_option_is_used(tmp_path):
     text_file = tmp_path / "story.txt"
     text = (SCRIPT_DIR / "fallback-text.txt").read_text(encoding="utf-8")[:8_000]
     text_file.write_text(text, encoding="utf-8")
-    result = run_script([*TINY_RUN, "--epochs", "1", "--text-file", str(text_file),
+    result = run_gpt_train([*TINY_RUN, "--epochs", "1", "--text-file", str(text_file),
                          "--output-dir", str(tmp_path / "out")], {}, cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Training text: story.txt" in result.stdout

@@ -49,19 +49,6 @@ def training():
     return import_course_module("ch05/03_bonus_pretraining_on_gutenberg/pretraining_simple.py")
 
 
-@pytest.fixture
-def one_thread():
-    """In-process runs use one thread, as torchrun's workers do (OMP_NUM_THREADS=1).
-
-    On a busy 2-core machine several threads for a model this small mostly wait
-    for each other; one thread is several times faster.
-    """
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def read_log(output_dir):
     return [json.loads(line) for line in (output_dir / "log.jsonl").read_text().splitlines()]
 
@@ -112,7 +99,8 @@ def test_bad_arguments_exit_2_naming_the_argument(training, shards, tmp_path, ca
     assert "\n" not in error and named in error
 
 
-def test_resume_continues_with_the_same_losses(training, shards, tmp_path, one_thread):
+def test_resume_continues_with_the_same_losses(training, shards, tmp_path,
+                                              single_thread_torch):
     """Dropout on, an interruption inside epoch 1, the rest crossing into epoch 2."""
     common = ["--data-dir", str(shards), *TINY, "--drop-rate", "0.1", "--n-epochs", "2",
               "--eval-freq", "100", "--max-steps", "7"]
@@ -133,7 +121,7 @@ def test_resume_continues_with_the_same_losses(training, shards, tmp_path, one_t
 
 
 def test_two_gloo_processes_give_the_losses_of_one(training, shards, torchrun_job, tmp_path,
-                                                   one_thread):
+                                                   single_thread_torch):
     output_dir, result, _ = torchrun_job
     assert "2 process(es) on cpu" in result.stdout, result.stdout + result.stderr[-3000:]
     training.main(["--data-dir", str(shards), "--output-dir", str(tmp_path / "one"), *TINY,

@@ -4,7 +4,6 @@ import os
 
 import pytest
 import tiktoken
-import torch
 from course_imports import import_course_module
 
 SCRIPT_PATH = "ch06/01_main-chapter-code/gpt_class_finetune.py"
@@ -42,14 +41,5 @@ def data_dir(tmp_path_factory, ch06):
 
 
 @pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Run this area's tiny models on one thread, then restore the setting.
-
-    The models here are so small that torch's per-operation thread start-up
-    costs more than it saves, and with `pytest -n 2` (or other jobs) on two
-    cores, two threads per process only compete for the same cores.
-    """
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def one_torch_thread(single_thread_torch):
+    """Every test here runs its tiny models on one thread (see `single_thread_torch`)."""

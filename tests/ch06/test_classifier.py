@@ -2,10 +2,10 @@
 
 import pytest
 import torch
+from helpers import tiny_gpt_config
 from torch.utils.data import DataLoader, TensorDataset
 
-TINY = {"vocab_size": 50257, "context_length": 16, "emb_dim": 32, "n_heads": 2,
-        "n_layers": 2, "drop_rate": 0.0, "qkv_bias": True}
+TINY = tiny_gpt_config(n_heads=2, qkv_bias=True)
 # For training tests, whose inputs use token ids below 1,000: a smaller vocabulary
 # makes the embedding (and AdamW's work on it) 50 times smaller.
 TINY_VOCAB = {**TINY, "vocab_size": 1000}

@@ -1,9 +1,10 @@
 """Finetuning mechanics on a tiny random GPT: the loss falls, answers are extracted."""
 
 import torch
+from helpers import tiny_gpt_config
 
-TINY_CONFIG = {"vocab_size": 50257, "context_length": 128, "emb_dim": 16, "n_heads": 2,
-               "n_layers": 1, "drop_rate": 0.0, "qkv_bias": True}
+TINY_CONFIG = tiny_gpt_config(context_length=128, emb_dim=16, n_heads=2, n_layers=1,
+                              qkv_bias=True)
 
 
 def test_training_loop_on_instruction_batches_lowers_the_loss(ch07, previous, tokenizer,
