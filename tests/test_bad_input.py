@@ -24,6 +24,7 @@ from helpers import run_script, run_script_in_process
 
 DDP = "appendix-A/01_main-chapter-code/DDP-script.py"
 LORA = "appendix-E/01_main-chapter-code/lora_benchmark.py"
+CH06_IMDB = "ch06/03_bonus_imdb-classification"
 TOKENIZERS = "ch02/02_bonus_bytepair-encoder/benchmark_tokenizers.py"
 EMBEDDING = "ch02/03_bonus_embedding-vs-matmul/embedding_vs_matmul.py"
 BPE = "ch02/05_bpe-from-scratch/benchmark_bpe.py"
@@ -42,9 +43,15 @@ HPARAM = "ch05/05_bonus_hparam_tuning/hparam_search.py"
 LLAMA = "ch05/07_gpt_to_llama/benchmark.py"
 LOADING = "ch05/08_memory_efficient_weight_loading/memory_efficient_loading.py"
 CLASSIFY = "ch06/01_main-chapter-code/gpt_class_finetune.py"
+CH06_EXPERIMENTS = "ch06/02_bonus_additional-experiments/additional_experiments.py"
+IMDB_PREPARE = f"{CH06_IMDB}/download_prepare_dataset.py"
+IMDB_GPT = f"{CH06_IMDB}/train_gpt.py"
+IMDB_LOGREG = f"{CH06_IMDB}/train_sklearn_logreg.py"
+IMDB_BERT = f"{CH06_IMDB}/train_bert_hf.py"
 INSTRUCT = "ch07/01_main-chapter-code/gpt_instruction_finetuning.py"
 EXERCISES = "ch07/01_main-chapter-code/exercise_experiments.py"
 JUDGE = "ch07/01_main-chapter-code/ollama_evaluate.py"
+NEAR_DUPLICATES = "ch07/02_dataset-utilities/find_near_duplicates.py"
 ENV_CHECK = "setup/python_environment_check.py"
 
 UNWRITABLE = "a-file/out"
@@ -161,6 +168,20 @@ BAD_INPUT = [
     (CLASSIFY, ["--output-dir", UNWRITABLE], "--output-dir"),
     (CLASSIFY, ["--output-dir", "a-file"], "--output-dir"),
     (CLASSIFY, ["--data-dir", UNWRITABLE], "--data-dir"),
+    (CH06_EXPERIMENTS, ["--trainable-layers", "half"], "--trainable-layers"),
+    (CH06_EXPERIMENTS, ["--lora_rank", "0"], "--lora-rank"),
+    (CH06_EXPERIMENTS, ["--context-length", "2000"], "--context-length"),
+    (CH06_EXPERIMENTS, ["--accumulation-steps", "0"], "--accumulation-steps"),
+    (CH06_EXPERIMENTS, ["--results-csv", "no-such-folder/results.csv"], "--results-csv"),
+    (CH06_EXPERIMENTS, ["--device", "tpu"], "--device"),
+    (IMDB_PREPARE, ["--train-size", "3"], "--train-size"),
+    (IMDB_PREPARE, ["--test_size", "60000"], "--train-size"),
+    (IMDB_GPT, ["--data-dir", "missing"], "--data-dir"),
+    (IMDB_GPT, ["--num_epochs", "0"], "--num-epochs"),
+    (IMDB_LOGREG, ["--data-dir", "missing"], "--data-dir"),
+    (IMDB_LOGREG, ["--ngram-max", "0"], "--ngram-max"),
+    (IMDB_BERT, ["--use_attention_mask", "maybe"], "--use-attention-mask"),
+    (IMDB_BERT, ["--trainable-layers", "lora"], "--trainable-layers"),
     (INSTRUCT, ["--epochs", "0"], "--epochs"),
     (INSTRUCT, ["--lr", "-1"], "--lr"),
     (INSTRUCT, ["--batch-size", "x"], "--batch-size"),
@@ -175,43 +196,16 @@ BAD_INPUT = [
     (JUDGE, ["--file_path", "missing.json"], "--file"),
     (JUDGE, ["--timeout", "0"], "--timeout"),
     (JUDGE, ["--retries", "-1"], "--retries"),
-    (ENV_CHECK, ["missing-requirements.txt"], "requirements"),
-]
-
-# Chapter 7 bonus: near-duplicate search (kept in its own block)
-NEAR_DUPLICATES = "ch07/02_dataset-utilities/find_near_duplicates.py"
-BAD_INPUT += [
     (NEAR_DUPLICATES, [], "--json-file"),
     (NEAR_DUPLICATES, ["--json_file", "missing.json"], "--json-file"),
-    (NEAR_DUPLICATES, ["--json-file", __file__, "--threshold", "0"], "--threshold"),
-    (NEAR_DUPLICATES, ["--json-file", __file__, "--threshold", "1.5"], "--threshold"),
-    (NEAR_DUPLICATES, ["--json-file", __file__], "--json-file"),  # not JSON
-    (NEAR_DUPLICATES, ["--json-file", __file__, "--remove-duplicates"], "--output"),
-    (NEAR_DUPLICATES, ["--json-file", __file__, "--remove_duplicates", "--json_output_file",
+    (NEAR_DUPLICATES, ["--json-file", "notes.txt", "--threshold", "0"], "--threshold"),
+    (NEAR_DUPLICATES, ["--json-file", "notes.txt", "--threshold", "1.5"], "--threshold"),
+    (NEAR_DUPLICATES, ["--json-file", "notes.txt"], "--json-file"),  # not JSON
+    (NEAR_DUPLICATES, ["--json-file", "notes.txt", "--remove-duplicates"], "--output"),
+    (NEAR_DUPLICATES, ["--json-file", "notes.txt", "--remove_duplicates", "--json_output_file",
                        "no-such-folder/out.json"], "--output"),
+    (ENV_CHECK, ["missing-requirements.txt"], "requirements"),
 ]
-
-# Chapter 6 bonus folders: additional experiments, IMDB (kept in their own block)
-CH06_EXPERIMENTS = "ch06/02_bonus_additional-experiments/additional_experiments.py"
-CH06_IMDB = "ch06/03_bonus_imdb-classification"
-BAD_INPUT += [
-    (CH06_EXPERIMENTS, ["--trainable-layers", "half"], "--trainable-layers"),
-    (CH06_EXPERIMENTS, ["--lora_rank", "0"], "--lora-rank"),
-    (CH06_EXPERIMENTS, ["--context-length", "2000"], "--context-length"),
-    (CH06_EXPERIMENTS, ["--accumulation-steps", "0"], "--accumulation-steps"),
-    (CH06_EXPERIMENTS, ["--results-csv", "no-such-folder/results.csv"], "--results-csv"),
-    (CH06_EXPERIMENTS, ["--device", "tpu"], "--device"),
-    (f"{CH06_IMDB}/download_prepare_dataset.py", ["--train-size", "3"], "--train-size"),
-    (f"{CH06_IMDB}/download_prepare_dataset.py", ["--test_size", "60000"], "--train-size"),
-    (f"{CH06_IMDB}/train_gpt.py", ["--data-dir", "missing"], "--data-dir"),
-    (f"{CH06_IMDB}/train_gpt.py", ["--num_epochs", "0"], "--num-epochs"),
-    (f"{CH06_IMDB}/train_sklearn_logreg.py", ["--data-dir", "missing"], "--data-dir"),
-    (f"{CH06_IMDB}/train_sklearn_logreg.py", ["--ngram-max", "0"], "--ngram-max"),
-    (f"{CH06_IMDB}/train_bert_hf.py", ["--use_attention_mask", "maybe"],
-     "--use-attention-mask"),
-    (f"{CH06_IMDB}/train_bert_hf.py", ["--trainable-layers", "lora"], "--trainable-layers"),
-]
-
 
 def folder_state(folder):
     """Every file under `folder` with its size and modification time (caches aside)."""

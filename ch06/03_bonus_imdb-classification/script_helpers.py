@@ -9,7 +9,8 @@ the copies in sync), so each folder still runs on its own.
   cluttering `--help`; a bad value ends the script with one line that names
   the argument (exit status 2), before any long work starts.
 - Checked types for `add_argument(type=...)`: `positive_int`,
-  `non_negative_int`, `positive_float`, `existing_file`, `writable_file`.
+  `non_negative_int`, `positive_float`, `existing_file`, `writable_file`,
+  `writable_folder`.
 - Devices: `add_device_argument(parser)` adds `--device auto|cpu|cuda|mps`;
   its value arrives as a `torch.device` (`resolve_device` does the work).
 - `synchronize(device)`: GPU calls return before the GPU has finished, so
@@ -113,6 +114,25 @@ def writable_file(text):
             pass
     except OSError as err:
         raise argparse.ArgumentTypeError(f"cannot write to {folder} ({err.strerror})") from None
+    return path
+
+
+def writable_folder(text):
+    """A folder the script may write into: it accepts a new file, or can be created.
+
+    Nothing is created here (a bad command line must leave no trace): an
+    existing folder is tested with a temporary file, a missing one through
+    its nearest existing parent, which must accept the new folder.
+    """
+    path = Path(text)
+    existing = next(folder for folder in (path, *path.parents) if folder.exists())
+    if not existing.is_dir():
+        raise argparse.ArgumentTypeError(f"{existing} is a file, not a folder")
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as err:
+        raise argparse.ArgumentTypeError(f"cannot write to {existing} ({err.strerror})") from None
     return path
 
 
