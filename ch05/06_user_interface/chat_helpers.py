@@ -17,7 +17,6 @@ definitions into their `previous_chapters.py` (this file is their home).
 
 import asyncio
 
-import chainlit as cl
 from previous_chapters import generate, text_to_token_ids
 
 # GPT-2's <|endoftext|>: chapter 7's finetuned models end their answers with it.
@@ -69,6 +68,10 @@ async def stream_reply(pieces, empty_note="(The model's answer is empty.)"):
     milliseconds to seconds), so Chainlit's event loop keeps serving the page
     and every piece appears as soon as it exists. Returns the whole text.
     """
+    # Imported here, not at the top: the token functions above then work without
+    # Chainlit, whose import takes seconds and writes .chainlit/ into the working folder.
+    import chainlit as cl
+
     reply = cl.Message(content="")
     pieces = iter(pieces)
     while (piece := await asyncio.to_thread(next, pieces, None)) is not None:

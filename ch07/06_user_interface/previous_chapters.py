@@ -14,7 +14,6 @@ Each definition is a copy of its home, named in the comment above it:
 
 import asyncio
 
-import chainlit as cl
 import torch
 import torch.nn as nn
 
@@ -380,6 +379,10 @@ async def stream_reply(pieces, empty_note="(The model's answer is empty.)"):
     milliseconds to seconds), so Chainlit's event loop keeps serving the page
     and every piece appears as soon as it exists. Returns the whole text.
     """
+    # Imported here, not at the top: the token functions above then work without
+    # Chainlit, whose import takes seconds and writes .chainlit/ into the working folder.
+    import chainlit as cl
+
     reply = cl.Message(content="")
     pieces = iter(pieces)
     while (piece := await asyncio.to_thread(next, pieces, None)) is not None:
