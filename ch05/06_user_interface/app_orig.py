@@ -61,16 +61,11 @@ TOKENIZER = tiktoken.get_encoding("gpt2")
 
 @cl.on_chat_start
 async def greet_with_gpt2():
-    if GPT2.ready():
-        await cl.Message(content=f"OpenAI's GPT-2 {MODEL_SIZE} is ready on `{DEVICE}`. "
-                                 "Type the start of a text and it writes what comes next.").send()
-    else:
-        await cl.Message(content=GPT2.problem).send()
+    await GPT2.greet(f"OpenAI's GPT-2 {MODEL_SIZE} is ready on `{DEVICE}`. "
+                      "Type the start of a text and it writes what comes next.")
 
 
 @cl.on_message
 async def main(message: cl.Message):
-    if not GPT2.ready():
-        await cl.Message(content=GPT2.problem).send()
-    else:
+    if not await GPT2.explain_if_missing():
         await stream_continuation(message.content, GPT2.model, TOKENIZER, DEVICE)

@@ -48,17 +48,12 @@ TOKENIZER = tiktoken.get_encoding("gpt2")
 
 @cl.on_chat_start
 async def greet_with_own_model():
-    if OWN_MODEL.ready():
-        await cl.Message(content=f"Your model from `{OWN_MODEL_PATH.name}` is ready on "
-                                 f"`{DEVICE}`. Type the start of a text and it writes what "
-                                 "comes next.").send()
-    else:
-        await cl.Message(content=OWN_MODEL.problem).send()
+    await OWN_MODEL.greet(f"Your model from `{OWN_MODEL_PATH.name}` is ready on "
+                          f"`{DEVICE}`. Type the start of a text and it writes what "
+                          "comes next.")
 
 
 @cl.on_message
 async def main(message: cl.Message):
-    if not OWN_MODEL.ready():
-        await cl.Message(content=OWN_MODEL.problem).send()
-    else:
+    if not await OWN_MODEL.explain_if_missing():
         await stream_continuation(message.content, OWN_MODEL.model, TOKENIZER, DEVICE)

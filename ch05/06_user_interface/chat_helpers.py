@@ -61,6 +61,13 @@ def decode_stream(token_ids, tokenizer):
         yield text[len(shown):]
 
 
+async def send_text(text):
+    """Show `text` (Markdown) as a new message of the app in the chat page."""
+    import chainlit as cl  # see stream_reply
+
+    await cl.Message(content=text).send()
+
+
 async def stream_reply(pieces, empty_note="(The model's answer is empty.)"):
     """Show the text pieces of the iterator `pieces` in one new chat message.
 
@@ -136,3 +143,14 @@ class ModelAtStartup:
                 self.problem = (f"**The model could not be loaded** ({type(err).__name__}):"
                                 f"\n\n```\n{first_lines}\n```")
         return self.model is not None
+
+    async def greet(self, greeting):
+        """Open a chat with `greeting` when the model is ready, else with what is missing."""
+        await send_text(greeting if self.ready() else self.problem)
+
+    async def explain_if_missing(self):
+        """True, after telling the page what is missing, when the model is not loaded."""
+        if self.ready():
+            return False
+        await send_text(self.problem)
+        return True

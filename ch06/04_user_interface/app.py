@@ -34,6 +34,7 @@ from previous_chapters import (
     default_device,
     load_checkpoint,
     missing_file_message,
+    send_text,
 )
 
 HERE = Path(__file__).resolve().parent
@@ -89,21 +90,17 @@ TOKENIZER = tiktoken.get_encoding("gpt2")
 
 @cl.on_chat_start
 async def greet_with_classifier():
-    if CLASSIFIER.ready():
-        await cl.Message(content=f"The spam classifier from `{CLASSIFIER_PATH.name}` is ready "
-                                 f"on `{DEVICE}`. Type a text message and it tells you whether "
-                                 "it looks like spam.").send()
-    else:
-        await cl.Message(content=CLASSIFIER.problem).send()
+    await CLASSIFIER.greet(f"The spam classifier from `{CLASSIFIER_PATH.name}` is ready "
+                           f"on `{DEVICE}`. Type a text message and it tells you whether "
+                           "it looks like spam.")
 
 
 @cl.on_message
 async def main(message: cl.Message):
-    if not CLASSIFIER.ready():
-        await cl.Message(content=CLASSIFIER.problem).send()
+    if await CLASSIFIER.explain_if_missing():
         return
     model, config = CLASSIFIER.model
     label, probability = await asyncio.to_thread(  # keeps the page live meanwhile
         classify_with_probability, message.content, model, TOKENIZER, DEVICE,
         max_length=config["max_length"])
-    await cl.Message(content=f"**{label}** (probability {probability:.1%})").send()
+    await send_text(f"**{label}** (probability {probability:.1%})")

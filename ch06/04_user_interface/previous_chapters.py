@@ -277,6 +277,14 @@ def missing_file_message(what, path, command, folder, env_var):
 
 
 # Home: ch05/06_user_interface/chat_helpers.py
+async def send_text(text):
+    """Show `text` (Markdown) as a new message of the app in the chat page."""
+    import chainlit as cl  # see stream_reply
+
+    await cl.Message(content=text).send()
+
+
+# Home: ch05/06_user_interface/chat_helpers.py
 class ModelAtStartup:
     """The app's model, loaded once, when the app starts.
 
@@ -306,3 +314,14 @@ class ModelAtStartup:
                 self.problem = (f"**The model could not be loaded** ({type(err).__name__}):"
                                 f"\n\n```\n{first_lines}\n```")
         return self.model is not None
+
+    async def greet(self, greeting):
+        """Open a chat with `greeting` when the model is ready, else with what is missing."""
+        await send_text(greeting if self.ready() else self.problem)
+
+    async def explain_if_missing(self):
+        """True, after telling the page what is missing, when the model is not loaded."""
+        if self.ready():
+            return False
+        await send_text(self.problem)
+        return True

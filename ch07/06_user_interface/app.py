@@ -82,19 +82,14 @@ TOKENIZER = tiktoken.get_encoding("gpt2")
 
 @cl.on_chat_start
 async def greet_with_assistant():
-    if SFT_MODEL.ready():
-        await cl.Message(content=f"The finetuned model from `{SFT_MODEL_PATH.name}` is ready "
-                                 f"on `{DEVICE}`. Type an instruction; to add an input, put it "
-                                 "after a blank line.").send()
-    else:
-        await cl.Message(content=SFT_MODEL.problem).send()
+    await SFT_MODEL.greet(f"The finetuned model from `{SFT_MODEL_PATH.name}` is ready "
+                          f"on `{DEVICE}`. Type an instruction; to add an input, put it "
+                          "after a blank line.")
 
 
 @cl.on_message
 async def main(message: cl.Message):
-    if not SFT_MODEL.ready():
-        await cl.Message(content=SFT_MODEL.problem).send()
-    else:
+    if not await SFT_MODEL.explain_if_missing():
         await stream_continuation(prompt_from_message(message.content), SFT_MODEL.model, TOKENIZER,
                                   DEVICE, max_new_tokens=MAX_ANSWER_TOKENS, temperature=0.0,
                                   top_k=None)

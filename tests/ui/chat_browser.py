@@ -133,9 +133,9 @@ def _local_only(route):
         route.abort()
 
 
-def open_chat(browser, server):
-    """A new page on the app, after the app's first message has appeared."""
-    page = browser.new_page(viewport={"width": 1100, "height": 700})
+def open_chat(browser, server, height=700):
+    """A new page on the app (`height` pixels tall), after the app's first message appeared."""
+    page = browser.new_page(viewport={"width": 1100, "height": height})
     page.route("**/*", _local_only)
     page.goto(server.url)
     page.locator(".step").first.wait_for(timeout=ANSWER_TIMEOUT_MS)

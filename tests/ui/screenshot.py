@@ -25,6 +25,8 @@ def parse_args(argv=None):
     parser.add_argument("app", type=Path, help="the app's file, e.g. ch06/04_user_interface/app.py")
     parser.add_argument("--message", required=True, help="what to type into the chat")
     parser.add_argument("--output", type=Path, required=True, help="the PNG file to write")
+    parser.add_argument("--height", type=int, default=700,
+                        help="the browser window's height in pixels (a long answer needs more)")
     args = parser.parse_args(argv)
     if not args.app.is_file():
         parser.error(f"argument app: no such file: {args.app}")
@@ -41,7 +43,7 @@ def main(argv=None):
           chainlit_server(args.app, workdir) as server,
           sync_playwright() as playwright,
           chromium_browser(playwright) as browser):
-        page = open_chat(browser, server)
+        page = open_chat(browser, server, args.height)
         send_message(page, args.message)
         answer = last_answer(page, 2)
         page.screenshot(path=args.output)
