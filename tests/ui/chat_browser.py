@@ -15,7 +15,6 @@ see the apps the same way a reader does:
 
 import contextlib
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -34,7 +33,7 @@ ANSWER_TIMEOUT_MS = 60_000
 
 def missing_requirements():
     """Why the browser tests cannot run here (None when they can)."""
-    if shutil.which("chainlit") is None and _missing_module("chainlit"):
+    if _missing_module("chainlit"):
         return "chainlit is not installed (pip install -r tests/requirements.txt)"
     if _missing_module("playwright"):
         return "playwright is not installed (pip install -r tests/requirements.txt)"
