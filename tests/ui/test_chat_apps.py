@@ -85,7 +85,7 @@ def use_app(browser, app, tmp_path, env, create_model, message, watch_streaming=
     Returns (missing-model message, greeting, answer, and with `watch_streaming`
     the texts the answer showed while it streamed).
     """
-    server = ChainlitServer(REPO_ROOT / app, tmp_path / "workdir", env)
+    server, page = ChainlitServer(REPO_ROOT / app, tmp_path / "workdir", env), None
     try:
         server.wait_until_ready()
         page = open_chat(browser, server)
@@ -105,6 +105,8 @@ def use_app(browser, app, tmp_path, env, create_model, message, watch_streaming=
         page.screenshot(path=tmp_path / "3-answer.png")
         return problem, greeting, answer, page.evaluate("window.answerTexts || null")
     finally:
+        if page is not None:
+            page.close()
         server.stop()
 
 
