@@ -3,11 +3,16 @@
 The book draws 1,000 tokens (seed 123) from the toy next-token distribution
 of "every effort moves you" with `print_sampled_tokens` and prints how often
 each word came up, then discusses temperatures 0.1 and 5. The chapter
-notebook prints these counts at both temperatures.
+notebook must print these counts at both temperatures.
 """
 
-import torch
+import re
 
+import nbformat
+import torch
+from course_imports import REPO_ROOT
+
+NOTEBOOK = REPO_ROOT / "ch05/01_main-chapter-code/ch05.ipynb"
 VOCAB = ["closer", "every", "effort", "forward", "inches", "moves", "pizza", "toward", "you"]
 NEXT_TOKEN_LOGITS = torch.tensor([4.51, 0.89, -1.90, 6.75, 1.63, -1.62, -1.89, 6.28, 1.79])
 # The seeded draws (torch 2.13, CPU; words drawn 0 times omitted). At temperature 1
@@ -33,3 +38,22 @@ def test_seeded_counts():
     for temperature, expected in EXPECTED_COUNTS.items():
         assert sampled_counts(temperature) == expected, temperature
 
+
+def test_notebook_prints_the_counts_at_temperatures_01_and_5():
+    printed = ""
+    for cell in nbformat.read(NOTEBOOK, as_version=4).cells:
+        if cell.cell_type == "code" and "print_sampled_tokens(scaled_probas[1])" in cell.source:
+            printed = "".join(output.get("text", "") for output in cell.outputs)
+    low, high = printed.split("Temperature 5:")
+    for text, temperature in [(low, 0.1), (high, 5)]:
+        for word, count in EXPECTED_COUNTS[temperature].items():
+            assert re.search(rf"^{count} x {word}$", text, re.MULTILINE), (temperature, word)
+
+
+def test_notebook_log_uses_the_books_format_and_figures():
+    """The committed training log starts with the book's first line, verbatim."""
+    log = ""
+    for cell in nbformat.read(NOTEBOOK, as_version=4).cells:
+        if cell.cell_type == "code" and "train_model_simple(" in cell.source:
+            log += "".join(output.get("text", "") for output in cell.outputs)
+    assert log.startswith("Ep 1 (Step 000000): Train loss 9.781, Val loss 9.933\n")
