@@ -24,6 +24,10 @@ import urllib.request
 from pathlib import Path
 
 CHROMIUM = Path("/usr/bin/chromium")
+# Straight to 127.0.0.1, never through a proxy. (urllib.request.urlopen keeps the
+# proxies it saw on its first call in this process, and a test that cut off the
+# network with a dead proxy may have made that call.)
+DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu",
                   "--disable-background-networking", "--disable-component-update",
                   "--disable-sync", "--no-first-run"]
@@ -82,7 +86,7 @@ class ChainlitServer:
                 raise RuntimeError(f"{self.app.name} exited with {self.process.returncode}:\n"
                                    f"{self.log()[-3000:]}")
             try:
-                with urllib.request.urlopen(self.url, timeout=2):
+                with DIRECT.open(self.url, timeout=2):
                     return self
             except OSError:
                 time.sleep(0.3)
