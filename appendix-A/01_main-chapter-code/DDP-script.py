@@ -128,7 +128,10 @@ def train(rank, world_size, num_epochs, fail_rank, device_type):
             model.train()
             for batch_idx, (features, labels) in enumerate(train_loader):
                 if rank == fail_rank:
-                    raise RuntimeError(f"rank {rank}: simulated failure (--fail-rank)")
+                    message = f"rank {rank}: simulated failure (--fail-rank)"
+                    # Say it here too: if another rank dies first, spawn reports that one
+                    print(message, file=sys.stderr, flush=True)
+                    raise RuntimeError(message)
                 logits = model(features.to(device))
                 loss = F.cross_entropy(logits, labels.to(device))
                 optimizer.zero_grad()
