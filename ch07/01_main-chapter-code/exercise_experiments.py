@@ -1,5 +1,6 @@
 """The chapter 7 exercises as options of one script.
 
+    python exercise_experiments.py                                        # the chapter's run
     python exercise_experiments.py --exercise-solution phi3_prompt        # exercise 7.1
     python exercise_experiments.py --exercise-solution mask_instructions  # exercise 7.2
     python exercise_experiments.py --exercise-solution alpaca_52k         # exercise 7.3
@@ -7,10 +8,13 @@
     python exercise_experiments.py --exercise-solution lora --test-mode   # seconds, for tests
 
 Each runs the chapter's finetuning (gpt_instruction_finetuning.py, with the same
-flags and the book's defaults) with one change, and writes the model, the test
+flags and the book's defaults) with one change; `baseline` (the default, as in the
+book's script) runs it unchanged, for comparison. Each writes the model, the test
 answers and the loss plot with the exercise's name in the file names, e.g.
 `instruction-data-with-response-lora.json` for `ollama_evaluate.py --file`:
 
+- baseline: the chapter's finetuning as it is (files named `...-baseline...`, so
+  they sit beside the exercises' and never replace the chapter script's).
 - phi3_prompt: Microsoft Phi-3's prompt style (`<|user|>` ... `<|assistant|>:`)
   instead of Alpaca's; shorter prompts, so training is a little faster.
 - mask_instructions: the prompt's tokens are masked (-100) in the targets, so the
@@ -46,7 +50,7 @@ from script_helpers import positive_float, positive_int
 ALPACA_DATA_URL = (
     "https://raw.githubusercontent.com/tatsu-lab/stanford_alpaca/main/alpaca_data.json"
 )
-EXERCISES = ("phi3_prompt", "mask_instructions", "alpaca_52k", "lora")
+EXERCISES = ("baseline", "phi3_prompt", "mask_instructions", "alpaca_52k", "lora")
 
 
 def format_input_phi(entry):
@@ -165,15 +169,13 @@ def freeze_and_add_lora(model, rank=16, alpha=16):
 def parse_args(argv=None):
     parser = build_parser("The chapter 7 exercises: finetuning GPT-2 with one change each. "
                           "The other defaults are the book's run.")
-    parser.add_argument("--exercise-solution", choices=EXERCISES, default=None,
-                        help="which exercise to run (required)")
+    parser.add_argument("--exercise-solution", choices=EXERCISES, default="baseline",
+                        help="which exercise to run (baseline: the chapter's finetuning)")
     parser.add_argument("--lora-rank", type=positive_int, default=16,
                         help="rank of the LoRA layers (7.4)")
     parser.add_argument("--lora-alpha", type=positive_float, default=16,
                         help="LoRA scaling alpha (7.4)")
     args = parser.parse_args(argv)
-    if args.exercise_solution is None:
-        parser.error(f"argument --exercise-solution: required, one of {', '.join(EXERCISES)}")
     if args.exercise_solution == "alpaca_52k":
         # the book's solution: 52k entries, some long, need smaller batches
         parser.set_defaults(batch_size=4)

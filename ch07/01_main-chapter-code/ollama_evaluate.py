@@ -3,6 +3,7 @@
     ollama serve                # in another terminal (https://ollama.com)
     ollama pull llama3          # once: the judge model (about 4.7 GB)
     python ollama_evaluate.py --file instruction-data-with-response.json
+    python ollama_evaluate.py --download-book-responses   # the book's published answers
     python ollama_evaluate.py --help
 
 For every entry of the JSON file (written by gpt_instruction_finetuning.py or
@@ -11,6 +12,12 @@ with the dataset's answer ("output") and replies with a score from 0 to 100.
 The script prints the average score and how many replies were a usable
 number. A reply that is not a number, or a request that fails even after
 retries, is counted as unparsed and reported; it never counts as a 0.
+
+Without a finetuning run of your own, --download-book-responses scores the
+answers of the book's finetuned GPT-2 355M, which the book's repository
+publishes: the file is fetched through the course's download helper into this
+folder as instruction-data-with-response-book.json (a name of its own, so it
+never replaces a file the finetuning script wrote).
 
 The client speaks Ollama's HTTP API (POST /api/chat, GET /api/tags) through
 `requests`. It asks for seed 123, temperature 0 and a 2,048-token context, so
@@ -26,10 +33,16 @@ import time
 from pathlib import Path
 
 import requests
+from downloads import DownloadError, download_file
 from script_helpers import ScriptArgumentParser, existing_file, non_negative_int, positive_float
 from tqdm import tqdm
 
 DEFAULT_OLLAMA_HOST = "http://localhost:11434"
+RESPONSES_FILE = "instruction-data-with-response.json"
+BOOK_RESPONSES_URL = ("https://raw.githubusercontent.com/rasbt/LLMs-from-scratch/main/ch07/"
+                      "01_main-chapter-code/instruction-data-with-response.json")
+BOOK_RESPONSES_SHA256 = "aced320504c77c98d957316eb9f3460945256226c36b5e9752bf7d49585eb943"
+BOOK_RESPONSES_FILE = Path(__file__).resolve().parent / "instruction-data-with-response-book.json"
 JUDGE_OPTIONS = {"seed": 123, "temperature": 0, "num_ctx": 2048}
 
 
@@ -184,9 +197,12 @@ def parse_args(argv=None):
                     "local Ollama model as the judge (chapter 7).",
         aliases={"--file_path": "--file"},
     )
-    parser.add_argument("--file", type=existing_file,
-                        default="instruction-data-with-response.json",
-                        help="JSON list of entries with instruction, input, output and the key")
+    parser.add_argument("--file", type=existing_file, default=None,
+                        help="JSON list of entries with instruction, input, output and the key "
+                             f"(None: {RESPONSES_FILE}, written by gpt_instruction_finetuning.py)")
+    parser.add_argument("--download-book-responses", action="store_true",
+                        help="score the answers of the book's finetuned GPT-2 355M instead: "
+                             "download the book's published file into this script's folder")
     parser.add_argument("--model", default="llama3", help="the Ollama model that judges")
     parser.add_argument("--host", default=None,
                         help=f"the Ollama server (None: $OLLAMA_HOST, else {DEFAULT_OLLAMA_HOST})")
@@ -195,7 +211,22 @@ def parse_args(argv=None):
     parser.add_argument("--timeout", type=positive_float, default=120,
                         help="seconds to wait for one reply before retrying")
     parser.add_argument("--retries", type=non_negative_int, default=3, help="retries per entry")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.download_book_responses and args.file is not None:
+        parser.error("argument --download-book-responses: scores the book's file; "
+                     "leave out --file")
+    if args.file is None and not args.download_book_responses:
+        if not Path(RESPONSES_FILE).is_file():
+            parser.error(f"argument --file: no {RESPONSES_FILE} here; "
+                         "gpt_instruction_finetuning.py writes it (or pass "
+                         "--download-book-responses to score the book's published answers)")
+        args.file = Path(RESPONSES_FILE)
+    return args
+
+
+def book_responses_file():
+    """The book's published answers, fetched once (or copied from the mirror)."""
+    return download_file(BOOK_RESPONSES_URL, BOOK_RESPONSES_FILE, sha256=BOOK_RESPONSES_SHA256)
 
 
 def load_entries(path, json_key):
@@ -216,7 +247,12 @@ def load_entries(path, json_key):
 def main(argv=None):
     args = parse_args(argv)
     try:
-        entries = load_entries(args.file, args.json_key)
+        path = book_responses_file() if args.download_book_responses else args.file
+    except DownloadError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    try:
+        entries = load_entries(path, args.json_key)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -2,22 +2,24 @@
 
     python find_near_duplicates.py --json-file instruction-data.json
     python find_near_duplicates.py --json-file instruction-data.json --threshold 0.8 \\
-        --key output
+        --key instruction
     python find_near_duplicates.py --json-file instruction-data.json \\
         --remove-duplicates --output instruction-data-deduplicated.json
 
 Two entries that ask almost the same thing ("Convert 45 kilometers to meters." and
 "Convert 25 kilometers to meters.") add little to finetuning, and when one lands in
 the training split and the other in the test split the test score is flattering.
-Each entry's chosen field becomes a TF-IDF vector (word counts weighted by how rare
-each word is across the dataset, so shared filler words count for little); two
-entries are near-duplicates when the cosine similarity of their vectors is at
-least --threshold. The script prints every such pair with its score.
+Each text field of the entries (or only the one --key names) is searched on its
+own, as the book's script does: each entry's text becomes a TF-IDF vector (word
+counts weighted by how rare each word is across the dataset, so shared filler
+words count for little); two entries are near-duplicates when the cosine
+similarity of their vectors is at least --threshold. The script prints every such
+pair with its score.
 
 With --remove-duplicates it also writes the dataset without them: near-duplicate
-pairs link entries into groups, and of each group only the first entry (in file
-order) is kept. The input file is never changed and an existing --output is never
-overwritten.
+pairs (found in any of the fields searched) link entries into groups, and of each
+group only the first entry (in file order) is kept. The input file is never
+changed and an existing --output is never overwritten.
 
 The book's repository calls this script find-near-duplicates.py; its flag
 spellings (--json_file, --remove_duplicates, --json_output_file) work here too.
@@ -107,8 +109,9 @@ def parse_args(argv=None):
                         help="the dataset: a JSON list of entries (objects)")
     parser.add_argument("--threshold", type=threshold_value, default=0.9,
                         help="pairs at least this similar (cosine, 0-1) are near-duplicates")
-    parser.add_argument("--key", default="instruction",
-                        help="the field of each entry to compare")
+    parser.add_argument("--key", default=None,
+                        help="the one field of each entry to compare (default: every "
+                             "field that holds text in all entries, one after another)")
     parser.add_argument("--remove-duplicates", action="store_true",
                         help="write the dataset without the near-duplicates to --output")
     parser.add_argument("--output", type=writable_file, default=None,
@@ -121,6 +124,10 @@ def parse_args(argv=None):
     if args.output is not None and args.output.exists():
         parser.error(f"argument --output: {args.output} exists; choose a new file name")
     args.entries = read_dataset(parser, args.json_file, args.key)
+    args.keys = [args.key] if args.key is not None else text_fields(args.entries)
+    if not args.keys:
+        parser.error(f"argument --json-file: no field holds text in every entry of "
+                     f"{args.json_file}")
     return args
 
 
@@ -131,24 +138,42 @@ def read_dataset(parser, path, key):
     except (OSError, UnicodeDecodeError, ValueError) as err:
         parser.error(f"argument --json-file: cannot read JSON from {path} "
                      f"({type(err).__name__})")
-    if not isinstance(entries, list) or not all(
-            isinstance(entry, dict) and isinstance(entry.get(key), str) for entry in entries):
-        parser.error(f"argument --json-file: {path} must be a JSON list of objects, "
-                     f"each with a text under {key!r} (see --key)")
+    if not isinstance(entries, list) or not entries or not all(
+            isinstance(entry, dict) and (key is None or isinstance(entry.get(key), str))
+            for entry in entries):
+        with_key = f", each with a text under {key!r} (see --key)" if key is not None else ""
+        parser.error(f"argument --json-file: {path} must be a non-empty JSON list of "
+                     f"objects{with_key}")
     return entries
+
+
+def text_fields(entries):
+    """The fields that hold a string in every entry, in the first entry's order."""
+    return [key for key in entries[0]
+            if all(isinstance(entry.get(key), str) for entry in entries)]
+
+
+def report_field(entries, key, threshold):
+    """Print the near-duplicate pairs of one field; return them."""
+    texts = [entry[key] for entry in entries]
+    pairs = find_near_duplicates(texts, threshold)
+    for i, j, score in pairs:
+        print(f"{score:.4f}  #{i}: {texts[i]!r}")
+        print(f"{'':8}#{j}: {texts[j]!r}")
+    print(f"{len(pairs)} near-duplicate pairs (similarity >= {threshold}) in the "
+          f"{key!r} field of {len(texts)} entries")
+    return pairs
 
 
 def main(argv=None):
     args = parse_args(argv)
-    texts = [entry[args.key] for entry in args.entries]
-    pairs = find_near_duplicates(texts, args.threshold)
-    for i, j, score in pairs:
-        print(f"{score:.4f}  #{i}: {texts[i]!r}")
-        print(f"{'':8}#{j}: {texts[j]!r}")
-    print(f"{len(pairs)} near-duplicate pairs (similarity >= {args.threshold}) in the "
-          f"{args.key!r} field of {len(texts)} entries")
+    pairs = []
+    for key in args.keys:
+        if len(args.keys) > 1:
+            print(f"\n== Field {key!r} ==")
+        pairs += report_field(args.entries, key, args.threshold)
     if args.remove_duplicates:
-        removed = set(entries_to_remove(pairs, len(texts)))
+        removed = set(entries_to_remove(pairs, len(args.entries)))
         kept = [entry for i, entry in enumerate(args.entries) if i not in removed]
         write_json_atomically(args.output, kept)
         print(f"Removed {len(removed)} entries; wrote {len(kept)} to {args.output}")

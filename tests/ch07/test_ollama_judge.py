@@ -5,6 +5,7 @@ The server (tests/llm_servers.py) answers GET /api/tags with a model list and PO
 delay. It records every request body, so the tests check what the client really sent.
 """
 
+import hashlib
 import json
 import socket
 
@@ -143,3 +144,37 @@ def test_parse_score(judge):
         == [85, 85, 9, 72.5, 90]
     assert [judge.parse_score(text) for text in ("", "eighty", "85 because", "-3", "250")] \
         == [None] * 5
+
+
+def test_missing_responses_file_says_which_script_writes_it(judge, tmp_path, monkeypatch,
+                                                           capsys):
+    monkeypatch.chdir(tmp_path)  # no instruction-data-with-response.json here
+    with pytest.raises(SystemExit) as exit_info:
+        judge.parse_args([])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and err.count("\n") == 1
+    assert "gpt_instruction_finetuning.py writes it" in err
+    assert "--download-book-responses" in err
+
+
+def test_book_responses_are_downloaded_and_scored(judge, tmp_path, monkeypatch, capsys):
+    """The book's published answers (110 entries) arrive through the download helper."""
+    book_file = tmp_path / "script-folder" / "instruction-data-with-response-book.json"
+    monkeypatch.setattr(judge, "BOOK_RESPONSES_FILE", book_file)
+    monkeypatch.chdir(tmp_path)
+    with FakeOllama(default="60") as server:
+        status = judge.main(["--download-book-responses", "--host", server.url])
+    out = capsys.readouterr().out
+    assert status == 0
+    assert "Number of scores: 110 of 110" in out and "Average score: 60.00" in out
+    assert hashlib.sha256(book_file.read_bytes()).hexdigest() == judge.BOOK_RESPONSES_SHA256
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["script-folder"]
+    # the first entry's answer is the book's gpt2-medium's, sent to the judge
+    assert "score the model response `The car is as fast as a bullet.`" in \
+        server.bodies[0]["messages"][0]["content"]
+
+
+def test_download_flag_and_file_exclude_each_other(judge, responses_file, capsys):
+    with pytest.raises(SystemExit):
+        judge.parse_args(["--download-book-responses", "--file", str(responses_file)])
+    assert "--download-book-responses" in capsys.readouterr().err

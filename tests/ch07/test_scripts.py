@@ -116,3 +116,18 @@ def test_lora_parameter_counts_of_gpt2_355m(exercises, previous):
     exercises.freeze_and_add_lora(model, rank=16, alpha=16)
     assert sum(p.numel() for p in model.parameters() if p.requires_grad) == 7_898_384
     assert sum(p.numel() for p in model.parameters()) == 406_286_336 + 7_898_384
+
+
+def test_baseline_exercise_is_the_chapters_run(ch07, exercises, tmp_path, capsys):
+    """No --exercise-solution (or `baseline`, as in the book) finetunes exactly as the chapter."""
+    options = ["--test-mode", "--epochs", "1", "--max-test-entries", "1",
+               "--data-dir", str(tmp_path)]
+    chapter = ch07.main([*options, "--output-dir", str(tmp_path / "chapter")])
+    baseline = exercises.main([*options, "--output-dir", str(tmp_path / "baseline")])
+    assert baseline[0] == chapter[0] and baseline[1] == chapter[1]  # the same losses
+    assert baseline[2] == chapter[2]  # the same answers
+    assert (tmp_path / "baseline" / "instruction-data-with-response-baseline.json").exists()
+    assert (tmp_path / "baseline" / "test-model-sft-baseline.pth").exists()
+    args = exercises.parse_args(["--exercise_solution", "baseline", "--output-dir",
+                                 str(tmp_path / "other")])
+    assert args.exercise_solution == "baseline"

@@ -91,8 +91,8 @@ def test_script_prints_pairs_and_writes_the_cleaned_file(dataset, tmp_path):
     output = tmp_path / "deduplicated.json"
     before = path.read_bytes()
     result = run_script_in_process(SCRIPT, [
-        "--json_file", str(path), "--threshold", str(threshold), "--remove_duplicates",
-        "--json_output_file", str(output)], cwd=tmp_path)
+        "--json_file", str(path), "--key", "instruction", "--threshold", str(threshold),
+        "--remove_duplicates", "--json_output_file", str(output)], cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     out = result.stdout
     for i, j in sorted(KNOWN_PAIRS):
@@ -114,3 +114,41 @@ def test_existing_output_is_never_overwritten(dataset, tmp_path):
                                             "--output", str(output)], cwd=tmp_path)
     assert result.returncode == 2 and "--output" in result.stderr
     assert output.read_text() == "keep me"
+
+
+def test_without_key_every_text_field_is_searched(tmp_path):
+    """As the book's script: each field holding text in all entries, one after another.
+
+    Pairs from any field link entries for removal; `--key` limits the search to one.
+    """
+    entries = [
+        {"instruction": "Convert 45 kilometers to meters.", "input": "", "output": "45000 m.",
+         "id": 1},
+        {"instruction": "Name a primary color.", "input": "", "output": "Red is the first one.",
+         "id": 2},
+        {"instruction": "Give one primary colour.", "input": "",
+         "output": "Red is the first one!", "id": 3},
+        {"instruction": "Convert 25 kilometers to meters.", "input": "", "output": "25000 m.",
+         "id": 4},
+    ]
+    path = tmp_path / "data.json"
+    path.write_text(json.dumps(entries))
+    output = tmp_path / "out.json"
+    result = run_script_in_process(SCRIPT, ["--json_file", str(path), "--threshold", "0.7",
+                                            "--remove_duplicates", "--json_output_file",
+                                            str(output)], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    # "id" holds numbers, so it is not searched; "input" is empty everywhere
+    assert [line for line in out.splitlines() if line.startswith("== Field")] == [
+        "== Field 'instruction' ==", "== Field 'input' ==", "== Field 'output' =="]
+    assert "1 near-duplicate pairs (similarity >= 0.7) in the 'instruction' field" in out
+    assert "0 near-duplicate pairs (similarity >= 0.7) in the 'input' field" in out
+    assert "#1: 'Red is the first one.'" in out and "#2: 'Red is the first one!'" in out
+    assert [entry["id"] for entry in json.loads(output.read_text())] == [1, 2]
+
+    only_output = run_script_in_process(SCRIPT, ["--json-file", str(path), "--key", "output",
+                                                 "--threshold", "0.7"], cwd=tmp_path)
+    assert "== Field" not in only_output.stdout and "kilometers" not in only_output.stdout
+    assert "1 near-duplicate pairs (similarity >= 0.7) in the 'output' field of 4 entries" \
+        in only_output.stdout
