@@ -118,16 +118,25 @@ def test_lora_parameter_counts_of_gpt2_355m(exercises, previous):
     assert sum(p.numel() for p in model.parameters()) == 406_286_336 + 7_898_384
 
 
-def test_baseline_exercise_is_the_chapters_run(ch07, exercises, tmp_path, capsys):
-    """No --exercise-solution (or `baseline`, as in the book) finetunes exactly as the chapter."""
-    options = ["--test-mode", "--epochs", "1", "--max-test-entries", "1",
-               "--data-dir", str(tmp_path)]
-    chapter = ch07.main([*options, "--output-dir", str(tmp_path / "chapter")])
-    baseline = exercises.main([*options, "--output-dir", str(tmp_path / "baseline")])
-    assert baseline[0] == chapter[0] and baseline[1] == chapter[1]  # the same losses
-    assert baseline[2] == chapter[2]  # the same answers
-    assert (tmp_path / "baseline" / "instruction-data-with-response-baseline.json").exists()
-    assert (tmp_path / "baseline" / "test-model-sft-baseline.pth").exists()
-    args = exercises.parse_args(["--exercise_solution", "baseline", "--output-dir",
-                                 str(tmp_path / "other")])
-    assert args.exercise_solution == "baseline"
+def test_baseline_exercise_is_the_chapters_run(ch07, exercises, tmp_path, monkeypatch):
+    """No --exercise-solution (or `baseline`, as in the book) is the chapter's run, unchanged.
+
+    Both scripts hand their work to the same `run`; the baseline passes it the same
+    settings and data and changes nothing but the output names (`...-baseline...`).
+    """
+    calls = []
+    monkeypatch.setattr(exercises, "run", lambda args, data, **options: calls.append(
+        (args, data, options)))
+    argv = ["--data-dir", str(tmp_path), "--output-dir", str(tmp_path / "out")]
+    exercises.main(argv)
+    exercises.main(["--exercise_solution", "baseline", *argv])
+    chapter_args = vars(ch07.parse_args(argv))
+    for args, data, options in calls:
+        assert options == {"suffix": "baseline"}  # no dataset, prompt or model change
+        assert {key: value for key, value in vars(args).items() if key in chapter_args} \
+            == chapter_args
+        assert len(data) == 1100 and data[0] == json.loads(
+            (tmp_path / "instruction-data.json").read_text())[0]
+    assert ch07.output_files(calls[0][0], "baseline") == [
+        "gpt2-medium355M-sft-baseline.pth", "instruction-data-with-response-baseline.json",
+        "loss-plot-baseline.pdf"]
