@@ -693,3 +693,28 @@ def replace_linear_with_lora(model, rank, alpha):
             setattr(model, name, LinearWithLoRA(module, rank, alpha))
         else:
             replace_linear_with_lora(module, rank, alpha)
+
+
+# From appendix E
+class LinearWithLoRAMerged(LinearWithLoRA):
+    """LinearWithLoRA computed with the merged weight W + scale * (A B)^T in the forward pass.
+
+    The same parameters and, up to rounding, the same outputs as LinearWithLoRA
+    (the book repository's `--trainable_layers lora_alternative`): one matrix
+    product with the input instead of the frozen layer's and LoRA's own.
+    """
+
+    def forward(self, x):
+        lora = self.lora
+        weight = self.linear.weight + lora.scale * (lora.A @ lora.B).T
+        return torch.nn.functional.linear(x, weight, self.linear.bias)
+
+
+# From appendix E
+def replace_linear_with_lora_merged(model, rank, alpha):
+    """Wrap every nn.Linear inside `model` (at any depth) in a LinearWithLoRAMerged, in place."""
+    for name, module in model.named_children():
+        if isinstance(module, torch.nn.Linear):
+            setattr(model, name, LinearWithLoRAMerged(module, rank, alpha))
+        else:
+            replace_linear_with_lora_merged(module, rank, alpha)
