@@ -164,6 +164,49 @@ def write_tiktoken_bpe(path, ranks=None):
     return path
 
 
+# Hugging Face's names -> Meta's original names (consolidated.00.pth), per parameter.
+HF_TO_META_NAMES = {
+    "model.embed_tokens.weight": "tok_embeddings.weight", "model.norm.weight": "norm.weight",
+    "lm_head.weight": "output.weight", "self_attn.q_proj.weight": "attention.wq.weight",
+    "self_attn.k_proj.weight": "attention.wk.weight",
+    "self_attn.v_proj.weight": "attention.wv.weight",
+    "self_attn.o_proj.weight": "attention.wo.weight",
+    "mlp.gate_proj.weight": "feed_forward.w1.weight",
+    "mlp.up_proj.weight": "feed_forward.w3.weight",
+    "mlp.down_proj.weight": "feed_forward.w2.weight",
+    "input_layernorm.weight": "attention_norm.weight",
+    "post_attention_layernorm.weight": "ffn_norm.weight",
+}
+
+
+def meta_state_dict(hf_model, cfg):
+    """A Hugging Face Llama's weights in Meta's original layout and RoPE row order.
+
+    Hugging Face's conversion script reorders each head's query and key rows
+    from Meta's interleaved RoPE pairs (0, 1), (2, 3), ... to "rotate half";
+    this undoes it (each head's first half of rows goes to the even places).
+    """
+    def to_interleaved(weight, num_heads):
+        out_dim, in_dim = weight.shape
+        return (weight.reshape(num_heads, 2, out_dim // num_heads // 2, in_dim)
+                .transpose(1, 2).reshape(out_dim, in_dim))
+
+    num_kv_heads = cfg.get("n_kv_groups") or cfg["n_heads"]
+    params = {}
+    for name, tensor in hf_model.state_dict().items():
+        if name.startswith("model.layers."):
+            _, _, index, rest = name.split(".", 3)
+            if rest == "self_attn.q_proj.weight":
+                tensor = to_interleaved(tensor, cfg["n_heads"])
+            elif rest == "self_attn.k_proj.weight":
+                tensor = to_interleaved(tensor, num_kv_heads)
+            params[f"layers.{index}.{HF_TO_META_NAMES[rest]}"] = tensor.clone()
+        else:
+            params[HF_TO_META_NAMES[name]] = tensor.clone()
+    params["rope.freqs"] = torch.ones(cfg["emb_dim"] // cfg["n_heads"] // 2)  # Llama 2 has it
+    return params
+
+
 def tiny_llama2_config():
     """The tiny Llama 2 behind the fake hub repository, in float32."""
     return {**LLAMA2_BASE, **TINY_LLAMA2_OVERRIDES, "dtype": torch.float32}
