@@ -1087,8 +1087,9 @@ def check_experiment_args(parser, args):
         results_header(args.results_csv)
     except ValueError as err:
         parser.error(f"argument --results-csv: {err}")
-    if args.compile and cannot_compile_reason(args.device):
-        parser.error(f"argument --compile: {cannot_compile_reason(args.device)}")
+    reason = cannot_compile_reason(args.device) if args.compile else None
+    if reason:
+        parser.error(f"argument --compile: {reason}")
     if args.no_padding and args.batch_size != 1:
         # texts of different lengths cannot share a batch without padding
         print(f"--no-padding: batches of one text instead of {args.batch_size}")

@@ -90,3 +90,21 @@ def test_llama3_notebook_suite_config_matches_the_fake_checkpoints():
     assert nb.LLAMA3_CONFIG_8B["rope_freq"] == llama_checkpoints.REAL_ROPE_FREQ["llama3"]
     assert nb.LLAMA31_CONFIG_8B["rope_freq"] == llama_checkpoints.REAL_ROPE_FREQ["llama3.1"]
     assert nb.LLAMA32_CONFIG_1B["rope_freq"] == llama_checkpoints.REAL_ROPE_FREQ["llama3.2"]
+
+
+@pytest.mark.parametrize("notebook, repo_ids", [
+    ("converting-gpt-to-llama2.ipynb", ["LLAMA2_ORIGINAL_REPO_ID", "LLAMA2_CHAT_REPO_ID"]),
+    ("converting-llama2-to-llama3.ipynb",
+     ["LLAMA3_REPO_ID", "LLAMA31_REPO_ID", "LLAMA32_REPO_ID"]),
+])
+def test_the_books_models_are_loaded_and_generate(notebook, repo_ids):
+    """Llama 2's original and chat checkpoints; Llama 3 8B, 3.1 8B and 3.2 1B: each is
+    downloaded, loaded with the book's three-argument loader and generates, in a tagged cell
+    (run by the suite against the fake repositories)."""
+    nb = nbformat.read(REPO_ROOT / FOLDER / notebook, as_version=4)
+    tagged = [cell.source for cell in nb.cells
+              if cell.cell_type == "code" and PRETRAINED_TAG in cell_tags(cell)]
+    for repo_id in repo_ids:
+        (source,) = [s for s in tagged if f"repo_id={repo_id}" in s and "Model(" in s]
+        assert "load_weights_into_llama(" in source and ("generate(" in source
+                                                         or "complete(" in source)
