@@ -466,6 +466,8 @@ class BPETokenizerSimple:
         ids = []
         for position, piece in enumerate(pieces):
             if position % 2 == 1:
+                if piece not in self.inverse_vocab:
+                    raise ValueError(f"the special token {piece!r} is not in the vocabulary")
                 ids.append(self.inverse_vocab[piece])
             else:
                 for word in self._words(piece):

@@ -102,6 +102,8 @@ def test_encode_and_decode_as_in_the_book(book_tokenizer):
     assert with_special == [326, 972, 46, 257]
     with pytest.raises(ValueError, match="<.endoftext.>"):
         tokenizer.encode("a<|endoftext|>", allowed_special={"<|other|>"})
+    with pytest.raises(ValueError, match="<.other.>"):
+        tokenizer.encode("a<|other|>", allowed_special={"<|other|>"})
 
 
 def test_byte_level_tokenizer_stays_beside_the_books(the_verdict):
