@@ -48,6 +48,7 @@ IMDB_PREPARE = f"{CH06_IMDB}/download_prepare_dataset.py"
 IMDB_GPT = f"{CH06_IMDB}/train_gpt.py"
 IMDB_LOGREG = f"{CH06_IMDB}/train_sklearn_logreg.py"
 IMDB_BERT = f"{CH06_IMDB}/train_bert_hf.py"
+IMDB_BERT_SPAM = f"{CH06_IMDB}/train_bert_hf_spam.py"
 INSTRUCT = "ch07/01_main-chapter-code/gpt_instruction_finetuning.py"
 EXERCISES = "ch07/01_main-chapter-code/exercise_experiments.py"
 JUDGE = "ch07/01_main-chapter-code/ollama_evaluate.py"
@@ -182,6 +183,10 @@ BAD_INPUT = [
     (IMDB_LOGREG, ["--ngram-max", "0"], "--ngram-max"),
     (IMDB_BERT, ["--use_attention_mask", "maybe"], "--use-attention-mask"),
     (IMDB_BERT, ["--trainable-layers", "lora"], "--trainable-layers"),
+    (IMDB_BERT_SPAM, ["--data-dir", UNWRITABLE], "--data-dir"),
+    (IMDB_BERT_SPAM, ["--learning_rate", "0"], "--learning-rate"),
+    (CH06_EXPERIMENTS, ["--model_size", "gpt2-huge (9B)"], "--model-size"),
+    (IMDB_GPT, ["--trainable_layers", "lora_merged"], "--trainable-layers"),
     (INSTRUCT, ["--epochs", "0"], "--epochs"),
     (INSTRUCT, ["--lr", "-1"], "--lr"),
     (INSTRUCT, ["--batch-size", "x"], "--batch-size"),

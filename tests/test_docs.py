@@ -60,3 +60,13 @@ def test_reader_facing_docs_give_no_linux_only_commands(markdown):
         assert f"$env:{variable}" in text, (
             f"{markdown}: `export {variable}=...` needs the Windows form `$env:{variable} = ...`"
         )
+
+
+def test_every_chapter_folder_has_a_readme():
+    """Each main-code and bonus folder explains itself (what, how to run, results)."""
+    folders = sorted(path for pattern in ("ch0*/0*", "appendix-*/0*")
+                     for path in REPO_ROOT.glob(pattern) if path.is_dir())
+    assert folders
+    missing = [str(folder.relative_to(REPO_ROOT)) for folder in folders
+               if not (folder / "README.md").is_file()]
+    assert not missing, f"folders without a README.md: {missing}"

@@ -539,7 +539,7 @@ def download_and_unzip_spam_data(url, zip_path, extracted_path, data_file_path):
 
 # From chapter 6
 def create_balanced_dataset(df):
-    """As many "ham" rows as "spam" rows; labels become 0 (ham) and 1 (spam).
+    """As many "ham" rows as "spam" rows; the labels stay "ham" and "spam".
 
     The collection holds 4,825 normal messages and only 747 spam messages. We
     keep every spam message and a random sample (seeded, reproducible) of the
@@ -551,9 +551,7 @@ def create_balanced_dataset(df):
         raise ValueError(f"unexpected labels {sorted(unknown)}: expected 'ham' and 'spam'")
     spam = df[df["Label"] == "spam"]
     ham_subset = df[df["Label"] == "ham"].sample(len(spam), random_state=123)
-    balanced_df = pd.concat([ham_subset, spam])
-    balanced_df["Label"] = balanced_df["Label"].map({"ham": 0, "spam": 1})
-    return balanced_df
+    return pd.concat([ham_subset, spam])
 
 
 # From chapter 6

@@ -3,10 +3,10 @@
     python benchmark_bpe.py [--repeats 20] [--vocab-size 1000] [--text FILE]
 
 Measures, on the-verdict.txt (or your `--text` file, which is only read):
-- encoding with GPT-2's vocabulary: tiktoken vs `BPETokenizerSimple`, ours
+- encoding with GPT-2's vocabulary: tiktoken vs `ByteLevelBPETokenizer`, ours
   both with an empty chunk cache (a fresh tokenizer) and with the cache
   filled by an earlier call; it also checks that the ids are equal;
-- training a `--vocab-size` vocabulary with `BPETokenizerSimple.train`.
+- training a `--vocab-size` vocabulary with `ByteLevelBPETokenizer.train`.
 Prints a Markdown table; every number in it is measured in this run. The
 tokenizers run on the CPU only, so there is no `--device` flag.
 """
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import tiktoken
 import torch
-from bpe_from_scratch import BPETokenizerSimple
+from bpe_from_scratch import ByteLevelBPETokenizer
 from downloads import cache_gpt2_tokenizer_files, download_file, gpt2_bpe_file_paths
 from script_helpers import ScriptArgumentParser, existing_file, positive_int
 
@@ -114,13 +114,13 @@ def encoding_times_vs_tiktoken(text, repeats):
     cache_gpt2_tokenizer_files()
     reference = tiktoken.get_encoding("gpt2")
     paths = gpt2_bpe_file_paths()
-    ours, cold = BPETokenizerSimple(), BPETokenizerSimple()
+    ours, cold = ByteLevelBPETokenizer(), ByteLevelBPETokenizer()
     # `cold` has its cache emptied before each call: it measures encoding
     # text whose chunks were never seen before.
     for tokenizer in (ours, cold):
         tokenizer.load_vocab_and_merges_from_openai(paths["encoder.json"], paths["vocab.bpe"])
     if ours.encode(text) != reference.encode(text):
-        raise AssertionError("BPETokenizerSimple and tiktoken disagree on this text")
+        raise AssertionError("ByteLevelBPETokenizer and tiktoken disagree on this text")
 
     def encode_with_empty_cache():
         cold.clear_cache()
@@ -128,14 +128,14 @@ def encoding_times_vs_tiktoken(text, repeats):
 
     return fastest_seconds_interleaved({
         "tiktoken (Rust; keeps no cache between calls)": lambda: reference.encode(text),
-        "BPETokenizerSimple, empty cache": encode_with_empty_cache,
-        "BPETokenizerSimple, cache filled by earlier calls": lambda: ours.encode(text),
+        "ByteLevelBPETokenizer, empty cache": encode_with_empty_cache,
+        "ByteLevelBPETokenizer, cache filled by earlier calls": lambda: ours.encode(text),
     }, repeats)
 
 
 def training_seconds(text, vocab_size, repeats):
     """Best (wall, CPU) seconds to train a fresh tokenizer with `vocab_size` tokens."""
-    contender = {"train": lambda: BPETokenizerSimple().train(text, vocab_size)}
+    contender = {"train": lambda: ByteLevelBPETokenizer().train(text, vocab_size)}
     return fastest_seconds_interleaved(contender, repeats)["train"]
 
 
@@ -163,7 +163,7 @@ def main():
     train_wall, train_cpu = train_best
     print(f"| training (best of {train_runs}) | wall clock | CPU time |")
     print("|---|---:|---:|")
-    print(f"| BPETokenizerSimple.train, vocab_size={args.vocab_size} | {train_wall:.2f} s | "
+    print(f"| ByteLevelBPETokenizer.train, vocab_size={args.vocab_size} | {train_wall:.2f} s | "
           f"{train_cpu:.2f} s |")
 
 

@@ -1,6 +1,6 @@
 """A byte-level BPE tokenizer written from scratch (no tokenizer library).
 
-`BPETokenizerSimple` can
+`ByteLevelBPETokenizer` can
 - learn a vocabulary from text (`train`),
 - turn text into token ids and back (`encode`, `decode`),
 - save what it learned and load it again (`save_vocab_and_merges`,
@@ -11,6 +11,11 @@
 
 The names and attributes (`vocab`, `inverse_vocab`, `bpe_merges`) are the
 book's; underneath, the tokenizer is byte-level like GPT-2's.
+
+`BPETokenizerSimple` is the book's own tokenizer, with the same calls: it
+works on characters (spaces marked "Ġ") and gives the book's vocabulary,
+merges and ids (742 merges on The Verdict with 1,000 tokens and
+<|endoftext|>); readers typing the book's listings get the book's numbers.
 
 The notebook `bpe-from-scratch.ipynb` explains every piece; the helper
 functions below are the steps it walks through.
@@ -177,7 +182,7 @@ def split_on_special_tokens(text, special_tokens):
     return regex.split(f"({alternatives})", text)
 
 
-class BPETokenizerSimple:
+class ByteLevelBPETokenizer:
     """A byte-level BPE tokenizer with the book's interface.
 
     The book's attributes:
@@ -391,6 +396,156 @@ class BPETokenizerSimple:
             tuple(encoder[part] for part in line.split()) for line in lines[1:] if line
         ]
         self._set_state(token_bytes, merges, special_tokens)
+
+
+class BPETokenizerSimple:
+    """The book's character-level BPE tokenizer: the book's vocabulary, merges and ids.
+
+    - Training text: each space becomes "Ġ", the book's space marker (a space
+      at the very start is dropped, as in the book).
+    - Base vocabulary: the characters chr(0) to chr(255), then every other
+      character of the processed text in sorted order ("Ġ" always among them),
+      then the special tokens of `allowed_special`; the merges come after.
+    - Training merges the most frequent neighbouring pair of the whole text
+      (on a tie, the pair seen first) until there are `vocab_size` tokens;
+      there is no pre-tokenization, so a merge may cross a word boundary.
+    - Encoding cuts the text at newlines and whitespace, writes every word
+      but the text's first as "Ġ" + word, and merges inside each word.
+      Decoding turns "Ġ" back into a space. Runs of spaces or tabs come back
+      as one space: unlike `ByteLevelBPETokenizer`, this one is not lossless.
+
+    `load_vocab_and_merges_from_openai` loads GPT-2's files into a
+    `ByteLevelBPETokenizer`, and `encode`/`decode` then hand the work to it,
+    so with GPT-2's vocabulary the ids are exactly tiktoken's.
+    """
+
+    def __init__(self):
+        self.vocab = {}          # id -> token text
+        self.inverse_vocab = {}  # token text -> id
+        self.bpe_merges = {}     # (left id, right id) -> id of the merged token
+        self.byte_level = None   # a ByteLevelBPETokenizer once GPT-2's files are loaded
+
+    def train(self, text, vocab_size, allowed_special=frozenset({GPT2_END_OF_TEXT})):
+        """Learn merges on `text` until the vocabulary has `vocab_size` tokens."""
+        processed = (text[1:] if text.startswith(" ") else text).replace(" ", "Ġ")
+        base = [chr(i) for i in range(256)]
+        base += [char for char in sorted(set(processed) | {"Ġ"}) if char not in base]
+        vocab = dict(enumerate(base))
+        for token in sorted(allowed_special):
+            vocab[len(vocab)] = token
+        self._set_state(vocab, {})
+        token_ids = [self.inverse_vocab[char] for char in processed]
+        for new_id in range(len(self.vocab), vocab_size):
+            pair_counts = Counter(pairwise(token_ids))
+            if not pair_counts:
+                break  # one token left: nothing to merge
+            pair = max(pair_counts, key=pair_counts.get)  # the first seen wins a tie
+            token_ids = merge_adjacent_pair(token_ids, pair, new_id)
+            self.bpe_merges[pair] = new_id
+            self.vocab[new_id] = self.vocab[pair[0]] + self.vocab[pair[1]]
+            self.inverse_vocab[self.vocab[new_id]] = new_id
+
+    def _set_state(self, vocab, bpe_merges):
+        self.vocab = dict(vocab)
+        self.inverse_vocab = {token: token_id for token_id, token in self.vocab.items()}
+        self.bpe_merges = dict(bpe_merges)
+        self.byte_level = None
+
+    def encode(self, text, allowed_special=None):
+        """Text -> ids; the special tokens in `allowed_special` become their own id."""
+        if self.byte_level is not None:
+            return self.byte_level.encode(text, allowed_special=allowed_special)
+        allowed = sorted(allowed_special or (), key=len, reverse=True)
+        pieces = split_on_special_tokens(text, allowed) if allowed else [text]
+        if allowed:  # as in the book, other special tokens are refused only then
+            for token in self.inverse_vocab:
+                if (token.startswith("<|") and token.endswith("|>") and token not in allowed
+                        and any(token in piece for piece in pieces[::2])):
+                    raise ValueError(f"the text contains the special token {token!r}, "
+                                     "which is not in allowed_special")
+        ids = []
+        for position, piece in enumerate(pieces):
+            if position % 2 == 1:
+                if piece not in self.inverse_vocab:
+                    raise ValueError(f"the special token {piece!r} is not in the vocabulary")
+                ids.append(self.inverse_vocab[piece])
+            else:
+                for word in self._words(piece):
+                    ids.extend(self._encode_word(word))
+        return ids
+
+    @staticmethod
+    def _words(text):
+        """The book's split: "\\n" on its own, every word but the first prefixed with "Ġ"."""
+        words = []
+        for line_number, line in enumerate(text.split("\n")):
+            if line_number > 0:
+                words.append("\n")
+            for word_number, word in enumerate(line.split()):
+                first_of_text = line_number == 0 and word_number == 0
+                words.append(word if first_of_text else "Ġ" + word)
+        return words
+
+    def _encode_word(self, word):
+        """A known word is one id; otherwise merge its characters' ids, as the book does.
+
+        Each pass walks left to right and merges every neighbouring pair that is a
+        learned merge (whatever its rank); passes repeat until nothing changes.
+        """
+        if word in self.inverse_vocab:
+            return [self.inverse_vocab[word]]
+        missing = sorted({char for char in word if char not in self.inverse_vocab})
+        if missing:
+            raise ValueError(f"characters not in the vocabulary: {missing}")
+        ids = [self.inverse_vocab[char] for char in word]
+        merged_any = True
+        while merged_any and len(ids) > 1:
+            merged_any, merged, i = False, [], 0
+            while i < len(ids):
+                pair = tuple(ids[i:i + 2])
+                if pair in self.bpe_merges:
+                    merged.append(self.bpe_merges[pair])
+                    merged_any, i = True, i + 2
+                else:
+                    merged.append(ids[i])
+                    i += 1
+            ids = merged
+        return ids
+
+    def decode(self, token_ids):
+        """Ids -> text: "Ġ" becomes a space, and a newline gets a space before it."""
+        if self.byte_level is not None:
+            return self.byte_level.decode(token_ids)
+        text = ""
+        for token_id in token_ids:
+            if token_id not in self.vocab:
+                raise ValueError(f"token id {token_id} is not in the vocabulary")
+            token = self.vocab[token_id]
+            if token == "\n" and text and not text.endswith(" "):
+                text += " "
+            text += " " + token[1:] if token.startswith("Ġ") else token
+        return text
+
+    def save_vocab_and_merges(self, vocab_path, bpe_merges_path):
+        """Write `vocab` and `bpe_merges` as JSON, laid out as the book lays them out."""
+        write_json_atomically(vocab_path, {str(i): text for i, text in self.vocab.items()})
+        write_json_atomically(bpe_merges_path, [
+            {"pair": list(pair), "new_id": new_id} for pair, new_id in self.bpe_merges.items()
+        ])
+
+    def load_vocab_and_merges(self, vocab_path, bpe_merges_path):
+        """Load what `save_vocab_and_merges` wrote (replacing this tokenizer's state)."""
+        vocab = json.loads(Path(vocab_path).read_text(encoding="utf-8"))
+        merges = json.loads(Path(bpe_merges_path).read_text(encoding="utf-8"))
+        self._set_state({int(token_id): text for token_id, text in vocab.items()},
+                        {tuple(merge["pair"]): merge["new_id"] for merge in merges})
+
+    def load_vocab_and_merges_from_openai(self, vocab_path, bpe_merges_path):
+        """Load GPT-2's `encoder.json` and `vocab.bpe`; encoding then equals tiktoken's."""
+        byte_level = ByteLevelBPETokenizer()
+        byte_level.load_vocab_and_merges_from_openai(vocab_path, bpe_merges_path)
+        self._set_state(byte_level.vocab, byte_level.bpe_merges)
+        self.byte_level = byte_level
 
 
 def write_json_atomically(path, data):

@@ -39,9 +39,12 @@ class MultiHeadAttentionWindowed(MultiHeadAttentionKV):
                  fused_ops=False, kv_window_size=None):
         super().__init__(d_in, d_out, context_length, dropout, num_heads, qkv_bias, fused_ops)
         self.kv_window_size = context_length if kv_window_size is None else kv_window_size
-        if not 1 <= self.kv_window_size <= context_length:
-            raise ValueError(f"kv_window_size must be between 1 and context_length="
-                             f"{context_length}, got {kv_window_size}")
+        if self.kv_window_size < 1:
+            raise ValueError(f"kv_window_size must be at least 1, got {kv_window_size}")
+        # As in the book, the window only bounds the cache: one wider than the
+        # context changes nothing (no text is longer), so the buffer and the mask
+        # use at most context_length.
+        self.window = min(self.kv_window_size, context_length)
         self.tokens_seen = 0  # since the last reset: the position of the next token
 
     def reset_cache(self):
@@ -59,15 +62,15 @@ class MultiHeadAttentionWindowed(MultiHeadAttentionKV):
             keys, values, key_start = self._store_in_window(keys, values)
             self.tokens_seen += num_new
         # Query i sits at position start + i; key j at key_start + j. A query sees
-        # the keys at its own position and the kv_window_size - 1 before it.
+        # the keys at its own position and the window - 1 before it.
         query_pos = torch.arange(start, start + num_new, device=keys.device).unsqueeze(1)
         key_pos = torch.arange(key_start, key_start + keys.shape[2], device=keys.device)
-        hidden = (key_pos > query_pos) | (key_pos <= query_pos - self.kv_window_size)
+        hidden = (key_pos > query_pos) | (key_pos <= query_pos - self.window)
         return keys, values, hidden
 
     def _store_in_window(self, keys, values):
         """Append the new keys/values; return the buffer's filled part and its first position."""
-        window, num_new = self.kv_window_size, keys.shape[2]
+        window, num_new = self.window, keys.shape[2]
         if num_new > window:
             raise ValueError(f"feed at most kv_window_size={window} tokens per cached call "
                              "(generate_text_simple_cached splits long prompts)")

@@ -278,23 +278,65 @@ def hf_to_our_name(name):
     return name
 
 
-def load_weights_into_llama(model, params):
-    """Copy a Hugging Face-format Llama state dict `params` into our model, in place.
+def meta_to_our_name(name):
+    """Our parameter name for a name in Meta's original checkpoint (consolidated.00.pth)."""
+    if name.startswith("norm."):
+        return "final_" + name
+    renames = {
+        "tok_embeddings.": "tok_emb.", "output.": "out_head.", "layers.": "trf_blocks.",
+        "attention.wq.": "att.W_query.", "attention.wk.": "att.W_key.",
+        "attention.wv.": "att.W_value.", "attention.wo.": "att.out_proj.",
+        "feed_forward.w1.": "ff.fc1.", "feed_forward.w3.": "ff.fc2.",
+        "feed_forward.w2.": "ff.fc3.", "attention_norm.": "norm1.", "ffn_norm.": "norm2.",
+    }
+    for theirs, ours in renames.items():
+        name = name.replace(theirs, ours)
+    return name
 
-    Works for Llama2Model and Llama3Model. Without "lm_head.weight" (a tied
-    checkpoint), the output head shares the token embedding's weight.
+
+def meta_rope_rows_to_ours(weight, num_heads):
+    """Reorder a query or key weight's rows from Meta's RoPE pairing to rotate-half.
+
+    Meta's code rotates neighbouring elements (0, 1), (2, 3), ... of each head;
+    our compute_rope rotates element i together with element i + head_dim / 2.
+    So within each head the even rows come first, then the odd ones (the
+    reordering Hugging Face's conversion script applies).
     """
+    out_dim, in_dim = weight.shape
+    head_dim = out_dim // num_heads
+    return (weight.reshape(num_heads, head_dim // 2, 2, in_dim)
+            .transpose(1, 2).reshape(out_dim, in_dim))
+
+
+def load_weights_into_llama(model, param_config, params):
+    """Copy a Llama checkpoint `params` into our Llama2Model or Llama3Model, in place.
+
+    Two layouts are accepted: Hugging Face's (the `-hf` repositories'
+    safetensors: model.embed_tokens.weight, model.layers.N.self_attn.q_proj.weight,
+    ...) and Meta's original (consolidated.00.pth: tok_embeddings.weight,
+    layers.N.attention.wq.weight, ...), whose query and key rows are reordered
+    for our RoPE with the head counts of `param_config`. Without an output
+    head in the checkpoint (tied, as in Llama 3.2), the head shares the token
+    embedding's weight.
+    """
+    meta_layout = "tok_embeddings.weight" in params
+    rename = meta_to_our_name if meta_layout else hf_to_our_name
+    heads = {"att.W_query.weight": param_config["n_heads"],
+             "att.W_key.weight": param_config.get("n_kv_groups") or param_config["n_heads"]}
     ours = dict(model.named_parameters())
     loaded = set()
     for name, tensor in params.items():
-        if name.endswith("rotary_emb.inv_freq"):
+        if name.endswith(("rotary_emb.inv_freq", "rope.freqs")):
             continue  # some checkpoints store RoPE frequencies; we compute them
-        target = hf_to_our_name(name)
+        target = rename(name)
         if target not in ours:
             raise KeyError(f"checkpoint entry {name} has no place in the model (as {target})")
         if ours[target].shape != tensor.shape:
             raise ValueError(f"shape mismatch for {name}: the model has "
                              f"{tuple(ours[target].shape)}, the checkpoint {tuple(tensor.shape)}")
+        kind = target.split(".", 2)[-1]  # trf_blocks.N.<kind>
+        if meta_layout and kind in heads:
+            tensor = meta_rope_rows_to_ours(tensor, heads[kind])
         with torch.no_grad():
             ours[target].copy_(tensor)
         loaded.add(target)

@@ -118,7 +118,7 @@ def download_and_unzip_spam_data(url, zip_path, extracted_path, data_file_path):
 
 
 def create_balanced_dataset(df):
-    """As many "ham" rows as "spam" rows; labels become 0 (ham) and 1 (spam).
+    """As many "ham" rows as "spam" rows; the labels stay "ham" and "spam".
 
     The collection holds 4,825 normal messages and only 747 spam messages. We
     keep every spam message and a random sample (seeded, reproducible) of the
@@ -130,9 +130,7 @@ def create_balanced_dataset(df):
         raise ValueError(f"unexpected labels {sorted(unknown)}: expected 'ham' and 'spam'")
     spam = df[df["Label"] == "spam"]
     ham_subset = df[df["Label"] == "ham"].sample(len(spam), random_state=123)
-    balanced_df = pd.concat([ham_subset, spam])
-    balanced_df["Label"] = balanced_df["Label"].map({"ham": 0, "spam": 1})
-    return balanced_df
+    return pd.concat([ham_subset, spam])
 
 
 def random_split(df, train_frac, validation_frac):
@@ -362,7 +360,9 @@ def prepare_classifier(model, emb_dim, trainable_layers="last_block"):
 def write_splits(data_file_path, data_dir):
     """Balance and split the collection; write train/validation/test CSVs atomically."""
     df = pd.read_csv(data_file_path, sep="\t", header=None, names=["Label", "Text"])
-    splits = random_split(create_balanced_dataset(df), 0.7, 0.1)
+    balanced_df = create_balanced_dataset(df)
+    balanced_df["Label"] = balanced_df["Label"].map({"ham": 0, "spam": 1})
+    splits = random_split(balanced_df, 0.7, 0.1)
     paths = []
     for name, split in zip(("train", "validation", "test"), splits, strict=True):
         path = Path(data_dir) / f"{name}.csv"

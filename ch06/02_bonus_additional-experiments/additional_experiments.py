@@ -45,6 +45,7 @@ from previous_chapters import (
     gpt_config_from_hparams,
     load_weights_into_gpt,
     replace_linear_with_lora,
+    replace_linear_with_lora_merged,
     write_splits,
 )
 from script_helpers import (
@@ -63,7 +64,16 @@ from tqdm import tqdm
 # context, three blocks so that "last_two_blocks" differs from "all".
 EXPERIMENT_TEST_CONFIG = {**GPT_CONFIG_124M, "emb_dim": 32, "n_heads": 2, "n_layers": 3,
                           "drop_rate": 0.0, "qkv_bias": True}
-TRAINABLE_LAYERS = ("last_layer", "last_block", "last_two_blocks", "all", "lora")
+TRAINABLE_LAYERS = ("last_layer", "last_block", "last_two_blocks", "all", "lora",
+                    "lora_alternative")
+
+# The book repository's spelling of the sizes ("gpt2-medium (355M)"), accepted beside ours.
+GPT2_BOOK_SIZE_NAMES = {
+    "gpt2-small (124M)": "124M",
+    "gpt2-medium (355M)": "355M",
+    "gpt2-large (774M)": "774M",
+    "gpt2-xl (1558M)": "1558M",
+}
 TOKEN_POSITIONS = ("first", "last", "flexible")
 
 # The columns of one results row, in order.
@@ -146,7 +156,9 @@ def configure_trainable_layers(model, trainable_layers, lora_rank=16, lora_alpha
     and the final layer norm (the chapter's choice); last_two_blocks: also the
     block before; all: everything; lora: every weight frozen, the new head
     included, and a trainable LoRA update of rank `lora_rank` added to every
-    nn.Linear (appendix E). The head is seeded, so runs are reproducible.
+    nn.Linear (appendix E); lora_alternative: the same with LinearWithLoRAMerged,
+    which adds the update to the frozen weight in the forward pass. The head
+    is seeded, so runs are reproducible.
     """
     if trainable_layers not in TRAINABLE_LAYERS:
         raise ValueError(f"trainable_layers must be one of {TRAINABLE_LAYERS}, "
@@ -155,9 +167,11 @@ def configure_trainable_layers(model, trainable_layers, lora_rank=16, lora_alpha
         param.requires_grad = trainable_layers == "all"
     torch.manual_seed(123)
     model.out_head = torch.nn.Linear(model.out_head.in_features, NUM_CLASSES)
-    if trainable_layers == "lora":
+    if trainable_layers in ("lora", "lora_alternative"):
         model.out_head.requires_grad_(False)
-        replace_linear_with_lora(model, lora_rank, lora_alpha)
+        replace = (replace_linear_with_lora if trainable_layers == "lora"
+                   else replace_linear_with_lora_merged)
+        replace(model, lora_rank, lora_alpha)
         return model
     blocks = {"last_layer": 0, "last_block": 1, "last_two_blocks": 2}.get(trainable_layers, 0)
     for block in model.trf_blocks[len(model.trf_blocks) - blocks:]:
@@ -279,6 +293,11 @@ def train_experiment(model, train_loader, val_loader, optimizer, device, args):
                    f"Validation accuracy: {val_acc * 100:.2f}%")
 
 
+def gpt2_size_arg(value):
+    """--model-size: 124M, 355M, 774M, 1558M, or the book's "gpt2-medium (355M)" spelling."""
+    return GPT2_BOOK_SIZE_NAMES.get(value, value)
+
+
 def add_training_arguments(parser, num_epochs=5):
     """--num-epochs, --learning-rate, --batch-size and --seed: every finetuning script has them."""
     parser.add_argument("--num-epochs", type=positive_int, default=num_epochs,
@@ -293,15 +312,17 @@ def add_training_arguments(parser, num_epochs=5):
 def add_experiment_arguments(parser):
     """The options the experiment scripts share (the book repository's names, hyphenated)."""
     add_training_arguments(parser)
-    parser.add_argument("--model-size", choices=GPT2_MODEL_SIZES, default="124M",
-                        help="which GPT-2 to finetune")
+    parser.add_argument("--model-size", type=gpt2_size_arg, choices=GPT2_MODEL_SIZES,
+                        default="124M", help='which GPT-2 to finetune (the book\'s spelling '
+                        '"gpt2-medium (355M)" works too)')
     parser.add_argument("--weights", choices=("pretrained", "random"), default="pretrained",
                         help="OpenAI's pretrained weights, or random ones (no download)")
     parser.add_argument("--models-dir", default="gpt2",
                         help="folder that holds (or receives) OpenAI's GPT-2 files")
     parser.add_argument("--trainable-layers", choices=TRAINABLE_LAYERS, default="last_block",
                         help="what to finetune: the new head only, the last block(s) with the "
-                             "final norm and head, everything, or LoRA layers")
+                             "final norm and head, everything, or LoRA layers (lora_alternative: "
+                             "LoRA added to the frozen weights in the forward pass)")
     parser.add_argument("--lora-rank", type=positive_int, default=16,
                         help="rank of the LoRA updates (--trainable-layers lora)")
     parser.add_argument("--lora-alpha", type=positive_float, default=16,
@@ -336,7 +357,28 @@ def add_experiment_arguments(parser):
     parser.add_argument("--test-mode", action="store_true",
                         help=f"{TEST_MODE_EXAMPLES} texts per split and, with --weights "
                              "random, a tiny 3-block GPT: a run of seconds, for tests")
+    parser.add_argument("--compile", action="store_true",
+                        help="compile the model with torch.compile (the first steps are slow "
+                             "while it compiles; on a CPU it needs a C++ compiler)")
     add_device_argument(parser)
+
+
+def cannot_compile_reason(device):
+    """Why torch.compile cannot work on `device` here (one line), or None if it can.
+
+    On a CPU, torch.compile's default backend writes C++ and builds it with the
+    compiler it finds (g++ by default); without one it would fail only at the
+    first forward pass, with a long traceback.
+    """
+    if device.type != "cpu":
+        return None
+    try:
+        from torch._inductor.cpp_builder import get_cpp_compiler
+        get_cpp_compiler()
+    except (ImportError, RuntimeError):  # RuntimeError: InvalidCxxCompiler
+        return ("torch.compile needs a C++ compiler on the CPU and none was found "
+                "(install g++, or run without --compile)")
+    return None
 
 
 def check_experiment_args(parser, args):
@@ -345,6 +387,9 @@ def check_experiment_args(parser, args):
         results_header(args.results_csv)
     except ValueError as err:
         parser.error(f"argument --results-csv: {err}")
+    reason = cannot_compile_reason(args.device) if args.compile else None
+    if reason:
+        parser.error(f"argument --compile: {reason}")
     if args.no_padding and args.batch_size != 1:
         # texts of different lengths cannot share a batch without padding
         print(f"--no-padding: batches of one text instead of {args.batch_size}")
@@ -440,6 +485,8 @@ def run_experiment(args, csv_paths, script_name):
     model.to(args.device)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     print(f"Trainable parameters: {trainable:,}")
+    if args.compile:
+        model = torch.compile(model)
 
     torch.manual_seed(args.seed)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad],

@@ -574,7 +574,7 @@ def download_and_unzip_spam_data(url, zip_path, extracted_path, data_file_path):
 
 # From chapter 6
 def create_balanced_dataset(df):
-    """As many "ham" rows as "spam" rows; labels become 0 (ham) and 1 (spam).
+    """As many "ham" rows as "spam" rows; the labels stay "ham" and "spam".
 
     The collection holds 4,825 normal messages and only 747 spam messages. We
     keep every spam message and a random sample (seeded, reproducible) of the
@@ -586,9 +586,7 @@ def create_balanced_dataset(df):
         raise ValueError(f"unexpected labels {sorted(unknown)}: expected 'ham' and 'spam'")
     spam = df[df["Label"] == "spam"]
     ham_subset = df[df["Label"] == "ham"].sample(len(spam), random_state=123)
-    balanced_df = pd.concat([ham_subset, spam])
-    balanced_df["Label"] = balanced_df["Label"].map({"ham": 0, "spam": 1})
-    return balanced_df
+    return pd.concat([ham_subset, spam])
 
 
 # From chapter 6
@@ -609,7 +607,9 @@ def random_split(df, train_frac, validation_frac):
 def write_splits(data_file_path, data_dir):
     """Balance and split the collection; write train/validation/test CSVs atomically."""
     df = pd.read_csv(data_file_path, sep="\t", header=None, names=["Label", "Text"])
-    splits = random_split(create_balanced_dataset(df), 0.7, 0.1)
+    balanced_df = create_balanced_dataset(df)
+    balanced_df["Label"] = balanced_df["Label"].map({"ham": 0, "spam": 1})
+    splits = random_split(balanced_df, 0.7, 0.1)
     paths = []
     for name, split in zip(("train", "validation", "test"), splits, strict=True):
         path = Path(data_dir) / f"{name}.csv"
@@ -693,3 +693,28 @@ def replace_linear_with_lora(model, rank, alpha):
             setattr(model, name, LinearWithLoRA(module, rank, alpha))
         else:
             replace_linear_with_lora(module, rank, alpha)
+
+
+# From appendix E
+class LinearWithLoRAMerged(LinearWithLoRA):
+    """LinearWithLoRA computed with the merged weight W + scale * (A B)^T in the forward pass.
+
+    The same parameters and, up to rounding, the same outputs as LinearWithLoRA
+    (the book repository's `--trainable_layers lora_alternative`): one matrix
+    product with the input instead of the frozen layer's and LoRA's own.
+    """
+
+    def forward(self, x):
+        lora = self.lora
+        weight = self.linear.weight + lora.scale * (lora.A @ lora.B).T
+        return torch.nn.functional.linear(x, weight, self.linear.bias)
+
+
+# From appendix E
+def replace_linear_with_lora_merged(model, rank, alpha):
+    """Wrap every nn.Linear inside `model` (at any depth) in a LinearWithLoRAMerged, in place."""
+    for name, module in model.named_children():
+        if isinstance(module, torch.nn.Linear):
+            setattr(model, name, LinearWithLoRAMerged(module, rank, alpha))
+        else:
+            replace_linear_with_lora_merged(module, rank, alpha)

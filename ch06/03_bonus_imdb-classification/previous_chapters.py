@@ -2,7 +2,8 @@
 
 Copied unchanged from the places that introduce it: the GPT model (chapters
 3 and 4), downloading OpenAI's GPT-2 and loading its weights (chapter 5),
-chapter 6's settings (gpt_class_finetune.py), LoRA (appendix E's code, whose
+chapter 6's settings and its SMS spam data (gpt_class_finetune.py, for
+train_bert_hf_spam.py), LoRA (appendix E's code, whose
 home is chapter 7's exercise_experiments.py), and the experiment code of
 ../02_bonus_additional-experiments/additional_experiments.py (the classifier
 with its options, the training loop, the results CSV). A test checks that
@@ -16,6 +17,7 @@ it is imported only when a checkpoint is read.
 
 import argparse
 import csv
+import hashlib
 import io
 import json
 import math
@@ -23,6 +25,8 @@ import os
 import re
 import tempfile
 import time
+import zipfile
+import zlib
 from pathlib import Path
 
 import pandas as pd
@@ -507,6 +511,15 @@ GPT2_SHAPES = {
 
 
 # From chapter 6
+SMS_SPAM_URL = "https://archive.ics.uci.edu/static/public/228/sms+spam+collection.zip"
+
+
+# From chapter 6
+# sha256 of the extracted SMSSpamCollection file (zips of the same data differ)
+SMS_SPAM_SHA256 = "edc1f2ca36319ca36c6f80fede2f6ae5f81335289352485f3924df077ec20266"
+
+
+# From chapter 6
 # Every released GPT-2 size reads 1,024 tokens at most.
 GPT2_CONTEXT_LENGTH = 1024
 
@@ -517,6 +530,116 @@ TEST_MODE_EXAMPLES = 16  # per split
 
 # From chapter 6
 NUM_CLASSES = 2  # 0: not spam ("ham"), 1: spam
+
+
+# From chapter 6
+def file_sha256(path):
+    """The sha256 hex digest of the file at `path`."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+# From chapter 6
+def download_and_unzip_spam_data(url, zip_path, extracted_path, data_file_path):
+    """Get the SMS Spam Collection into `data_file_path`; return that path.
+
+    The zip is downloaded to `zip_path` with the course's download helper
+    (mirror, backup, atomic), and its `SMSSpamCollection` member is written to
+    `data_file_path` inside the folder `extracted_path`. We stream that one
+    member ourselves instead of calling `extractall`: no name inside the
+    archive ever becomes a path on disk (an archive cannot write outside
+    the folder), and the data goes to a temporary file that is renamed only
+    once its sha256 matches, so a damaged zip never leaves a half-written
+    data file behind. Nothing is done when the file is already in place.
+    """
+    data_file_path = Path(data_file_path)
+    if data_file_path.is_file() and file_sha256(data_file_path) == SMS_SPAM_SHA256:
+        print(f"{data_file_path} already exists. Skipping download and extraction.")
+        return data_file_path
+
+    zip_path = download_file(url, zip_path)
+    Path(extracted_path).mkdir(parents=True, exist_ok=True)
+    data_file_path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=data_file_path.parent, suffix=".part",
+                                     prefix=f".{data_file_path.name}.", delete=False) as tmp:
+        try:
+            with zipfile.ZipFile(zip_path) as archive:
+                members = [name for name in archive.namelist()
+                           if name.rsplit("/", 1)[-1] == "SMSSpamCollection"]
+                if not members:
+                    raise ValueError(f"{zip_path} holds no SMSSpamCollection file")
+                with archive.open(members[0]) as member:
+                    for chunk in iter(lambda: member.read(1 << 20), b""):
+                        tmp.write(chunk)
+        except (zipfile.BadZipFile, EOFError, zlib.error, ValueError) as err:
+            tmp.close()
+            os.remove(tmp.name)
+            raise ValueError(f"{zip_path} is not a usable zip file ({err}); "
+                             "delete it and run again to download it afresh") from None
+    if file_sha256(tmp.name) != SMS_SPAM_SHA256:
+        os.remove(tmp.name)
+        raise ValueError(f"the SMSSpamCollection in {zip_path} is not the expected file "
+                         "(sha256 mismatch); delete the zip and run again")
+    os.replace(tmp.name, data_file_path)
+    print(f"File downloaded and saved as {data_file_path}")
+    return data_file_path
+
+
+# From chapter 6
+def create_balanced_dataset(df):
+    """As many "ham" rows as "spam" rows; the labels stay "ham" and "spam".
+
+    The collection holds 4,825 normal messages and only 747 spam messages. We
+    keep every spam message and a random sample (seeded, reproducible) of the
+    same number of normal ones, so a classifier cannot do well by always
+    answering "not spam".
+    """
+    unknown = set(df["Label"]) - {"ham", "spam"}
+    if unknown:
+        raise ValueError(f"unexpected labels {sorted(unknown)}: expected 'ham' and 'spam'")
+    spam = df[df["Label"] == "spam"]
+    ham_subset = df[df["Label"] == "ham"].sample(len(spam), random_state=123)
+    return pd.concat([ham_subset, spam])
+
+
+# From chapter 6
+def random_split(df, train_frac, validation_frac):
+    """Shuffle `df` (seeded) and cut it into training, validation and test parts.
+
+    The first `train_frac` of the rows train the model, the next
+    `validation_frac` tell us how training goes, and the rest stay unseen
+    until the final test.
+    """
+    df = df.sample(frac=1, random_state=123).reset_index(drop=True)
+    train_end = int(len(df) * train_frac)
+    validation_end = train_end + int(len(df) * validation_frac)
+    return df[:train_end], df[train_end:validation_end], df[validation_end:]
+
+
+# From chapter 6
+def write_splits(data_file_path, data_dir):
+    """Balance and split the collection; write train/validation/test CSVs atomically."""
+    df = pd.read_csv(data_file_path, sep="\t", header=None, names=["Label", "Text"])
+    balanced_df = create_balanced_dataset(df)
+    balanced_df["Label"] = balanced_df["Label"].map({"ham": 0, "spam": 1})
+    splits = random_split(balanced_df, 0.7, 0.1)
+    paths = []
+    for name, split in zip(("train", "validation", "test"), splits, strict=True):
+        path = Path(data_dir) / f"{name}.csv"
+        with tempfile.NamedTemporaryFile("w", dir=data_dir, prefix=f".{name}.", suffix=".part",
+                                         delete=False, encoding="utf-8", newline="") as tmp:
+            try:
+                split.to_csv(tmp, index=None)
+            except BaseException:
+                tmp.close()
+                os.remove(tmp.name)
+                raise
+        os.replace(tmp.name, path)
+        paths.append(path)
+    return paths
 
 
 # From chapter 6
@@ -588,6 +711,31 @@ def replace_linear_with_lora(model, rank, alpha):
             replace_linear_with_lora(module, rank, alpha)
 
 
+# From appendix E
+class LinearWithLoRAMerged(LinearWithLoRA):
+    """LinearWithLoRA computed with the merged weight W + scale * (A B)^T in the forward pass.
+
+    The same parameters and, up to rounding, the same outputs as LinearWithLoRA
+    (the book repository's `--trainable_layers lora_alternative`): one matrix
+    product with the input instead of the frozen layer's and LoRA's own.
+    """
+
+    def forward(self, x):
+        lora = self.lora
+        weight = self.linear.weight + lora.scale * (lora.A @ lora.B).T
+        return torch.nn.functional.linear(x, weight, self.linear.bias)
+
+
+# From appendix E
+def replace_linear_with_lora_merged(model, rank, alpha):
+    """Wrap every nn.Linear inside `model` (at any depth) in a LinearWithLoRAMerged, in place."""
+    for name, module in model.named_children():
+        if isinstance(module, torch.nn.Linear):
+            setattr(model, name, LinearWithLoRAMerged(module, rank, alpha))
+        else:
+            replace_linear_with_lora_merged(module, rank, alpha)
+
+
 # From ch06/02_bonus_additional-experiments
 # --test-mode with --weights random: a tiny GPT with GPT-2's vocabulary and
 # context, three blocks so that "last_two_blocks" differs from "all".
@@ -596,7 +744,17 @@ EXPERIMENT_TEST_CONFIG = {**GPT_CONFIG_124M, "emb_dim": 32, "n_heads": 2, "n_lay
 
 
 # From ch06/02_bonus_additional-experiments
-TRAINABLE_LAYERS = ("last_layer", "last_block", "last_two_blocks", "all", "lora")
+TRAINABLE_LAYERS = ("last_layer", "last_block", "last_two_blocks", "all", "lora",
+                    "lora_alternative")
+
+
+# From ch06/02_bonus_additional-experiments
+GPT2_BOOK_SIZE_NAMES = {
+    "gpt2-small (124M)": "124M",
+    "gpt2-medium (355M)": "355M",
+    "gpt2-large (774M)": "774M",
+    "gpt2-xl (1558M)": "1558M",
+}
 
 
 # From ch06/02_bonus_additional-experiments
@@ -687,7 +845,9 @@ def configure_trainable_layers(model, trainable_layers, lora_rank=16, lora_alpha
     and the final layer norm (the chapter's choice); last_two_blocks: also the
     block before; all: everything; lora: every weight frozen, the new head
     included, and a trainable LoRA update of rank `lora_rank` added to every
-    nn.Linear (appendix E). The head is seeded, so runs are reproducible.
+    nn.Linear (appendix E); lora_alternative: the same with LinearWithLoRAMerged,
+    which adds the update to the frozen weight in the forward pass. The head
+    is seeded, so runs are reproducible.
     """
     if trainable_layers not in TRAINABLE_LAYERS:
         raise ValueError(f"trainable_layers must be one of {TRAINABLE_LAYERS}, "
@@ -696,9 +856,11 @@ def configure_trainable_layers(model, trainable_layers, lora_rank=16, lora_alpha
         param.requires_grad = trainable_layers == "all"
     torch.manual_seed(123)
     model.out_head = torch.nn.Linear(model.out_head.in_features, NUM_CLASSES)
-    if trainable_layers == "lora":
+    if trainable_layers in ("lora", "lora_alternative"):
         model.out_head.requires_grad_(False)
-        replace_linear_with_lora(model, lora_rank, lora_alpha)
+        replace = (replace_linear_with_lora if trainable_layers == "lora"
+                   else replace_linear_with_lora_merged)
+        replace(model, lora_rank, lora_alpha)
         return model
     blocks = {"last_layer": 0, "last_block": 1, "last_two_blocks": 2}.get(trainable_layers, 0)
     for block in model.trf_blocks[len(model.trf_blocks) - blocks:]:
@@ -827,6 +989,12 @@ def train_experiment(model, train_loader, val_loader, optimizer, device, args):
 
 
 # From ch06/02_bonus_additional-experiments
+def gpt2_size_arg(value):
+    """--model-size: 124M, 355M, 774M, 1558M, or the book's "gpt2-medium (355M)" spelling."""
+    return GPT2_BOOK_SIZE_NAMES.get(value, value)
+
+
+# From ch06/02_bonus_additional-experiments
 def add_training_arguments(parser, num_epochs=5):
     """--num-epochs, --learning-rate, --batch-size and --seed: every finetuning script has them."""
     parser.add_argument("--num-epochs", type=positive_int, default=num_epochs,
@@ -842,15 +1010,17 @@ def add_training_arguments(parser, num_epochs=5):
 def add_experiment_arguments(parser):
     """The options the experiment scripts share (the book repository's names, hyphenated)."""
     add_training_arguments(parser)
-    parser.add_argument("--model-size", choices=GPT2_MODEL_SIZES, default="124M",
-                        help="which GPT-2 to finetune")
+    parser.add_argument("--model-size", type=gpt2_size_arg, choices=GPT2_MODEL_SIZES,
+                        default="124M", help='which GPT-2 to finetune (the book\'s spelling '
+                        '"gpt2-medium (355M)" works too)')
     parser.add_argument("--weights", choices=("pretrained", "random"), default="pretrained",
                         help="OpenAI's pretrained weights, or random ones (no download)")
     parser.add_argument("--models-dir", default="gpt2",
                         help="folder that holds (or receives) OpenAI's GPT-2 files")
     parser.add_argument("--trainable-layers", choices=TRAINABLE_LAYERS, default="last_block",
                         help="what to finetune: the new head only, the last block(s) with the "
-                             "final norm and head, everything, or LoRA layers")
+                             "final norm and head, everything, or LoRA layers (lora_alternative: "
+                             "LoRA added to the frozen weights in the forward pass)")
     parser.add_argument("--lora-rank", type=positive_int, default=16,
                         help="rank of the LoRA updates (--trainable-layers lora)")
     parser.add_argument("--lora-alpha", type=positive_float, default=16,
@@ -885,7 +1055,29 @@ def add_experiment_arguments(parser):
     parser.add_argument("--test-mode", action="store_true",
                         help=f"{TEST_MODE_EXAMPLES} texts per split and, with --weights "
                              "random, a tiny 3-block GPT: a run of seconds, for tests")
+    parser.add_argument("--compile", action="store_true",
+                        help="compile the model with torch.compile (the first steps are slow "
+                             "while it compiles; on a CPU it needs a C++ compiler)")
     add_device_argument(parser)
+
+
+# From ch06/02_bonus_additional-experiments
+def cannot_compile_reason(device):
+    """Why torch.compile cannot work on `device` here (one line), or None if it can.
+
+    On a CPU, torch.compile's default backend writes C++ and builds it with the
+    compiler it finds (g++ by default); without one it would fail only at the
+    first forward pass, with a long traceback.
+    """
+    if device.type != "cpu":
+        return None
+    try:
+        from torch._inductor.cpp_builder import get_cpp_compiler
+        get_cpp_compiler()
+    except (ImportError, RuntimeError):  # RuntimeError: InvalidCxxCompiler
+        return ("torch.compile needs a C++ compiler on the CPU and none was found "
+                "(install g++, or run without --compile)")
+    return None
 
 
 # From ch06/02_bonus_additional-experiments
@@ -895,6 +1087,9 @@ def check_experiment_args(parser, args):
         results_header(args.results_csv)
     except ValueError as err:
         parser.error(f"argument --results-csv: {err}")
+    reason = cannot_compile_reason(args.device) if args.compile else None
+    if reason:
+        parser.error(f"argument --compile: {reason}")
     if args.no_padding and args.batch_size != 1:
         # texts of different lengths cannot share a batch without padding
         print(f"--no-padding: batches of one text instead of {args.batch_size}")
@@ -994,6 +1189,8 @@ def run_experiment(args, csv_paths, script_name):
     model.to(args.device)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     print(f"Trainable parameters: {trainable:,}")
+    if args.compile:
+        model = torch.compile(model)
 
     torch.manual_seed(args.seed)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad],

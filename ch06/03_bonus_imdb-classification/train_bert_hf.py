@@ -3,6 +3,8 @@
     python train_bert_hf.py                          # DistilBERT, all layers, 1 epoch
     python train_bert_hf.py --model roberta          # RoBERTa base
     python train_bert_hf.py --model modernbert       # ModernBERT base (transformers >= 4.48)
+    python train_bert_hf.py --model bert             # also the book's deberta-v3-base,
+                                                     # modernbert-base, modernbert-large
     python train_bert_hf.py --model path/to/folder   # any saved encoder (works offline)
     python train_bert_hf.py --trainable-layers last_layer --use-attention-mask false
 
@@ -36,12 +38,20 @@ from script_helpers import (
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-# --model shortcuts: the hub names readers use
+# --model shortcuts: the hub names readers use (the book repository's among them)
 HUB_MODELS = {
     "distilbert": "distilbert-base-uncased",
+    "bert": "bert-base-uncased",
     "roberta": "FacebookAI/roberta-base",
+    "deberta-v3-base": "microsoft/deberta-v3-base",
     "modernbert": "answerdotai/ModernBERT-base",
+    "modernbert-base": "answerdotai/ModernBERT-base",
+    "modernbert-large": "answerdotai/ModernBERT-large",
 }
+
+# The book repository's default learning rate for the encoders (a tenth of
+# the 5e-5 that the GPT experiments use).
+ENCODER_LEARNING_RATE = 5e-6
 
 
 def load_encoder(name, num_labels=2):
@@ -146,9 +156,8 @@ def true_or_false(text):
     return text.lower() == "true"
 
 
-def parse_args(argv=None):
-    parser = ScriptArgumentParser(
-        description="Finetune a BERT-style encoder (transformers) on the IMDB splits.")
+def add_encoder_arguments(parser):
+    """The options of train_bert_hf.py and train_bert_hf_spam.py: all but the data's."""
     parser.add_argument("--model", default="distilbert",
                         help=f"one of {', '.join(HUB_MODELS)}, a hub name, or a local folder")
     parser.add_argument("--trainable-layers", choices=("all", "last_block", "last_layer"),
@@ -159,10 +168,17 @@ def parse_args(argv=None):
                         help="texts are cut to this many tokens")
     parser.add_argument("--max-examples", type=non_negative_int, default=0,
                         help="use only this many texts per split (0: all)")
+    add_training_arguments(parser, num_epochs=1)
+    parser.set_defaults(learning_rate=ENCODER_LEARNING_RATE)
+    add_device_argument(parser)
+
+
+def parse_args(argv=None):
+    parser = ScriptArgumentParser(
+        description="Finetune a BERT-style encoder (transformers) on the IMDB splits.")
+    add_encoder_arguments(parser)
     parser.add_argument("--data-dir", default="imdb_data",
                         help="folder with train.csv, validation.csv and test.csv")
-    add_training_arguments(parser, num_epochs=1)
-    add_device_argument(parser)
     args = parser.parse_args(argv)
     args.csv_paths = split_paths(args.data_dir, parser)
     return args
@@ -171,13 +187,18 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     print(f"torch {torch.__version__}, device: {args.device}")
+    finetune_and_evaluate(args, args.csv_paths, Path(__file__).name)
+
+
+def finetune_and_evaluate(args, csv_paths, script_name):
+    """Load the encoder, finetune it on the training CSV and print the three accuracies."""
     try:
         splits = {name: read_split(path)
-                  for name, path in zip(SPLIT_NAMES, args.csv_paths, strict=True)}
+                  for name, path in zip(SPLIT_NAMES, csv_paths, strict=True)}
         torch.manual_seed(args.seed)  # the new head's weights
         tokenizer, model = load_encoder(args.model)
     except (ValueError, ImportError, IndexError) as err:
-        raise SystemExit(f"{Path(__file__).name}: error: {err}") from None
+        raise SystemExit(f"{script_name}: error: {err}") from None
     trainable = set_trainable_layers(model, args.trainable_layers)
     print(f"{type(model).__name__}: {trainable:,} trainable parameters")
     model.to(args.device)

@@ -68,35 +68,49 @@ def book_tokenizer(the_verdict):
     return tokenizer
 
 
-def test_training_reaches_the_books_vocabulary_size(book_tokenizer):
+def test_training_reaches_the_books_vocabulary_and_merges(book_tokenizer):
     assert len(book_tokenizer.vocab) == 1000
     assert len(book_tokenizer.inverse_vocab) == 1000
-    assert book_tokenizer.inverse_vocab["<|endoftext|>"] == 999
-    assert book_tokenizer.vocab[999] == "<|endoftext|>"
-    # 256 bytes + learned merges + 1 special token
-    assert len(book_tokenizer.bpe_merges) == 1000 - 256 - 1
+    # the book's base vocabulary: chr(0)-chr(255), then "Ġ" (the only other
+    # character of the processed story), then <|endoftext|>; 742 merges follow
+    assert [book_tokenizer.vocab[i] for i in range(256)] == [chr(i) for i in range(256)]
+    assert book_tokenizer.vocab[256] == "Ġ"
+    assert book_tokenizer.inverse_vocab["<|endoftext|>"] == 257
+    assert len(book_tokenizer.bpe_merges) == 742
 
 
 def test_vocab_inverse_vocab_and_bpe_merges_fit_together(book_tokenizer):
     tokenizer = book_tokenizer
-    assert all(tokenizer.inverse_vocab[text] == i for i, text in tokenizer.vocab.items())
     for (p0, p1), new_id in tokenizer.bpe_merges.items():
         assert tokenizer.vocab[p0] + tokenizer.vocab[p1] == tokenizer.vocab[new_id]
-    assert list(tokenizer.bpe_merges.values()) == list(range(256, 999))
-    assert tokenizer.vocab[tokenizer.bpe_merges[(32, 116)]] == "Ġt"  # " t", GPT-2's spelling
+        assert tokenizer.inverse_vocab[tokenizer.vocab[new_id]] == new_id
+    assert list(tokenizer.bpe_merges.values()) == list(range(258, 1000))
 
 
 def test_encode_and_decode_as_in_the_book(book_tokenizer):
     tokenizer = book_tokenizer
     input_text = "Jack embraced beauty through art and life."
     token_ids = tokenizer.encode(input_text)
-    assert len(token_ids) < len(input_text)
+    # the ids the book's notebook prints for this sentence
+    assert token_ids == [424, 256, 654, 531, 302, 311, 256, 296, 97, 465, 121, 595, 841,
+                         116, 287, 466, 256, 326, 972, 46]
     assert tokenizer.decode(token_ids) == input_text
     assert "".join(tokenizer.decode([token_id]) for token_id in token_ids) == input_text
     for text in ["This is some text.", "This is some text with \n newline characters."]:
         assert tokenizer.decode(tokenizer.encode(text)) == text
     with_special = tokenizer.encode("life.<|endoftext|> ", allowed_special={"<|endoftext|>"})
-    assert with_special[-2:] == [999, tokenizer.inverse_vocab["Ġ"]]
+    assert with_special == [326, 972, 46, 257]
+    with pytest.raises(ValueError, match="<.endoftext.>"):
+        tokenizer.encode("a<|endoftext|>", allowed_special={"<|other|>"})
+    with pytest.raises(ValueError, match="<.other.>"):
+        tokenizer.encode("a<|other|>", allowed_special={"<|other|>"})
+
+
+def test_byte_level_tokenizer_stays_beside_the_books(the_verdict):
+    tokenizer = bpe.ByteLevelBPETokenizer()
+    tokenizer.train(the_verdict, vocab_size=1000, allowed_special={"<|endoftext|>"})
+    assert len(tokenizer.bpe_merges) == 743  # 256 bytes + 743 merges + 1 special token
+    assert tokenizer.decode(tokenizer.encode(the_verdict)) == the_verdict  # lossless
 
 
 def test_save_and_load_vocab_and_merges_as_in_the_book(book_tokenizer, the_verdict, tmp_path):
@@ -109,7 +123,9 @@ def test_save_and_load_vocab_and_merges_as_in_the_book(book_tokenizer, the_verdi
     assert tokenizer2.bpe_merges == book_tokenizer.bpe_merges
     token_ids = book_tokenizer.encode(the_verdict)
     assert tokenizer2.encode(the_verdict) == token_ids
-    assert tokenizer2.decode(token_ids) == the_verdict
+    assert tokenizer2.decode(token_ids) == book_tokenizer.decode(token_ids)
+    # the book's decoding keeps the words; runs of whitespace come back as one space
+    assert tokenizer2.decode(token_ids).split() == the_verdict.split()
 
 
 def test_openai_files_encode_like_tiktoken(gpt2_tokenizer, the_verdict):

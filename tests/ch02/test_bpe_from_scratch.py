@@ -38,14 +38,14 @@ def instruction_texts(instruction_records):
 @pytest.fixture(scope="module")
 def ours_gpt2():
     paths = downloads.gpt2_bpe_file_paths()
-    tokenizer = bpe.BPETokenizerSimple()
+    tokenizer = bpe.ByteLevelBPETokenizer()
     tokenizer.load_vocab_and_merges_from_openai(paths["encoder.json"], paths["vocab.bpe"])
     return tokenizer
 
 
 @pytest.fixture(scope="module")
 def trained_on_verdict(the_verdict):
-    tokenizer = bpe.BPETokenizerSimple()
+    tokenizer = bpe.ByteLevelBPETokenizer()
     tokenizer.train(the_verdict, vocab_size=1000, allowed_special={EOT})
     return tokenizer
 
@@ -140,7 +140,7 @@ def naive_train_merges(text, num_merges):
 
 def test_training_matches_the_slow_reference(the_verdict):
     text = the_verdict[:3000]
-    tokenizer = bpe.BPETokenizerSimple()
+    tokenizer = bpe.ByteLevelBPETokenizer()
     tokenizer.train(text, vocab_size=256 + 100, allowed_special=())
     assert list(tokenizer.bpe_merges) == naive_train_merges(text, 100)
 
@@ -148,7 +148,7 @@ def test_training_matches_the_slow_reference(the_verdict):
 @settings(max_examples=40, deadline=None, database=None)
 @given(text=st.text(alphabet="ab c\nd'é", max_size=60), num_merges=st.integers(0, 20))
 def test_training_matches_the_slow_reference_on_random_text(text, num_merges):
-    tokenizer = bpe.BPETokenizerSimple()
+    tokenizer = bpe.ByteLevelBPETokenizer()
     tokenizer.train(text, vocab_size=256 + num_merges, allowed_special=())
     assert list(tokenizer.bpe_merges) == naive_train_merges(text, num_merges)
 
@@ -165,7 +165,7 @@ def test_trained_tokenizer_round_trips_the_verdict(trained_on_verdict, the_verdi
 
 
 def test_trained_tokenizer_keeps_special_tokens_out_of_merges(the_verdict):
-    tokenizer = bpe.BPETokenizerSimple()
+    tokenizer = bpe.ByteLevelBPETokenizer()
     tokenizer.train(f"{the_verdict}{EOT}" * 2, vocab_size=400, allowed_special={EOT})
     assert all(b"<|" not in token for token in tokenizer.token_bytes.values())
     ids = tokenizer.encode(f"tea{EOT}", allowed_special={EOT})
@@ -175,7 +175,7 @@ def test_trained_tokenizer_keeps_special_tokens_out_of_merges(the_verdict):
 
 def test_vocab_size_too_small_is_rejected():
     with pytest.raises(ValueError, match="at least 257"):
-        bpe.BPETokenizerSimple().train("text", vocab_size=256, allowed_special={EOT})
+        bpe.ByteLevelBPETokenizer().train("text", vocab_size=256, allowed_special={EOT})
 
 
 # ----- saving and loading ---------------------------------------------------------
@@ -184,7 +184,7 @@ def test_vocab_size_too_small_is_rejected():
 def test_save_and_load_round_trip(trained_on_verdict, the_verdict, tmp_path):
     vocab_path, merges_path = tmp_path / "vocab.json", tmp_path / "merges.json"
     trained_on_verdict.save_vocab_and_merges(vocab_path, merges_path)
-    loaded = bpe.BPETokenizerSimple()
+    loaded = bpe.ByteLevelBPETokenizer()
     loaded.load_vocab_and_merges(vocab_path, merges_path)
     assert loaded.vocab == trained_on_verdict.vocab
     assert loaded.bpe_merges == trained_on_verdict.bpe_merges
@@ -198,7 +198,7 @@ def test_save_and_load_round_trip(trained_on_verdict, the_verdict, tmp_path):
 
 def test_gpt2_vocabulary_survives_save_and_load(ours_gpt2, gpt2_tokenizer, the_verdict, tmp_path):
     ours_gpt2.save_vocab_and_merges(tmp_path / "vocab.json", tmp_path / "merges.json")
-    loaded = bpe.BPETokenizerSimple()
+    loaded = bpe.ByteLevelBPETokenizer()
     loaded.load_vocab_and_merges(tmp_path / "vocab.json", tmp_path / "merges.json")
     assert loaded.special_tokens == {EOT: 50256}
     assert loaded.encode(the_verdict) == gpt2_tokenizer.encode(the_verdict)
@@ -211,4 +211,4 @@ def test_loading_inconsistent_merges_fails(trained_on_verdict, tmp_path):
     merges[0]["pair"], merges[1]["pair"] = merges[1]["pair"], merges[0]["pair"]
     merges_path.write_text(json.dumps(merges))
     with pytest.raises(ValueError, match="does not match"):
-        bpe.BPETokenizerSimple().load_vocab_and_merges(vocab_path, merges_path)
+        bpe.ByteLevelBPETokenizer().load_vocab_and_merges(vocab_path, merges_path)

@@ -148,7 +148,22 @@ def test_optimized_cache_is_allocated_once_and_stays_window_sized():
 
 def test_optimized_window_size_is_checked():
     with pytest.raises(ValueError, match="kv_window_size"):
-        opt.GPTModel({**CFG, "kv_window_size": CFG["context_length"] + 1})
+        opt.GPTModel({**CFG, "kv_window_size": 0})
+
+
+def test_window_wider_than_the_context_is_the_chapter_model():
+    """The book accepts kv_window_size > context_length: the window only bounds the cache."""
+    wide = CFG["context_length"] * 4
+    chapter, model = same_weights(opt.GPTModel, {**CFG, "kv_window_size": wide})
+    assert model.kv_window_size == wide
+    idx = prompt(7, seed=3, batch_size=2)
+    expected = prev.generate_text_simple(chapter, idx, 30, CFG["context_length"])
+    assert opt.generate_text_simple_cached(model, idx, 30).tolist() == expected.tolist()
+    # the buffer is sized by the context, not by the (wider) window
+    assert model.trf_blocks[0].att.cache_k is None  # freed after generation
+    model.reset_kv_cache()
+    model(idx, use_cache=True)
+    assert model.trf_blocks[0].att.cache_k.shape[2] == 2 * CFG["context_length"]
 
 
 @pytest.mark.slow

@@ -9,7 +9,8 @@ import json
 
 import pytest
 import torch
-from llama_checkpoints import hf_llama_config, random_hf_llama, tiny_llama2_config
+from llama_checkpoints import (hf_llama_config, meta_state_dict, random_hf_llama,
+                               tiny_llama2_config)
 from llama_notebook_code import notebook_definitions
 from safetensors.torch import load_file
 from transformers.models.llama import modeling_llama
@@ -97,7 +98,7 @@ def llama2_pair():
     cfg = tiny_llama2_config()
     hf_model = random_hf_llama(cfg)
     ours = nb.Llama2Model(cfg).eval()
-    nb.load_weights_into_llama(ours, hf_model.state_dict())
+    nb.load_weights_into_llama(ours, cfg, hf_model.state_dict())
     return cfg, hf_model, ours
 
 
@@ -123,7 +124,7 @@ def test_sharded_safetensors_from_save_pretrained_load(llama2_pair, tmp_path):
     params = {}
     for shard in shards:
         params.update(load_file(tmp_path / shard))
-    ours = nb.load_weights_into_llama(nb.Llama2Model(cfg).eval(), params)
+    ours = nb.load_weights_into_llama(nb.Llama2Model(cfg).eval(), cfg, params)
     ids = random_ids(cfg, 1, 30, seed=5)
     with torch.no_grad():
         torch.testing.assert_close(ours(ids), hf_model(ids).logits, atol=ATOL, rtol=0)
@@ -143,10 +144,10 @@ def test_loader_names_what_does_not_fit(llama2_pair):
     params = dict(hf_model.state_dict())
     params["model.layers.1.mlp.up_proj.weight"] = torch.zeros(3, 3)
     with pytest.raises(ValueError, match="model.layers.1.mlp.up_proj.weight"):
-        nb.load_weights_into_llama(nb.Llama2Model(cfg), params)
+        nb.load_weights_into_llama(nb.Llama2Model(cfg), cfg, params)
     del params["model.layers.1.mlp.up_proj.weight"]
     with pytest.raises(KeyError, match="trf_blocks.1.ff.fc2.weight"):
-        nb.load_weights_into_llama(nb.Llama2Model(cfg), params)
+        nb.load_weights_into_llama(nb.Llama2Model(cfg), cfg, params)
 
 
 def test_llama2_7b_parameter_count():
@@ -154,3 +155,22 @@ def test_llama2_7b_parameter_count():
         model = nb.Llama2Model(nb.LLAMA2_CONFIG_7B)
     assert sum(p.numel() for p in model.parameters()) == 6_738_415_616
     assert model.tok_emb.weight.dtype == torch.bfloat16
+
+
+def test_metas_original_checkpoint_loads_with_the_books_call(llama2_pair, tmp_path):
+    """consolidated.00.pth's names and RoPE row order, loaded with the book's three arguments."""
+    cfg, hf_model, _ = llama2_pair
+    path = tmp_path / "consolidated.00.pth"
+    torch.save(meta_state_dict(hf_model, cfg), path)
+    params = torch.load(path, weights_only=True)
+    assert "layers.0.attention.wq.weight" in params and "tok_embeddings.weight" in params
+    ours = nb.load_weights_into_llama(nb.Llama2Model(cfg).eval(), cfg, params)
+    ids = random_ids(cfg, 2, cfg["context_length"], seed=11)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(ids), hf_model(ids).logits, atol=ATOL, rtol=0)
+    # without the row reordering the model would be another one: the check can fail
+    unordered = nb.Llama2Model(cfg).eval()
+    nb.load_weights_into_llama(unordered, cfg, hf_model.state_dict())
+    with torch.no_grad():
+        unordered.trf_blocks[0].att.W_query.weight.copy_(params["layers.0.attention.wq.weight"])
+        assert not torch.allclose(unordered(ids), hf_model(ids).logits, atol=1e-3)

@@ -10,6 +10,7 @@ import pytest
 import torch
 from llama_checkpoints import (
     hf_llama_config,
+    meta_state_dict,
     random_hf_llama,
     tiny_llama32_config,
 )
@@ -85,7 +86,7 @@ def converted_pair(shape):
     cfg, tied = SHAPES[shape]
     hf_model = random_hf_llama(cfg, tie_word_embeddings=tied)
     ours = nb.Llama3Model(cfg).eval()
-    nb.load_weights_into_llama(ours, hf_model.state_dict())
+    nb.load_weights_into_llama(ours, cfg, hf_model.state_dict())
     return cfg, tied, hf_model, ours
 
 
@@ -115,7 +116,7 @@ def test_logits_match_hugging_face(llama3_pair):
 def test_safetensors_file_from_save_pretrained_loads(llama3_pair, tmp_path):
     cfg, tied, hf_model, _ = llama3_pair
     hf_model.save_pretrained(tmp_path)
-    ours = nb.load_weights_into_llama(nb.Llama3Model(cfg).eval(),
+    ours = nb.load_weights_into_llama(nb.Llama3Model(cfg).eval(), cfg,
                                       load_file(tmp_path / "model.safetensors"))
     if tied:
         assert ours.out_head.weight is ours.tok_emb.weight
@@ -183,3 +184,15 @@ def test_full_size_parameter_counts():
     assert count_parameters(nb.LLAMA32_CONFIG_1B, tied_head=True) == 1_235_814_400
     assert count_parameters(nb.LLAMA32_CONFIG_3B, tied_head=True) == 3_212_749_824
     assert nb_llama3.count_parameters(nb.LLAMA32_CONFIG_1B, tied_head=True) == 1_235_814_400
+
+
+def test_metas_original_layout_loads_with_grouped_keys(llama3_pair):
+    """Meta's names and RoPE row order, with fewer key heads than query heads."""
+    cfg, tied, hf_model, _ = llama3_pair
+    params = meta_state_dict(hf_model, cfg)
+    if tied:
+        del params["output.weight"]  # a tied checkpoint has no separate head
+    ours = nb.load_weights_into_llama(nb.Llama3Model(cfg).eval(), cfg, params)
+    ids = random_ids(cfg, 1, 40, seed=9)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(ids), hf_model(ids).logits, atol=ATOL, rtol=0)

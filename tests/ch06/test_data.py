@@ -29,11 +29,12 @@ def test_collection_has_the_books_counts(raw_df):
 
 def test_balanced_dataset_keeps_every_spam_and_as_many_ham(raw_df, ch06):
     balanced = ch06.create_balanced_dataset(raw_df)
-    assert balanced["Label"].value_counts().to_dict() == {0: 747, 1: 747}
+    # the book's frame: labels still "ham"/"spam" (the caller maps them, as in §6.2)
+    assert balanced["Label"].value_counts().to_dict() == {"ham": 747, "spam": 747}
     spam_texts = sorted(raw_df.loc[raw_df["Label"] == "spam", "Text"])
-    assert sorted(balanced.loc[balanced["Label"] == 1, "Text"]) == spam_texts
+    assert sorted(balanced.loc[balanced["Label"] == "spam", "Text"]) == spam_texts
     ham_texts = set(raw_df.loc[raw_df["Label"] == "ham", "Text"])
-    assert set(balanced.loc[balanced["Label"] == 0, "Text"]) <= ham_texts
+    assert set(balanced.loc[balanced["Label"] == "ham", "Text"]) <= ham_texts
     # seeded: the same sample every time
     again = ch06.create_balanced_dataset(raw_df)
     assert balanced.index.tolist() == again.index.tolist()
@@ -45,8 +46,17 @@ def test_unknown_label_is_reported(ch06):
         ch06.create_balanced_dataset(df)
 
 
+def test_books_label_mapping_line_runs_after_balancing(raw_df, ch06):
+    """§6.2's listing: balance, then map the labels in the caller; no NaN appears."""
+    balanced_df = ch06.create_balanced_dataset(raw_df)
+    balanced_df["Label"] = balanced_df["Label"].map({"ham": 0, "spam": 1})
+    assert balanced_df["Label"].value_counts().to_dict() == {0: 747, 1: 747}
+    assert balanced_df["Label"].dtype.kind == "i"
+
+
 def test_splits_have_the_books_sizes_and_lose_nothing(raw_df, ch06, data_dir):
     balanced = ch06.create_balanced_dataset(raw_df)
+    balanced["Label"] = balanced["Label"].map({"ham": 0, "spam": 1})
     train, validation, test = ch06.random_split(balanced, 0.7, 0.1)
     assert (len(train), len(validation), len(test)) == (1_045, 149, 300)
 

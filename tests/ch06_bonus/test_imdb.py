@@ -184,3 +184,24 @@ def test_train_bert_hf_without_the_model_says_how_to_work_offline(imdb_data_dir,
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "save_pretrained" in lines[-1], result.stderr
+
+
+def test_train_bert_hf_spam_finetunes_a_local_encoder_on_the_sms_splits(
+        sms_data_dir, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    encoder = tiny_encoder(tmp_path / "tiny-distilbert")
+    spam = import_course_module(f"{IMDB}/train_bert_hf_spam.py")
+    args = spam.parse_args(["--model", str(encoder), "--data_dir", str(sms_data_dir)])
+    assert args.learning_rate == 5e-6  # the book's default for the encoders
+    spam.main(["--model", str(encoder), "--max-examples", "8", "--batch-size", "4",
+               "--num-epochs", "1", "--learning-rate", "1e-3", "--max-length", "32",
+               "--data-dir", str(sms_data_dir), "--device", "cpu"])
+    stdout = capsys.readouterr().out
+    assert "Ep 1 (Step 000000): Train loss" in stdout
+    accuracies = [float(v) for v in re.findall(r"^(?:Training|Validation|Test) accuracy: "
+                                               r"([\d.]+)%$", stdout, re.M)]
+    assert len(accuracies) == 3 and all(0 <= a <= 100 for a in accuracies)
+    # chapter 6's splits, labels mapped to 0/1 by the caller of create_balanced_dataset
+    for name, size in (("train", 1_045), ("validation", 149), ("test", 300)):
+        rows = read_rows(sms_data_dir / f"{name}.csv")
+        assert len(rows) == size and {row["Label"] for row in rows} == {"0", "1"}
