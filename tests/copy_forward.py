@@ -96,6 +96,10 @@ VARIANTS.update({
         "the book's package: the same greedy ids, fed through model(ids, cache=KVCache)",
     ("generate_text_simple", "pkg/llms_from_scratch/kv_cache_batched/generate.py"):
         "the book's package: left-padded prompts of different lengths, per-row positions",
+    ("Llama3Model", "pkg/llms_from_scratch/kv_cache/llama3.py"):
+        "the chapter's Llama3Model behind the package's cache protocol (cache=, reset_kv_cache)",
+    ("TransformerBlockFast", "pkg/llms_from_scratch/llama3.py"):
+        "the book package's name for Llama 3's block (RMSNorm, grouped-query attention)",
     ("KVCache", "pkg/llms_from_scratch/kv_cache_batched/utils.py"):
         "the book's batched cache: KVCache(n_layers, batch_size), rows read one by one",
 })
