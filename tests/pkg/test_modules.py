@@ -14,11 +14,12 @@ import pytest
 import torch
 from course_imports import REPO_ROOT
 
-MODULES = ["ch02", "ch03", "ch04", "ch05", "ch06", "ch07", "appendix_a", "appendix_d",
-           "appendix_e", "generate", "utils", "downloads", "llama3",
-           "kv_cache.utils", "kv_cache.generate", "kv_cache.gpt2", "kv_cache.llama3",
-           "kv_cache_batched.utils", "kv_cache_batched.generate", "kv_cache_batched.gpt2"]
-NOT_LANDED = ["qwen3", "kv_cache.qwen3", "kv_cache_batched.qwen3"]
+PACKAGE = REPO_ROOT / "pkg" / "llms_from_scratch"
+# Every module of the package, from its files, so a new module is tested too.
+ALL_MODULES = sorted(".".join(path.relative_to(PACKAGE).with_suffix("").parts)
+                     for path in PACKAGE.rglob("*.py") if path.name != "__init__.py")
+NOT_LANDED = ["kv_cache.qwen3", "kv_cache_batched.qwen3", "qwen3"]
+MODULES = [name for name in ALL_MODULES if name not in NOT_LANDED]
 
 TINY_GPT = {"vocab_size": 97, "context_length": 24, "emb_dim": 32, "n_heads": 4,
             "n_layers": 2, "drop_rate": 0.0, "qkv_bias": True}
@@ -27,6 +28,15 @@ TINY_LLAMA = {"vocab_size": 101, "context_length": 32, "emb_dim": 32, "n_heads":
               "dtype": torch.float64, "rope_freq": {"factor": 32.0, "low_freq_factor": 1.0,
                                                     "high_freq_factor": 4.0,
                                                     "original_context_length": 8}}
+
+
+def test_every_book_module_is_there():
+    book_modules = {"ch02", "ch03", "ch04", "ch05", "ch06", "ch07", "appendix_a", "appendix_d",
+                    "appendix_e", "generate", "utils", "llama3", "qwen3", "kv_cache.utils",
+                    "kv_cache.generate", "kv_cache.gpt2", "kv_cache.llama3", "kv_cache.qwen3",
+                    "kv_cache_batched.utils", "kv_cache_batched.generate",
+                    "kv_cache_batched.qwen3"}
+    assert book_modules <= set(ALL_MODULES)
 
 
 @pytest.mark.parametrize("name", MODULES)
