@@ -7,6 +7,7 @@ in float64 so that different summation orders cannot flip a greedy choice.
 
 import pytest
 import torch
+from helpers import run_script_in_process
 from llms_from_scratch.ch04 import GPTModel, generate_text_simple
 from llms_from_scratch.kv_cache import generate as kv_generate
 from llms_from_scratch.kv_cache import gpt2 as kv_gpt2
@@ -144,3 +145,13 @@ def test_llama_kv_cache_model_generates_the_uncached_ids():
     want = generate_text_simple(chapter, ids, NEW_TOKENS, LLAMA["context_length"])
     assert torch.equal(kv_generate.generate_text_simple(model, ids, NEW_TOKENS), want)
     assert model.current_pos == 7 + NEW_TOKENS - 1  # the last token is chosen, never fed
+
+
+def test_benchmark_script_measures_three_ways_and_checks_the_ids(tmp_path):
+    result = run_script_in_process("pkg/benchmarks/batched_generation.py",
+                                   ["--test-mode", "--threads", "1", "--prompts", "3",
+                                    "--max-new-tokens", "4"], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("tokens/s") == 3
+    assert "all three give the same ids: yes" in result.stdout
+    assert "load average" in result.stdout and "torch" in result.stdout
