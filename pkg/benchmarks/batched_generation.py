@@ -30,7 +30,7 @@ from llms_from_scratch.kv_cache_batched import generate as batched_generate  # n
 from llms_from_scratch.kv_cache_batched import gpt2 as batched_gpt2  # noqa: E402
 
 BOOK_MODEL = {**GPT_CONFIG_124M, "drop_rate": 0.0, "qkv_bias": True}
-TINY_MODEL = {**BOOK_MODEL, "vocab_size": 257, "emb_dim": 32, "n_heads": 2, "n_layers": 2}
+TINY_BENCH_MODEL = {**BOOK_MODEL, "vocab_size": 257, "emb_dim": 32, "n_heads": 2, "n_layers": 2}
 
 
 def describe_machine(device):
@@ -71,7 +71,7 @@ def parse_args(argv=None):
                              "busy machine 1 thread can be many times faster")
     add_device_argument(parser)
     args = parser.parse_args(argv)
-    config = TINY_MODEL if args.test_mode else BOOK_MODEL
+    config = TINY_BENCH_MODEL if args.test_mode else BOOK_MODEL
     if 48 + args.max_new_tokens > config["context_length"]:
         parser.error(f"argument --max-new-tokens: 48 prompt tokens + {args.max_new_tokens} "
                      f"exceed the context of {config['context_length']}")
@@ -91,7 +91,7 @@ def timed(device, work):
     return result, time.perf_counter() - start
 
 
-def run(config, num_prompts, max_new_tokens, seed, device):
+def time_generation_methods(config, num_prompts, max_new_tokens, seed, device):
     """[(method, seconds, new ids per prompt)] for the three ways of generating."""
     torch.manual_seed(seed)
     chapter = GPTModel(config).to(device).eval()
@@ -132,12 +132,13 @@ def main(argv=None):
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    config = TINY_MODEL if args.test_mode else BOOK_MODEL
+    config = TINY_BENCH_MODEL if args.test_mode else BOOK_MODEL
     size = "tiny test model" if args.test_mode else "GPT-2 124M (random weights)"
     print(f"{size}; {args.prompts} prompts of 4-48 tokens, {args.max_new_tokens} new tokens each")
     print(f"torch {torch.__version__}, device {args.device}: {describe_machine(args.device)}")
     print(f"before: {load_average()}")
-    results = run(config, args.prompts, args.max_new_tokens, args.seed, args.device)
+    results = time_generation_methods(config, args.prompts, args.max_new_tokens, args.seed,
+                                      args.device)
     total = args.prompts * args.max_new_tokens
     for method, seconds, _ in results:
         print(f"{method:<40} {seconds:7.2f} s  {total / seconds:8.1f} tokens/s")
