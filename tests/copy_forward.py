@@ -100,6 +100,8 @@ VARIANTS.update({
         "the chapter's Llama3Model behind the package's cache protocol (cache=, reset_kv_cache)",
     ("TransformerBlockFast", "pkg/llms_from_scratch/llama3.py"):
         "the book package's name for Llama 3's block (RMSNorm, grouped-query attention)",
+    ("generate_text_simple_stream", "pkg/llms_from_scratch/kv_cache_batched/generate.py"):
+        "the batched stream: left-padded prompts, one token per row and step",
     ("KVCache", "pkg/llms_from_scratch/kv_cache_batched/utils.py"):
         "the book's batched cache: KVCache(n_layers, batch_size), rows read one by one",
 })

@@ -155,3 +155,20 @@ def test_benchmark_script_measures_three_ways_and_checks_the_ids(tmp_path):
     assert result.stdout.count("tokens/s") == 3
     assert "all three give the same ids: yes" in result.stdout
     assert "load average" in result.stdout and "torch" in result.stdout
+
+
+def test_batched_stream_yields_one_token_per_row_and_stops_when_all_reach_eos(chapter_model,
+                                                                              prompts, expected):
+    model = load_into(batched_gpt2.GPTModel, chapter_model, CONFIG)
+    idx, lengths = batched_generate.left_pad(prompts[:2])
+    steps = list(batched_generate.generate_text_simple_stream(model, idx, NEW_TOKENS,
+                                                              prompt_lengths=lengths))
+    assert [step.shape for step in steps] == [(2, 1)] * NEW_TOKENS
+    assert torch.cat(steps, dim=1)[0].tolist() == expected[0][len(prompts[0]):].tolist()
+
+    single, single_length = batched_generate.left_pad(prompts[:1])
+    eos = int(expected[0][len(prompts[0]) + 2])
+    first_eos = expected[0][len(prompts[0]):].tolist().index(eos)
+    stopped = list(batched_generate.generate_text_simple_stream(
+        model, single, NEW_TOKENS, eos_token_id=eos, prompt_lengths=single_length))
+    assert len(stopped) == first_eos

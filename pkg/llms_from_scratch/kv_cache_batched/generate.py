@@ -27,7 +27,6 @@ def left_pad(prompts, pad_token_id=0):
     return batch, lengths
 
 
-@torch.no_grad()
 def generate_text_simple(model, idx, max_new_tokens, context_size=None, use_cache=True,
                          prompt_lengths=None):
     """`idx` (batch, tokens), left-padded, extended by `max_new_tokens` greedy token ids.
@@ -36,6 +35,46 @@ def generate_text_simple(model, idx, max_new_tokens, context_size=None, use_cach
     padding). With `use_cache=False` every step re-runs the whole padded
     batch (the reference the cache must match).
     """
+    if not use_cache:
+        start_pos = _first_positions(model, idx, max_new_tokens, context_size, prompt_lengths)
+        model.eval()
+        with torch.no_grad():
+            for _ in range(max_new_tokens):
+                logits = model(idx, start_pos=start_pos)
+                idx = torch.cat([idx, logits[:, -1].argmax(dim=-1, keepdim=True)], dim=1)
+        return idx
+    new_ids = list(generate_text_simple_stream(model, idx, max_new_tokens,
+                                               context_size=context_size,
+                                               prompt_lengths=prompt_lengths))
+    return torch.cat([idx, *new_ids], dim=1)
+
+
+@torch.no_grad()
+def generate_text_simple_stream(model, token_ids, max_new_tokens, eos_token_id=None,
+                                context_size=None, prompt_lengths=None):
+    """Yield each step's new (batch, 1) token ids, one per prompt, as soon as they are chosen.
+
+    Stops after `max_new_tokens`, or when every row's next token is
+    `eos_token_id` (that step is not yielded); rows that reached it earlier
+    keep going, so cut each row at its first `eos_token_id`.
+    """
+    start_pos = _first_positions(model, token_ids, max_new_tokens, context_size,
+                                 prompt_lengths)
+    model.eval()
+    cache = KVCache(n_layers=model.cfg["n_layers"], batch_size=token_ids.shape[0])
+    model.reset_kv_cache(batch_size=token_ids.shape[0], device=token_ids.device)
+    model.current_pos = start_pos
+    new_tokens = token_ids  # the whole padded prompt first, then one token per row
+    for _ in range(max_new_tokens):
+        logits = model(new_tokens, cache=cache, start_pos=model.current_pos.clone())
+        new_tokens = logits[:, -1].argmax(dim=-1, keepdim=True)
+        if eos_token_id is not None and bool((new_tokens == eos_token_id).all()):
+            return
+        yield new_tokens
+
+
+def _first_positions(model, idx, max_new_tokens, context_size, prompt_lengths):
+    """Each row's position of its first column: negative where the row is padded."""
     batch_size, num_tokens = idx.shape
     context_size = context_size or model.cfg["context_length"]
     if num_tokens + max_new_tokens > context_size:
@@ -45,21 +84,4 @@ def generate_text_simple(model, idx, max_new_tokens, context_size=None, use_cach
         )
     if prompt_lengths is None:
         prompt_lengths = torch.full((batch_size,), num_tokens)
-    # Row b's first column holds position len_b - num_tokens: negative for padding.
-    start_pos = prompt_lengths.to(idx.device) - num_tokens
-    model.eval()
-    if not use_cache:
-        for _ in range(max_new_tokens):
-            logits = model(idx, start_pos=start_pos)
-            idx = torch.cat([idx, logits[:, -1].argmax(dim=-1, keepdim=True)], dim=1)
-        return idx
-
-    cache = KVCache(n_layers=model.cfg["n_layers"], batch_size=batch_size)
-    model.reset_kv_cache(batch_size=batch_size, device=idx.device)
-    model.current_pos = start_pos
-    new_tokens = idx  # the whole padded prompt first, then one token per row
-    for _ in range(max_new_tokens):
-        logits = model(new_tokens, cache=cache, start_pos=model.current_pos.clone())
-        new_tokens = logits[:, -1].argmax(dim=-1, keepdim=True)
-        idx = torch.cat([idx, new_tokens], dim=1)
-    return idx
+    return prompt_lengths.to(idx.device) - num_tokens
