@@ -90,8 +90,8 @@ PKG_KV_CACHE_BATCHED = ("the package's batched KV-cache GPT-2: per-row positions
                         "(start_pos) for left-padded prompts; same weights as chapter 4's")
 for _name in ("MultiHeadAttention", "TransformerBlock", "GPTModel"):
     VARIANTS[(_name, "pkg/llms_from_scratch/kv_cache/gpt2.py")] = PKG_KV_CACHE
-    VARIANTS[(_name, "pkg/llms_from_scratch/kv_cache_batched/gpt2.py")] = PKG_KV_CACHE_BATCHED
 VARIANTS.update({
+    ("GPTModel", "pkg/llms_from_scratch/kv_cache_batched/gpt2.py"): PKG_KV_CACHE_BATCHED,
     ("generate_text_simple", "pkg/llms_from_scratch/kv_cache/generate.py"):
         "the book's package: the same greedy ids, fed through model(ids, cache=KVCache)",
     ("generate_text_simple", "pkg/llms_from_scratch/kv_cache_batched/generate.py"):

@@ -19,6 +19,9 @@ class MultiHeadAttention(nn.Module):
     `forward(x, start_pos, cache)` treats `x` as the tokens at positions
     start_pos, start_pos + 1, ...; `cache` holds the (keys, values) of the
     positions before them. Returns the output and the (keys, values) to cache.
+    `start_pos` may also be a tensor with one position per row (the batched
+    cache, `kv_cache_batched`): a row padded on the left starts at a negative
+    position, and no real token attends to a negative position.
     """
 
     def __init__(self, d_in, d_out, context_length, dropout, num_heads, qkv_bias=False):
@@ -33,8 +36,8 @@ class MultiHeadAttention(nn.Module):
         self.W_value = nn.Linear(d_in, d_out, bias=qkv_bias)
         self.out_proj = nn.Linear(d_out, d_out)
         self.dropout = nn.Dropout(dropout)
-        # Kept for state-dict compatibility with chapter 4's model; row p of the
-        # mask hides the keys after position p.
+        # Unused (the mask follows from the positions), kept so that chapter 4's
+        # state dicts load unchanged.
         self.register_buffer(
             "mask", torch.triu(torch.ones(context_length, context_length), diagonal=1)
         )
@@ -53,14 +56,31 @@ class MultiHeadAttention(nn.Module):
             values = torch.cat([cache[1], values], dim=2)
 
         attn_scores = queries @ keys.transpose(2, 3)
-        mask = self.mask.bool()[start_pos:start_pos + num_tokens, :keys.shape[2]]
-        attn_scores.masked_fill_(mask, -torch.inf)
+        attn_scores.masked_fill_(~self._allowed(start_pos, num_tokens, keys.shape[2], x.device),
+                                 -torch.inf)
         attn_weights = torch.softmax(attn_scores / keys.shape[-1] ** 0.5, dim=-1)
         attn_weights = self.dropout(attn_weights)
 
         context = (attn_weights @ values).transpose(1, 2)
         context = context.contiguous().view(batch_size, num_tokens, self.d_out)
         return self.out_proj(context), (keys, values)
+
+    @staticmethod
+    def _allowed(start_pos, num_queries, num_keys, device):
+        """(rows, 1, queries, keys): which keys each new token may attend to.
+
+        The keys are the cached ones followed by the new ones, so key j of a row
+        whose first new token is at position p sits at p + num_queries - num_keys + j.
+        A token sees the real tokens up to itself; a padding token (negative
+        position) sees only itself, so its softmax is defined, and nothing real
+        ever reads it.
+        """
+        start = torch.as_tensor(start_pos, device=device).reshape(-1, 1)
+        key_pos = start + num_queries - num_keys + torch.arange(num_keys, device=device)
+        query_pos = key_pos[:, -num_queries:]
+        key_pos, query_pos = key_pos[:, None, :], query_pos[:, :, None]
+        allowed = (key_pos <= query_pos) & ((key_pos >= 0) | (key_pos == query_pos))
+        return allowed[:, None]
 
 
 class TransformerBlock(nn.Module):
