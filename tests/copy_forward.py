@@ -98,6 +98,8 @@ VARIANTS.update({
         "the book's package: left-padded prompts of different lengths, per-row positions",
     ("Llama3Model", "pkg/llms_from_scratch/kv_cache/llama3.py"):
         "the chapter's Llama3Model behind the package's cache protocol (cache=, reset_kv_cache)",
+    ("assign", "pkg/llms_from_scratch/llama3.py"):
+        "the book package's Llama helper names the tensor in its error (tensor_name)",
     ("TransformerBlockFast", "pkg/llms_from_scratch/llama3.py"):
         "the book package's name for Llama 3's block (RMSNorm, grouped-query attention)",
     ("generate_text_simple_stream", "pkg/llms_from_scratch/kv_cache_batched/generate.py"):

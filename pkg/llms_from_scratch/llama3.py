@@ -5,9 +5,10 @@ standalone-llama32.ipynb; the model code as in standalone_llama32.py);
 `tests/copy_forward.py` keeps every definition identical to its home.
 
 The chapter's names follow the book's notebooks. The book's package calls some
-of them differently; those names work here too (same objects):
-`TransformerBlock` (`Llama3Block`), `FeedForward` (`SwiGLUFeedForward`),
-`compute_rope_params` (`precompute_rope_params`), `apply_rope` (`compute_rope`).
+of them differently; those names work here too: `TransformerBlock` (the same
+class as `Llama3Block`), `FeedForward` (`SwiGLUFeedForward`), `apply_rope`
+(`compute_rope`), `compute_rope_params` (`precompute_rope_params` with a
+`dtype`), and `assign(left, right, tensor_name)`.
 Unlike the book's package, the attention builds its causal mask itself
 (`forward(x, cos, sin, use_cache=False)`), `Llama3Model` caches keys and
 values when called with `use_cache=True`, and `load_weights_into_llama(model,
@@ -439,8 +440,23 @@ class ChatFormat:
 # The book package's names for the chapter's classes and functions.
 TransformerBlock = Llama3Block
 FeedForward = SwiGLUFeedForward
-compute_rope_params = precompute_rope_params
 apply_rope = compute_rope
+
+
+def compute_rope_params(head_dim, theta_base=10_000, context_length=4096, freq_config=None,
+                        dtype=torch.float32):
+    """The book package's name and signature for `precompute_rope_params`: (cos, sin) in `dtype`."""
+    cos, sin = precompute_rope_params(head_dim, theta_base, context_length, freq_config)
+    return cos.to(dtype), sin.to(dtype)
+
+
+def assign(left, right, tensor_name="unknown"):
+    """The book package's loading helper: `right` as a parameter, if it has `left`'s shape."""
+    right = torch.as_tensor(right)
+    if left.shape != right.shape:
+        raise ValueError(f"Shape mismatch in tensor '{tensor_name}'. "
+                         f"Left: {tuple(left.shape)}, Right: {tuple(right.shape)}")
+    return torch.nn.Parameter(right.clone().detach())
 
 
 def clean_text(text, header_end="assistant<|end_header_id|>\n\n"):

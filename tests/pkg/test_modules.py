@@ -199,3 +199,16 @@ def test_fast_llama_gives_the_chapter_models_logits():
     with torch.no_grad():
         torch.testing.assert_close(fast(ids), model(ids))
     assert clean_text("<|start_header_id|>assistant<|end_header_id|>\n\n Hi! ") == "Hi!"
+
+
+def test_book_package_names_for_the_llama_helpers():
+    from llms_from_scratch.llama3 import assign, compute_rope_params, precompute_rope_params
+
+    cos, sin = compute_rope_params(8, context_length=6, dtype=torch.bfloat16)
+    assert cos.dtype == sin.dtype == torch.bfloat16
+    torch.testing.assert_close(cos.float(), precompute_rope_params(8, context_length=6)[0],
+                               atol=1e-2, rtol=0)
+    weight = torch.nn.Linear(3, 2).weight
+    assert assign(weight, torch.ones(2, 3)).sum() == 6
+    with pytest.raises(ValueError, match="'layers.0'"):
+        assign(weight, torch.ones(3, 2), "layers.0")
