@@ -7,6 +7,7 @@ imported there, from a folder outside the repository, so the import cannot come
 from `pkg/`. One pip call, because each costs seconds on a busy machine.
 """
 
+import os
 import shutil
 import subprocess
 import sys
@@ -36,8 +37,10 @@ print(llms_from_scratch.__file__)
 
 
 def run(*command, cwd):
+    # Without PYTHONPATH, which could point at pkg/ (the Docker image sets it).
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
     result = subprocess.run([str(part) for part in command], cwd=cwd, capture_output=True,
-                            text=True, timeout=120)
+                            text=True, timeout=120, env=env)
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout
 
