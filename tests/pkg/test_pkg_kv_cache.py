@@ -12,6 +12,7 @@ from llms_from_scratch.ch04 import GPTModel, generate_text_simple
 from llms_from_scratch.kv_cache import generate as kv_generate
 from llms_from_scratch.kv_cache import gpt2 as kv_gpt2
 from llms_from_scratch.kv_cache import llama3 as kv_llama3
+from llms_from_scratch.kv_cache import utils as kv_utils
 from llms_from_scratch.kv_cache_batched import generate as batched_generate
 from llms_from_scratch.kv_cache_batched import gpt2 as batched_gpt2
 from llms_from_scratch.llama3 import Llama3Model
@@ -172,3 +173,13 @@ def test_batched_stream_yields_one_token_per_row_and_stops_when_all_reach_eos(ch
     stopped = list(batched_generate.generate_text_simple_stream(
         model, single, NEW_TOKENS, eos_token_id=eos, prompt_lengths=single_length))
     assert len(stopped) == first_eos
+
+
+def test_attention_mask_from_positions():
+    """Row 0 starts at position 0 (no padding); row 1 has two padding tokens."""
+    mask = kv_utils.attention_allowed_mask(torch.tensor([0, -2]), 4, 4)
+    assert mask.shape == (2, 1, 4, 4)
+    assert torch.equal(mask[0, 0], torch.ones(4, 4, dtype=torch.bool).tril())
+    assert mask[1, 0].int().tolist() == [[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 1, 1]]
+    # One new token after 5 cached ones sees all 6 keys.
+    assert kv_utils.attention_allowed_mask(5, 1, 6).all()

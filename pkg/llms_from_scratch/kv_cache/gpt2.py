@@ -11,6 +11,7 @@ import torch
 import torch.nn as nn
 
 from ..ch04 import GELU, FeedForward, LayerNorm  # noqa: F401  (this module's building blocks)
+from .utils import attention_allowed_mask
 
 
 class MultiHeadAttention(nn.Module):
@@ -56,31 +57,14 @@ class MultiHeadAttention(nn.Module):
             values = torch.cat([cache[1], values], dim=2)
 
         attn_scores = queries @ keys.transpose(2, 3)
-        attn_scores.masked_fill_(~self._allowed(start_pos, num_tokens, keys.shape[2], x.device),
-                                 -torch.inf)
+        allowed = attention_allowed_mask(start_pos, num_tokens, keys.shape[2], x.device)
+        attn_scores.masked_fill_(~allowed, -torch.inf)
         attn_weights = torch.softmax(attn_scores / keys.shape[-1] ** 0.5, dim=-1)
         attn_weights = self.dropout(attn_weights)
 
         context = (attn_weights @ values).transpose(1, 2)
         context = context.contiguous().view(batch_size, num_tokens, self.d_out)
         return self.out_proj(context), (keys, values)
-
-    @staticmethod
-    def _allowed(start_pos, num_queries, num_keys, device):
-        """(rows, 1, queries, keys): which keys each new token may attend to.
-
-        The keys are the cached ones followed by the new ones, so key j of a row
-        whose first new token is at position p sits at p + num_queries - num_keys + j.
-        A token sees the real tokens up to itself; a padding token (negative
-        position) sees only itself, so its softmax is defined, and nothing real
-        ever reads it.
-        """
-        start = torch.as_tensor(start_pos, device=device).reshape(-1, 1)
-        key_pos = start + num_queries - num_keys + torch.arange(num_keys, device=device)
-        query_pos = key_pos[:, -num_queries:]
-        key_pos, query_pos = key_pos[:, None, :], query_pos[:, :, None]
-        allowed = (key_pos <= query_pos) & ((key_pos >= 0) | (key_pos == query_pos))
-        return allowed[:, None]
 
 
 class TransformerBlock(nn.Module):
