@@ -36,11 +36,16 @@ HOME_RULE = (
     "The home of a name is the chapter that introduces it: the earliest chapter "
     "that defines it, and within that chapter the main notebook `chNN.ipynb`, then "
     "the files of the main code folder, then the bonus folders (each group in path "
-    "order). `previous_chapters.py` is a home only when no other file defines the name."
+    "order). `previous_chapters.py` is a home only when no other file defines the name. "
+    "The package `pkg/llms_from_scratch` comes last: it is the home only of the names "
+    "no chapter folder defines."
 )
 
 # Folders that are not course code (the tests have their own helpers).
 EXCLUDED_TOP_LEVEL = {"tests"}
+
+# The installable package: copies of the chapters' code, home of its own additions.
+PACKAGE_FOLDER = "pkg"
 
 # Names every script may define in its own way.
 SCRIPT_ENTRY_POINTS = {"main", "parse_args", "build_parser"}
@@ -75,7 +80,33 @@ VARIANTS = {
         "the book's optimized KV-cache GPTModel: a sliding window over a preallocated cache",
     ("generate_text_simple_cached", "ch04/03_kv-cache/gpt_with_kv_cache_optimized.py"):
         "the book's optimized version: chunked prefill for the windowed cache",
+    ("calc_loss_batch", "pkg/llms_from_scratch/ch06.py"): CH06_CLASSIFICATION_LOSS,
 }
+# The package's key-value-cache models: chapter 4's layers under the same names
+# (so state dicts load both ways), computing only the new tokens from a cache.
+PKG_KV_CACHE = ("the package's KV-cache GPT-2: model(ids, cache=KVCache) continues at "
+                "current_pos; same layers and weights as chapter 4's")
+PKG_KV_CACHE_BATCHED = ("the package's batched KV-cache GPT-2: per-row positions "
+                        "(start_pos) for left-padded prompts; same weights as chapter 4's")
+for _name in ("MultiHeadAttention", "TransformerBlock", "GPTModel"):
+    VARIANTS[(_name, "pkg/llms_from_scratch/kv_cache/gpt2.py")] = PKG_KV_CACHE
+VARIANTS.update({
+    ("GPTModel", "pkg/llms_from_scratch/kv_cache_batched/gpt2.py"): PKG_KV_CACHE_BATCHED,
+    ("generate_text_simple", "pkg/llms_from_scratch/kv_cache/generate.py"):
+        "the book's package: the same greedy ids, fed through model(ids, cache=KVCache)",
+    ("generate_text_simple", "pkg/llms_from_scratch/kv_cache_batched/generate.py"):
+        "the book's package: left-padded prompts of different lengths, per-row positions",
+    ("Llama3Model", "pkg/llms_from_scratch/kv_cache/llama3.py"):
+        "the chapter's Llama3Model behind the package's cache protocol (cache=, reset_kv_cache)",
+    ("assign", "pkg/llms_from_scratch/llama3.py"):
+        "the book package's Llama helper names the tensor in its error (tensor_name)",
+    ("TransformerBlockFast", "pkg/llms_from_scratch/llama3.py"):
+        "the book package's name for Llama 3's block (RMSNorm, grouped-query attention)",
+    ("generate_text_simple_stream", "pkg/llms_from_scratch/kv_cache_batched/generate.py"):
+        "the batched stream: left-padded prompts, one token per row and step",
+    ("KVCache", "pkg/llms_from_scratch/kv_cache_batched/utils.py"):
+        "the book's batched cache: KVCache(n_layers, batch_size), rows read one by one",
+})
 
 PARAMETERS_TAG = "parameters"
 CONSTANT_NAME = re.compile(r"[A-Z][A-Z0-9_]*")
@@ -244,7 +275,8 @@ def home_rank(path, cell=None, start=0):
     is_main_notebook = re.fullmatch(rf"{parts[0]}\.ipynb", filename) is not None
     in_main_folder = len(parts) > 1 and parts[1] == "01_main-chapter-code"
     is_copy_file = filename == "previous_chapters.py"
-    return (is_copy_file, chapter, not is_main_notebook, not in_main_folder,
+    in_package = parts[0] == PACKAGE_FOLDER
+    return (in_package, is_copy_file, chapter, not is_main_notebook, not in_main_folder,
             path, cell or 0, start)
 
 

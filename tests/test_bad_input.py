@@ -54,6 +54,7 @@ EXERCISES = "ch07/01_main-chapter-code/exercise_experiments.py"
 JUDGE = "ch07/01_main-chapter-code/ollama_evaluate.py"
 NEAR_DUPLICATES = "ch07/02_dataset-utilities/find_near_duplicates.py"
 ENV_CHECK = "setup/python_environment_check.py"
+PKG_BATCHED = "pkg/benchmarks/batched_generation.py"
 
 UNWRITABLE = "a-file/out"
 
@@ -211,6 +212,9 @@ BAD_INPUT = [
     (NEAR_DUPLICATES, ["--json-file", "notes.txt", "--remove_duplicates", "--json_output_file",
                        "no-such-folder/out.json"], "--output"),
     (ENV_CHECK, ["missing-requirements.txt"], "requirements"),
+    (PKG_BATCHED, ["--prompts", "0"], "--prompts"),
+    (PKG_BATCHED, ["--max-new-tokens", "1000"], "--max-new-tokens"),
+    (PKG_BATCHED, ["--threads", "two"], "--threads"),
 ]
 
 def folder_state(folder):

@@ -196,3 +196,21 @@ def test_variants_with_one_reason_must_agree(tmp_path):
         "add: ch05/01_main-chapter-code/ch05.ipynb (cell 0) differs from its home "
         "ch04/01_main-chapter-code/ch04.ipynb (cell 0)"
     ]
+
+
+def test_package_copies_are_checked_and_never_become_homes(tmp_path):
+    """pkg/ ranks last: a drifted package copy is the one reported, never the chapter."""
+    write_notebook(tmp_path / "ch02/01_main-chapter-code/ch02.ipynb", HOME_SOURCE)
+    write(tmp_path / "ch03/01_main-chapter-code/previous_chapters.py",
+          "def only_copied():\n    return 1\n")
+    package_module = "pkg/llms_from_scratch/ch02.py"
+    write(tmp_path / package_module, HOME_SOURCE.replace("a + b", "b + a")
+          + "\n\ndef only_copied():\n    return 2\n")
+
+    problems = find_problems(tmp_path, variants={})
+    assert sorted(p.message.split(":")[0] for p in problems) == ["add", "only_copied"]
+    assert {p.path for p in problems} == {package_module}
+
+    assert fix_copies(tmp_path, variants={}) == 2
+    assert find_problems(tmp_path, variants={}) == []
+    assert "return 1" in (tmp_path / package_module).read_text()
