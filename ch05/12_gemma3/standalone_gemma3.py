@@ -335,7 +335,7 @@ GEMMA3_CONFIG_270M = {
     "rope_local_base": 10_000.0,
     "rope_base": 1_000_000.0,
     "sliding_window": 512,
-    "layer_types": ["sliding_attention"] * 5 + ["full_attention"],
+    "layer_types": (["sliding_attention"] * 5 + ["full_attention"]) * 3,  # 18 layers, 5:1
     "dtype": torch.bfloat16,
     "query_pre_attn_scalar": 256,
 }
