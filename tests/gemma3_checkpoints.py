@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 from llama_checkpoints import TRAINING_TEXT
+from llama_checkpoints import _merge as merge_pair  # the same merge, on strings
 
 # The tiny model behind the fake hub repositories. The notebooks get the same
 # values as CONFIG_OVERRIDES (tests/ch05_bonus/notebook_parameters.json; a test
@@ -129,21 +130,11 @@ def learn_merges(text, vocab_size):
             break
         best = max(pairs, key=lambda pair: (pairs[pair], pair))
         merges.append(best)
-        vocab.setdefault(best[0] + best[1], len(vocab))
-        pieces = Counter({_merge(piece, best): count for piece, count in pieces.items()})
+        merged = best[0] + best[1]
+        vocab.setdefault(merged, len(vocab))
+        pieces = Counter({merge_pair(piece, best, merged): count
+                          for piece, count in pieces.items()})
     return vocab, merges
-
-
-def _merge(piece, pair):
-    out, i = [], 0
-    while i < len(piece):
-        if piece[i:i + 2] == pair:
-            out.append(pair[0] + pair[1])
-            i += 2
-        else:
-            out.append(piece[i])
-            i += 1
-    return tuple(out)
 
 
 def write_gemma_tokenizer(folder, vocab_size=TINY_GEMMA3_OVERRIDES["vocab_size"]):
