@@ -189,7 +189,10 @@ def measure_hugging_face(cfg, dtype, prompt, max_new_tokens, repeats, device, se
     }, max_new_tokens, repeats, device)
     with torch.device(device):
         ours = Gemma3Model({**cfg, "dtype": dtype}).eval()
-    load_weights_into_gemma(ours, cfg, hf_model.state_dict())
+    # Without "lm_head.weight", as on the hub: the loader ties our head to the embedding.
+    params = {name: tensor for name, tensor in hf_model.state_dict().items()
+              if name != "lm_head.weight"}
+    load_weights_into_gemma(ours, cfg, params)
     return results, ours
 
 
