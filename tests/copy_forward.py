@@ -62,6 +62,15 @@ WHOLE_FILE_HOMES = {
 # identical to each other (the family's home is chosen as for any name).
 CH06_CLASSIFICATION_LOSS = ("chapter 6 classifies from the last token's logits "
                             "instead of predicting every next token")
+# Gemma 3 (ch05/12_gemma3): the book's names for Gemma's own versions of these blocks
+GEMMA3_RMSNORM = "Gemma 3's RMSNorm: zero-initialised scale applied as (1 + scale), eps 1e-6"
+GEMMA3_FEEDFORWARD = "Gemma 3's gated feed-forward network: a GELU (tanh) gate instead of SiLU"
+GEMMA3_ATTENTION = "Gemma 3's attention: q/k norms, query_pre_attn_scalar, a boolean mask"
+GEMMA3_BLOCK = "Gemma 3's block: four norms, sliding-window or full attention by layer type"
+GEMMA3_ATTENTION_KV = "Gemma 3's attention with a KV cache: forward(..., start_pos, cache)"
+GEMMA3_BLOCK_KV = "Gemma 3's block with a KV cache: forward(..., start_pos, cache)"
+GEMMA3_GENERATE_KV = "the Gemma 3 KV notebook's streaming generator: prompt once, then one token"
+
 VARIANTS = {
     ("GPT2_SIZES", "ch04/02_performance-analysis/performance.py"):
         "keyed by the short size names its --sizes flag takes (124M), not the book's labels",
@@ -81,6 +90,24 @@ VARIANTS = {
     ("generate_text_simple_cached", "ch04/03_kv-cache/gpt_with_kv_cache_optimized.py"):
         "the book's optimized version: chunked prefill for the windowed cache",
     ("calc_loss_batch", "pkg/llms_from_scratch/ch06.py"): CH06_CLASSIFICATION_LOSS,
+    ("RMSNorm", "ch05/12_gemma3/standalone-gemma3.ipynb"): GEMMA3_RMSNORM,
+    ("RMSNorm", "ch05/12_gemma3/standalone-gemma3-plus-kvcache.ipynb"): GEMMA3_RMSNORM,
+    ("RMSNorm", "ch05/12_gemma3/standalone_gemma3.py"): GEMMA3_RMSNORM,
+    ("FeedForward", "ch05/12_gemma3/standalone-gemma3.ipynb"): GEMMA3_FEEDFORWARD,
+    ("FeedForward", "ch05/12_gemma3/standalone-gemma3-plus-kvcache.ipynb"): GEMMA3_FEEDFORWARD,
+    ("FeedForward", "ch05/12_gemma3/standalone_gemma3.py"): GEMMA3_FEEDFORWARD,
+    ("GroupedQueryAttention", "ch05/12_gemma3/standalone-gemma3.ipynb"): GEMMA3_ATTENTION,
+    ("TransformerBlock", "ch05/12_gemma3/standalone-gemma3.ipynb"): GEMMA3_BLOCK,
+    ("Gemma3Model", "ch05/12_gemma3/standalone-gemma3.ipynb"):
+        "Gemma 3 without a cache; the KV notebook (the home) adds start_pos and a KVCache",
+    ("GroupedQueryAttention", "ch05/12_gemma3/standalone-gemma3-plus-kvcache.ipynb"):
+        GEMMA3_ATTENTION_KV,
+    ("GroupedQueryAttention", "ch05/12_gemma3/standalone_gemma3.py"): GEMMA3_ATTENTION_KV,
+    ("TransformerBlock", "ch05/12_gemma3/standalone-gemma3-plus-kvcache.ipynb"): GEMMA3_BLOCK_KV,
+    ("TransformerBlock", "ch05/12_gemma3/standalone_gemma3.py"): GEMMA3_BLOCK_KV,
+    ("generate_text_basic_stream", "ch05/12_gemma3/standalone-gemma3-plus-kvcache.ipynb"):
+        GEMMA3_GENERATE_KV,
+    ("generate_text_basic_stream", "ch05/12_gemma3/standalone_gemma3.py"): GEMMA3_GENERATE_KV,
 }
 # The package's key-value-cache models: chapter 4's layers under the same names
 # (so state dicts load both ways), computing only the new tokens from a cache.

@@ -1,8 +1,8 @@
-"""The definitions of the Llama notebooks, importable by the tests.
+"""The definitions of the Llama (and Gemma 3) notebooks, importable by the tests.
 
 The notebooks are the reader-facing code, so the tests run *their*
 definitions, not a second copy: `notebook_definitions(path)` executes every
-import, function, class and UPPER_CASE constant of the notebook's code cells
+import, function, class, UPPER_CASE constant and alias (`a = b`) of the notebook's code cells
 (skipping the demonstrations around them) in the notebook's folder, and
 returns them as a namespace.
 """
@@ -22,15 +22,17 @@ KEPT_NODES = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.ClassDef)
 def _is_definition(node):
     if isinstance(node, KEPT_NODES):
         return True
-    return isinstance(node, ast.Assign) and all(
-        isinstance(target, ast.Name) and target.id.isupper() for target in node.targets
-    )
+    if not isinstance(node, ast.Assign):
+        return False
+    names = all(isinstance(target, ast.Name) for target in node.targets)
+    alias = isinstance(node.value, ast.Name)  # another name for a definition
+    return names and (alias or all(target.id.isupper() for target in node.targets))
 
 
 @cache
-def notebook_definitions(name):
-    """Namespace of the definitions in ch05/07_gpt_to_llama/`name`."""
-    path = REPO_ROOT / LLAMA_FOLDER / name
+def notebook_definitions(name, folder=LLAMA_FOLDER):
+    """Namespace of the definitions in `folder`/`name` (default: ch05/07_gpt_to_llama)."""
+    path = REPO_ROOT / folder / name
     nb = nbformat.read(path, as_version=4)
     namespace = {"__name__": f"notebook_{path.stem.replace('-', '_')}"}
     folder = str(path.parent)

@@ -137,3 +137,13 @@ def llm_servers(tmp_path):
     for body in requests:
         settings = body.get("options", body)
         assert "seed" in settings and "temperature" in settings, body
+
+
+@contextmanager
+def gemma3_hub_cache(tmp_path):
+    """Tiny random-weight stand-ins for Google's gated Gemma 3 270M repositories."""
+    from gemma3_checkpoints import write_fake_gemma3_hub
+
+    cache = Path(tmp_path) / "gemma3-hub-cache"
+    write_fake_gemma3_hub(cache)
+    yield {"env": {"HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1"}}

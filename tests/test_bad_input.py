@@ -55,6 +55,7 @@ JUDGE = "ch07/01_main-chapter-code/ollama_evaluate.py"
 NEAR_DUPLICATES = "ch07/02_dataset-utilities/find_near_duplicates.py"
 ENV_CHECK = "setup/python_environment_check.py"
 PKG_BATCHED = "pkg/benchmarks/batched_generation.py"
+GEMMA3 = "ch05/12_gemma3/benchmark.py"
 
 UNWRITABLE = "a-file/out"
 
@@ -215,6 +216,14 @@ BAD_INPUT = [
     (PKG_BATCHED, ["--prompts", "0"], "--prompts"),
     (PKG_BATCHED, ["--max-new-tokens", "1000"], "--max-new-tokens"),
     (PKG_BATCHED, ["--threads", "two"], "--threads"),
+    (GEMMA3, ["--max-new-tokens", "0"], "--max-new-tokens"),
+    (GEMMA3, ["--max_new_tokens", "x"], "--max-new-tokens"),
+    (GEMMA3, ["--repeats", "-1"], "--repeats"),
+    (GEMMA3, ["--model", "1b"], "--model"),
+    (GEMMA3, ["--dtype", "float16"], "--dtype"),
+    (GEMMA3, ["--model", "tiny", "--prompt-length", "1000", "--max-new-tokens", "100"],
+     "--max-new-tokens"),
+    (GEMMA3, ["--device", "tpu"], "--device"),
 ]
 
 def folder_state(folder):

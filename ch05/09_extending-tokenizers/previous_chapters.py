@@ -1,0 +1,182 @@
+"""Chapter 4's GPT model, which the tokenizer-extension notebook grows, copied unchanged.
+
+Each definition is a copy of its home, named in the comment above it:
+`tests/copy_forward.py` checks that the copies stay identical, and
+`python tests/copy_forward.py --fix` rewrites them from their homes.
+"""
+
+import torch
+import torch.nn as nn
+
+
+# Home: ch03/01_main-chapter-code/ch03.ipynb
+class MultiHeadAttention(nn.Module):
+    """Causal multi-head self-attention with one set of projection matrices.
+
+    The query, key and value projections produce all heads at once; we then
+    split the last dimension into (num_heads, head_dim) so every head attends
+    independently, and merge the heads again before the output projection.
+    """
+
+    def __init__(self, d_in, d_out, context_length, dropout, num_heads, qkv_bias=False):
+        super().__init__()
+        if d_out % num_heads != 0:
+            raise ValueError(
+                f"d_out ({d_out}) must be divisible by num_heads ({num_heads}) "
+                "so that every head gets the same number of dimensions"
+            )
+
+        self.d_out = d_out
+        self.num_heads = num_heads
+        self.head_dim = d_out // num_heads
+        self.context_length = context_length
+
+        self.W_query = nn.Linear(d_in, d_out, bias=qkv_bias)
+        self.W_key = nn.Linear(d_in, d_out, bias=qkv_bias)
+        self.W_value = nn.Linear(d_in, d_out, bias=qkv_bias)
+        self.out_proj = nn.Linear(d_out, d_out)
+        self.dropout = nn.Dropout(dropout)
+        # A buffer, not a parameter: it moves with .to(device) and is saved in
+        # the state_dict, but the optimizer never changes it.
+        self.register_buffer(
+            "mask", torch.triu(torch.ones(context_length, context_length), diagonal=1)
+        )
+
+    def forward(self, x):
+        batch_size, num_tokens, _ = x.shape
+        if num_tokens > self.context_length:
+            raise ValueError(
+                f"input has {num_tokens} tokens but the attention module supports at "
+                f"most context_length={self.context_length}; crop the input first"
+            )
+
+        queries = self._split_heads(self.W_query(x))
+        keys = self._split_heads(self.W_key(x))
+        values = self._split_heads(self.W_value(x))
+
+        # (batch, heads, tokens, tokens): how much each token attends to each other
+        attn_scores = queries @ keys.transpose(2, 3)
+        causal_mask = self.mask.bool()[:num_tokens, :num_tokens]
+        attn_scores.masked_fill_(causal_mask, -torch.inf)
+
+        attn_weights = torch.softmax(attn_scores / self.head_dim**0.5, dim=-1)
+        attn_weights = self.dropout(attn_weights)
+
+        context = (attn_weights @ values).transpose(1, 2)
+        context = context.contiguous().view(batch_size, num_tokens, self.d_out)
+        return self.out_proj(context)
+
+    def _split_heads(self, x):
+        """(batch, tokens, d_out) -> (batch, heads, tokens, head_dim)."""
+        batch_size, num_tokens, _ = x.shape
+        x = x.view(batch_size, num_tokens, self.num_heads, self.head_dim)
+        return x.transpose(1, 2)
+
+
+# Home: ch04/01_main-chapter-code/ch04.ipynb
+GPT_CONFIG_124M = {
+    "vocab_size": 50257,     # GPT-2's BPE vocabulary
+    "context_length": 1024,  # longest input the model accepts
+    "emb_dim": 768,          # embedding dimension
+    "n_heads": 12,           # attention heads per block
+    "n_layers": 12,          # transformer blocks
+    "drop_rate": 0.1,        # dropout rate
+    "qkv_bias": False,       # bias in the query/key/value projections
+}
+
+
+# Home: ch04/01_main-chapter-code/ch04.ipynb
+class LayerNorm(nn.Module):
+    """Normalize each token's vector to mean 0 and variance 1, then rescale.
+
+    `scale` and `shift` are learned, so the model can undo the normalization
+    where that helps. eps keeps the division safe when the variance is 0.
+    """
+
+    def __init__(self, emb_dim):
+        super().__init__()
+        self.eps = 1e-5
+        self.scale = nn.Parameter(torch.ones(emb_dim))
+        self.shift = nn.Parameter(torch.zeros(emb_dim))
+
+    def forward(self, x):
+        mean = x.mean(dim=-1, keepdim=True)
+        var = x.var(dim=-1, keepdim=True, unbiased=False)
+        norm_x = (x - mean) / torch.sqrt(var + self.eps)
+        return self.scale * norm_x + self.shift
+
+
+# Home: ch04/01_main-chapter-code/ch04.ipynb
+class GELU(nn.Module):
+    """GELU activation in the tanh approximation that GPT-2 was trained with."""
+
+    def forward(self, x):
+        return 0.5 * x * (1 + torch.tanh(
+            torch.sqrt(torch.tensor(2.0 / torch.pi)) * (x + 0.044715 * torch.pow(x, 3))
+        ))
+
+
+# Home: ch04/01_main-chapter-code/ch04.ipynb
+class FeedForward(nn.Module):
+    """Expand each token to 4x the embedding size, apply GELU, project back."""
+
+    def __init__(self, cfg):
+        super().__init__()
+        self.layers = nn.Sequential(
+            nn.Linear(cfg["emb_dim"], 4 * cfg["emb_dim"]),
+            GELU(),
+            nn.Linear(4 * cfg["emb_dim"], cfg["emb_dim"]),
+        )
+
+    def forward(self, x):
+        return self.layers(x)
+
+
+# Home: ch04/01_main-chapter-code/ch04.ipynb
+class TransformerBlock(nn.Module):
+    """Attention and feed-forward, each pre-normalized and wrapped in a shortcut."""
+
+    def __init__(self, cfg):
+        super().__init__()
+        self.att = MultiHeadAttention(
+            d_in=cfg["emb_dim"],
+            d_out=cfg["emb_dim"],
+            context_length=cfg["context_length"],
+            num_heads=cfg["n_heads"],
+            dropout=cfg["drop_rate"],
+            qkv_bias=cfg["qkv_bias"],
+        )
+        self.ff = FeedForward(cfg)
+        self.norm1 = LayerNorm(cfg["emb_dim"])
+        self.norm2 = LayerNorm(cfg["emb_dim"])
+        self.drop_shortcut = nn.Dropout(cfg["drop_rate"])
+
+    def forward(self, x):
+        x = x + self.drop_shortcut(self.att(self.norm1(x)))
+        x = x + self.drop_shortcut(self.ff(self.norm2(x)))
+        return x
+
+
+# Home: ch04/01_main-chapter-code/ch04.ipynb
+class GPTModel(nn.Module):
+    """GPT-2: embeddings, a stack of transformer blocks, and a vocabulary head."""
+
+    def __init__(self, cfg):
+        super().__init__()
+        self.tok_emb = nn.Embedding(cfg["vocab_size"], cfg["emb_dim"])
+        self.pos_emb = nn.Embedding(cfg["context_length"], cfg["emb_dim"])
+        self.drop_emb = nn.Dropout(cfg["drop_rate"])
+        self.trf_blocks = nn.Sequential(
+            *[TransformerBlock(cfg) for _ in range(cfg["n_layers"])]
+        )
+        self.final_norm = LayerNorm(cfg["emb_dim"])
+        self.out_head = nn.Linear(cfg["emb_dim"], cfg["vocab_size"], bias=False)
+
+    def forward(self, in_idx):
+        _, seq_len = in_idx.shape
+        tok_embeds = self.tok_emb(in_idx)
+        pos_embeds = self.pos_emb(torch.arange(seq_len, device=in_idx.device))
+        x = self.drop_emb(tok_embeds + pos_embeds)
+        x = self.trf_blocks(x)
+        x = self.final_norm(x)
+        return self.out_head(x)
