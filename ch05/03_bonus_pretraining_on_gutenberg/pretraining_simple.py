@@ -61,9 +61,8 @@ from downloads import atomic_write, cache_gpt2_tokenizer_files
 from prepare_dataset import (INDEX_NAME, MB, TOKEN_DTYPE, DamagedIndex, list_books, read_index,
                              tokenize_to_shards)
 from previous_chapters import GPT_CONFIG_124M, GPTModel, calc_loss_batch, generate_and_print_sample
-from script_helpers import (ScriptArgumentParser, add_device_argument, non_negative_int,
-                            non_negative_float, positive_float, positive_int,
-                            writable_folder)
+from script_helpers import (ScriptArgumentParser, add_device_argument, non_negative_float,
+                            non_negative_int, positive_float, positive_int, writable_folder)
 from torch.distributed.elastic.multiprocessing.errors import record
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
@@ -430,7 +429,7 @@ def parse_args(argv=None):
     option("--seed", type=int, default=123, help="seed for weights, order, dropout")
     option("--drop-rate", type=float, default=None,
            help="dropout rate (None: the model's, 0.1; 0.0 with --debug)")
-    option("--debug", type=true_or_false, nargs="?", const=True, default=False,
+    option("--debug", type=debug_switch, nargs="?", const=True, default=False,
            help="a tiny model (2 layers, 12-dim embeddings) for quick checks; "
                 "--debug, --debug true or --debug false")
     option("--resume", action="store_true",
@@ -447,7 +446,7 @@ def parse_args(argv=None):
     return args
 
 
-def true_or_false(text):
+def debug_switch(text):
     """The book repository writes `--debug true`; `--debug` alone means true as well."""
     answers = {"true": True, "false": False}
     if text.lower() not in answers:

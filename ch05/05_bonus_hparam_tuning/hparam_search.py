@@ -62,7 +62,7 @@ TINY_CHANGES = {"emb_dim": 32, "n_heads": 2, "n_layers": 2}  # --tiny, for quick
 RESULT_FIELDS = [*DEFAULT_GRID, "best_val_loss", "final_train_loss", "seconds"]
 
 
-def _number(value, integer=False):
+def _finite_number(value, integer=False):
     kinds = (int,) if integer else (int, float)
     return (isinstance(value, kinds) and not isinstance(value, bool)
             and math.isfinite(value))
@@ -70,13 +70,13 @@ def _number(value, integer=False):
 
 # What each grid value must be (checked before any training), and how to say it.
 GRID_VALUE_CHECKS = {
-    "peak_lr": (lambda v: _number(v) and v > 0, "numbers > 0"),
-    "batch_size": (lambda v: _number(v, integer=True) and v >= 1, "whole numbers >= 1"),
-    "drop_rate": (lambda v: _number(v) and 0 <= v < 1, "numbers in [0, 1)"),
-    "weight_decay": (lambda v: _number(v) and v >= 0, "numbers >= 0"),
-    "warmup_steps": (lambda v: _number(v, integer=True) and v >= 0, "whole numbers >= 0"),
-    "max_norm": (lambda v: v is None or (_number(v) and v > 0), "numbers > 0 or null"),
-    "min_lr": (lambda v: _number(v) and v > 0, "numbers > 0"),
+    "peak_lr": (lambda v: _finite_number(v) and v > 0, "numbers > 0"),
+    "batch_size": (lambda v: _finite_number(v, integer=True) and v >= 1, "whole numbers >= 1"),
+    "drop_rate": (lambda v: _finite_number(v) and 0 <= v < 1, "numbers in [0, 1)"),
+    "weight_decay": (lambda v: _finite_number(v) and v >= 0, "numbers >= 0"),
+    "warmup_steps": (lambda v: _finite_number(v, integer=True) and v >= 0, "whole numbers >= 0"),
+    "max_norm": (lambda v: v is None or (_finite_number(v) and v > 0), "numbers > 0 or null"),
+    "min_lr": (lambda v: _finite_number(v) and v > 0, "numbers > 0"),
 }
 
 
@@ -225,7 +225,7 @@ def read_grid(parser, path):
     return grid
 
 
-def fail(message):
+def exit_with_error(message):
     """Exit 2 with one line naming the argument, like the parser (for checks that need data)."""
     print(f"{Path(sys.argv[0]).name}: error: {message} (see --help)", file=sys.stderr)
     sys.exit(2)
@@ -250,7 +250,7 @@ def main(argv=None):
     train_windows = len(range(0, train_tokens - context, context))
     largest_batch = max(args.grid_values["batch_size"])
     if largest_batch > train_windows:
-        fail(f"argument --grid: batch_size {largest_batch} is more than the "
+        exit_with_error(f"argument --grid: batch_size {largest_batch} is more than the "
              f"{train_windows} training windows of the text: those trials would train 0 steps")
 
     results = read_results(args.output) if args.resume else []

@@ -35,7 +35,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import tiktoken
 import torch
-from downloads import DownloadError, cache_gpt2_tokenizer_files, download_file
+from downloads import DownloadError, atomic_write, cache_gpt2_tokenizer_files, download_file
 from previous_chapters import (
     GPT2_MODEL_SIZES,
     GPT_CONFIG_124M,
@@ -366,15 +366,8 @@ def write_splits(data_file_path, data_dir):
     paths = []
     for name, split in zip(("train", "validation", "test"), splits, strict=True):
         path = Path(data_dir) / f"{name}.csv"
-        with tempfile.NamedTemporaryFile("w", dir=data_dir, prefix=f".{name}.", suffix=".part",
-                                         delete=False, encoding="utf-8", newline="") as tmp:
-            try:
-                split.to_csv(tmp, index=None)
-            except BaseException:
-                tmp.close()
-                os.remove(tmp.name)
-                raise
-        os.replace(tmp.name, path)
+        with atomic_write(path, newline="") as f:
+            split.to_csv(f, index=None)
         paths.append(path)
     return paths
 
@@ -413,17 +406,10 @@ def load_base_model(args):
 
 
 def save_plot(fig, path):
-    """Save a matplotlib figure through a temporary file, then rename it."""
+    """Save a matplotlib figure all at once (atomic_write): never a half-written plot."""
     path = Path(path)
-    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.stem}.",
-                                     suffix=path.suffix, delete=False) as tmp:
-        temp_path = tmp.name
-    try:
-        fig.savefig(temp_path)
-        os.replace(temp_path, path)
-    except BaseException:
-        os.remove(temp_path)
-        raise
+    with atomic_write(path, "wb") as f:
+        fig.savefig(f, format=path.suffix.lstrip(".") or None)
     plt.close(fig)
 
 

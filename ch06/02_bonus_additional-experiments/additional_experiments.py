@@ -21,15 +21,13 @@ runs, through a checked copy in that folder's previous_chapters.py.
 
 import csv
 import io
-import os
-import tempfile
 import time
 from pathlib import Path
 
 import pandas as pd
 import tiktoken
 import torch
-from downloads import DownloadError, cache_gpt2_tokenizer_files
+from downloads import DownloadError, atomic_write, cache_gpt2_tokenizer_files
 from previous_chapters import (
     GPT2_CONTEXT_LENGTH,
     GPT2_MODEL_SIZES,
@@ -385,16 +383,8 @@ def append_result(path, row):
     writer.writerow(row)
     if old and not old.endswith("\n"):
         old += "\n"
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.",
-                                     suffix=".part", delete=False, encoding="utf-8",
-                                     newline="") as tmp:
-        try:
-            tmp.write(old + new_row.getvalue())
-        except BaseException:
-            tmp.close()
-            os.remove(tmp.name)
-            raise
-    os.replace(tmp.name, path)
+    with atomic_write(path, newline="") as f:  # an existing file keeps its mode
+        f.write(old + new_row.getvalue())
 
 
 def make_experiment_loaders(csv_paths, tokenizer, args, model_context_length):

@@ -27,7 +27,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 import torch.nn as nn
-from downloads import GPT2_BPE_FILES, download_file
+from downloads import GPT2_BPE_FILES, atomic_write, download_file
 
 
 # From chapters 3 and 4
@@ -613,15 +613,8 @@ def write_splits(data_file_path, data_dir):
     paths = []
     for name, split in zip(("train", "validation", "test"), splits, strict=True):
         path = Path(data_dir) / f"{name}.csv"
-        with tempfile.NamedTemporaryFile("w", dir=data_dir, prefix=f".{name}.", suffix=".part",
-                                         delete=False, encoding="utf-8", newline="") as tmp:
-            try:
-                split.to_csv(tmp, index=None)
-            except BaseException:
-                tmp.close()
-                os.remove(tmp.name)
-                raise
-        os.replace(tmp.name, path)
+        with atomic_write(path, newline="") as f:
+            split.to_csv(f, index=None)
         paths.append(path)
     return paths
 

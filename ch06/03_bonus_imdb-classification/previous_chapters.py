@@ -21,7 +21,6 @@ import json
 import math
 import os
 import re
-import tempfile
 import time
 from pathlib import Path
 
@@ -29,7 +28,7 @@ import pandas as pd
 import tiktoken
 import torch
 import torch.nn as nn
-from downloads import GPT2_BPE_FILES, cache_gpt2_tokenizer_files, download_file
+from downloads import GPT2_BPE_FILES, atomic_write, cache_gpt2_tokenizer_files, download_file
 from script_helpers import (
     add_device_argument,
     non_negative_int,
@@ -937,16 +936,8 @@ def append_result(path, row):
     writer.writerow(row)
     if old and not old.endswith("\n"):
         old += "\n"
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.",
-                                     suffix=".part", delete=False, encoding="utf-8",
-                                     newline="") as tmp:
-        try:
-            tmp.write(old + new_row.getvalue())
-        except BaseException:
-            tmp.close()
-            os.remove(tmp.name)
-            raise
-    os.replace(tmp.name, path)
+    with atomic_write(path, newline="") as f:  # an existing file keeps its mode
+        f.write(old + new_row.getvalue())
 
 
 # From ch06/02_bonus_additional-experiments

@@ -19,17 +19,16 @@ The definitions below are copied unchanged from the chapter notebook ch07.ipynb
 """
 
 import json
-import os
 import re
 import sys
-import tempfile
 import time
 from functools import partial
 from pathlib import Path
 
 import tiktoken
 import torch
-from downloads import MIRROR_ENV_VAR, DownloadError, cache_gpt2_tokenizer_files, download_file
+from downloads import (MIRROR_ENV_VAR, DownloadError, atomic_write, cache_gpt2_tokenizer_files,
+                       download_file)
 from gpt_download import GPT2_MODEL_SIZES
 from previous_chapters import (
     GPTModel,
@@ -237,21 +236,11 @@ def generate_test_responses(model, test_data, tokenizer, device, max_new_tokens=
 
 # the same helper as in ch02/05_bpe-from-scratch (its home)
 def write_json_atomically(path, data):
-    """Write JSON to a temporary file, then rename: never a half-written file."""
+    """Write JSON all at once (downloads.atomic_write): never a half-written file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(
-        "w", encoding="utf-8", dir=path.parent, prefix=f".{path.name}.", suffix=".part",
-        delete=False,
-    ) as tmp:
-        temp_path = tmp.name
-        try:
-            json.dump(data, tmp, ensure_ascii=False)
-        except BaseException:
-            tmp.close()
-            os.remove(temp_path)
-            raise
-    os.replace(temp_path, path)
+    with atomic_write(path) as f:
+        json.dump(data, f, ensure_ascii=False)
 
 
 def finetuned_model_file(choose_model):
@@ -417,8 +406,9 @@ def run(args, data, dataset_class=InstructionDataset, collate_fn=custom_collate_
 
     if train_losses:
         epochs_seen = torch.linspace(0, args.epochs, len(train_losses))
-        plot_losses(epochs_seen, tokens_seen, train_losses, val_losses).savefig(
-            output_dir / plot_file)
+        figure = plot_losses(epochs_seen, tokens_seen, train_losses, val_losses)
+        with atomic_write(output_dir / plot_file, "wb") as f:  # never a half-written PDF
+            figure.savefig(f, format=Path(plot_file).suffix.lstrip(".") or None)
         print(f"Saved the loss plot to {output_dir / plot_file}")
     return train_losses, val_losses, test_data
 

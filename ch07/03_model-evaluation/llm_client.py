@@ -27,12 +27,11 @@ import json
 import os
 import re
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import requests
-from downloads import download_file
+from downloads import atomic_write, download_file
 from tqdm import tqdm
 
 DEFAULT_OLLAMA_HOST = "http://localhost:11434"
@@ -184,21 +183,11 @@ def summarize_scores(scores):
 
 
 def write_json_atomically(path, data):
-    """Write JSON to a temporary file, then rename: never a half-written file."""
+    """Write JSON all at once (downloads.atomic_write): never a half-written file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(
-        "w", encoding="utf-8", dir=path.parent, prefix=f".{path.name}.", suffix=".part",
-        delete=False,
-    ) as tmp:
-        temp_path = tmp.name
-        try:
-            json.dump(data, tmp, ensure_ascii=False)
-        except BaseException:
-            tmp.close()
-            os.remove(temp_path)
-            raise
-    os.replace(temp_path, path)
+    with atomic_write(path) as f:
+        json.dump(data, f, ensure_ascii=False)
 
 
 # ---------------------------------------------------------------------------
