@@ -45,8 +45,8 @@ from previous_chapters import (
     load_weights_into_gpt,
     save_checkpoint,
 )
-from script_helpers import (ScriptArgumentParser, add_device_argument, positive_float,
-                            positive_int, writable_folder)
+from script_helpers import (ScriptArgumentParser, add_device_argument, non_negative_float,
+                            positive_float, positive_int, writable_folder)
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
@@ -61,6 +61,8 @@ TEST_MODE_CONFIG = {**GPT_CONFIG_124M, "emb_dim": 32, "n_heads": 2, "n_layers": 
                     "drop_rate": 0.0, "qkv_bias": True}
 TEST_MODE_EXAMPLES = 16  # per split
 NUM_CLASSES = 2  # 0: not spam ("ham"), 1: spam
+# What a run writes into --output-dir: replaced only with --overwrite.
+OUTPUT_FILES = ("review_classifier.pth", "loss-plot.pdf", "accuracy-plot.pdf")
 
 
 def file_sha256(path):
@@ -387,6 +389,9 @@ def make_loaders(csv_paths, tokenizer, args):
     if args.test_mode:
         datasets = [Subset(d, range(min(TEST_MODE_EXAMPLES, len(d)))) for d in datasets]
 
+    if len(datasets[0]) < args.batch_size:  # drop_last would leave no batch to train on
+        raise ValueError(f"argument --batch-size: {args.batch_size} is more than the "
+                         f"{len(datasets[0])} training messages (0 training batches)")
     torch.manual_seed(args.seed)  # the training loader's shuffling
     loaders = [DataLoader(d, batch_size=args.batch_size, shuffle=(i == 0), drop_last=(i == 0))
                for i, d in enumerate(datasets)]
@@ -439,7 +444,7 @@ def build_parser():
            help="which OpenAI GPT-2 to finetune")
     option("--epochs", type=positive_int, default=5, help="passes over the data")
     option("--lr", type=positive_float, default=5e-5, help="AdamW learning rate")
-    option("--weight-decay", type=float, default=0.1, help="AdamW weight decay")
+    option("--weight-decay", type=non_negative_float, default=0.1, help="AdamW weight decay")
     option("--batch-size", type=positive_int, default=8, help="messages per batch")
     option("--seed", type=int, default=123,
            help="seed for data shuffling (and the test-mode model)")
@@ -461,6 +466,8 @@ def build_parser():
            help="finetune the last block, final norm and head, or all layers (exercise 6.2)")
     option("--trainable-token-pos", choices=("last", "first"), default="last",
            help="classify from the last or the first token's output (exercise 6.3)")
+    option("--overwrite", action="store_true",
+           help="replace the model and plots of an earlier run in --output-dir")
     option("--test-mode", action="store_true",
            help="a tiny random-weight GPT (no download) on a few examples, for tests")
     return parser
@@ -468,7 +475,13 @@ def build_parser():
 
 def parse_args(argv=None):
     """Parse and check the command line; bad values exit 2 naming the option."""
-    return build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    existing = [name for name in OUTPUT_FILES if (args.output_dir / name).exists()]
+    if existing and not args.overwrite:
+        parser.error(f"argument --output-dir: {args.output_dir} already holds "
+                     f"{', '.join(existing)}; pass --overwrite to replace")
+    return args
 
 
 def fail(message):

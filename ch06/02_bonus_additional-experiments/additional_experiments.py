@@ -48,6 +48,7 @@ from previous_chapters import (
 from script_helpers import (
     ScriptArgumentParser,
     add_device_argument,
+    non_negative_float,
     non_negative_int,
     positive_float,
     positive_int,
@@ -322,7 +323,8 @@ def add_experiment_arguments(parser):
     parser.add_argument("--ignore-index", type=int, default=-100,
                         help="class label left out of the loss (the class labels are 0 and 1, "
                              "so the default -100, like 50256, leaves nothing out)")
-    parser.add_argument("--weight-decay", type=float, default=0.1, help="AdamW weight decay")
+    parser.add_argument("--weight-decay", type=non_negative_float, default=0.1,
+                        help="AdamW weight decay")
     parser.add_argument("--eval-freq", type=positive_int, default=50,
                         help="print the losses every this many optimizer steps")
     parser.add_argument("--eval-iter", type=positive_int, default=5,

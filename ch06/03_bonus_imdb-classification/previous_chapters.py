@@ -31,6 +31,7 @@ import torch.nn as nn
 from downloads import GPT2_BPE_FILES, atomic_write, cache_gpt2_tokenizer_files, download_file
 from script_helpers import (
     add_device_argument,
+    non_negative_float,
     non_negative_int,
     positive_float,
     positive_int,
@@ -872,7 +873,8 @@ def add_experiment_arguments(parser):
     parser.add_argument("--ignore-index", type=int, default=-100,
                         help="class label left out of the loss (the class labels are 0 and 1, "
                              "so the default -100, like 50256, leaves nothing out)")
-    parser.add_argument("--weight-decay", type=float, default=0.1, help="AdamW weight decay")
+    parser.add_argument("--weight-decay", type=non_negative_float, default=0.1,
+                        help="AdamW weight decay")
     parser.add_argument("--eval-freq", type=positive_int, default=50,
                         help="print the losses every this many optimizer steps")
     parser.add_argument("--eval-iter", type=positive_int, default=5,

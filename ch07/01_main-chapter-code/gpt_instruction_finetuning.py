@@ -28,7 +28,7 @@ from pathlib import Path
 import tiktoken
 import torch
 from downloads import (MIRROR_ENV_VAR, DownloadError, atomic_write, cache_gpt2_tokenizer_files,
-                       download_file)
+                       published_file)
 from gpt_download import GPT2_MODEL_SIZES
 from previous_chapters import (
     GPTModel,
@@ -42,8 +42,8 @@ from previous_chapters import (
     token_ids_to_text,
     train_model_simple,
 )
-from script_helpers import (ScriptArgumentParser, add_device_argument, positive_float,
-                            positive_int, writable_folder)
+from script_helpers import (ScriptArgumentParser, add_device_argument, non_negative_float,
+                            positive_float, positive_int, writable_folder)
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
@@ -79,9 +79,10 @@ def download_and_load_file(file_path, url, sha256=None):
 
     The course's download helper skips the download when the file is already
     there, copies it from $LLMS_FROM_SCRATCH_MIRROR when that folder holds it,
-    and checks the file's SHA-256 when we know it.
+    and checks the file's SHA-256 when we know it. A file of that name that
+    differs from the published one is the reader's own: used, never replaced.
     """
-    download_file(url, file_path, sha256=sha256)
+    published_file(url, file_path, sha256=sha256)
     with open(file_path, encoding="utf-8") as file:
         return json.load(file)
 
@@ -261,7 +262,7 @@ def build_parser(description):
         help="where the model, responses and plot are written")
     add("--epochs", type=positive_int, default=2, help="passes over the training entries")
     add("--lr", type=positive_float, default=5e-5, help="AdamW learning rate")
-    add("--weight-decay", type=float, default=0.1, help="AdamW weight decay")
+    add("--weight-decay", type=non_negative_float, default=0.1, help="AdamW weight decay")
     add("--batch-size", type=positive_int, default=8, help="entries per batch")
     add("--seed", type=int, default=123, help="seed for shuffling and dropout")
     add_device_argument(parser)
@@ -283,8 +284,6 @@ def build_parser(description):
 
 def validate_args(parser, args, output_names):
     """Checks that involve several flags, before the long work starts; exit 2 naming one."""
-    if not args.weight_decay >= 0:
-        parser.error(f"argument --weight-decay: must be at least 0, got {args.weight_decay}")
     existing = [name for name in output_names if (args.output_dir / name).exists()]
     if existing and not args.overwrite:
         parser.error(f"argument --output-dir: {args.output_dir} already holds "
@@ -417,9 +416,42 @@ def main(argv=None):
     """The chapter's run: the instruction dataset, GPT-2, finetuning, answers, files."""
     args = parse_args(argv)
     data_dir = Path(args.data_dir) if args.data_dir else Path(__file__).resolve().parent
-    data = download_and_load_file(data_dir / "instruction-data.json", INSTRUCTION_DATA_URL,
-                                  sha256=INSTRUCTION_DATA_SHA256)
+    data = load_checked_instruction_data(data_dir / "instruction-data.json")
     return run(args, data)
+
+
+def load_checked_instruction_data(path):
+    """The instruction data at `path` (fetched if missing), or exit 2 naming --data-dir.
+
+    Checked before any model is built: a reader's own file (used as it is)
+    must be the book's format, with entries enough for all three splits.
+    """
+    try:
+        if path.parent.exists() and not path.parent.is_dir():
+            raise ValueError(f"{path.parent} is a file, not a folder")
+        data = download_and_load_file(path, INSTRUCTION_DATA_URL, sha256=INSTRUCTION_DATA_SHA256)
+        check_instruction_entries(data, path)
+    except (ValueError, RecursionError, OSError) as err:
+        # ValueError covers bad JSON and non-UTF-8 bytes; RecursionError, absurd nesting
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        print(f"{Path(sys.argv[0]).name}: error: argument --data-dir: {reason} (see --help)",
+              file=sys.stderr)
+        sys.exit(2)
+    return data
+
+
+def check_instruction_entries(data, path):
+    """A JSON list of objects with the texts instruction, input and output (the book's)."""
+    if not isinstance(data, list):
+        raise ValueError(f"{path} must hold a JSON list of entries, not {type(data).__name__}")
+    for number, entry in enumerate(data):
+        if not (isinstance(entry, dict) and all(isinstance(entry.get(key), str)
+                                                for key in ("instruction", "input", "output"))):
+            raise ValueError(f"{path}: entry {number} needs the texts instruction, input "
+                             "and output")
+    if not all(split_instruction_data(data)):
+        raise ValueError(f"{path} has {len(data)} entries: too few for training, test and "
+                         "validation splits")
 
 
 if __name__ == "__main__":
