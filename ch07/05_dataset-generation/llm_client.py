@@ -325,12 +325,34 @@ def load_finished(output_file, entries, resume):
     path = Path(output_file)
     if not (resume and path.is_file()):
         return []
-    finished = json.loads(path.read_text(encoding="utf-8"))
+    text = path.read_text(encoding="utf-8", errors="replace")
+    try:
+        finished = json.loads(text)
+    except ValueError:  # cut short (a copy, a crash of an older version): keep whole entries
+        finished = whole_leading_items(text)
+        print(f"{path} ends in a cut-short entry: resuming after its {len(finished)} "
+              "whole entries", file=sys.stderr)
     if not isinstance(finished, list) or len(finished) > len(entries):
         raise ValueError(f"{path} holds {len(finished)} results but there are only "
                          f"{len(entries)} entries: it belongs to another run; "
                          "delete it or pass resume=False")
     return finished
+
+
+def whole_leading_items(text):
+    """The complete items at the start of a JSON list whose end is missing or broken."""
+    decoder = json.JSONDecoder()
+    items, position = [], text.find("[") + 1
+    if position == 0:
+        return items
+    while True:
+        while position < len(text) and text[position] in " \t\r\n,":
+            position += 1
+        try:
+            item, position = decoder.raw_decode(text, position)
+        except ValueError:
+            return items
+        items.append(item)
 
 
 def process_entries(entries, work, output_file, *, resume=False, desc="Entries"):
