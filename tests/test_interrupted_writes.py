@@ -13,7 +13,9 @@ path. Each is checked for what `downloads.atomic_write` promises:
 
 import csv
 import os
+import shutil
 import signal
+import tarfile
 
 import matplotlib
 import pytest
@@ -116,19 +118,21 @@ def files_in(folder):
     return sorted(path.name for path in folder.iterdir())
 
 
-def write_and_get_signal(write, path, signum):
+def write_and_get_signal(write, path, signum, during=(os, "fsync")):
     """In a forked child (a crash must not take pytest along): write `path`, with
-    `signum` sent to the child from inside its flush to disk. Returns the exit
-    status: 0 when the signal surfaced as an exception the child could handle."""
+    `signum` sent to the child from inside `during` (module, function name: the
+    flush to disk by default). Returns the exit status: 0 when the signal
+    surfaced as an exception the child could handle."""
     pid = os.fork()
     if pid == 0:  # the child
-        real_fsync = os.fsync
+        module, name = during
+        real_function = getattr(module, name)
 
-        def signal_mid_write(fd):
+        def signal_mid_write(*args, **kwargs):
             os.kill(os.getpid(), signum)  # delivered before this returns, as from `kill`
-            real_fsync(fd)
+            return real_function(*args, **kwargs)
 
-        os.fsync = signal_mid_write
+        setattr(module, name, signal_mid_write)
         try:
             write(path)
         except (SystemExit, KeyboardInterrupt):
@@ -163,3 +167,20 @@ def test_results_get_the_mode_a_plain_open_gives_under_umask_022(what, name, wri
     if name.endswith(".csv"):
         with open(folder / name, newline="") as f:
             assert len(list(csv.reader(f))) >= 2  # a header and rows
+
+
+def test_sigterm_while_extracting_imdb_leaves_no_staging_folder(tmp_path):
+    prepare = import_course_module("ch06/03_bonus_imdb-classification/download_prepare_dataset.py")
+    review = tmp_path / "1_10.txt"
+    review.write_text("A fine film.")
+    archive = tmp_path / "aclImdb_v1.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(review, arcname="aclImdb/train/pos/1_10.txt")
+    target = tmp_path / "imdb"
+    target.mkdir()
+
+    status = write_and_get_signal(lambda path: prepare.extract_reviews(archive, path), target,
+                                  signal.SIGTERM, during=(shutil, "copyfileobj"))
+
+    assert status == 0  # not killed mid-extraction
+    assert files_in(target) == []

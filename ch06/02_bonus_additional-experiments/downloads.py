@@ -25,6 +25,9 @@ script and notebook helper that writes a result goes through them:
   renamed over `path`. An error, Ctrl-C or SIGTERM halfway leaves the old file
   untouched and no temporary file behind; the new file gets the permissions a
   plain `open()` would give it.
+- `sigterm_raises()` is the context manager behind it, for other work that
+  must clean up after itself (an extraction into a staging folder): inside
+  it, SIGTERM raises SystemExit, so `finally` blocks run as after Ctrl-C.
 - `published_file` fetches a published data file (the-verdict.txt, the
   instruction data) unless the user already has a file of that name: a file
   that differs from the published one is the user's, used as it is (one line
@@ -161,7 +164,7 @@ def atomic_write(path, mode="w", encoding="utf-8", newline=None):
     tmp = tempfile.NamedTemporaryFile(mode, dir=path.parent, prefix=f".{path.name}.",
                                       suffix=".part", delete=False, **text)
     try:
-        with _sigterm_raises():
+        with sigterm_raises():
             yield tmp
             tmp.flush()
             os.fsync(tmp.fileno())
@@ -229,8 +232,8 @@ def _umask():
 
 
 @contextlib.contextmanager
-def _sigterm_raises():
-    """Turn SIGTERM into SystemExit while downloading, so `finally` blocks run.
+def sigterm_raises():
+    """Turn SIGTERM into SystemExit meanwhile (downloading, writing), so `finally` blocks run.
 
     By default SIGTERM ends Python at once, leaving the temporary file. Only
     the main thread may set handlers, and a handler someone else installed is
@@ -266,7 +269,7 @@ def _temporary_sibling(destination):
     except OSError as err:
         raise _TargetError(f"cannot write in {destination.parent} ({err.strerror})") from err
     try:
-        with _sigterm_raises():
+        with sigterm_raises():
             yield tmp
     finally:
         tmp.close()

@@ -28,7 +28,7 @@ import tempfile
 import zlib
 from pathlib import Path, PurePosixPath
 
-from downloads import DownloadError, atomic_write, download_file
+from downloads import DownloadError, atomic_write, download_file, sigterm_raises
 from script_helpers import ScriptArgumentParser, non_negative_int
 
 IMDB_URL = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
@@ -76,7 +76,7 @@ def extract_reviews(archive_path, target_dir):
     final = target_dir / IMDB_FOLDER
     staging = Path(tempfile.mkdtemp(dir=target_dir, prefix=".aclImdb."))
     try:
-        with tarfile.open(archive_path, "r:*") as archive:
+        with sigterm_raises(), tarfile.open(archive_path, "r:*") as archive:
             for member in archive:
                 problem = member_problem(member)
                 if problem:
