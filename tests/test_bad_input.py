@@ -268,6 +268,9 @@ BAD_INPUT = [
     (INSTRUCT, ["--data-dir", "inputs/nested"], "--data-dir"),
     (INSTRUCT, ["--data-dir", "inputs/empty"], "--data-dir"),
     (INSTRUCT, ["--data-dir", "inputs/few"], "--data-dir"),
+    (INSTRUCT, ["--data-dir", UNWRITABLE], "--data-dir"),  # the data cannot be fetched there
+    (HPARAM, ["--data-dir", "a-file"], "--data-dir"),
+    (HPARAM, ["--data-dir", UNWRITABLE], "--data-dir"),
 ]
 
 def folder_state(folder):

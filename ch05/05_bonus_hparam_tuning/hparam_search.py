@@ -13,6 +13,7 @@ interrupted search keeps what it had, and `--resume` skips the trials already in
 last row cut short (by an older version, or a copy) is named in one line and run again.
 """
 
+import argparse
 import csv
 import itertools
 import json
@@ -42,6 +43,7 @@ from script_helpers import (
     non_negative_int,
     positive_int,
     writable_file,
+    writable_folder,
 )
 from tqdm import tqdm
 
@@ -198,6 +200,11 @@ def parse_args(argv=None):
                         help="a tiny model instead of GPT-2 124M, for quick checks")
     args = parser.parse_args(argv)
     args.grid_values = read_grid(parser, args.grid)
+    if not (Path(args.data_dir) / "the-verdict.txt").is_file():  # it will be downloaded there
+        try:
+            writable_folder(args.data_dir)
+        except argparse.ArgumentTypeError as err:
+            parser.error(f"argument --data-dir: {err}")
     if args.grid is not None and args.output.exists() and args.output.samefile(args.grid):
         parser.error("argument --output: it is the --grid file, which is only read; "
                      "choose another file")

@@ -18,6 +18,7 @@ The definitions below are copied unchanged from the chapter notebook ch07.ipynb
 (their home); a test checks that the copies stay identical.
 """
 
+import argparse
 import json
 import re
 import sys
@@ -427,11 +428,11 @@ def load_checked_instruction_data(path):
     must be the book's format, with entries enough for all three splits.
     """
     try:
-        if path.parent.exists() and not path.parent.is_dir():
-            raise ValueError(f"{path.parent} is a file, not a folder")
+        if not path.is_file():  # it will be downloaded there
+            writable_folder(path.parent)
         data = download_and_load_file(path, INSTRUCTION_DATA_URL, sha256=INSTRUCTION_DATA_SHA256)
         check_instruction_entries(data, path)
-    except (ValueError, RecursionError, OSError) as err:
+    except (ValueError, RecursionError, OSError, argparse.ArgumentTypeError) as err:
         # ValueError covers bad JSON and non-UTF-8 bytes; RecursionError, absurd nesting
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
         print(f"{Path(sys.argv[0]).name}: error: argument --data-dir: {reason} (see --help)",
