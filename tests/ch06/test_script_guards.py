@@ -27,3 +27,13 @@ def test_an_earlier_model_is_replaced_only_with_overwrite(tmp_path, ch06, capsys
     error = capsys.readouterr().err.strip()
     assert "--output-dir" in error and "--overwrite" in error
     assert ch06.parse_args(["--output-dir", str(tmp_path), "--overwrite"]).overwrite
+
+
+def test_a_users_own_sms_collection_is_used_as_it_is(tmp_path, ch06, capsys):
+    users = tmp_path / "SMSSpamCollection.tsv"
+    users.write_text("ham\tmy own message\nspam\tmy own spam\n")
+    path = ch06.download_and_unzip_spam_data(ch06.SMS_SPAM_URL, tmp_path / "sms.zip", tmp_path,
+                                             users)
+    assert path == users and users.read_text() == "ham\tmy own message\nspam\tmy own spam\n"
+    assert f"Using {users} as it is" in capsys.readouterr().out
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["SMSSpamCollection.tsv"]
