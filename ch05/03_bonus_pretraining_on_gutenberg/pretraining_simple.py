@@ -530,7 +530,7 @@ def tokenize_text_folder(args):
                        progress=args.progress)
 
     def error(message):
-        print(f"{Path(sys.argv[0]).name}: error: {message} (see --help)", file=sys.stderr)
+        print(f"{Path(__file__).name}: error: {message} (see --help)", file=sys.stderr)
         sys.exit(2)
 
     check_shard_folder(args, error)

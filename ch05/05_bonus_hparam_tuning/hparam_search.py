@@ -234,7 +234,7 @@ def read_grid(parser, path):
 
 def exit_with_error(message):
     """Exit 2 with one line naming the argument, like the parser (for checks that need data)."""
-    print(f"{Path(sys.argv[0]).name}: error: {message} (see --help)", file=sys.stderr)
+    print(f"{Path(__file__).name}: error: {message} (see --help)", file=sys.stderr)
     sys.exit(2)
 
 

@@ -376,6 +376,11 @@ def run(args, data, dataset_class=InstructionDataset, collate_fn=custom_collate_
     cache_gpt2_tokenizer_files()  # lets tiktoken load GPT-2's BPE with no network
     tokenizer = tiktoken.get_encoding("gpt2")
     train_data, val_data, test_data = split_for_run(data, args)
+    if len(train_data) < args.batch_size:  # checked before the model is loaded
+        print(f"{Path(__file__).name}: error: argument --batch-size: {args.batch_size} is "
+              f"more than the {len(train_data)} training entries (0 training batches) "
+              "(see --help)", file=sys.stderr)
+        sys.exit(2)
 
     torch.manual_seed(args.seed)
     model, config = load_model(args)
@@ -388,9 +393,6 @@ def run(args, data, dataset_class=InstructionDataset, collate_fn=custom_collate_
     train_loader, val_loader, _ = create_instruction_loaders(
         train_data, val_data, test_data, tokenizer, collate, batch_size=args.batch_size,
         dataset_class=dataset_class)
-    if len(train_loader) == 0:
-        sys.exit(f"error: {len(train_data)} training entries make no full batch of "
-                 f"--batch-size {args.batch_size}")
 
     train_losses, val_losses, tokens_seen = finetune(
         model, train_loader, val_loader, format_prompt(val_data[0]), tokenizer, device, args)
@@ -435,7 +437,7 @@ def load_checked_instruction_data(path):
     except (ValueError, RecursionError, OSError, argparse.ArgumentTypeError) as err:
         # ValueError covers bad JSON and non-UTF-8 bytes; RecursionError, absurd nesting
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-        print(f"{Path(sys.argv[0]).name}: error: argument --data-dir: {reason} (see --help)",
+        print(f"{Path(__file__).name}: error: argument --data-dir: {reason} (see --help)",
               file=sys.stderr)
         sys.exit(2)
     return data
