@@ -18,6 +18,8 @@ The working folder holds `model.pth` (a user's trained model: `gpt_train.py
 which makes it the unwritable output folder of every script that writes.
 """
 
+import json
+
 import pytest
 from course_imports import REPO_ROOT
 from helpers import run_script, run_script_in_process
@@ -58,6 +60,30 @@ PKG_BATCHED = "pkg/benchmarks/batched_generation.py"
 GEMMA3 = "ch05/12_gemma3/benchmark.py"
 
 UNWRITABLE = "a-file/out"
+
+# Input files a new user might give a script, each wrong in one way (under inputs/).
+_ENTRY = {"instruction": "Say hi.", "input": "", "output": "Hi."}
+_GRID = {"peak_lr": [5e-4], "batch_size": [2], "drop_rate": [0.0], "weight_decay": [0.1],
+         "warmup_steps": [0], "max_norm": [None], "min_lr": [1e-5]}
+INPUT_FILES = {
+    "dict/instruction-data.json": json.dumps(_ENTRY).encode(),
+    "missing-keys/instruction-data.json": b'[{"instruction": "Say hi."}]',
+    "latin1/instruction-data.json": '[{"instruction": "café"}]'.encode("latin-1"),
+    "nested/instruction-data.json": b"[" * 100_000,
+    "empty/instruction-data.json": b"",
+    "few/instruction-data.json": json.dumps([_ENTRY] * 3).encode(),
+    "grid.json": json.dumps(_GRID).encode(),
+    "grid-inf.json": json.dumps({**_GRID, "peak_lr": [float("inf")]}).encode(),
+    "grid-batch-0.json": json.dumps({**_GRID, "batch_size": [0]}).encode(),
+    **{f"one-class/{split}.csv": b"text,label\ngood,1\nfine,1\n"
+       for split in ("train", "validation", "test")},
+    **{f"no-label/{split}.csv": b"text,stars\ngood,5\nbad,1\n"
+       for split in ("train", "validation", "test")},
+    **{f"tiny/{split}.csv": b"text,label\ngood film,1\nbad film,0\n"
+       for split in ("train", "validation", "test")},
+    "ch06-run/review_classifier.pth": b"a model trained yesterday",
+    "gutenberg/index.json": b'{"tokenizer": "gpt2", "shards": [{"fi',  # cut short
+}
 
 # pretraining_simple.py's torchrun error handler wants a real stderr, which an
 # in-process run replaces; it says so and carries on.
@@ -224,6 +250,46 @@ BAD_INPUT = [
     (GEMMA3, ["--model", "tiny", "--prompt-length", "1000", "--max-new-tokens", "100"],
      "--max-new-tokens"),
     (GEMMA3, ["--device", "tpu"], "--device"),
+    # Issue 35: finite numbers, input files' shape, existing outputs, 0-step runs
+    (PRETRAIN, ["--lr", "inf"], "--lr"),
+    (PRETRAIN, ["--weight-decay", "nan"], "--weight-decay"),
+    (PRETRAIN, ["--weight_decay", "-1"], "--weight-decay"),
+    (PRETRAIN, ["--dist-timeout", "inf"], "--dist-timeout"),
+    (PRETRAIN, ["--debug", "maybe"], "--debug"),
+    (PRETRAIN, ["--data-dir", "a-file"], "--data-dir"),
+    (PRETRAIN, ["--data-dir", "inputs/gutenberg"], "--data-dir"),  # damaged index.json
+    (PRETRAIN, ["--data-dir", "inputs/tiny"], "--data-dir"),  # neither shards nor .txt
+    (PREPARE, ["--max-size-mb", "inf"], "--max-size-mb"),
+    (PREPARE, ["--max_size_mb", "nan"], "--max-size-mb"),
+    (HPARAM, ["--grid", "inputs/grid-inf.json"], "--grid"),
+    (HPARAM, ["--grid", "inputs/grid-batch-0.json"], "--grid"),
+    (HPARAM, ["--grid", "inputs/grid.json", "--output", "inputs/grid.json", "--resume"],
+     "--output"),
+    (CLASSIFY, ["--lr", "inf"], "--lr"),
+    (CLASSIFY, ["--weight-decay", "nan"], "--weight-decay"),
+    (CLASSIFY, ["--weight_decay", "-0.1"], "--weight-decay"),
+    (CLASSIFY, ["--data-dir", "a-file"], "--data-dir"),
+    (CLASSIFY, ["--output-dir", "inputs/ch06-run"], "--output-dir"),  # no --overwrite
+    (CH06_EXPERIMENTS, ["--weight-decay", "inf"], "--weight-decay"),
+    (CH06_EXPERIMENTS, ["--learning-rate", "nan"], "--learning-rate"),
+    (IMDB_GPT, ["--weight_decay", "-1"], "--weight-decay"),
+    (IMDB_GPT, ["--learning_rate", "inf"], "--learning-rate"),
+    (IMDB_LOGREG, ["--c", "inf"], "--c"),
+    (IMDB_LOGREG, ["--data-dir", "inputs/one-class"], "--data-dir"),
+    (IMDB_LOGREG, ["--data-dir", "inputs/no-label"], "--data-dir"),
+    (IMDB_LOGREG, ["--data-dir", "inputs/tiny", "--min-df", "5"], "--min-df"),
+    (INSTRUCT, ["--lr", "inf"], "--lr"),
+    (INSTRUCT, ["--weight-decay", "nan"], "--weight-decay"),
+    (INSTRUCT, ["--data-dir", "a-file"], "--data-dir"),
+    (INSTRUCT, ["--data-dir", "inputs/dict"], "--data-dir"),
+    (INSTRUCT, ["--data-dir", "inputs/missing-keys"], "--data-dir"),
+    (INSTRUCT, ["--data-dir", "inputs/latin1"], "--data-dir"),
+    (INSTRUCT, ["--data-dir", "inputs/nested"], "--data-dir"),
+    (INSTRUCT, ["--data-dir", "inputs/empty"], "--data-dir"),
+    (INSTRUCT, ["--data-dir", "inputs/few"], "--data-dir"),
+    (INSTRUCT, ["--data-dir", UNWRITABLE], "--data-dir"),  # the data cannot be fetched there
+    (HPARAM, ["--data-dir", "a-file"], "--data-dir"),
+    (HPARAM, ["--data-dir", UNWRITABLE], "--data-dir"),
 ]
 
 def folder_state(folder):
@@ -239,6 +305,10 @@ def user_folder(tmp_path):
     (tmp_path / "model.pth").write_bytes(b"the user's trained model")
     (tmp_path / "notes.txt").write_text("not a checkpoint\n")
     (tmp_path / "a-file").write_text("a plain file: no folder can be made below it\n")
+    for name, content in INPUT_FILES.items():  # bad input files, under inputs/
+        path = tmp_path / "inputs" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content)
     return tmp_path
 
 

@@ -23,13 +23,12 @@ functions below are the steps it walks through.
 
 import heapq
 import json
-import os
-import tempfile
 from collections import Counter, defaultdict
 from itertools import pairwise
 from pathlib import Path
 
 import regex
+from downloads import atomic_write
 
 # GPT-2's pre-tokenization rule: contractions, runs of letters, of digits or
 # of other symbols (each may carry one leading space), and runs of whitespace.
@@ -549,18 +548,8 @@ class BPETokenizerSimple:
 
 
 def write_json_atomically(path, data):
-    """Write JSON to a temporary file, then rename: never a half-written file."""
+    """Write JSON all at once (downloads.atomic_write): never a half-written file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(
-        "w", encoding="utf-8", dir=path.parent, prefix=f".{path.name}.", suffix=".part",
-        delete=False,
-    ) as tmp:
-        temp_path = tmp.name
-        try:
-            json.dump(data, tmp, ensure_ascii=False)
-        except BaseException:
-            tmp.close()
-            os.remove(temp_path)
-            raise
-    os.replace(temp_path, path)
+    with atomic_write(path) as f:
+        json.dump(data, f, ensure_ascii=False)

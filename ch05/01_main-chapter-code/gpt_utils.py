@@ -9,14 +9,13 @@ included) come from `script_helpers.py`.
 """
 
 import math
-import os
 import sys
-import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import torch
+from downloads import atomic_write
 from matplotlib.ticker import MaxNLocator
 from previous_chapters import generate_text_simple
 from tqdm import tqdm
@@ -207,20 +206,8 @@ def save_checkpoint(path, model, optimizer=None, config=None):
     if config is not None:
         checkpoint["config"] = dict(config)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.",
-                                     suffix=".part", delete=False) as tmp:
-        temp_path = tmp.name
-    try:
-        torch.save(checkpoint, temp_path)
-        # The temp file is private (0600); give the checkpoint the mode a
-        # plain open() would (0666 minus the umask), so others can read it.
-        umask = os.umask(0o022)
-        os.umask(umask)
-        os.chmod(temp_path, 0o666 & ~umask)
-        os.replace(temp_path, path)
-    except BaseException:
-        os.remove(temp_path)
-        raise
+    with atomic_write(path, "wb") as f:  # SIGTERM too; the mode a plain open() gives
+        torch.save(checkpoint, f)
 
 
 def load_checkpoint(path, model, optimizer=None, map_location="cpu"):

@@ -17,9 +17,11 @@ and writes one stream of token ids, books separated by `<|endoftext|>`
 uint16 arrays that `numpy.memmap` reads without loading them. `index.json`
 lists the shards with their token counts and source books.
 
-Every shard and the index are written to a temporary file that is renamed
-when complete, so an interrupted run leaves only whole shards behind; run the
-same command again and it keeps the complete shards and continues after them.
+Every shard and the index are written with `atomic_write` (a temporary
+file, renamed when complete), so an interrupted run (an error, Ctrl-C,
+SIGTERM) leaves only whole shards behind; run the same command again and it
+keeps the complete shards and continues after them. An index.json damaged
+some other way is named in one line, and the books are tokenized again.
 """
 
 import hashlib
@@ -32,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 import tiktoken
-from downloads import cache_gpt2_tokenizer_files
+from downloads import atomic_write, cache_gpt2_tokenizer_files
 from script_helpers import ScriptArgumentParser, positive_float, positive_int, writable_folder
 from tqdm import tqdm
 
@@ -57,21 +59,8 @@ MIN_ENGLISH_SHARE = 0.15
 WORD = re.compile(r"[a-z']+")
 
 
-def write_file_atomically(path, write):
-    """Call `write(file)` on a temporary file next to `path`, then rename it.
-
-    The rename is atomic: readers (and a rerun) see the old file or the
-    complete new one, never a half-written file.
-    """
-    path = Path(path)
-    temp_path = path.with_name(f".{path.name}.part")
-    try:
-        with open(temp_path, "wb") as file:
-            write(file)
-        os.replace(temp_path, path)
-    finally:
-        if temp_path.exists():
-            temp_path.unlink()
+class DamagedIndex(ValueError):
+    """index.json exists but cannot be read (cut short by a crash, edited, ...)."""
 
 
 def strip_gutenberg_boilerplate(text):
@@ -179,6 +168,15 @@ class ShardWriter:
         }
         self.file = None
 
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        """An error or a signal mid-shard: the open shard's temporary file goes away."""
+        if self.file is not None:
+            self.file = None
+            self.shard_writing.__exit__(*exc_info)
+
     @property
     def total_tokens(self):
         return self.index["total_tokens"]
@@ -243,20 +241,19 @@ class ShardWriter:
         self.write_index()
 
     def write_index(self):
-        text = json.dumps(self.index, indent=1).encode()
-        write_file_atomically(self.output_dir / INDEX_NAME, lambda file: file.write(text))
+        with atomic_write(self.output_dir / INDEX_NAME) as file:
+            json.dump(self.index, file, indent=1)
 
     def _open_shard(self, book_number, token):
         number = len(self.index["shards"])
         self.current = {"file": shard_name(number), "tokens": 0, "books": [],
                         "start": {"book": book_number, "token": token}}
-        self.temp_path = self.output_dir / f".{self.current['file']}.part"
-        self.file = open(self.temp_path, "wb")
+        self.shard_writing = atomic_write(self.output_dir / self.current["file"], "wb")
+        self.file = self.shard_writing.__enter__()
 
     def _close_shard(self):
-        self.file.close()
         self.file = None
-        os.replace(self.temp_path, self.output_dir / self.current["file"])
+        self.shard_writing.__exit__(None, None, None)  # fsync and rename into place
         self.index["shards"].append(self.current)
         self.write_index()
 
@@ -278,7 +275,11 @@ def tokenize_to_shards(data_dir, output_dir, shard_tokens, workers=1, progress=T
                          inputs_fingerprint(data_dir, books, shard_tokens))
 
     start_book, start_token = 0, 0
-    old_index = read_index(output_dir)
+    try:
+        old_index = read_index(output_dir)
+    except DamagedIndex as err:
+        print(f"{err}: tokenizing every book again.")
+        old_index = None
     if old_index is not None and old_index.get("inputs") == writer.index["inputs"]:
         start_book, start_token = writer.resume_from(old_index)
         if writer.index["complete"]:
@@ -294,15 +295,15 @@ def tokenize_to_shards(data_dir, output_dir, shard_tokens, workers=1, progress=T
     remove_stale_shards(output_dir, writer.index)
 
     tasks = [(number, data_dir / books[number]) for number in range(start_book, len(books))]
-    with tqdm(total=len(books), initial=start_book, unit="book", disable=not progress,
-              desc="Tokenizing") as bar:
+    with writer, tqdm(total=len(books), initial=start_book, unit="book",
+                      disable=not progress, desc="Tokenizing") as bar:
         for number, tokens, reason in _tokenized_books(tasks, workers):
             if tokens is None:
                 writer.skip(number, reason)
             else:
                 writer.add_book(number, tokens, start_token if number == start_book else 0)
             bar.update()
-    writer.finish()
+        writer.finish()
     return writer.index
 
 
@@ -318,11 +319,21 @@ def _tokenized_books(tasks, workers):
 
 
 def read_index(output_dir):
-    """The parsed index.json of a shard folder, or None if there is none."""
+    """The parsed index.json of a shard folder, or None if there is none.
+
+    Raises DamagedIndex (naming the file) when it is not the JSON object this
+    script writes, e.g. cut short by a crash of an older version.
+    """
     path = Path(output_dir) / INDEX_NAME
     if not path.is_file():
         return None
-    return json.loads(path.read_text())
+    try:
+        index = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        index = None
+    if not isinstance(index, dict) or not {"shards", "complete", "total_tokens"} <= set(index):
+        raise DamagedIndex(f"{path} is damaged (cut short or not from prepare_dataset.py)")
+    return index
 
 
 def print_shard_summary(index, seconds, input_bytes):

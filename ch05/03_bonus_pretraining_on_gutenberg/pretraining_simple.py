@@ -2,6 +2,7 @@
 
     python pretraining_simple.py --data-dir gutenberg_preprocessed --n-epochs 1
     python pretraining_simple.py --debug          # a tiny model, for a quick check
+    python pretraining_simple.py --data-dir my_books  # a folder of plain .txt files
     python pretraining_simple.py --resume         # continue from the latest checkpoint
 
     # several processes: one per GPU (NCCL), or several on a CPU (gloo)
@@ -24,18 +25,29 @@ gradients: with the same seed the run computes what one process would (up
 to float rounding). Only rank 0 prints and saves. If one process fails,
 torchrun stops the others and exits with an error naming the failed rank.
 
+--data-dir is a folder written by prepare_dataset.py, or any folder of
+plain .txt files: those are tokenized once (with a progress bar) into the
+same shard format in --output-dir/tokens, and reused while they stay the same.
+
 Checkpoints (model, optimizer, step, position in the data, every rank's
 random number generator state) are written atomically to
 --output-dir/model_pg_<step>.pth; --resume continues from the newest one
 exactly where the run stopped. Per-step losses go to --output-dir/log.jsonl.
+What an interruption of an older version (or a full disk) may have left,
+a cut-short newest checkpoint or a half-written last log line, is named in
+one line and skipped: the run resumes from the last good state.
+At the end the peak memory is printed (GPU memory on CUDA, else the
+process's peak resident set size).
 """
 
+import argparse
 import json
 import math
 import os
 import re
 import sys
 import time
+import zipfile
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from datetime import timedelta
@@ -45,11 +57,12 @@ import numpy as np
 import tiktoken
 import torch
 import torch.distributed as dist
-from downloads import cache_gpt2_tokenizer_files
-from prepare_dataset import INDEX_NAME, TOKEN_DTYPE, read_index, write_file_atomically
+from downloads import atomic_write, cache_gpt2_tokenizer_files
+from prepare_dataset import (INDEX_NAME, MB, TOKEN_DTYPE, DamagedIndex, list_books, read_index,
+                             tokenize_to_shards)
 from previous_chapters import GPT_CONFIG_124M, GPTModel, calc_loss_batch, generate_and_print_sample
-from script_helpers import (ScriptArgumentParser, add_device_argument, non_negative_int,
-                            positive_float, positive_int, writable_folder)
+from script_helpers import (ScriptArgumentParser, add_device_argument, non_negative_float,
+                            non_negative_int, positive_float, positive_int, writable_folder)
 from torch.distributed.elastic.multiprocessing.errors import record
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
@@ -59,6 +72,8 @@ DEBUG_CONFIG = {"vocab_size": 50257, "context_length": 10, "emb_dim": 12, "n_hea
                 "n_layers": 2, "drop_rate": 0.0, "qkv_bias": False}
 CHECKPOINT = re.compile(r"model_pg_(\d+)\.pth")
 LOG_NAME = "log.jsonl"
+TOKEN_CACHE = "tokens"  # below --output-dir: the shards of a folder of plain .txt files
+TOKEN_CACHE_SHARD_MB = 500  # prepare_dataset.py's default shard size
 START_CONTEXT = "Every effort moves you"
 
 
@@ -203,10 +218,29 @@ def evaluate_windows(model, windows, cluster, device, batch_size, eval_iter, dty
     return train_loss, val_loss
 
 
-def latest_training_checkpoint(output_dir):
+def training_checkpoints(output_dir):
+    """The model_pg_<step>.pth files in `output_dir`, newest (highest step) first."""
     found = [(int(match.group(1)), path) for path in Path(output_dir).glob("model_pg_*.pth")
              if (match := CHECKPOINT.fullmatch(path.name))]
-    return max(found)[1] if found else None
+    return [path for _, path in sorted(found, reverse=True)]
+
+
+def is_whole_checkpoint(path):
+    """torch.save writes a zip archive whose directory comes last: a cut-short file lacks it."""
+    try:
+        with zipfile.ZipFile(path):
+            return True
+    except (zipfile.BadZipFile, OSError):
+        return False
+
+
+def latest_training_checkpoint(output_dir, say=print):
+    """The newest whole checkpoint; newer damaged ones are named (through `say`) and skipped."""
+    for path in training_checkpoints(output_dir):
+        if is_whole_checkpoint(path):
+            return path
+        say(f"{path.name} is damaged (cut short?): skipping it, resuming from an older one.")
+    return None
 
 
 def save_training_state(path, model, optimizer, position, config, run_facts, cluster, device):
@@ -224,7 +258,8 @@ def save_training_state(path, model, optimizer, position, config, run_facts, clu
                   "optimizer_state_dict": optimizer.state_dict(),
                   "config": dict(config), "position": asdict(position),
                   "run": dict(run_facts), "rng_states": rng_states}
-    write_file_atomically(path, lambda file: torch.save(checkpoint, file))
+    with atomic_write(path, "wb") as file:
+        torch.save(checkpoint, file)
 
 
 def load_training_state(path, model, optimizer, cluster, device):
@@ -252,13 +287,26 @@ class StepLog:
         self.pending = []  # (step, tokens_seen, loss tensor): read back only when flushed
 
     def keep_until(self, step):
-        """After a resume: drop lines of steps after the checkpoint (they are redone)."""
+        """After a resume: drop lines of steps after the checkpoint (they are redone).
+
+        An interrupted append can leave half a line; it is dropped, and said so.
+        """
         if self.cluster.rank != 0 or not self.path.exists():
             return
-        lines = [line for line in self.path.read_text().splitlines()
-                 if json.loads(line)["step"] <= step]
-        text = "".join(line + "\n" for line in lines).encode()
-        write_file_atomically(self.path, lambda file: file.write(text))
+        kept, damaged = [], 0
+        for line in self.path.read_text(encoding="utf-8", errors="replace").splitlines():
+            try:
+                record = json.loads(line)
+                keep = record["step"] <= step
+            except (json.JSONDecodeError, TypeError, KeyError):
+                damaged += 1
+                continue
+            if keep:
+                kept.append(line)
+        if damaged:
+            print(f"{self.path}: dropped {damaged} half-written line(s) of an interrupted run.")
+        with atomic_write(self.path) as file:
+            file.writelines(line + "\n" for line in kept)
 
     def add_step(self, step, tokens_seen, loss):
         # Keeping the tensor avoids a device sync (loss.item()) after every step.
@@ -353,7 +401,8 @@ def parse_args(argv=None):
     )
     option = parser.add_argument
     option("--data-dir", default="gutenberg_preprocessed",
-           help="folder written by prepare_dataset.py (index.json and shards)")
+           help="folder written by prepare_dataset.py (index.json and shards), "
+                "or a folder of plain .txt files")
     option("--output-dir", type=writable_folder, default="model_checkpoints",
            help="where checkpoints and log.jsonl are written")
     option("--n-epochs", type=positive_int, default=1, help="passes over the training windows")
@@ -362,7 +411,7 @@ def parse_args(argv=None):
     option("--context-length", type=positive_int, default=None,
            help="tokens per window (None: 1024, or 10 with --debug)")
     option("--lr", type=positive_float, default=5e-4, help="AdamW learning rate")
-    option("--weight-decay", type=float, default=0.1, help="AdamW weight decay")
+    option("--weight-decay", type=non_negative_float, default=0.1, help="AdamW weight decay")
     option("--eval-freq", type=positive_int, default=100,
            help="evaluate every this many optimizer steps")
     option("--eval-iter", type=positive_int, default=1, help="batches per evaluation")
@@ -380,15 +429,16 @@ def parse_args(argv=None):
     option("--seed", type=int, default=123, help="seed for weights, order, dropout")
     option("--drop-rate", type=float, default=None,
            help="dropout rate (None: the model's, 0.1; 0.0 with --debug)")
-    option("--debug", action="store_true",
-           help="a tiny model (2 layers, 12-dim embeddings) for quick checks")
+    option("--debug", type=debug_switch, nargs="?", const=True, default=False,
+           help="a tiny model (2 layers, 12-dim embeddings) for quick checks; "
+                "--debug, --debug true or --debug false")
     option("--resume", action="store_true",
            help="continue from the newest checkpoint in --output-dir")
     option("--dist-timeout", type=positive_float, default=600,
            help="seconds a process waits for a silent peer before giving up")
-    option("--fail-rank", type=non_negative_int, default=None,
-           help="make this rank raise at step --fail-step (to see a failure end the job)")
-    option("--fail-step", type=non_negative_int, default=0, help="see --fail-rank")
+    # Test-only: make rank --fail-rank raise at step --fail-step (to see a failure end the job).
+    option("--fail-rank", type=non_negative_int, default=None, help=argparse.SUPPRESS)
+    option("--fail-step", type=non_negative_int, default=0, help=argparse.SUPPRESS)
     option("--no-progress", dest="progress", action="store_false",
            help="no progress bar")
     args = parser.parse_args(argv)
@@ -396,10 +446,16 @@ def parse_args(argv=None):
     return args
 
 
+def debug_switch(text):
+    """The book repository writes `--debug true`; `--debug` alone means true as well."""
+    answers = {"true": True, "false": False}
+    if text.lower() not in answers:
+        raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+    return answers[text.lower()]
+
+
 def check_training_args(parser, args):
     """Exit with one line naming the argument when flags cannot work together."""
-    if not args.weight_decay >= 0:
-        parser.error(f"argument --weight-decay: must be 0 or more, got {args.weight_decay}")
     if not 0 < args.val_fraction < 1:
         parser.error("argument --val-fraction: must be between 0 and 1")
     if args.drop_rate is not None and not 0 <= args.drop_rate < 1:
@@ -414,36 +470,85 @@ def check_training_args(parser, args):
             and not torch.cuda.is_bf16_supported()):
         parser.error("argument --dtype: this GPU does not support bfloat16")
 
-    check_shard_folder(parser, args)
+    args.shard_dir = shard_folder(parser, args, cluster)
+    if args.shard_dir == args.data_dir:
+        check_shard_folder(args, parser.error)
     output_dir = args.output_dir
-    found = latest_training_checkpoint(output_dir) if output_dir.is_dir() else None
-    if args.resume and found is None:
-        parser.error(f"argument --resume: no model_pg_<step>.pth in {output_dir}")
-    if found is not None and not args.resume:
+    found = training_checkpoints(output_dir) if output_dir.is_dir() else []
+    if args.resume and not any(map(is_whole_checkpoint, found)):
+        parser.error(f"argument --resume: no whole model_pg_<step>.pth in {output_dir}")
+    if found and not args.resume:
         parser.error(f"argument --output-dir: {output_dir} already holds checkpoints; "
                      "pass --resume to continue, or choose another folder")
 
 
-def check_shard_folder(parser, args):
-    index = read_index(args.data_dir)
-    if index is None:
-        parser.error(f"argument --data-dir: no {INDEX_NAME} in {args.data_dir} "
-                     "(run prepare_dataset.py first)")
+def shard_folder(parser, args, cluster):
+    """Where the shards are: --data-dir itself, or the token cache for plain .txt files."""
+    data_dir = Path(args.data_dir)
+    if data_dir.exists() and not data_dir.is_dir():
+        parser.error(f"argument --data-dir: {data_dir} is a file, not a folder")
+    try:
+        index = read_index(data_dir)
+    except DamagedIndex as err:
+        parser.error(f"argument --data-dir: {err}; run prepare_dataset.py again to repair it")
+    if index is not None:
+        return args.data_dir
+    if not data_dir.is_dir() or not list_books(data_dir):
+        parser.error(f"argument --data-dir: no {INDEX_NAME} and no .txt files in "
+                     f"{args.data_dir} (run prepare_dataset.py first)")
+    if cluster.world_size > 1:
+        parser.error(f"argument --data-dir: {args.data_dir} holds plain .txt files; with "
+                     "several processes, tokenize them first with prepare_dataset.py")
+    return Path(args.output_dir) / TOKEN_CACHE
+
+
+def check_shard_folder(args, error):
+    """Are the shards whole, and do they make enough windows? If not, `error(message)`."""
+    index = read_index(args.shard_dir)
     if not index["complete"]:
-        parser.error(f"argument --data-dir: {args.data_dir} is incomplete "
+        error(f"argument --data-dir: {args.data_dir} is incomplete "
                      "(rerun prepare_dataset.py to finish it)")
     for shard in index["shards"]:
-        path = Path(args.data_dir) / shard["file"]
+        path = Path(args.shard_dir) / shard["file"]
         if not path.is_file() or path.stat().st_size != shard["tokens"] * TOKEN_DTYPE.itemsize:
-            parser.error(f"argument --data-dir: {path} is missing or has the wrong size")
+            error(f"argument --data-dir: {path} is missing or has the wrong size")
     length = args.context_length or (DEBUG_CONFIG if args.debug else GPT_CONFIG_124M)[
         "context_length"]
     windows = len(range(0, index["total_tokens"] - length, length))
     num_val = math.ceil(windows * args.val_fraction)
     if min(windows - num_val, num_val) < args.batch_size:
-        parser.error(f"argument --data-dir: {index['total_tokens']:,} tokens make "
+        error(f"argument --data-dir: {index['total_tokens']:,} tokens make "
                      f"{windows - num_val} training and {num_val} validation windows of "
                      f"{length} tokens; each needs at least --batch-size {args.batch_size}")
+
+
+def tokenize_text_folder(args):
+    """Plain .txt files in --data-dir: tokenize them into the cache (once), then check them."""
+    print(f"{args.data_dir} holds plain .txt files: tokenizing them into {args.shard_dir}")
+    tokenize_to_shards(args.data_dir, args.shard_dir,
+                       int(TOKEN_CACHE_SHARD_MB * MB) // TOKEN_DTYPE.itemsize,
+                       progress=args.progress)
+
+    def error(message):
+        print(f"{Path(__file__).name}: error: {message} (see --help)", file=sys.stderr)
+        sys.exit(2)
+
+    check_shard_folder(args, error)
+
+
+def report_peak_memory(device):
+    """The book's closing line on CUDA; elsewhere the peak resident set size."""
+    if device.type == "cuda":
+        peak = torch.cuda.max_memory_allocated(device)
+        print(f"Maximum GPU memory allocated: {peak / 1e9:.2f} GB")
+        return
+    try:
+        import resource  # Unix only
+    except ImportError:
+        return
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak_bytes = peak if sys.platform == "darwin" else peak * 1024  # macOS: bytes, Linux: KiB
+    print(f"Peak memory (RSS) of this process: {peak_bytes / 1e9:.2f} GB")
 
 
 def config_from_args(args):
@@ -473,10 +578,15 @@ def main(argv=None):
     cluster = cluster_from_environment()
     device = device_for_process(args.device, cluster)
     config = config_from_args(args)
-    windows = Windows(TokenShards(args.data_dir), config["context_length"], args.val_fraction)
+    if args.shard_dir != args.data_dir:
+        tokenize_text_folder(args)
+    windows = Windows(TokenShards(args.shard_dir), config["context_length"], args.val_fraction)
     run_facts = {"total_tokens": windows.shards.total_tokens, "batch_size": args.batch_size,
                  "val_fraction": args.val_fraction, "seed": args.seed}
-    checkpoint_path = latest_training_checkpoint(args.output_dir) if args.resume else None
+    checkpoint_path = None
+    if args.resume:
+        checkpoint_path = latest_training_checkpoint(
+            args.output_dir, say=print if cluster.rank == 0 else lambda message: None)
     if checkpoint_path is not None:
         check_resume_matches(checkpoint_path, config, run_facts)
 
@@ -515,6 +625,7 @@ def main(argv=None):
             print(f"Done: step {position.step}, {position.tokens_seen:,} tokens seen, "
                   f"{tokens_per_s:,.0f} tokens/s; checkpoint "
                   f"{Path(args.output_dir) / f'model_pg_{position.step}.pth'}")
+            report_peak_memory(device)
     finally:
         if cluster.distributed:
             dist.destroy_process_group()

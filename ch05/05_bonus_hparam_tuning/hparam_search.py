@@ -8,14 +8,16 @@
 Each trial trains a fresh chapter 5 model (context 256) with one combination of learning
 rate, batch size, dropout, weight decay, warm-up, gradient clipping and minimum learning
 rate, using appendix D's schedule (linear warm-up, then cosine decay), and records its best
-validation loss. The results file is rewritten after every trial, so an interrupted search
-keeps what it had, and `--resume` skips the trials already in it.
+validation loss. The results file is rewritten (atomically) after every trial, so an
+interrupted search keeps what it had, and `--resume` skips the trials already in it; a
+last row cut short (by an older version, or a copy) is named in one line and run again.
 """
 
+import argparse
 import csv
 import itertools
 import json
-import os
+import math
 import random
 import sys
 import time
@@ -23,7 +25,7 @@ from pathlib import Path
 
 import tiktoken
 import torch
-from downloads import DownloadError, cache_gpt2_tokenizer_files, download_file
+from downloads import DownloadError, atomic_write, cache_gpt2_tokenizer_files, published_file
 from previous_chapters import (
     GPT_CONFIG_124M,
     GPTModel,
@@ -41,6 +43,7 @@ from script_helpers import (
     non_negative_int,
     positive_int,
     writable_file,
+    writable_folder,
 )
 from tqdm import tqdm
 
@@ -59,6 +62,24 @@ DEFAULT_GRID = {
 INITIAL_LR = 1e-5  # where the warm-up starts
 TINY_CHANGES = {"emb_dim": 32, "n_heads": 2, "n_layers": 2}  # --tiny, for quick checks
 RESULT_FIELDS = [*DEFAULT_GRID, "best_val_loss", "final_train_loss", "seconds"]
+
+
+def _finite_number(value, integer=False):
+    kinds = (int,) if integer else (int, float)
+    return (isinstance(value, kinds) and not isinstance(value, bool)
+            and math.isfinite(value))
+
+
+# What each grid value must be (checked before any training), and how to say it.
+GRID_VALUE_CHECKS = {
+    "peak_lr": (lambda v: _finite_number(v) and v > 0, "numbers > 0"),
+    "batch_size": (lambda v: _finite_number(v, integer=True) and v >= 1, "whole numbers >= 1"),
+    "drop_rate": (lambda v: _finite_number(v) and 0 <= v < 1, "numbers in [0, 1)"),
+    "weight_decay": (lambda v: _finite_number(v) and v >= 0, "numbers >= 0"),
+    "warmup_steps": (lambda v: _finite_number(v, integer=True) and v >= 0, "whole numbers >= 0"),
+    "max_norm": (lambda v: v is None or (_finite_number(v) and v > 0), "numbers > 0 or null"),
+    "min_lr": (lambda v: _finite_number(v) and v > 0, "numbers > 0"),
+}
 
 
 def trials_from_grid(grid, max_trials, seed):
@@ -80,26 +101,33 @@ def trial_key(trial):
 
 
 def read_results(path):
-    """Rows already in the results file, with settings parsed back to numbers."""
+    """Rows already in the results file, with settings parsed back to numbers.
+
+    A row that is cut short or unreadable (the end of a file copied or written
+    while a run was stopped) is left out, and one line says so: its trial runs
+    again.
+    """
     if not path.exists():
         return []
-    with open(path, newline="") as f:
-        return [{name: json.loads(value) for name, value in row.items()}
-                for row in csv.DictReader(f)]
+    rows, damaged = [], 0
+    with open(path, newline="", encoding="utf-8", errors="replace") as f:
+        for row in csv.DictReader(f):
+            try:
+                rows.append({name: json.loads(row[name]) for name in RESULT_FIELDS})
+            except (KeyError, TypeError, ValueError):
+                damaged += 1
+    if damaged:
+        print(f"{path}: left out {damaged} incomplete row(s); those trials run again.")
+    return rows
 
 
 def write_results(path, rows):
-    """Rewrite the whole results file through a temporary file and a rename.
-
-    An interrupted write leaves the previous complete file, never half a row.
-    """
-    temp = path.with_name(path.name + ".part")
-    with open(temp, "w", newline="") as f:
+    """Rewrite the whole results file at once: an interruption leaves the previous one."""
+    with atomic_write(path, newline="") as f:
         writer = csv.DictWriter(f, fieldnames=RESULT_FIELDS)
         writer.writeheader()
         writer.writerows({name: json.dumps(row[name]) for name in RESULT_FIELDS}
                          for row in rows)
-    os.replace(temp, path)
 
 
 def run_trial(trial, text, model_config, epochs, eval_freq, device, seed):
@@ -145,8 +173,8 @@ def run_trial(trial, text, model_config, epochs, eval_freq, device, seed):
 
 
 def load_text(data_dir):
-    return download_file(THE_VERDICT_URL, Path(data_dir) / "the-verdict.txt",
-                         sha256=THE_VERDICT_SHA256).read_text(encoding="utf-8")
+    return published_file(THE_VERDICT_URL, Path(data_dir) / "the-verdict.txt",
+                          sha256=THE_VERDICT_SHA256).read_text(encoding="utf-8")
 
 
 def parse_args(argv=None):
@@ -172,6 +200,14 @@ def parse_args(argv=None):
                         help="a tiny model instead of GPT-2 124M, for quick checks")
     args = parser.parse_args(argv)
     args.grid_values = read_grid(parser, args.grid)
+    if not (Path(args.data_dir) / "the-verdict.txt").is_file():  # it will be downloaded there
+        try:
+            writable_folder(args.data_dir)
+        except argparse.ArgumentTypeError as err:
+            parser.error(f"argument --data-dir: {err}")
+    if args.grid is not None and args.output.exists() and args.output.samefile(args.grid):
+        parser.error("argument --output: it is the --grid file, which is only read; "
+                     "choose another file")
     if args.output.exists() and not args.resume:
         parser.error(f"argument --output: {args.output} exists: pass --resume to continue "
                      "that search, or choose another file")
@@ -189,7 +225,17 @@ def read_grid(parser, path):
             or not all(isinstance(v, list) and v for v in grid.values())):
         parser.error(f"argument --grid: {path} must map exactly these keys to non-empty lists: "
                      f"{', '.join(DEFAULT_GRID)}")
+    for name, (valid, expected) in GRID_VALUE_CHECKS.items():
+        bad = [value for value in grid[name] if not valid(value)]
+        if bad:
+            parser.error(f"argument --grid: {name} values must be {expected}, got {bad[0]!r}")
     return grid
+
+
+def exit_with_error(message):
+    """Exit 2 with one line naming the argument, like the parser (for checks that need data)."""
+    print(f"{Path(__file__).name}: error: {message} (see --help)", file=sys.stderr)
+    sys.exit(2)
 
 
 def main(argv=None):
@@ -202,8 +248,17 @@ def main(argv=None):
         sys.exit(f"error: {error}")
     model_config = {**GPT_CONFIG_124M, "context_length": 256,
                     **(TINY_CHANGES if args.tiny else {})}
-    if len(tokenizer.encode(text)) // 10 < model_config["context_length"] + 1:
+    num_tokens = len(tokenizer.encode(text))
+    if num_tokens // 10 < model_config["context_length"] + 1:
         sys.exit("error: the validation part of the text is shorter than one context")
+    context = model_config["context_length"]  # windows as run_trial's training loader cuts them
+    train_tokens = len(tokenizer.encode(text[:int(0.9 * len(text))],
+                                        allowed_special={"<|endoftext|>"}))
+    train_windows = len(range(0, train_tokens - context, context))
+    largest_batch = max(args.grid_values["batch_size"])
+    if largest_batch > train_windows:
+        exit_with_error(f"argument --grid: batch_size {largest_batch} is more than the "
+             f"{train_windows} training windows of the text: those trials would train 0 steps")
 
     results = read_results(args.output) if args.resume else []
     done = {trial_key(row) for row in results}

@@ -23,9 +23,7 @@ copies identical.
 
 import argparse
 import hashlib
-import os
 import sys
-import tempfile
 import time
 import zipfile
 import zlib
@@ -35,7 +33,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import tiktoken
 import torch
-from downloads import DownloadError, cache_gpt2_tokenizer_files, download_file
+from downloads import DownloadError, atomic_write, cache_gpt2_tokenizer_files, download_file
 from previous_chapters import (
     GPT2_MODEL_SIZES,
     GPT_CONFIG_124M,
@@ -45,8 +43,8 @@ from previous_chapters import (
     load_weights_into_gpt,
     save_checkpoint,
 )
-from script_helpers import (ScriptArgumentParser, add_device_argument, positive_float,
-                            positive_int, writable_folder)
+from script_helpers import (ScriptArgumentParser, add_device_argument, non_negative_float,
+                            positive_float, positive_int, writable_folder)
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
@@ -61,6 +59,8 @@ TEST_MODE_CONFIG = {**GPT_CONFIG_124M, "emb_dim": 32, "n_heads": 2, "n_layers": 
                     "drop_rate": 0.0, "qkv_bias": True}
 TEST_MODE_EXAMPLES = 16  # per split
 NUM_CLASSES = 2  # 0: not spam ("ham"), 1: spam
+# What a run writes into --output-dir: replaced only with --overwrite.
+OUTPUT_FILES = ("review_classifier.pth", "loss-plot.pdf", "accuracy-plot.pdf")
 
 
 def file_sha256(path):
@@ -82,18 +82,23 @@ def download_and_unzip_spam_data(url, zip_path, extracted_path, data_file_path):
     archive ever becomes a path on disk (an archive cannot write outside
     the folder), and the data goes to a temporary file that is renamed only
     once its sha256 matches, so a damaged zip never leaves a half-written
-    data file behind. Nothing is done when the file is already in place.
+    data file behind. Nothing is done when the file is already in place; a
+    file there that differs from the published one is the reader's own,
+    used as it is and never replaced.
     """
     data_file_path = Path(data_file_path)
-    if data_file_path.is_file() and file_sha256(data_file_path) == SMS_SPAM_SHA256:
-        print(f"{data_file_path} already exists. Skipping download and extraction.")
+    if data_file_path.is_file():
+        if file_sha256(data_file_path) == SMS_SPAM_SHA256:
+            print(f"{data_file_path} already exists. Skipping download and extraction.")
+        else:
+            print(f"Using {data_file_path} as it is: it differs from the published "
+                  "SMSSpamCollection (delete it to get the published one).")
         return data_file_path
 
     zip_path = download_file(url, zip_path)
     Path(extracted_path).mkdir(parents=True, exist_ok=True)
     data_file_path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=data_file_path.parent, suffix=".part",
-                                     prefix=f".{data_file_path.name}.", delete=False) as tmp:
+    with atomic_write(data_file_path, "wb") as tmp:  # renamed into place only at the end
         try:
             with zipfile.ZipFile(zip_path) as archive:
                 members = [name for name in archive.namelist()
@@ -104,15 +109,12 @@ def download_and_unzip_spam_data(url, zip_path, extracted_path, data_file_path):
                     for chunk in iter(lambda: member.read(1 << 20), b""):
                         tmp.write(chunk)
         except (zipfile.BadZipFile, EOFError, zlib.error, ValueError) as err:
-            tmp.close()
-            os.remove(tmp.name)
             raise ValueError(f"{zip_path} is not a usable zip file ({err}); "
                              "delete it and run again to download it afresh") from None
-    if file_sha256(tmp.name) != SMS_SPAM_SHA256:
-        os.remove(tmp.name)
-        raise ValueError(f"the SMSSpamCollection in {zip_path} is not the expected file "
-                         "(sha256 mismatch); delete the zip and run again")
-    os.replace(tmp.name, data_file_path)
+        tmp.flush()
+        if file_sha256(tmp.name) != SMS_SPAM_SHA256:
+            raise ValueError(f"the SMSSpamCollection in {zip_path} is not the expected file "
+                             "(sha256 mismatch); delete the zip and run again")
     print(f"File downloaded and saved as {data_file_path}")
     return data_file_path
 
@@ -366,15 +368,8 @@ def write_splits(data_file_path, data_dir):
     paths = []
     for name, split in zip(("train", "validation", "test"), splits, strict=True):
         path = Path(data_dir) / f"{name}.csv"
-        with tempfile.NamedTemporaryFile("w", dir=data_dir, prefix=f".{name}.", suffix=".part",
-                                         delete=False, encoding="utf-8", newline="") as tmp:
-            try:
-                split.to_csv(tmp, index=None)
-            except BaseException:
-                tmp.close()
-                os.remove(tmp.name)
-                raise
-        os.replace(tmp.name, path)
+        with atomic_write(path, newline="") as f:
+            split.to_csv(f, index=None)
         paths.append(path)
     return paths
 
@@ -394,6 +389,9 @@ def make_loaders(csv_paths, tokenizer, args):
     if args.test_mode:
         datasets = [Subset(d, range(min(TEST_MODE_EXAMPLES, len(d)))) for d in datasets]
 
+    if len(datasets[0]) < args.batch_size:  # drop_last would leave no batch to train on
+        raise ValueError(f"argument --batch-size: {args.batch_size} is more than the "
+                         f"{len(datasets[0])} training messages (0 training batches)")
     torch.manual_seed(args.seed)  # the training loader's shuffling
     loaders = [DataLoader(d, batch_size=args.batch_size, shuffle=(i == 0), drop_last=(i == 0))
                for i, d in enumerate(datasets)]
@@ -413,17 +411,10 @@ def load_base_model(args):
 
 
 def save_plot(fig, path):
-    """Save a matplotlib figure through a temporary file, then rename it."""
+    """Save a matplotlib figure all at once (atomic_write): never a half-written plot."""
     path = Path(path)
-    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.stem}.",
-                                     suffix=path.suffix, delete=False) as tmp:
-        temp_path = tmp.name
-    try:
-        fig.savefig(temp_path)
-        os.replace(temp_path, path)
-    except BaseException:
-        os.remove(temp_path)
-        raise
+    with atomic_write(path, "wb") as f:
+        fig.savefig(f, format=path.suffix.lstrip(".") or None)
     plt.close(fig)
 
 
@@ -453,7 +444,7 @@ def build_parser():
            help="which OpenAI GPT-2 to finetune")
     option("--epochs", type=positive_int, default=5, help="passes over the data")
     option("--lr", type=positive_float, default=5e-5, help="AdamW learning rate")
-    option("--weight-decay", type=float, default=0.1, help="AdamW weight decay")
+    option("--weight-decay", type=non_negative_float, default=0.1, help="AdamW weight decay")
     option("--batch-size", type=positive_int, default=8, help="messages per batch")
     option("--seed", type=int, default=123,
            help="seed for data shuffling (and the test-mode model)")
@@ -475,6 +466,8 @@ def build_parser():
            help="finetune the last block, final norm and head, or all layers (exercise 6.2)")
     option("--trainable-token-pos", choices=("last", "first"), default="last",
            help="classify from the last or the first token's output (exercise 6.3)")
+    option("--overwrite", action="store_true",
+           help="replace the model and plots of an earlier run in --output-dir")
     option("--test-mode", action="store_true",
            help="a tiny random-weight GPT (no download) on a few examples, for tests")
     return parser
@@ -482,7 +475,13 @@ def build_parser():
 
 def parse_args(argv=None):
     """Parse and check the command line; bad values exit 2 naming the option."""
-    return build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    existing = [name for name in OUTPUT_FILES if (args.output_dir / name).exists()]
+    if existing and not args.overwrite:
+        parser.error(f"argument --output-dir: {args.output_dir} already holds "
+                     f"{', '.join(existing)}; pass --overwrite to replace")
+    return args
 
 
 def fail(message):

@@ -15,12 +15,11 @@ it is imported only when a checkpoint is read.
 import json
 import os
 import re
-import tempfile
 from pathlib import Path
 
 import torch
 import torch.nn as nn
-from downloads import GPT2_BPE_FILES, download_file
+from downloads import GPT2_BPE_FILES, atomic_write, download_file
 
 
 # From chapter 3
@@ -241,20 +240,8 @@ def save_checkpoint(path, model, optimizer=None, config=None):
     if config is not None:
         checkpoint["config"] = dict(config)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.",
-                                     suffix=".part", delete=False) as tmp:
-        temp_path = tmp.name
-    try:
-        torch.save(checkpoint, temp_path)
-        # The temp file is private (0600); give the checkpoint the mode a
-        # plain open() would (0666 minus the umask), so others can read it.
-        umask = os.umask(0o022)
-        os.umask(umask)
-        os.chmod(temp_path, 0o666 & ~umask)
-        os.replace(temp_path, path)
-    except BaseException:
-        os.remove(temp_path)
-        raise
+    with atomic_write(path, "wb") as f:  # SIGTERM too; the mode a plain open() gives
+        torch.save(checkpoint, f)
 
 
 # From chapter 5

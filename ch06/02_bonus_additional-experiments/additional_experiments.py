@@ -21,15 +21,13 @@ runs, through a checked copy in that folder's previous_chapters.py.
 
 import csv
 import io
-import os
-import tempfile
 import time
 from pathlib import Path
 
 import pandas as pd
 import tiktoken
 import torch
-from downloads import DownloadError, cache_gpt2_tokenizer_files
+from downloads import DownloadError, atomic_write, cache_gpt2_tokenizer_files
 from previous_chapters import (
     GPT2_CONTEXT_LENGTH,
     GPT2_MODEL_SIZES,
@@ -51,6 +49,7 @@ from previous_chapters import (
 from script_helpers import (
     ScriptArgumentParser,
     add_device_argument,
+    non_negative_float,
     non_negative_int,
     positive_float,
     positive_int,
@@ -345,7 +344,8 @@ def add_experiment_arguments(parser):
     parser.add_argument("--ignore-index", type=int, default=-100,
                         help="class label left out of the loss (the class labels are 0 and 1, "
                              "so the default -100, like 50256, leaves nothing out)")
-    parser.add_argument("--weight-decay", type=float, default=0.1, help="AdamW weight decay")
+    parser.add_argument("--weight-decay", type=non_negative_float, default=0.1,
+                        help="AdamW weight decay")
     parser.add_argument("--eval-freq", type=positive_int, default=50,
                         help="print the losses every this many optimizer steps")
     parser.add_argument("--eval-iter", type=positive_int, default=5,
@@ -430,16 +430,8 @@ def append_result(path, row):
     writer.writerow(row)
     if old and not old.endswith("\n"):
         old += "\n"
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.",
-                                     suffix=".part", delete=False, encoding="utf-8",
-                                     newline="") as tmp:
-        try:
-            tmp.write(old + new_row.getvalue())
-        except BaseException:
-            tmp.close()
-            os.remove(tmp.name)
-            raise
-    os.replace(tmp.name, path)
+    with atomic_write(path, newline="") as f:  # an existing file keeps its mode
+        f.write(old + new_row.getvalue())
 
 
 def make_experiment_loaders(csv_paths, tokenizer, args, model_context_length):

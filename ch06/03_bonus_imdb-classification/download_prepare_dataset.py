@@ -28,7 +28,7 @@ import tempfile
 import zlib
 from pathlib import Path, PurePosixPath
 
-from downloads import DownloadError, download_file
+from downloads import DownloadError, atomic_write, download_file, sigterm_raises
 from script_helpers import ScriptArgumentParser, non_negative_int
 
 IMDB_URL = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
@@ -76,7 +76,7 @@ def extract_reviews(archive_path, target_dir):
     final = target_dir / IMDB_FOLDER
     staging = Path(tempfile.mkdtemp(dir=target_dir, prefix=".aclImdb."))
     try:
-        with tarfile.open(archive_path, "r:*") as archive:
+        with sigterm_raises(), tarfile.open(archive_path, "r:*") as archive:
             for member in archive:
                 problem = member_problem(member)
                 if problem:
@@ -136,18 +136,10 @@ def balanced_splits(reviews, sizes, seed=123):
 def write_csv(rows, path):
     """Write (text, label) rows to `path` with a text,label header, atomically."""
     path = Path(path)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.stem}.",
-                                     suffix=".part", delete=False, encoding="utf-8",
-                                     newline="") as tmp:
-        try:
-            writer = csv.writer(tmp)
-            writer.writerow(("text", "label"))
-            writer.writerows(rows)
-        except BaseException:
-            tmp.close()
-            os.remove(tmp.name)
-            raise
-    os.replace(tmp.name, path)
+    with atomic_write(path, newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(("text", "label"))
+        writer.writerows(rows)
 
 
 def read_split(path):

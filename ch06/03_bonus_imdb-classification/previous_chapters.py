@@ -23,7 +23,6 @@ import json
 import math
 import os
 import re
-import tempfile
 import time
 import zipfile
 import zlib
@@ -33,9 +32,10 @@ import pandas as pd
 import tiktoken
 import torch
 import torch.nn as nn
-from downloads import GPT2_BPE_FILES, cache_gpt2_tokenizer_files, download_file
+from downloads import GPT2_BPE_FILES, atomic_write, cache_gpt2_tokenizer_files, download_file
 from script_helpers import (
     add_device_argument,
+    non_negative_float,
     non_negative_int,
     positive_float,
     positive_int,
@@ -1043,7 +1043,8 @@ def add_experiment_arguments(parser):
     parser.add_argument("--ignore-index", type=int, default=-100,
                         help="class label left out of the loss (the class labels are 0 and 1, "
                              "so the default -100, like 50256, leaves nothing out)")
-    parser.add_argument("--weight-decay", type=float, default=0.1, help="AdamW weight decay")
+    parser.add_argument("--weight-decay", type=non_negative_float, default=0.1,
+                        help="AdamW weight decay")
     parser.add_argument("--eval-freq", type=positive_int, default=50,
                         help="print the losses every this many optimizer steps")
     parser.add_argument("--eval-iter", type=positive_int, default=5,
@@ -1132,16 +1133,8 @@ def append_result(path, row):
     writer.writerow(row)
     if old and not old.endswith("\n"):
         old += "\n"
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.",
-                                     suffix=".part", delete=False, encoding="utf-8",
-                                     newline="") as tmp:
-        try:
-            tmp.write(old + new_row.getvalue())
-        except BaseException:
-            tmp.close()
-            os.remove(tmp.name)
-            raise
-    os.replace(tmp.name, path)
+    with atomic_write(path, newline="") as f:  # an existing file keeps its mode
+        f.write(old + new_row.getvalue())
 
 
 # From ch06/02_bonus_additional-experiments

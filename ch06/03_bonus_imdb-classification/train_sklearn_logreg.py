@@ -13,6 +13,7 @@ a majority-class baseline: always answer the most frequent training label.
 A GPT or BERT classifier is only interesting where it beats these numbers.
 """
 
+import sys
 import time
 from pathlib import Path
 
@@ -78,6 +79,23 @@ def parse_args(argv=None):
     return args
 
 
+def exit_naming_argument(message):
+    """One line naming the argument, exit status 2: the same as a bad command line."""
+    print(f"{Path(__file__).name}: error: {message} (see --help)", file=sys.stderr)
+    sys.exit(2)
+
+
+def check_splits_fit_options(splits, min_df):
+    """Before any fitting: a classifier needs two classes; --min-df needs enough texts."""
+    texts, labels = splits["train"]
+    if len(set(labels)) < 2:
+        exit_naming_argument(f"argument --data-dir: the training split has "
+                             f"{len(set(labels))} class(es); a classifier needs at least 2")
+    if min_df > len(texts):
+        exit_naming_argument(f"argument --min-df: {min_df} is more than the {len(texts)} "
+                             "training texts (no word could be kept)")
+
+
 def main(argv=None):
     args = parse_args(argv)
     try:
@@ -89,12 +107,16 @@ def main(argv=None):
     try:
         splits = {name: read_split(path)
                   for name, path in zip(SPLIT_NAMES, args.csv_paths, strict=True)}
-    except (ValueError, IndexError) as err:
-        raise SystemExit(f"{Path(__file__).name}: error: {err}") from None
+    except (ValueError, IndexError, UnicodeDecodeError) as err:
+        exit_naming_argument(f"argument --data-dir: {err}")
+    check_splits_fit_options(splits, args.min_df)
     print(", ".join(f"{len(labels):,} {name}" for name, (_, labels) in splits.items()),
           "texts")
-    results, train_time = train_and_evaluate(splits, args.features, args.ngram_max,
-                                             args.min_df, args.c, args.max_iter)
+    try:
+        results, train_time = train_and_evaluate(splits, args.features, args.ngram_max,
+                                                 args.min_df, args.c, args.max_iter)
+    except ValueError as err:  # scikit-learn: e.g. "After pruning, no terms remain"
+        exit_naming_argument(f"argument --min-df: scikit-learn refused the data ({err})")
     for method, accuracies in results.items():
         print(f"{method}: " + ", ".join(f"{name} accuracy {value * 100:.2f}%"
                                          for name, value in accuracies.items()))

@@ -18,18 +18,18 @@ The definitions below are copied unchanged from the chapter notebook ch07.ipynb
 (their home); a test checks that the copies stay identical.
 """
 
+import argparse
 import json
-import os
 import re
 import sys
-import tempfile
 import time
 from functools import partial
 from pathlib import Path
 
 import tiktoken
 import torch
-from downloads import MIRROR_ENV_VAR, DownloadError, cache_gpt2_tokenizer_files, download_file
+from downloads import (MIRROR_ENV_VAR, DownloadError, atomic_write, cache_gpt2_tokenizer_files,
+                       published_file)
 from gpt_download import GPT2_MODEL_SIZES
 from previous_chapters import (
     GPTModel,
@@ -43,8 +43,8 @@ from previous_chapters import (
     token_ids_to_text,
     train_model_simple,
 )
-from script_helpers import (ScriptArgumentParser, add_device_argument, positive_float,
-                            positive_int, writable_folder)
+from script_helpers import (ScriptArgumentParser, add_device_argument, non_negative_float,
+                            positive_float, positive_int, writable_folder)
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
@@ -80,9 +80,10 @@ def download_and_load_file(file_path, url, sha256=None):
 
     The course's download helper skips the download when the file is already
     there, copies it from $LLMS_FROM_SCRATCH_MIRROR when that folder holds it,
-    and checks the file's SHA-256 when we know it.
+    and checks the file's SHA-256 when we know it. A file of that name that
+    differs from the published one is the reader's own: used, never replaced.
     """
-    download_file(url, file_path, sha256=sha256)
+    published_file(url, file_path, sha256=sha256)
     with open(file_path, encoding="utf-8") as file:
         return json.load(file)
 
@@ -237,21 +238,11 @@ def generate_test_responses(model, test_data, tokenizer, device, max_new_tokens=
 
 # the same helper as in ch02/05_bpe-from-scratch (its home)
 def write_json_atomically(path, data):
-    """Write JSON to a temporary file, then rename: never a half-written file."""
+    """Write JSON all at once (downloads.atomic_write): never a half-written file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(
-        "w", encoding="utf-8", dir=path.parent, prefix=f".{path.name}.", suffix=".part",
-        delete=False,
-    ) as tmp:
-        temp_path = tmp.name
-        try:
-            json.dump(data, tmp, ensure_ascii=False)
-        except BaseException:
-            tmp.close()
-            os.remove(temp_path)
-            raise
-    os.replace(temp_path, path)
+    with atomic_write(path) as f:
+        json.dump(data, f, ensure_ascii=False)
 
 
 def finetuned_model_file(choose_model):
@@ -272,7 +263,7 @@ def build_parser(description):
         help="where the model, responses and plot are written")
     add("--epochs", type=positive_int, default=2, help="passes over the training entries")
     add("--lr", type=positive_float, default=5e-5, help="AdamW learning rate")
-    add("--weight-decay", type=float, default=0.1, help="AdamW weight decay")
+    add("--weight-decay", type=non_negative_float, default=0.1, help="AdamW weight decay")
     add("--batch-size", type=positive_int, default=8, help="entries per batch")
     add("--seed", type=int, default=123, help="seed for shuffling and dropout")
     add_device_argument(parser)
@@ -294,8 +285,6 @@ def build_parser(description):
 
 def validate_args(parser, args, output_names):
     """Checks that involve several flags, before the long work starts; exit 2 naming one."""
-    if not args.weight_decay >= 0:
-        parser.error(f"argument --weight-decay: must be at least 0, got {args.weight_decay}")
     existing = [name for name in output_names if (args.output_dir / name).exists()]
     if existing and not args.overwrite:
         parser.error(f"argument --output-dir: {args.output_dir} already holds "
@@ -387,6 +376,11 @@ def run(args, data, dataset_class=InstructionDataset, collate_fn=custom_collate_
     cache_gpt2_tokenizer_files()  # lets tiktoken load GPT-2's BPE with no network
     tokenizer = tiktoken.get_encoding("gpt2")
     train_data, val_data, test_data = split_for_run(data, args)
+    if len(train_data) < args.batch_size:  # checked before the model is loaded
+        print(f"{Path(__file__).name}: error: argument --batch-size: {args.batch_size} is "
+              f"more than the {len(train_data)} training entries (0 training batches) "
+              "(see --help)", file=sys.stderr)
+        sys.exit(2)
 
     torch.manual_seed(args.seed)
     model, config = load_model(args)
@@ -399,9 +393,6 @@ def run(args, data, dataset_class=InstructionDataset, collate_fn=custom_collate_
     train_loader, val_loader, _ = create_instruction_loaders(
         train_data, val_data, test_data, tokenizer, collate, batch_size=args.batch_size,
         dataset_class=dataset_class)
-    if len(train_loader) == 0:
-        sys.exit(f"error: {len(train_data)} training entries make no full batch of "
-                 f"--batch-size {args.batch_size}")
 
     train_losses, val_losses, tokens_seen = finetune(
         model, train_loader, val_loader, format_prompt(val_data[0]), tokenizer, device, args)
@@ -417,8 +408,9 @@ def run(args, data, dataset_class=InstructionDataset, collate_fn=custom_collate_
 
     if train_losses:
         epochs_seen = torch.linspace(0, args.epochs, len(train_losses))
-        plot_losses(epochs_seen, tokens_seen, train_losses, val_losses).savefig(
-            output_dir / plot_file)
+        figure = plot_losses(epochs_seen, tokens_seen, train_losses, val_losses)
+        with atomic_write(output_dir / plot_file, "wb") as f:  # never a half-written PDF
+            figure.savefig(f, format=Path(plot_file).suffix.lstrip(".") or None)
         print(f"Saved the loss plot to {output_dir / plot_file}")
     return train_losses, val_losses, test_data
 
@@ -427,9 +419,42 @@ def main(argv=None):
     """The chapter's run: the instruction dataset, GPT-2, finetuning, answers, files."""
     args = parse_args(argv)
     data_dir = Path(args.data_dir) if args.data_dir else Path(__file__).resolve().parent
-    data = download_and_load_file(data_dir / "instruction-data.json", INSTRUCTION_DATA_URL,
-                                  sha256=INSTRUCTION_DATA_SHA256)
+    data = load_checked_instruction_data(data_dir / "instruction-data.json")
     return run(args, data)
+
+
+def load_checked_instruction_data(path):
+    """The instruction data at `path` (fetched if missing), or exit 2 naming --data-dir.
+
+    Checked before any model is built: a reader's own file (used as it is)
+    must be the book's format, with entries enough for all three splits.
+    """
+    try:
+        if not path.is_file():  # it will be downloaded there
+            writable_folder(path.parent)
+        data = download_and_load_file(path, INSTRUCTION_DATA_URL, sha256=INSTRUCTION_DATA_SHA256)
+        check_instruction_entries(data, path)
+    except (ValueError, RecursionError, OSError, argparse.ArgumentTypeError) as err:
+        # ValueError covers bad JSON and non-UTF-8 bytes; RecursionError, absurd nesting
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        print(f"{Path(__file__).name}: error: argument --data-dir: {reason} (see --help)",
+              file=sys.stderr)
+        sys.exit(2)
+    return data
+
+
+def check_instruction_entries(data, path):
+    """A JSON list of objects with the texts instruction, input and output (the book's)."""
+    if not isinstance(data, list):
+        raise ValueError(f"{path} must hold a JSON list of entries, not {type(data).__name__}")
+    for number, entry in enumerate(data):
+        if not (isinstance(entry, dict) and all(isinstance(entry.get(key), str)
+                                                for key in ("instruction", "input", "output"))):
+            raise ValueError(f"{path}: entry {number} needs the texts instruction, input "
+                             "and output")
+    if not all(split_instruction_data(data)):
+        raise ValueError(f"{path} has {len(data)} entries: too few for training, test and "
+                         "validation splits")
 
 
 if __name__ == "__main__":

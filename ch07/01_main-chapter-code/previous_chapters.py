@@ -11,13 +11,12 @@ Each definition below is a copy of its home (named in the comment above it);
   OpenAI's GPT-2 weights into `GPTModel`.
 """
 
-import os
-import tempfile
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import torch
 import torch.nn as nn
+from downloads import atomic_write
 from gpt_download import download_and_load_gpt2
 from matplotlib.ticker import MaxNLocator
 
@@ -371,20 +370,8 @@ def save_checkpoint(path, model, optimizer=None, config=None):
     if config is not None:
         checkpoint["config"] = dict(config)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.",
-                                     suffix=".part", delete=False) as tmp:
-        temp_path = tmp.name
-    try:
-        torch.save(checkpoint, temp_path)
-        # The temp file is private (0600); give the checkpoint the mode a
-        # plain open() would (0666 minus the umask), so others can read it.
-        umask = os.umask(0o022)
-        os.umask(umask)
-        os.chmod(temp_path, 0o666 & ~umask)
-        os.replace(temp_path, path)
-    except BaseException:
-        os.remove(temp_path)
-        raise
+    with atomic_write(path, "wb") as f:  # SIGTERM too; the mode a plain open() gives
+        torch.save(checkpoint, f)
 
 
 # Home: ch05/01_main-chapter-code/ch05.ipynb

@@ -27,12 +27,11 @@ import json
 import os
 import re
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import requests
-from downloads import download_file
+from downloads import atomic_write, published_file
 from tqdm import tqdm
 
 DEFAULT_OLLAMA_HOST = "http://localhost:11434"
@@ -142,9 +141,10 @@ def download_and_load_file(file_path, url, sha256=None):
 
     The course's download helper skips the download when the file is already
     there, copies it from $LLMS_FROM_SCRATCH_MIRROR when that folder holds it,
-    and checks the file's SHA-256 when we know it.
+    and checks the file's SHA-256 when we know it. A file of that name that
+    differs from the published one is the reader's own: used, never replaced.
     """
-    download_file(url, file_path, sha256=sha256)
+    published_file(url, file_path, sha256=sha256)
     with open(file_path, encoding="utf-8") as file:
         return json.load(file)
 
@@ -184,21 +184,11 @@ def summarize_scores(scores):
 
 
 def write_json_atomically(path, data):
-    """Write JSON to a temporary file, then rename: never a half-written file."""
+    """Write JSON all at once (downloads.atomic_write): never a half-written file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(
-        "w", encoding="utf-8", dir=path.parent, prefix=f".{path.name}.", suffix=".part",
-        delete=False,
-    ) as tmp:
-        temp_path = tmp.name
-        try:
-            json.dump(data, tmp, ensure_ascii=False)
-        except BaseException:
-            tmp.close()
-            os.remove(temp_path)
-            raise
-    os.replace(temp_path, path)
+    with atomic_write(path) as f:
+        json.dump(data, f, ensure_ascii=False)
 
 
 # ---------------------------------------------------------------------------
@@ -335,12 +325,34 @@ def load_finished(output_file, entries, resume):
     path = Path(output_file)
     if not (resume and path.is_file()):
         return []
-    finished = json.loads(path.read_text(encoding="utf-8"))
+    text = path.read_text(encoding="utf-8", errors="replace")
+    try:
+        finished = json.loads(text)
+    except ValueError:  # cut short (a copy, a crash of an older version): keep whole entries
+        finished = whole_leading_items(text)
+        print(f"{path} ends in a cut-short entry: resuming after its {len(finished)} "
+              "whole entries", file=sys.stderr)
     if not isinstance(finished, list) or len(finished) > len(entries):
         raise ValueError(f"{path} holds {len(finished)} results but there are only "
                          f"{len(entries)} entries: it belongs to another run; "
                          "delete it or pass resume=False")
     return finished
+
+
+def whole_leading_items(text):
+    """The complete items at the start of a JSON list whose end is missing or broken."""
+    decoder = json.JSONDecoder()
+    items, position = [], text.find("[") + 1
+    if position == 0:
+        return items
+    while True:
+        while position < len(text) and text[position] in " \t\r\n,":
+            position += 1
+        try:
+            item, position = decoder.raw_decode(text, position)
+        except ValueError:
+            return items
+        items.append(item)
 
 
 def process_entries(entries, work, output_file, *, resume=False, desc="Entries"):
