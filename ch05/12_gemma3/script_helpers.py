@@ -9,8 +9,9 @@ the copies in sync), so each folder still runs on its own.
   cluttering `--help`; a bad value ends the script with one line that names
   the argument (exit status 2), before any long work starts.
 - Checked types for `add_argument(type=...)`: `positive_int`,
-  `non_negative_int`, `positive_float`, `existing_file`, `writable_file`,
-  `writable_folder`.
+  `non_negative_int`, `positive_float`, `non_negative_float`, `existing_file`,
+  `writable_file`, `writable_folder`. The float types refuse `inf` and `nan`:
+  a learning rate of `inf` would train a NaN model and save it.
 - Devices: `add_device_argument(parser)` adds `--device auto|cpu|cuda|mps`;
   its value arrives as a `torch.device` (`resolve_device` does the work).
 - `synchronize(device)`: GPU calls return before the GPU has finished, so
@@ -18,6 +19,7 @@ the copies in sync), so each folder still runs on its own.
 """
 
 import argparse
+import math
 import sys
 import tempfile
 from pathlib import Path
@@ -81,11 +83,26 @@ def non_negative_int(text):
     return value
 
 
-def positive_float(text):
-    """A number > 0 (a learning rate, a temperature, ...)."""
+def _finite_float(text):
     value = _number(text, float, "a number")
-    if not value > 0:  # also rejects nan
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def positive_float(text):
+    """A finite number > 0 (a learning rate, a temperature, ...)."""
+    value = _finite_float(text)
+    if not value > 0:
         raise argparse.ArgumentTypeError(f"must be greater than 0, got {text}")
+    return value
+
+
+def non_negative_float(text):
+    """A finite number >= 0 (a weight decay, ...)."""
+    value = _finite_float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
     return value
 
 

@@ -6,8 +6,6 @@ functions here are the classification ones (last token's logits), not chapter 5'
 """
 
 import hashlib
-import os
-import tempfile
 import zipfile
 import zlib
 from pathlib import Path
@@ -18,7 +16,7 @@ import torch
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from .downloads import download_file
+from .downloads import atomic_write, download_file
 
 
 SMS_SPAM_SHA256 = "edc1f2ca36319ca36c6f80fede2f6ae5f81335289352485f3924df077ec20266"
@@ -43,18 +41,23 @@ def download_and_unzip_spam_data(url, zip_path, extracted_path, data_file_path):
     archive ever becomes a path on disk (an archive cannot write outside
     the folder), and the data goes to a temporary file that is renamed only
     once its sha256 matches, so a damaged zip never leaves a half-written
-    data file behind. Nothing is done when the file is already in place.
+    data file behind. Nothing is done when the file is already in place; a
+    file there that differs from the published one is the reader's own,
+    used as it is and never replaced.
     """
     data_file_path = Path(data_file_path)
-    if data_file_path.is_file() and file_sha256(data_file_path) == SMS_SPAM_SHA256:
-        print(f"{data_file_path} already exists. Skipping download and extraction.")
+    if data_file_path.is_file():
+        if file_sha256(data_file_path) == SMS_SPAM_SHA256:
+            print(f"{data_file_path} already exists. Skipping download and extraction.")
+        else:
+            print(f"Using {data_file_path} as it is: it differs from the published "
+                  "SMSSpamCollection (delete it to get the published one).")
         return data_file_path
 
     zip_path = download_file(url, zip_path)
     Path(extracted_path).mkdir(parents=True, exist_ok=True)
     data_file_path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=data_file_path.parent, suffix=".part",
-                                     prefix=f".{data_file_path.name}.", delete=False) as tmp:
+    with atomic_write(data_file_path, "wb") as tmp:  # renamed into place only at the end
         try:
             with zipfile.ZipFile(zip_path) as archive:
                 members = [name for name in archive.namelist()
@@ -65,15 +68,12 @@ def download_and_unzip_spam_data(url, zip_path, extracted_path, data_file_path):
                     for chunk in iter(lambda: member.read(1 << 20), b""):
                         tmp.write(chunk)
         except (zipfile.BadZipFile, EOFError, zlib.error, ValueError) as err:
-            tmp.close()
-            os.remove(tmp.name)
             raise ValueError(f"{zip_path} is not a usable zip file ({err}); "
                              "delete it and run again to download it afresh") from None
-    if file_sha256(tmp.name) != SMS_SPAM_SHA256:
-        os.remove(tmp.name)
-        raise ValueError(f"the SMSSpamCollection in {zip_path} is not the expected file "
-                         "(sha256 mismatch); delete the zip and run again")
-    os.replace(tmp.name, data_file_path)
+        tmp.flush()
+        if file_sha256(tmp.name) != SMS_SPAM_SHA256:
+            raise ValueError(f"the SMSSpamCollection in {zip_path} is not the expected file "
+                             "(sha256 mismatch); delete the zip and run again")
     print(f"File downloaded and saved as {data_file_path}")
     return data_file_path
 

@@ -16,7 +16,7 @@ import torch
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from .downloads import download_file
+from .downloads import published_file
 
 
 def download_and_load_file(file_path, url, sha256=None):
@@ -24,9 +24,10 @@ def download_and_load_file(file_path, url, sha256=None):
 
     The course's download helper skips the download when the file is already
     there, copies it from $LLMS_FROM_SCRATCH_MIRROR when that folder holds it,
-    and checks the file's SHA-256 when we know it.
+    and checks the file's SHA-256 when we know it. A file of that name that
+    differs from the published one is the reader's own: used, never replaced.
     """
-    download_file(url, file_path, sha256=sha256)
+    published_file(url, file_path, sha256=sha256)
     with open(file_path, encoding="utf-8") as file:
         return json.load(file)
 

@@ -299,6 +299,36 @@ def hf_to_our_name(name):
     return name
 
 
+def meta_to_our_name(name):
+    """Our parameter name for a name in Meta's original checkpoint (consolidated.00.pth)."""
+    if name.startswith("norm."):
+        return "final_" + name
+    renames = {
+        "tok_embeddings.": "tok_emb.", "output.": "out_head.", "layers.": "trf_blocks.",
+        "attention.wq.": "att.W_query.", "attention.wk.": "att.W_key.",
+        "attention.wv.": "att.W_value.", "attention.wo.": "att.out_proj.",
+        "feed_forward.w1.": "ff.fc1.", "feed_forward.w3.": "ff.fc2.",
+        "feed_forward.w2.": "ff.fc3.", "attention_norm.": "norm1.", "ffn_norm.": "norm2.",
+    }
+    for theirs, ours in renames.items():
+        name = name.replace(theirs, ours)
+    return name
+
+
+def meta_rope_rows_to_ours(weight, num_heads):
+    """Reorder a query or key weight's rows from Meta's RoPE pairing to rotate-half.
+
+    Meta's code rotates neighbouring elements (0, 1), (2, 3), ... of each head;
+    our compute_rope rotates element i together with element i + head_dim / 2.
+    So within each head the even rows come first, then the odd ones (the
+    reordering Hugging Face's conversion script applies).
+    """
+    out_dim, in_dim = weight.shape
+    head_dim = out_dim // num_heads
+    return (weight.reshape(num_heads, head_dim // 2, 2, in_dim)
+            .transpose(1, 2).reshape(out_dim, in_dim))
+
+
 def load_weights_into_llama(model, param_config, params):
     """Copy a Llama checkpoint `params` into our Llama2Model or Llama3Model, in place.
 

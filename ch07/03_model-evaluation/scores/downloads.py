@@ -16,6 +16,22 @@ an identical copy of this file (a test keeps the copies in sync):
 
 `sha256_of(path)` is the checksum both use, for scripts that check a file
 themselves.
+
+Two more helpers keep the promise that a user's work is never lost, and every
+script and notebook helper that writes a result goes through them:
+
+- `atomic_write(path)` is `open(path, "w")` made safe: the content goes to a
+  temporary file in the same folder, is flushed to the disk, and only then
+  renamed over `path`. An error, Ctrl-C or SIGTERM halfway leaves the old file
+  untouched and no temporary file behind; the new file gets the permissions a
+  plain `open()` would give it.
+- `sigterm_raises()` is the context manager behind it, for other work that
+  must clean up after itself (an extraction into a staging folder): inside
+  it, SIGTERM raises SystemExit, so `finally` blocks run as after Ctrl-C.
+- `published_file` fetches a published data file (the-verdict.txt, the
+  instruction data) unless the user already has a file of that name: a file
+  that differs from the published one is the user's, used as it is (one line
+  says so), never replaced.
 """
 
 import contextlib
@@ -105,6 +121,69 @@ def download_file(url, destination, sha256=None, backup_urls=(), timeout=30):
     )
 
 
+
+def published_file(url, destination, sha256=None, **download_options):
+    """`destination` holding the file published at `url`, or the user's own version of it.
+
+    `download_file` replaces a file whose checksum is wrong (right for caches
+    and weights). A data file in a folder the user named is different: an
+    edited `instruction-data.json` is their work. So it is used as it is, and
+    one line names it; delete it to get the published file back.
+    """
+    destination = Path(destination)
+    if destination.is_file() and sha256 is not None and sha256_of(destination) != sha256:
+        print(f"Using {destination} as it is: it differs from the published "
+              f"{destination.name} (delete it to get the published one).")
+        return destination
+    return download_file(url, destination, sha256=sha256, **download_options)
+
+
+@contextlib.contextmanager
+def atomic_write(path, mode="w", encoding="utf-8", newline=None):
+    """Open `path` for writing so that it is replaced all at once, or not at all.
+
+    Use it like `open`: `with atomic_write(path) as f: f.write(...)`, or
+    `"wb"` for `torch.save(obj, f)`. Readers (and a crash) see the old file or
+    the complete new one, never half of one:
+
+    - the data goes to a temporary file in the same folder (a rename within
+      one folder is atomic; across disks it would be a copy);
+    - it is flushed and fsync'ed before the rename, so a power cut right after
+      cannot leave an empty file under the final name;
+    - the result gets the mode `open()` would give: the old file's mode when
+      it replaces one, else 0666 minus the umask (the temporary file starts
+      as 0600);
+    - on an error, Ctrl-C (KeyboardInterrupt) or SIGTERM (turned into
+      SystemExit meanwhile) the temporary file is removed and `path` is left
+      as it was.
+    """
+    if mode not in ("w", "wb"):
+        raise ValueError(f"atomic_write writes whole files ('w' or 'wb'), not {mode!r}")
+    path = Path(path)
+    text = {} if mode == "wb" else {"encoding": encoding, "newline": newline}
+    tmp = tempfile.NamedTemporaryFile(mode, dir=path.parent, prefix=f".{path.name}.",
+                                      suffix=".part", delete=False, **text)
+    try:
+        with sigterm_raises():
+            yield tmp
+            tmp.flush()
+            os.fsync(tmp.fileno())
+            tmp.close()
+            os.chmod(tmp.name, _plain_open_mode(path))
+            os.replace(tmp.name, path)
+    finally:
+        tmp.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(tmp.name)
+
+
+def _plain_open_mode(path):
+    """The permission bits `open(path, "w")` would leave: an existing file keeps its own."""
+    try:
+        return path.stat().st_mode & 0o7777
+    except FileNotFoundError:
+        return 0o666 & ~_umask()
+
 def _make_folder(folder):
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -153,8 +232,8 @@ def _umask():
 
 
 @contextlib.contextmanager
-def _sigterm_raises():
-    """Turn SIGTERM into SystemExit while downloading, so `finally` blocks run.
+def sigterm_raises():
+    """Turn SIGTERM into SystemExit meanwhile (downloading, writing), so `finally` blocks run.
 
     By default SIGTERM ends Python at once, leaving the temporary file. Only
     the main thread may set handlers, and a handler someone else installed is
@@ -190,7 +269,7 @@ def _temporary_sibling(destination):
     except OSError as err:
         raise _TargetError(f"cannot write in {destination.parent} ({err.strerror})") from err
     try:
-        with _sigterm_raises():
+        with sigterm_raises():
             yield tmp
     finally:
         tmp.close()

@@ -4,7 +4,7 @@ import torch
 
 
 class KVCache:
-    """Each layer's (keys, values) of every token the model has seen since `reset()`."""
+    """Per layer, the (keys, values) of every position processed so far."""
 
     def __init__(self, n_layers):
         self.cache = [None] * n_layers
