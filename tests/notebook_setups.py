@@ -137,3 +137,21 @@ def llm_servers(tmp_path):
     for body in requests:
         settings = body.get("options", body)
         assert "seed" in settings and "temperature" in settings, body
+
+
+@contextmanager
+def qwen3_hub_dense(tmp_path):
+    """Qwen/Qwen3-0.6B (one model.safetensors) and Qwen/Qwen3-1.7B (shards and an index)."""
+    from qwen3_checkpoints import qwen3_hub_cache
+
+    with qwen3_hub_cache(tmp_path, ["Qwen/Qwen3-0.6B", "Qwen/Qwen3-1.7B"]) as provided:
+        yield provided
+
+
+@contextmanager
+def qwen3_hub_moe(tmp_path):
+    """Qwen/Qwen3-Coder-30B-A3B-Instruct: a tiny mixture of experts, sharded with an index."""
+    from qwen3_checkpoints import qwen3_hub_cache
+
+    with qwen3_hub_cache(tmp_path, ["Qwen/Qwen3-Coder-30B-A3B-Instruct"]) as provided:
+        yield provided

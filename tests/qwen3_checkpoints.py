@@ -146,7 +146,8 @@ def write_qwen3_repo(folder, repo_id):
     folder = Path(folder)
     small = repo_id.startswith("Qwen/Qwen3-0.6B")
     model = random_hf_qwen3(tiny_qwen3_config(repo_id), tie_word_embeddings=small)
-    model.to(torch.bfloat16).save_pretrained(folder, max_shard_size=None if small else "50KB")
+    shards = {} if small else {"max_shard_size": "50KB"}
+    model.to(torch.bfloat16).save_pretrained(folder, **shards)
     write_qwen3_tokenizer_json(folder / "tokenizer.json")
     return model
 
