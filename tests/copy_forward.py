@@ -76,6 +76,25 @@ VARIANTS = {
     ("generate_text_simple_cached", "ch04/03_kv-cache/gpt_with_kv_cache_optimized.py"):
         "the book's optimized version: chunked prefill for the windowed cache",
 }
+# Qwen3 (ch05/11_qwen3): the book repository's names for Qwen3's own blocks, and the
+# KV-cache versions of the model (each family: the module and the notebook that shows it).
+QWEN3 = ("Qwen3's version of the name (book repository's ch05/11_qwen3): SwiGLU, QK-norm, "
+         "fixed head_dim")
+QWEN3_KV = "Qwen3 with the book's KV-cache signatures (start_pos, cache); subclasses of qwen3.py's"
+VARIANTS.update({
+    (name, f"ch05/11_qwen3/{path}"): QWEN3
+    for name, paths in {"FeedForward": ["qwen3.py", "standalone-qwen3.ipynb"],
+                        "RMSNorm": ["qwen3.py", "standalone-qwen3.ipynb"],
+                        "TransformerBlock": ["qwen3.py", "standalone-qwen3.ipynb"],
+                        "GroupedQueryAttention": ["qwen3.py", "standalone-qwen3.ipynb"]}.items()
+    for path in paths
+})
+VARIANTS.update({
+    (name, f"ch05/11_qwen3/{path}"): QWEN3_KV
+    for name in ("GroupedQueryAttention", "TransformerBlock", "Qwen3Model",
+                 "generate_text_basic_stream")
+    for path in ("qwen3_kvcache.py", "standalone-qwen3-plus-kvcache.ipynb")
+})
 
 PARAMETERS_TAG = "parameters"
 CONSTANT_NAME = re.compile(r"[A-Z][A-Z0-9_]*")

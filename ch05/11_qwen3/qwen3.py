@@ -308,7 +308,7 @@ def get_qwen_config(name):
 
 
 def qwen3_repo_id(name, base_model=False):
-    """The hub repository of a size: Qwen/Qwen3-0.6B (reasoning/instruct) or Qwen/Qwen3-0.6B-Base."""
+    """The hub repository of a size: Qwen/Qwen3-0.6B (chat) or Qwen/Qwen3-0.6B-Base."""
     get_qwen_config(name)  # an unknown size fails here, with the list of sizes
     return f"Qwen/Qwen3-{name}" + ("-Base" if base_model else "")
 
