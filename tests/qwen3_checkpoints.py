@@ -137,27 +137,39 @@ def tiny_qwen3_config(repo_id):
     return {**base, **TINY_QWEN3_OVERRIDES}
 
 
-def write_qwen3_repo(folder, repo_id):
+def write_qwen3_repo(folder, repo_id, wordy=False):
     """The files of `repo_id` on the hub: config.json, safetensors (bfloat16) and tokenizer.json.
 
     Qwen3-0.6B ties its output head and ships one model.safetensors; the
     larger repositories have their own head and several shards with an index.
+    `wordy` silences (zeroes) the output rows of every token without a letter,
+    so that greedy answers are words a page shows as they are, and never end early.
     """
     folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tokenizer_file = write_qwen3_tokenizer_json(folder / "tokenizer.json")
     small = repo_id.startswith("Qwen/Qwen3-0.6B")
     model = random_hf_qwen3(tiny_qwen3_config(repo_id), tie_word_embeddings=small)
+    if wordy:
+        from tokenizers import Tokenizer
+
+        tokenizer = Tokenizer.from_file(str(tokenizer_file))
+        with torch.no_grad():
+            for token_id in range(model.config.vocab_size):
+                text = tokenizer.decode([token_id], skip_special_tokens=False)
+                if not any(c.isalpha() for c in text) or "<" in text:
+                    model.lm_head.weight[token_id] = 0.0
     shards = {} if small else {"max_shard_size": "50KB"}
     model.to(torch.bfloat16).save_pretrained(folder, **shards)
-    write_qwen3_tokenizer_json(folder / "tokenizer.json")
     return model
 
 
-def fake_qwen3_hub(cache_dir, repo_ids):
+def fake_qwen3_hub(cache_dir, repo_ids, wordy=False):
     """Fill `cache_dir` (use it as HF_HUB_CACHE) with tiny versions of `repo_ids`."""
     cache_dir = Path(cache_dir)
     for repo_id in repo_ids:
         staging = cache_dir / "staging" / repo_id.replace("/", "--")
-        write_qwen3_repo(staging, repo_id)
+        write_qwen3_repo(staging, repo_id, wordy)
         write_hub_snapshot(cache_dir, repo_id, {p.name: p for p in staging.iterdir()})
     return cache_dir
 

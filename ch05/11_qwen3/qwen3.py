@@ -313,6 +313,33 @@ def qwen3_repo_id(name, base_model=False):
     return f"Qwen/Qwen3-{name}" + ("-Base" if base_model else "")
 
 
+def qwen3_config_from_hf(hf_config, dtype=torch.bfloat16):
+    """Our configuration for a hub repository's `config.json` (a dict), dense or MoE.
+
+    Lets an app load any Qwen3 repository, including ones whose size is not in
+    the table above (fine-tunes keep the architecture; tests use tiny ones).
+    """
+    cfg = {
+        "vocab_size": hf_config["vocab_size"],
+        "context_length": hf_config["max_position_embeddings"],
+        "emb_dim": hf_config["hidden_size"],
+        "n_heads": hf_config["num_attention_heads"],
+        "n_layers": hf_config["num_hidden_layers"],
+        "hidden_dim": hf_config["intermediate_size"],
+        "head_dim": hf_config.get("head_dim"),
+        "qk_norm": True,
+        "n_kv_groups": hf_config["num_key_value_heads"],
+        "rope_base": hf_config.get("rope_parameters", hf_config)["rope_theta"],
+        "dtype": dtype,
+    }
+    if hf_config.get("num_experts", 0) > 0:
+        del cfg["hidden_dim"]
+        cfg.update(num_experts=hf_config["num_experts"],
+                   num_experts_per_tok=hf_config["num_experts_per_tok"],
+                   moe_hidden_dim=hf_config["moe_intermediate_size"])
+    return cfg
+
+
 def load_weights_into_qwen(model, param_config, params):
     """Copy Hugging Face-format Qwen3 weights `params` (name -> tensor) into `model`.
 

@@ -29,6 +29,7 @@ from qwen3 import (  # noqa: F401 (re-exported for the notebooks and the chat ap
     download_from_huggingface_from_snapshots,
     get_qwen_config,
     load_weights_into_qwen,
+    qwen3_config_from_hf,
     qwen3_repo_id,
 )
 from qwen3 import GroupedQueryAttention as PlainGroupedQueryAttention
