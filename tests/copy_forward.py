@@ -95,6 +95,8 @@ VARIANTS.update({
                  "generate_text_basic_stream")
     for path in ("qwen3_kvcache.py", "standalone-qwen3-plus-kvcache.ipynb")
 })
+VARIANTS[("on_start", "ch05/11_qwen3/qwen3-chat-interface/qwen3-chat-interface-multiturn.py")] = (
+    "the book repository's handler name; the multi-turn app also starts an empty history")
 
 PARAMETERS_TAG = "parameters"
 CONSTANT_NAME = re.compile(r"[A-Z][A-Z0-9_]*")
