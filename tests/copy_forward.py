@@ -97,6 +97,8 @@ VARIANTS.update({
 })
 VARIANTS[("on_start", "ch05/11_qwen3/qwen3-chat-interface/qwen3-chat-interface-multiturn.py")] = (
     "the book repository's handler name; the multi-turn app also starts an empty history")
+VARIANTS[("DEVICE", "ch05/11_qwen3/qwen3-chat-interface/qwen3_chat.py")] = (
+    "the book repository's chat-app setting: a device name, 'auto' by default")
 
 PARAMETERS_TAG = "parameters"
 CONSTANT_NAME = re.compile(r"[A-Z][A-Z0-9_]*")

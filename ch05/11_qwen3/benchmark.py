@@ -37,7 +37,7 @@ import qwen3_kvcache
 import torch
 from script_helpers import ScriptArgumentParser, add_device_argument, positive_int, synchronize
 
-CONFIGS = {"0.6B": qwen3.QWEN_CONFIG_06_B, "1.7B": qwen3.QWEN3_CONFIG_1_7B,
+BENCHMARK_CONFIGS = {"0.6B": qwen3.QWEN_CONFIG_06_B, "1.7B": qwen3.QWEN3_CONFIG_1_7B,
            # Two thin layers: for quick checks of the script itself.
            "tiny": {**qwen3.QWEN_CONFIG_06_B, "vocab_size": 512, "emb_dim": 64, "n_heads": 4,
                     "n_layers": 2, "hidden_dim": 128, "head_dim": 16, "n_kv_groups": 2,
@@ -57,7 +57,7 @@ HF_TO_OURS = {"model.embed_tokens.": "tok_emb.", "model.norm.weight": "final_nor
 
 def parse_args(argv=None):
     parser = ScriptArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", choices=list(CONFIGS), default="0.6B",
+    parser.add_argument("--model", choices=list(BENCHMARK_CONFIGS), default="0.6B",
                         help="Qwen3 configuration to build with random weights")
     parser.add_argument("--dtype", choices=list(DTYPES), default="bfloat16", help="weight type")
     parser.add_argument("--max-new-tokens", type=positive_int, default=100,
@@ -70,7 +70,7 @@ def parse_args(argv=None):
                         help="seed for the weights and the prompt")
     add_device_argument(parser)
     args = parser.parse_args(argv)
-    context = CONFIGS[args.model]["context_length"]
+    context = BENCHMARK_CONFIGS[args.model]["context_length"]
     if args.prompt_length + args.max_new_tokens > context:
         parser.error(f"argument --max-new-tokens: the prompt and the new tokens "
                      f"({args.prompt_length} + {args.max_new_tokens}) exceed the "
@@ -84,7 +84,7 @@ def our_name(hf_name):
     return hf_name
 
 
-def build_shared_models(cfg, dtype, device, seed):
+def build_models_sharing_weights(cfg, dtype, device, seed):
     """A random Hugging Face Qwen3, and our two models sharing its weight tensors."""
     from transformers import Qwen3Config, Qwen3ForCausalLM
 
@@ -158,7 +158,7 @@ def run_measured(generate, device):
 def format_bytes(num_bytes):
     return "n/a" if num_bytes is None else f"{num_bytes / 1024**2:,.0f} MiB"
 
-def benchmark(plain, cached, hf_model, prompt, max_new_tokens, repeats, device):
+def compare_generation(plain, cached, hf_model, prompt, max_new_tokens, repeats, device):
     """name -> (best seconds, largest peak, ids) for the three implementations."""
     def hf_generate(num_tokens):
         with torch.no_grad():
@@ -194,7 +194,7 @@ def cpu_name():
     return platform.processor() or platform.machine()
 
 
-def print_report(results, args, device, weight_bytes, load_before):
+def print_comparison(results, args, device, weight_bytes, load_before):
     import transformers
 
     print(f"torch {torch.__version__}, transformers {transformers.__version__}, "
@@ -225,15 +225,16 @@ def main(argv=None):
     args = parse_args(argv)
     device = args.device
     load_before = os.getloadavg()[0]
-    cfg = CONFIGS[args.model]
-    plain, cached, hf_model = build_shared_models(cfg, DTYPES[args.dtype], device, args.seed)
+    cfg = BENCHMARK_CONFIGS[args.model]
+    plain, cached, hf_model = build_models_sharing_weights(cfg, DTYPES[args.dtype], device,
+                                                           args.seed)
     weight_bytes = sum(p.numel() * p.element_size() for p in hf_model.parameters())
     generator = torch.Generator().manual_seed(args.seed)
     prompt = torch.randint(0, cfg["vocab_size"], (1, args.prompt_length),
                            generator=generator).to(device)
-    results = benchmark(plain, cached, hf_model, prompt, args.max_new_tokens, args.repeats,
+    results = compare_generation(plain, cached, hf_model, prompt, args.max_new_tokens, args.repeats,
                         device)
-    print_report(results, args, device, weight_bytes, load_before)
+    print_comparison(results, args, device, weight_bytes, load_before)
     return 0
 
 

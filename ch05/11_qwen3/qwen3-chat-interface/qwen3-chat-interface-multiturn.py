@@ -19,7 +19,7 @@ from previous_chapters import ModelAtStartup, decode_stream, stream_reply
 from qwen3_chat import MODEL, REASONING, answer_token_ids, load_chat_model
 
 MODEL_AND_TOKENIZER = ModelAtStartup(load_chat_model)
-SYSTEM_MESSAGE = "You are a helpful assistant."
+SYSTEM_PROMPT = "You are a helpful assistant."
 
 
 def build_prompt_from_history(history, add_assistant_header=True, add_thinking=REASONING):
@@ -40,7 +40,7 @@ def without_thinking(answer):
 
 @chainlit.on_chat_start
 async def on_start():
-    chainlit.user_session.set("history", [{"role": "system", "content": SYSTEM_MESSAGE}])
+    chainlit.user_session.set("history", [{"role": "system", "content": SYSTEM_PROMPT}])
     await MODEL_AND_TOKENIZER.greet(
         f"Qwen3 {MODEL} is ready on `{MODEL_AND_TOKENIZER.model[0].tok_emb.weight.device}`. "
         "It remembers this conversation." if MODEL_AND_TOKENIZER.ready() else "")
