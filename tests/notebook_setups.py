@@ -141,10 +141,19 @@ def llm_servers(tmp_path):
 
 @contextmanager
 def qwen3_hub_dense(tmp_path):
-    """Qwen/Qwen3-0.6B (one model.safetensors) and Qwen/Qwen3-1.7B (shards and an index)."""
+    """Qwen/Qwen3-0.6B: one model.safetensors (tied head) and tokenizer.json, tiny and random."""
     from qwen3_checkpoints import qwen3_hub_cache
 
-    with qwen3_hub_cache(tmp_path, ["Qwen/Qwen3-0.6B", "Qwen/Qwen3-1.7B"]) as provided:
+    with qwen3_hub_cache(tmp_path, ["Qwen/Qwen3-0.6B"]) as provided:
+        yield provided
+
+
+@contextmanager
+def qwen3_hub_sharded(tmp_path):
+    """Qwen/Qwen3-1.7B: safetensors shards with model.safetensors.index.json, tiny and random."""
+    from qwen3_checkpoints import qwen3_hub_cache
+
+    with qwen3_hub_cache(tmp_path, ["Qwen/Qwen3-1.7B"]) as provided:
         yield provided
 
 

@@ -332,9 +332,11 @@ def qwen3_config_from_hf(hf_config, dtype=torch.bfloat16):
         "rope_base": hf_config.get("rope_parameters", hf_config)["rope_theta"],
         "dtype": dtype,
     }
-    if hf_config.get("num_experts", 0) > 0:
+    # The hub's files say "num_experts"; transformers 5 saves it as "num_local_experts".
+    num_experts = hf_config.get("num_experts", hf_config.get("num_local_experts", 0))
+    if num_experts > 0:
         del cfg["hidden_dim"]
-        cfg.update(num_experts=hf_config["num_experts"],
+        cfg.update(num_experts=num_experts,
                    num_experts_per_tok=hf_config["num_experts_per_tok"],
                    moe_hidden_dim=hf_config["moe_intermediate_size"])
     return cfg

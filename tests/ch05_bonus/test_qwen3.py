@@ -142,6 +142,7 @@ def test_rmsnorm_equals_hugging_face_in_bfloat16():
 
 
 SIZES = ["0.6B", "1.7B", "4B", "8B", "14B", "32B", "30B-A3B"]
+DENSE_SIZES = SIZES[:-1]  # 30B-A3B: the book's figure, in the test above
 
 
 def count_on_meta(model_class, cfg):
@@ -159,21 +160,20 @@ def test_parameter_counts_of_the_book_on_the_meta_device():
     assert total - model.tok_emb.weight.numel() == 30_220_957_696
 
 
-@pytest.mark.parametrize("size", SIZES)
-def test_every_size_has_as_many_parameters_as_hugging_faces_model(size):
-    from transformers import Qwen3ForCausalLM, Qwen3MoeForCausalLM
+@pytest.mark.parametrize("size", DENSE_SIZES)
+def test_every_dense_size_has_as_many_parameters_as_hugging_faces_model(size):
+    from transformers import Qwen3ForCausalLM
 
     cfg = qwen3.get_qwen_config(size)
     ours, _ = count_on_meta(qwen3.Qwen3Model, cfg)
-    hf_class = Qwen3MoeForCausalLM if cfg.get("num_experts") else Qwen3ForCausalLM
-    theirs, _ = count_on_meta(hf_class, hf_qwen3_config(cfg))
+    theirs, _ = count_on_meta(Qwen3ForCausalLM, hf_qwen3_config(cfg))
     assert ours == theirs
 
 
 def test_config_keys_are_the_book_repositorys():
     dense_keys = {"vocab_size", "context_length", "emb_dim", "n_heads", "n_layers", "hidden_dim",
                   "head_dim", "qk_norm", "n_kv_groups", "rope_base", "dtype"}
-    for size in SIZES[:-1]:
+    for size in DENSE_SIZES:
         assert set(qwen3.get_qwen_config(size)) == dense_keys
     assert set(qwen3.QWEN3_CONFIG_30B_A3B) == dense_keys - {"hidden_dim"} | {
         "num_experts", "num_experts_per_tok", "moe_hidden_dim"}
@@ -183,6 +183,12 @@ def test_config_keys_are_the_book_repositorys():
             "trf_blocks.0.ff.fc1.weight", "trf_blocks.0.norm1.scale", "final_norm.scale",
             "out_head.weight"} <= set(state)
     assert "cos" not in state  # the RoPE tables are computed, not stored
+
+
+@pytest.mark.parametrize("cfg", [DENSE, MOE], ids=["dense", "moe"])
+def test_config_from_a_repositorys_config_json(cfg):
+    hf_config = json.loads(hf_qwen3_config(cfg).to_json_string())
+    assert qwen3.qwen3_config_from_hf(hf_config, dtype=torch.float32) == cfg
 
 
 # --- the tokenizer ---------------------------------------------------------------
