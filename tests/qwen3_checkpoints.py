@@ -54,8 +54,8 @@ CHAT_TEMPLATE = (
 # The notebooks get the same values as CONFIG_OVERRIDES (a test checks that they agree).
 TINY_QWEN3_OVERRIDES = {"vocab_size": 512, "context_length": 256, "emb_dim": 64, "n_heads": 4,
                         "n_layers": 2, "hidden_dim": 96, "head_dim": 32, "n_kv_groups": 2}
-TINY_MOE_OVERRIDES = {**TINY_QWEN3_OVERRIDES, "num_experts": 6, "num_experts_per_tok": 2,
-                      "moe_hidden_dim": 32}
+TINY_MOE_OVERRIDES = {**{k: v for k, v in TINY_QWEN3_OVERRIDES.items() if k != "hidden_dim"},
+                      "num_experts": 6, "num_experts_per_tok": 2, "moe_hidden_dim": 32}
 
 
 def write_qwen3_tokenizer_json(path, text=TRAINING_TEXT, num_bpe_tokens=NUM_BPE_TOKENS):
