@@ -313,3 +313,15 @@ def test_the_notebooks_tiny_models_match_the_fake_hub():
                             ("standalone-qwen3-moe.ipynb", TINY_MOE_OVERRIDES),
                             ("standalone-qwen3-moe-plus-kvcache.ipynb", TINY_MOE_OVERRIDES)):
         assert settings[f"{FOLDER}/{name}"]["parameters"]["CONFIG_OVERRIDES"] == overrides
+
+
+@pytest.mark.parametrize("setting, value, named", [
+    ("MODEL", "7B", "'7B'"), ("DTYPE", "int8", "QWEN3_DTYPE"), ("DEVICE", "tpu", "QWEN3_DEVICE"),
+    ("MAX_NEW_TOKENS", "many", "QWEN3_MAX_NEW_TOKENS")])
+def test_chat_apps_name_a_bad_setting_in_one_line(monkeypatch, setting, value, named):
+    """The apps show this message in the page (ModelAtStartup) instead of a traceback."""
+    chat = import_course_module(f"{FOLDER}/qwen3-chat-interface/qwen3_chat.py")
+    monkeypatch.setattr(chat, setting, value)
+    with pytest.raises(ValueError) as excinfo:
+        chat.load_chat_model()
+    assert named in one_line(excinfo)

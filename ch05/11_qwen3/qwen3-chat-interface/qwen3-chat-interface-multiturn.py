@@ -16,7 +16,7 @@ import re
 
 import chainlit
 from previous_chapters import ModelAtStartup, decode_stream, stream_reply
-from qwen3_chat import MODEL, REASONING, answer_token_ids, load_chat_model
+from qwen3_chat import REASONING, answer_token_ids, greeting, load_chat_model
 
 MODEL_AND_TOKENIZER = ModelAtStartup(load_chat_model)
 SYSTEM_PROMPT = "You are a helpful assistant."
@@ -41,9 +41,8 @@ def without_thinking(answer):
 @chainlit.on_chat_start
 async def on_start():
     chainlit.user_session.set("history", [{"role": "system", "content": SYSTEM_PROMPT}])
-    await MODEL_AND_TOKENIZER.greet(
-        f"Qwen3 {MODEL} is ready on `{MODEL_AND_TOKENIZER.model[0].tok_emb.weight.device}`. "
-        "It remembers this conversation." if MODEL_AND_TOKENIZER.ready() else "")
+    await MODEL_AND_TOKENIZER.greet(greeting(MODEL_AND_TOKENIZER,
+                                             " It remembers this conversation."))
 
 
 @chainlit.on_message

@@ -13,17 +13,14 @@ QWEN3_REASONING, QWEN3_DEVICE, QWEN3_MAX_NEW_TOKENS, QWEN3_LOCAL_DIR).
 
 import chainlit
 from previous_chapters import ModelAtStartup, decode_stream, stream_reply
-from qwen3_chat import MODEL, REASONING, answer_token_ids, load_chat_model
+from qwen3_chat import answer_token_ids, greeting, load_chat_model
 
 MODEL_AND_TOKENIZER = ModelAtStartup(load_chat_model)
 
 
 @chainlit.on_chat_start
 async def on_start():
-    await MODEL_AND_TOKENIZER.greet(
-        f"Qwen3 {MODEL}{'' if REASONING else ' Base'} is ready "
-        f"on `{MODEL_AND_TOKENIZER.model[0].tok_emb.weight.device}`."
-        if MODEL_AND_TOKENIZER.ready() else "")
+    await MODEL_AND_TOKENIZER.greet(greeting(MODEL_AND_TOKENIZER))
 
 
 @chainlit.on_message

@@ -143,3 +143,15 @@ def answer_token_ids(model, tokenizer, prompt_ids, stop_ids):
         if token_id in stop_ids:
             return
         yield token_id
+
+
+def greeting(loaded, note=""):
+    """The page's first message, once `loaded` (a ModelAtStartup) holds the model and tokenizer.
+
+    Empty when it could not be loaded: `greet` then shows the problem instead.
+    """
+    if not loaded.ready():
+        return ""
+    model, _ = loaded.model
+    name = f"Qwen3 {MODEL}" + ("" if REASONING else " Base")
+    return f"{name} is ready on `{model.tok_emb.weight.device}`.{note}"
