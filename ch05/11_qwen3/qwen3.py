@@ -307,12 +307,6 @@ def get_qwen_config(name):
     return QWEN3_CONFIGS[name]
 
 
-def qwen3_repo_id(name, base_model=False):
-    """The hub repository of a size: Qwen/Qwen3-0.6B (chat) or Qwen/Qwen3-0.6B-Base."""
-    get_qwen_config(name)  # an unknown size fails here, with the list of sizes
-    return f"Qwen/Qwen3-{name}" + ("-Base" if base_model else "")
-
-
 def qwen3_config_from_hf(hf_config, dtype=torch.bfloat16):
     """Our configuration for a hub repository's `config.json` (a dict), dense or MoE.
 

@@ -30,7 +30,6 @@ from qwen3 import (  # noqa: F401 (re-exported for the notebooks and the chat ap
     get_qwen_config,
     load_weights_into_qwen,
     qwen3_config_from_hf,
-    qwen3_repo_id,
 )
 from qwen3 import GroupedQueryAttention as PlainGroupedQueryAttention
 from qwen3 import Qwen3Model as PlainQwen3Model
