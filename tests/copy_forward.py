@@ -131,9 +131,34 @@ VARIANTS.update({
         "the book package's name for Llama 3's block (RMSNorm, grouped-query attention)",
     ("generate_text_simple_stream", "pkg/llms_from_scratch/kv_cache_batched/generate.py"):
         "the batched stream: left-padded prompts, one token per row and step",
+    ("compute_rope_params", "pkg/llms_from_scratch/llama3.py"):
+        "the book package's Llama 3 name: precompute_rope_params with freq_config, in a dtype",
     ("KVCache", "pkg/llms_from_scratch/kv_cache_batched/utils.py"):
         "the book's batched cache: KVCache(n_layers, batch_size), rows read one by one",
 })
+# Qwen3 (ch05/11_qwen3): the book repository's names for Qwen3's own blocks, and the
+# KV-cache versions of the model (each family: the module and the notebook that shows it).
+QWEN3 = ("Qwen3's version of the name (book repository's ch05/11_qwen3): SwiGLU, QK-norm, "
+         "fixed head_dim")
+QWEN3_KV = "Qwen3 with the book's KV-cache signatures (start_pos, cache); subclasses of qwen3.py's"
+VARIANTS.update({
+    (name, f"ch05/11_qwen3/{path}"): QWEN3
+    for name, paths in {"FeedForward": ["qwen3.py", "standalone-qwen3.ipynb"],
+                        "RMSNorm": ["qwen3.py", "standalone-qwen3.ipynb"],
+                        "TransformerBlock": ["qwen3.py", "standalone-qwen3.ipynb"],
+                        "GroupedQueryAttention": ["qwen3.py", "standalone-qwen3.ipynb"]}.items()
+    for path in paths
+})
+VARIANTS.update({
+    (name, f"ch05/11_qwen3/{path}"): QWEN3_KV
+    for name in ("GroupedQueryAttention", "TransformerBlock", "Qwen3Model",
+                 "generate_text_basic_stream")
+    for path in ("qwen3_kvcache.py", "standalone-qwen3-plus-kvcache.ipynb")
+})
+VARIANTS[("on_start", "ch05/11_qwen3/qwen3-chat-interface/qwen3-chat-interface-multiturn.py")] = (
+    "the book repository's handler name; the multi-turn app also starts an empty history")
+VARIANTS[("DEVICE", "ch05/11_qwen3/qwen3-chat-interface/qwen3_chat.py")] = (
+    "the book repository's chat-app setting: a device name, 'auto' by default")
 
 PARAMETERS_TAG = "parameters"
 CONSTANT_NAME = re.compile(r"[A-Z][A-Z0-9_]*")

@@ -147,3 +147,30 @@ def gemma3_hub_cache(tmp_path):
     cache = Path(tmp_path) / "gemma3-hub-cache"
     write_fake_gemma3_hub(cache)
     yield {"env": {"HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1"}}
+
+
+@contextmanager
+def qwen3_hub_dense(tmp_path):
+    """Qwen/Qwen3-0.6B: one model.safetensors (tied head) and tokenizer.json, tiny and random."""
+    from qwen3_checkpoints import qwen3_hub_cache
+
+    with qwen3_hub_cache(tmp_path, ["Qwen/Qwen3-0.6B"]) as provided:
+        yield provided
+
+
+@contextmanager
+def qwen3_hub_sharded(tmp_path):
+    """Qwen/Qwen3-1.7B: safetensors shards with model.safetensors.index.json, tiny and random."""
+    from qwen3_checkpoints import qwen3_hub_cache
+
+    with qwen3_hub_cache(tmp_path, ["Qwen/Qwen3-1.7B"]) as provided:
+        yield provided
+
+
+@contextmanager
+def qwen3_hub_moe(tmp_path):
+    """Qwen/Qwen3-Coder-30B-A3B-Instruct: a tiny mixture of experts, sharded with an index."""
+    from qwen3_checkpoints import qwen3_hub_cache
+
+    with qwen3_hub_cache(tmp_path, ["Qwen/Qwen3-Coder-30B-A3B-Instruct"]) as provided:
+        yield provided

@@ -43,6 +43,7 @@ PRETRAIN = "ch05/03_bonus_pretraining_on_gutenberg/pretraining_simple.py"
 BENCH_GUTENBERG = "ch05/03_bonus_pretraining_on_gutenberg/bench_gutenberg.py"
 HPARAM = "ch05/05_bonus_hparam_tuning/hparam_search.py"
 LLAMA = "ch05/07_gpt_to_llama/benchmark.py"
+QWEN3 = "ch05/11_qwen3/benchmark.py"
 LOADING = "ch05/08_memory_efficient_weight_loading/memory_efficient_loading.py"
 CLASSIFY = "ch06/01_main-chapter-code/gpt_class_finetune.py"
 CH06_EXPERIMENTS = "ch06/02_bonus_additional-experiments/additional_experiments.py"
@@ -185,6 +186,11 @@ BAD_INPUT = [
     (LLAMA, ["--repeats", "-1"], "--repeats"),
     (LLAMA, ["--model", "70B"], "--model"),
     (LLAMA, ["--device", "tpu"], "--device"),
+    (QWEN3, ["--model", "7B"], "--model"),
+    (QWEN3, ["--max-new-tokens", "0"], "--max-new-tokens"),
+    (QWEN3, ["--model", "tiny", "--max_new_tokens", "1020"], "--max-new-tokens"),
+    (QWEN3, ["--dtype", "int8"], "--dtype"),
+    (QWEN3, ["--device", "tpu"], "--device"),
     (LOADING, ["--model", "gpt5"], "--model"),
     (LOADING, ["--folder", "a-file"], "--folder"),
     (LOADING, ["--folder", UNWRITABLE], "--folder"),

@@ -304,7 +304,7 @@ class Gemma3Model(nn.Module):
 
 
 class KVCache:
-    """Per layer, the (keys, values) of every position processed so far."""
+    """The keys and values of every layer for the tokens seen so far."""
 
     def __init__(self, n_layers):
         self.cache = [None] * n_layers
@@ -319,7 +319,8 @@ class KVCache:
         return self.cache
 
     def reset(self):
-        self.cache = [None] * len(self.cache)
+        for i in range(len(self.cache)):
+            self.cache[i] = None
 
 
 GEMMA3_CONFIG_270M = {
@@ -356,10 +357,10 @@ def gemma3_config(model_size, overrides=None):
 
 def calc_model_memory_size(model, input_dtype=torch.float32):
     """GiB for the parameters, their gradients and the buffers, in `input_dtype`."""
+    element_size = torch.tensor(0, dtype=input_dtype).element_size()
     num_params = sum(p.numel() for p in model.parameters())
     num_grads = sum(p.numel() for p in model.parameters() if p.requires_grad)
     num_buffers = sum(b.numel() for b in model.buffers())
-    element_size = torch.tensor(0, dtype=input_dtype).element_size()
     return (num_params + num_grads + num_buffers) * element_size / 1024**3
 
 

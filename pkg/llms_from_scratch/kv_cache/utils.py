@@ -4,7 +4,7 @@ import torch
 
 
 class KVCache:
-    """Per layer, the (keys, values) of every position processed so far."""
+    """The keys and values of every layer for the tokens seen so far."""
 
     def __init__(self, n_layers):
         self.cache = [None] * n_layers
@@ -19,7 +19,8 @@ class KVCache:
         return self.cache
 
     def reset(self):
-        self.cache = [None] * len(self.cache)
+        for i in range(len(self.cache)):
+            self.cache[i] = None
 
 
 def attention_allowed_mask(start_pos, num_queries, num_keys, device=None):

@@ -1,0 +1,242 @@
+"""Qwen3 generation speed and memory: without and with the KV cache, and Hugging Face's.
+
+    python benchmark.py                      # Qwen3 0.6B shape, bfloat16, 100 new tokens
+    python benchmark.py --help               # other sizes, float32, lengths, --device
+
+Run benchmarks one at a time: two at once time each other. (On a shared Linux
+machine, `flock /tmp/llms-bench.lock python ...` queues them.)
+
+All three get the same random weights, without a download: a Qwen3-shaped
+Hugging Face `Qwen3ForCausalLM`, whose tensors our models use under our
+parameter names (no second copy in memory). Each greedily continues the same
+random prompt by `--max-new-tokens` tokens, batch size 1:
+
+1. ours, no cache: `generate_text_basic_stream` of qwen3.py, which runs the
+   whole sequence through the model for every new token;
+2. ours, KV cache: `generate_text_basic_stream` of qwen3_kvcache.py;
+3. Hugging Face: `Qwen3ForCausalLM.generate(do_sample=False)` (its default
+   scaled-dot-product attention and its own KV cache).
+
+Each is warmed up, then timed `--repeats` times, interleaved; the fastest run
+counts (the one least disturbed by other work on the machine). Peak memory is
+what a generation needs on top of the weights already in memory: on a GPU the
+peak of PyTorch's allocator, on a CPU the peak of the process's resident memory
+(sampled every millisecond on Linux). The report names the CPU and the load
+average, since a shared machine slows every row.
+"""
+
+import os
+import platform
+import sys
+import threading
+import time
+from pathlib import Path
+
+import qwen3
+import qwen3_kvcache
+import torch
+from script_helpers import ScriptArgumentParser, add_device_argument, positive_int, synchronize
+
+BENCHMARK_CONFIGS = {"0.6B": qwen3.QWEN_CONFIG_06_B, "1.7B": qwen3.QWEN3_CONFIG_1_7B,
+           # Two thin layers: for quick checks of the script itself.
+           "tiny": {**qwen3.QWEN_CONFIG_06_B, "vocab_size": 512, "emb_dim": 64, "n_heads": 4,
+                    "n_layers": 2, "hidden_dim": 128, "head_dim": 16, "n_kv_groups": 2,
+                    "context_length": 1024}}
+DTYPES = {"bfloat16": torch.bfloat16, "float32": torch.float32}
+# Hugging Face's parameter names -> ours (the loader's mapping, for sharing tensors).
+HF_TO_OURS = {"model.embed_tokens.": "tok_emb.", "model.norm.weight": "final_norm.scale",
+              "lm_head.": "out_head.", "model.layers.": "trf_blocks.",
+              "self_attn.q_proj.": "att.W_query.", "self_attn.k_proj.": "att.W_key.",
+              "self_attn.v_proj.": "att.W_value.", "self_attn.o_proj.": "att.out_proj.",
+              "self_attn.q_norm.weight": "att.q_norm.scale",
+              "self_attn.k_norm.weight": "att.k_norm.scale",
+              "mlp.gate_proj.": "ff.fc1.", "mlp.up_proj.": "ff.fc2.", "mlp.down_proj.": "ff.fc3.",
+              "input_layernorm.weight": "norm1.scale",
+              "post_attention_layernorm.weight": "norm2.scale"}
+
+
+def parse_args(argv=None):
+    parser = ScriptArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", choices=list(BENCHMARK_CONFIGS), default="0.6B",
+                        help="Qwen3 configuration to build with random weights")
+    parser.add_argument("--dtype", choices=list(DTYPES), default="bfloat16", help="weight type")
+    parser.add_argument("--max-new-tokens", type=positive_int, default=100,
+                        help="tokens to generate per run")
+    parser.add_argument("--prompt-length", type=positive_int, default=16,
+                        help="random prompt tokens")
+    parser.add_argument("--repeats", type=positive_int, default=2,
+                        help="timed runs per implementation; fastest counts")
+    parser.add_argument("--seed", type=int, default=123,
+                        help="seed for the weights and the prompt")
+    add_device_argument(parser)
+    args = parser.parse_args(argv)
+    context = BENCHMARK_CONFIGS[args.model]["context_length"]
+    if args.prompt_length + args.max_new_tokens > context:
+        parser.error(f"argument --max-new-tokens: the prompt and the new tokens "
+                     f"({args.prompt_length} + {args.max_new_tokens}) exceed the "
+                     f"context length of {context}")
+    return args
+
+
+def our_name(hf_name):
+    for theirs, ours in HF_TO_OURS.items():
+        hf_name = hf_name.replace(theirs, ours)
+    return hf_name
+
+
+def build_models_sharing_weights(cfg, dtype, device, seed):
+    """A random Hugging Face Qwen3, and our two models sharing its weight tensors."""
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+
+    tied = cfg["emb_dim"] <= 2048  # the 0.6B and 1.7B releases tie the output head
+    hf_cfg = Qwen3Config(
+        vocab_size=cfg["vocab_size"], hidden_size=cfg["emb_dim"],
+        intermediate_size=cfg["hidden_dim"], num_hidden_layers=cfg["n_layers"],
+        num_attention_heads=cfg["n_heads"], num_key_value_heads=cfg["n_kv_groups"],
+        head_dim=cfg["head_dim"], max_position_embeddings=cfg["context_length"],
+        rms_norm_eps=1e-6, tie_word_embeddings=tied, bos_token_id=None, eos_token_id=None,
+        pad_token_id=None, rope_parameters={"rope_type": "default",
+                                            "rope_theta": cfg["rope_base"]})
+    torch.manual_seed(seed)
+    with torch.device(device):
+        hf_model = Qwen3ForCausalLM._from_config(hf_cfg, dtype=dtype).eval()
+    shared = {our_name(name): tensor for name, tensor in hf_model.state_dict().items()}
+    shared.setdefault("out_head.weight", shared["tok_emb.weight"])
+    ours = []
+    for module in (qwen3, qwen3_kvcache):
+        with torch.device("meta"):  # shapes only: the tensors come from hf_model
+            model = module.Qwen3Model({**cfg, "dtype": dtype})
+        model.load_state_dict(shared, assign=True)
+        cos, sin = qwen3.compute_rope_params(cfg["head_dim"], cfg["rope_base"],
+                                             cfg["context_length"])
+        model.cos, model.sin = cos.to(device), sin.to(device)  # not in state dicts
+        ours.append(model.eval())
+    return (*ours, hf_model)
+
+
+def resident_bytes():
+    """This process's resident memory (Linux), or None where /proc is missing."""
+    statm = Path("/proc/self/statm")
+    if not statm.exists():
+        return None
+    return int(statm.read_text().split()[1]) * 4096
+
+
+def run_measured(generate, device):
+    """(seconds, peak bytes above the memory in use before, output ids) of one call."""
+    synchronize(device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        before = torch.cuda.memory_allocated(device)
+    peak, stop = [resident_bytes()], threading.Event()
+
+    def sample():
+        while not stop.is_set():
+            peak[0] = max(peak[0], resident_bytes())
+            time.sleep(0.001)
+
+    sampler = None
+    if device.type == "cpu" and peak[0] is not None:
+        before = peak[0]
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+    start = time.perf_counter()
+    ids = generate()
+    synchronize(device)
+    seconds = time.perf_counter() - start
+    stop.set()
+    if sampler is not None:
+        sampler.join()
+        extra = peak[0] - before
+    elif device.type == "cuda":
+        extra = torch.cuda.max_memory_allocated(device) - before
+    else:
+        extra = None
+    return seconds, extra, ids
+
+
+def format_bytes(num_bytes):
+    return "n/a" if num_bytes is None else f"{num_bytes / 1024**2:,.0f} MiB"
+
+def compare_generation(plain, cached, hf_model, prompt, max_new_tokens, repeats, device):
+    """name -> (best seconds, largest peak, ids) for the three implementations."""
+    def hf_generate(num_tokens):
+        with torch.no_grad():
+            out = hf_model.generate(prompt, attention_mask=torch.ones_like(prompt),
+                                    max_new_tokens=num_tokens, min_new_tokens=num_tokens,
+                                    do_sample=False, pad_token_id=0)
+        return out[:, prompt.shape[1]:]
+
+    def ours(module, model):
+        return lambda n: torch.cat(list(module.generate_text_basic_stream(model, prompt, n)),
+                                   dim=1)
+
+    methods = {"ours, no cache (qwen3.py)": ours(qwen3, plain),
+               "ours, KV cache (qwen3_kvcache.py)": ours(qwen3_kvcache, cached),
+               "Hugging Face: Qwen3ForCausalLM.generate": hf_generate}
+    for generate in methods.values():
+        generate(2)  # warm-up: the first calls pay for allocations and kernel selection
+    results = {name: (float("inf"), 0, None) for name in methods}
+    for _ in range(repeats):
+        for name, generate in methods.items():
+            seconds, extra, ids = run_measured(lambda g=generate: g(max_new_tokens), device)
+            best, peak, _ = results[name]
+            results[name] = (min(best, seconds),
+                             None if extra is None else max(peak, extra), ids)
+    return results
+
+
+def cpu_name():
+    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() \
+            else []:
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def print_comparison(results, args, device, weight_bytes, load_before):
+    import transformers
+
+    print(f"torch {torch.__version__}, transformers {transformers.__version__}, "
+          f"device: {device}, CPU: {cpu_name()}, threads: {torch.get_num_threads()}")
+    print(f"load average (1 min) before: {load_before:.1f}, after: {os.getloadavg()[0]:.1f} "
+          f"on {os.cpu_count()} cores")
+    print(f"Qwen3 {args.model}-shaped model, random {args.dtype} weights "
+          f"({weight_bytes / 1024**3:.2f} GiB), prompt {args.prompt_length} random tokens, "
+          f"{args.max_new_tokens} new tokens (greedy), batch size 1, best of {args.repeats}\n")
+    print("| implementation | seconds | tokens/s | peak memory during generation |")
+    print("|---|---:|---:|---:|")
+    for name, (seconds, peak, _) in results.items():
+        print(f"| {name} | {seconds:.2f} | {args.max_new_tokens / seconds:.1f} | "
+              f"{format_bytes(peak)} |")
+    (plain_s, _, plain_ids), (kv_s, _, kv_ids), (hf_s, _, hf_ids) = results.values()
+    print(f"\nKV cache against no cache: {plain_s / kv_s:.2f}x faster")
+    print(f"KV cache against Hugging Face (> 1: ours faster): {hf_s / kv_s:.2f}x")
+    for label, ids in (("no cache", plain_ids), ("Hugging Face", hf_ids)):
+        if torch.equal(ids, kv_ids):
+            print(f"KV cache and {label}: the same token ids")
+        else:
+            differs = (ids[0] != kv_ids[0]).nonzero()[0].item()
+            print(f"KV cache and {label}: token ids differ from position {differs} on "
+                  f"(rounding differences in {args.dtype} between near-tied random logits)")
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    device = args.device
+    load_before = os.getloadavg()[0]
+    cfg = BENCHMARK_CONFIGS[args.model]
+    plain, cached, hf_model = build_models_sharing_weights(cfg, DTYPES[args.dtype], device,
+                                                           args.seed)
+    weight_bytes = sum(p.numel() * p.element_size() for p in hf_model.parameters())
+    generator = torch.Generator().manual_seed(args.seed)
+    prompt = torch.randint(0, cfg["vocab_size"], (1, args.prompt_length),
+                           generator=generator).to(device)
+    results = compare_generation(plain, cached, hf_model, prompt, args.max_new_tokens, args.repeats,
+                        device)
+    print_comparison(results, args, device, weight_bytes, load_before)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
