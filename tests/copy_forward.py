@@ -57,6 +57,13 @@ WHOLE_FILE_HOMES = {
 # identical to each other (the family's home is chosen as for any name).
 CH06_CLASSIFICATION_LOSS = ("chapter 6 classifies from the last token's logits "
                             "instead of predicting every next token")
+NEWER_MODELS_SWIGLU = ("the SwiGLU FeedForward of the newer model notebooks (fc1/fc2/fc3 in "
+                       "cfg['dtype']), not GPT's GELU network")
+NEWER_MODELS_MEMORY = "the newer model notebooks' memory estimate (parameters, gradients, buffers)"
+OLMO3_NB = "ch05/13_olmo3/standalone-olmo3.ipynb"
+OLMO3_KV_NB = "ch05/13_olmo3/standalone-olmo3-plus-kv-cache.ipynb"
+OLMO3_RMSNORM = "Olmo 3's RMSNorm: eps 1e-6 by default, as Hugging Face's Olmo3RMSNorm"
+OLMO3_ROPE = "Olmo 3's RoPE tables with YaRN scaling (the book's signature)"
 VARIANTS = {
     ("GPT2_SIZES", "ch04/02_performance-analysis/performance.py"):
         "keyed by the short size names its --sizes flag takes (124M), not the book's labels",
@@ -75,6 +82,29 @@ VARIANTS = {
         "the book's optimized KV-cache GPTModel: a sliding window over a preallocated cache",
     ("generate_text_simple_cached", "ch04/03_kv-cache/gpt_with_kv_cache_optimized.py"):
         "the book's optimized version: chunked prefill for the windowed cache",
+    # ch05/13_olmo3: the book repository's Olmo 3 names, each with Olmo 3's own body
+    ("FeedForward", OLMO3_NB): NEWER_MODELS_SWIGLU,
+    ("FeedForward", OLMO3_KV_NB): NEWER_MODELS_SWIGLU,
+    ("calc_model_memory_size", OLMO3_NB): NEWER_MODELS_MEMORY,
+    ("calc_model_memory_size", OLMO3_KV_NB): NEWER_MODELS_MEMORY,
+    ("RMSNorm", OLMO3_NB): OLMO3_RMSNORM,
+    ("RMSNorm", OLMO3_KV_NB): OLMO3_RMSNORM,
+    ("compute_rope_params", OLMO3_NB): OLMO3_ROPE,
+    ("compute_rope_params", OLMO3_KV_NB): OLMO3_ROPE,
+    ("apply_chat_template", OLMO3_NB): "Olmo 3's ChatML turn, as the book repository writes it",
+    ("apply_chat_template", OLMO3_KV_NB): "Olmo 3's ChatML turn, as the book repository writes it",
+    ("apply_rope", OLMO3_NB): "Olmo 3's RoPE rotation for whole sequences (positions from 0)",
+    ("apply_rope", OLMO3_KV_NB): "Olmo 3's KV-cache RoPE rotation: positions from `offset`",
+    ("GroupedQueryAttention", OLMO3_NB):
+        "Olmo 3's attention: QK-norm over the whole projection, sliding-window layers",
+    ("GroupedQueryAttention", OLMO3_KV_NB):
+        "Olmo 3's KV-cache attention: returns (output, next_cache)",
+    ("TransformerBlock", OLMO3_NB): "Olmo 3's post-norm block with a layer type",
+    ("TransformerBlock", OLMO3_KV_NB): "Olmo 3's post-norm KV-cache block: returns (x, next_cache)",
+    ("Olmo3Model", OLMO3_NB): "the book's Olmo 3 without a cache",
+    ("Olmo3Model", OLMO3_KV_NB): "the book's KV-cache Olmo 3: forward(ids, cache=None)",
+    ("generate_text_basic_stream", OLMO3_NB): "greedy streaming without a cache (Olmo 3)",
+    ("generate_text_basic_stream", OLMO3_KV_NB): "greedy streaming with a KV cache (Olmo 3)",
 }
 
 PARAMETERS_TAG = "parameters"

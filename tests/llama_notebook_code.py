@@ -28,9 +28,9 @@ def _is_definition(node):
 
 
 @cache
-def notebook_definitions(name):
-    """Namespace of the definitions in ch05/07_gpt_to_llama/`name`."""
-    path = REPO_ROOT / LLAMA_FOLDER / name
+def notebook_definitions(name, folder=LLAMA_FOLDER):
+    """Namespace of the definitions in `folder`/`name` (default: the Llama folder)."""
+    path = REPO_ROOT / folder / name
     nb = nbformat.read(path, as_version=4)
     namespace = {"__name__": f"notebook_{path.stem.replace('-', '_')}"}
     folder = str(path.parent)

@@ -137,3 +137,24 @@ def llm_servers(tmp_path):
     for body in requests:
         settings = body.get("options", body)
         assert "seed" in settings and "temperature" in settings, body
+
+
+OLMO3_FOLDER = "ch05/13_olmo3"
+
+
+@contextmanager
+def olmo3_hub_cache(tmp_path):
+    """allenai/Olmo-3-7B-Instruct as a tiny random model in the real layout, offline.
+
+    The notebook gets the tiny model's sizes as CONFIG_OVERRIDES.
+    """
+    from llama_notebook_code import notebook_definitions
+    from olmo3_tiny_aya_checkpoints import TINY_OLMO3_OVERRIDES, hub_cache_with, write_olmo3_repo
+
+    nb = notebook_definitions("standalone-olmo3.ipynb", OLMO3_FOLDER)
+    folder = write_olmo3_repo(Path(tmp_path) / "olmo3-repo", nb.OLMO3_CONFIG_7B)
+    cache = hub_cache_with(Path(tmp_path) / "hub-cache", "allenai/Olmo-3-7B-Instruct", folder)
+    yield {"env": {"HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1"},
+           "parameters": {"CONFIG_OVERRIDES": TINY_OLMO3_OVERRIDES, "MAX_NEW_TOKENS": 5,
+                          "BENCHMARK_CONFIG_CHANGES": TINY_OLMO3_OVERRIDES,
+                          "BENCHMARK_TOKENS": 3}}
