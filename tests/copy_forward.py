@@ -62,6 +62,9 @@ NEWER_MODELS_SWIGLU = ("the SwiGLU FeedForward of the newer model notebooks (fc1
 NEWER_MODELS_MEMORY = "the newer model notebooks' memory estimate (parameters, gradients, buffers)"
 OLMO3_NB = "ch05/13_olmo3/standalone-olmo3.ipynb"
 OLMO3_KV_NB = "ch05/13_olmo3/standalone-olmo3-plus-kv-cache.ipynb"
+AYA_NB = "ch05/15_tiny-aya/standalone-tiny-aya.ipynb"
+AYA_KV_NB = "ch05/15_tiny-aya/standalone-tiny-aya-plus-kv-cache.ipynb"
+NEWER_MODELS_KVCACHE = "the newer model notebooks' per-layer KVCache(n_layers)"
 OLMO3_RMSNORM = "Olmo 3's RMSNorm: eps 1e-6 by default, as Hugging Face's Olmo3RMSNorm"
 OLMO3_ROPE = "Olmo 3's RoPE tables with YaRN scaling (the book's signature)"
 VARIANTS = {
@@ -105,7 +108,36 @@ VARIANTS = {
     ("Olmo3Model", OLMO3_KV_NB): "the book's KV-cache Olmo 3: forward(ids, cache=None)",
     ("generate_text_basic_stream", OLMO3_NB): "greedy streaming without a cache (Olmo 3)",
     ("generate_text_basic_stream", OLMO3_KV_NB): "greedy streaming with a KV cache (Olmo 3)",
+    ("KVCache", OLMO3_KV_NB): NEWER_MODELS_KVCACHE,
+    # ch05/15_tiny-aya: the book repository's Tiny Aya names, each with Tiny Aya's own body
+    ("FeedForward", AYA_NB): NEWER_MODELS_SWIGLU,
+    ("FeedForward", AYA_KV_NB): NEWER_MODELS_SWIGLU,
+    ("calc_model_memory_size", AYA_NB): NEWER_MODELS_MEMORY,
+    ("calc_model_memory_size", AYA_KV_NB): NEWER_MODELS_MEMORY,
+    ("KVCache", AYA_KV_NB): NEWER_MODELS_KVCACHE,
+    ("compute_rope_params", AYA_NB): "Tiny Aya's RoPE tables: angles repeated for adjacent pairs",
+    ("compute_rope_params", AYA_KV_NB):
+        "Tiny Aya's RoPE tables: angles repeated for adjacent pairs",
+    ("apply_rope", AYA_NB): "Tiny Aya's RoPE: adjacent pairs rotated, positions from 0",
+    ("apply_rope", AYA_KV_NB): "Tiny Aya's KV-cache RoPE: adjacent pairs, positions from offset",
+    ("apply_chat_template", AYA_NB): "Tiny Aya's (Cohere's) chat turn",
+    ("apply_chat_template", AYA_KV_NB): "Tiny Aya's (Cohere's) chat turn",
+    ("hf_names", AYA_NB): "Tiny Aya's Hugging Face tensor names (no QK-norm, one norm per block)",
+    ("hf_names", AYA_KV_NB):
+        "Tiny Aya's Hugging Face tensor names (no QK-norm, one norm per block)",
+    ("GroupedQueryAttention", AYA_NB):
+        "Tiny Aya's attention: RoPE in sliding-window layers only (NoPE in full layers)",
+    ("GroupedQueryAttention", AYA_KV_NB):
+        "Tiny Aya's KV-cache attention: returns (output, next_cache)",
+    ("TransformerBlock", AYA_NB): "Tiny Aya's parallel block (one norm for both branches)",
+    ("TransformerBlock", AYA_KV_NB): "Tiny Aya's parallel KV-cache block: returns (x, next_cache)",
+    ("TinyAyaModel", AYA_NB): "the book's Tiny Aya without a cache",
+    ("TinyAyaModel", AYA_KV_NB):
+        "the book's KV-cache Tiny Aya: forward(ids, attention_mask, cache)",
+    ("generate_text_basic_stream", AYA_NB): "greedy streaming without a cache (stop_token_ids)",
+    ("generate_text_basic_stream", AYA_KV_NB): "greedy streaming with a KV cache (stop_token_ids)",
 }
+
 
 PARAMETERS_TAG = "parameters"
 CONSTANT_NAME = re.compile(r"[A-Z][A-Z0-9_]*")

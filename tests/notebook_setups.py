@@ -158,3 +158,28 @@ def olmo3_hub_cache(tmp_path):
            "parameters": {"CONFIG_OVERRIDES": TINY_OLMO3_OVERRIDES, "MAX_NEW_TOKENS": 5,
                           "BENCHMARK_CONFIG_CHANGES": TINY_OLMO3_OVERRIDES,
                           "BENCHMARK_TOKENS": 3}}
+
+
+TINY_AYA_FOLDER = "ch05/15_tiny-aya"
+
+
+@contextmanager
+def tiny_aya_hub_cache(tmp_path):
+    """CohereLabs/tiny-aya-global as a tiny random model in the real layout, offline.
+
+    The notebook gets the tiny model's sizes as CONFIG_OVERRIDES.
+    """
+    from llama_notebook_code import notebook_definitions
+    from olmo3_tiny_aya_checkpoints import (
+        TINY_AYA_OVERRIDES,
+        hub_cache_with,
+        write_tiny_aya_repo,
+    )
+
+    nb = notebook_definitions("standalone-tiny-aya.ipynb", TINY_AYA_FOLDER)
+    folder = write_tiny_aya_repo(Path(tmp_path) / "tiny-aya-repo", nb.TINY_AYA_CONFIG)
+    cache = hub_cache_with(Path(tmp_path) / "hub-cache", "CohereLabs/tiny-aya-global", folder)
+    yield {"env": {"HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1"},
+           "parameters": {"CONFIG_OVERRIDES": TINY_AYA_OVERRIDES, "MAX_NEW_TOKENS": 5,
+                          "BENCHMARK_CONFIG_CHANGES": TINY_AYA_OVERRIDES,
+                          "BENCHMARK_TOKENS": 3}}

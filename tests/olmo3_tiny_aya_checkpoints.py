@@ -134,3 +134,75 @@ def hub_cache_with(cache_dir, repo_id, folder):
     """A hub cache (HF_HUB_CACHE) serving the files of `folder` as `repo_id`."""
     write_hub_snapshot(cache_dir, repo_id, {p.name: p for p in Path(folder).iterdir()})
     return cache_dir
+
+
+# Tiny Aya: the first special tokens of its tokenizer (ids 0-3 as in the real file, whose
+# config names pad 0, bos 2, eos 3), then its chat tokens.
+TINY_AYA_SPECIAL_TOKENS = [
+    "<PAD>", "<UNK>", "<BOS_TOKEN>", "<EOS_TOKEN>", "<|START_OF_TURN_TOKEN|>",
+    "<|END_OF_TURN_TOKEN|>", "<|USER_TOKEN|>", "<|CHATBOT_TOKEN|>", "<|SYSTEM_TOKEN|>",
+    "<|START_RESPONSE|>", "<|END_RESPONSE|>",
+]
+
+# The tiny Tiny Aya behind the fake hub repository: RoPE sliding-window layers (window 8),
+# a NoPE full-attention layer, grouped key/value heads, a logit scale that is not 1.
+TINY_AYA_OVERRIDES = {
+    "vocab_size": 384, "context_length": 512, "emb_dim": 64, "n_heads": 4, "n_kv_heads": 2,
+    "head_dim": 16, "hidden_dim": 96, "n_layers": 4, "sliding_window": 8, "logit_scale": 0.25,
+    "layer_types": ["sliding_attention"] * 3 + ["full_attention"],
+}
+
+
+def tiny_tiny_aya_config(base):
+    """The tiny Tiny Aya in float32, from the notebook's TINY_AYA_CONFIG `base`."""
+    return {**base, **TINY_AYA_OVERRIDES, "dtype": torch.float32}
+
+
+def hf_tiny_aya_config(cfg):
+    """A transformers Cohere2Config equivalent to our configuration dict `cfg`."""
+    from transformers import Cohere2Config
+
+    assert cfg["head_dim"] == cfg["emb_dim"] // cfg["n_heads"]  # Cohere2Config derives it
+    return Cohere2Config(
+        vocab_size=cfg["vocab_size"], hidden_size=cfg["emb_dim"],
+        intermediate_size=cfg["hidden_dim"], num_hidden_layers=cfg["n_layers"],
+        num_attention_heads=cfg["n_heads"], num_key_value_heads=cfg["n_kv_heads"],
+        max_position_embeddings=cfg["context_length"], layer_norm_eps=cfg["layer_norm_eps"],
+        logit_scale=cfg["logit_scale"], sliding_window=cfg["sliding_window"],
+        layer_types=list(cfg["layer_types"]), attention_bias=cfg["attention_bias"],
+        rope_parameters={"rope_type": "default", "rope_theta": cfg["rope_base"]},
+        tie_word_embeddings=cfg["tie_word_embeddings"], pad_token_id=cfg["pad_token_id"],
+        bos_token_id=cfg["bos_token_id"], eos_token_id=cfg["eos_token_id"],
+        attn_implementation="eager",
+    )
+
+
+def random_hf_tiny_aya(cfg, seed=0):
+    from transformers import Cohere2ForCausalLM
+
+    torch.manual_seed(seed)
+    return perturbed(Cohere2ForCausalLM(hf_tiny_aya_config(cfg)), seed)
+
+
+def tiny_aya_chat_template():
+    """The notebook's Tiny Aya chat format as a Jinja template (bos_token written by it)."""
+    return ("{{ bos_token }}{% for message in messages %}<|START_OF_TURN_TOKEN|>"
+            "{% if message['role'] == 'user' %}<|USER_TOKEN|>{% else %}<|CHATBOT_TOKEN|>"
+            "{% endif %}{{ message['content'] }}<|END_OF_TURN_TOKEN|>{% endfor %}"
+            "{% if add_generation_prompt %}<|START_OF_TURN_TOKEN|><|CHATBOT_TOKEN|>"
+            "<|START_RESPONSE|>{% endif %}")
+
+
+def write_tiny_aya_repo(folder, base_cfg, seed=0):
+    """Like CohereLabs/tiny-aya-global: config.json, sharded safetensors without
+    lm_head.weight (tied), tokenizer.json that adds <BOS_TOKEN>."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    write_sharded_checkpoint(random_hf_tiny_aya(tiny_tiny_aya_config(base_cfg), seed=seed),
+                             folder)
+    write_tokenizer_json(folder / "tokenizer.json", TINY_AYA_SPECIAL_TOKENS,
+                         TINY_AYA_OVERRIDES["vocab_size"], bos_token="<BOS_TOKEN>")
+    (folder / "tokenizer_config.json").write_text(json.dumps(
+        {"chat_template": tiny_aya_chat_template(), "bos_token": "<BOS_TOKEN>",
+         "eos_token": "<|END_OF_TURN_TOKEN|>", "pad_token": "<PAD>"}))
+    return folder
