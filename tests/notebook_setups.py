@@ -139,47 +139,37 @@ def llm_servers(tmp_path):
         assert "seed" in settings and "temperature" in settings, body
 
 
-OLMO3_FOLDER = "ch05/13_olmo3"
+
+def tiny_model_hub(tmp_path, notebook, config_name, repo_id, writer, overrides):
+    """A hub cache serving `repo_id` as a tiny random model that `writer` lays out,
+    built from the notebook's configuration `config_name`; the notebook gets the
+    tiny sizes as CONFIG_OVERRIDES (and for its speed measurement)."""
+    from llama_notebook_code import notebook_definitions
+    from olmo3_tiny_aya_checkpoints import hub_cache_with
+
+    folder, name = notebook.rsplit("/", 1)
+    base_cfg = getattr(notebook_definitions(name, folder), config_name)
+    repo = writer(Path(tmp_path) / "tiny-repo", base_cfg)
+    cache = hub_cache_with(Path(tmp_path) / "hub-cache", repo_id, repo)
+    return {"env": {"HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1"},
+            "parameters": {"CONFIG_OVERRIDES": overrides, "MAX_NEW_TOKENS": 5,
+                           "BENCHMARK_CONFIG_CHANGES": overrides, "BENCHMARK_TOKENS": 3}}
 
 
 @contextmanager
 def olmo3_hub_cache(tmp_path):
-    """allenai/Olmo-3-7B-Instruct as a tiny random model in the real layout, offline.
+    """allenai/Olmo-3-7B-Instruct as a tiny random model in the real layout, offline."""
+    from olmo3_tiny_aya_checkpoints import TINY_OLMO3_OVERRIDES, write_olmo3_repo
 
-    The notebook gets the tiny model's sizes as CONFIG_OVERRIDES.
-    """
-    from llama_notebook_code import notebook_definitions
-    from olmo3_tiny_aya_checkpoints import TINY_OLMO3_OVERRIDES, hub_cache_with, write_olmo3_repo
-
-    nb = notebook_definitions("standalone-olmo3.ipynb", OLMO3_FOLDER)
-    folder = write_olmo3_repo(Path(tmp_path) / "olmo3-repo", nb.OLMO3_CONFIG_7B)
-    cache = hub_cache_with(Path(tmp_path) / "hub-cache", "allenai/Olmo-3-7B-Instruct", folder)
-    yield {"env": {"HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1"},
-           "parameters": {"CONFIG_OVERRIDES": TINY_OLMO3_OVERRIDES, "MAX_NEW_TOKENS": 5,
-                          "BENCHMARK_CONFIG_CHANGES": TINY_OLMO3_OVERRIDES,
-                          "BENCHMARK_TOKENS": 3}}
-
-
-TINY_AYA_FOLDER = "ch05/15_tiny-aya"
+    yield tiny_model_hub(tmp_path, "ch05/13_olmo3/standalone-olmo3.ipynb", "OLMO3_CONFIG_7B",
+                         "allenai/Olmo-3-7B-Instruct", write_olmo3_repo, TINY_OLMO3_OVERRIDES)
 
 
 @contextmanager
 def tiny_aya_hub_cache(tmp_path):
-    """CohereLabs/tiny-aya-global as a tiny random model in the real layout, offline.
+    """CohereLabs/tiny-aya-global as a tiny random model in the real layout, offline."""
+    from olmo3_tiny_aya_checkpoints import TINY_AYA_OVERRIDES, write_tiny_aya_repo
 
-    The notebook gets the tiny model's sizes as CONFIG_OVERRIDES.
-    """
-    from llama_notebook_code import notebook_definitions
-    from olmo3_tiny_aya_checkpoints import (
-        TINY_AYA_OVERRIDES,
-        hub_cache_with,
-        write_tiny_aya_repo,
-    )
-
-    nb = notebook_definitions("standalone-tiny-aya.ipynb", TINY_AYA_FOLDER)
-    folder = write_tiny_aya_repo(Path(tmp_path) / "tiny-aya-repo", nb.TINY_AYA_CONFIG)
-    cache = hub_cache_with(Path(tmp_path) / "hub-cache", "CohereLabs/tiny-aya-global", folder)
-    yield {"env": {"HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1"},
-           "parameters": {"CONFIG_OVERRIDES": TINY_AYA_OVERRIDES, "MAX_NEW_TOKENS": 5,
-                          "BENCHMARK_CONFIG_CHANGES": TINY_AYA_OVERRIDES,
-                          "BENCHMARK_TOKENS": 3}}
+    yield tiny_model_hub(tmp_path, "ch05/15_tiny-aya/standalone-tiny-aya.ipynb",
+                         "TINY_AYA_CONFIG", "CohereLabs/tiny-aya-global", write_tiny_aya_repo,
+                         TINY_AYA_OVERRIDES)

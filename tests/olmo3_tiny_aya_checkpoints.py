@@ -206,3 +206,14 @@ def write_tiny_aya_repo(folder, base_cfg, seed=0):
         {"chat_template": tiny_aya_chat_template(), "bos_token": "<BOS_TOKEN>",
          "eos_token": "<|END_OF_TURN_TOKEN|>", "pad_token": "<PAD>"}))
     return folder
+
+
+def one_line_error(error_type, call):
+    """The message of the `error_type` that `call()` raises; it must be one line."""
+    import pytest
+
+    with pytest.raises(error_type) as info:
+        call()
+    message = str(info.value)
+    assert "\n" not in message
+    return message

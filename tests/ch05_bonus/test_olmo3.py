@@ -9,6 +9,7 @@ import pytest
 import torch
 from llama_notebook_code import notebook_definitions
 from olmo3_tiny_aya_checkpoints import (
+    one_line_error,
     OLMO3_SPECIAL_TOKENS,
     hf_olmo3_config,
     olmo3_chat_template,
@@ -151,14 +152,6 @@ def test_tokenizer_falls_back_to_the_given_ids(tmp_path):
     path = write_tokenizer_json(tmp_path / "tokenizer.json", ["<s>"], 300)
     tokenizer = nb.OlmoTokenizer(path, eos_token_id=100_257, pad_token_id=100_277)
     assert (tokenizer.eos_token_id, tokenizer.pad_token_id) == (100_257, 100_277)
-
-
-def one_line_error(error_type, call):
-    with pytest.raises(error_type) as info:
-        call()
-    message = str(info.value)
-    assert "\n" not in message
-    return message
 
 
 def test_bad_input_gives_one_clear_line(repo, tmp_path):

@@ -9,6 +9,7 @@ import pytest
 import torch
 from llama_notebook_code import notebook_definitions
 from olmo3_tiny_aya_checkpoints import (
+    one_line_error,
     TINY_AYA_SPECIAL_TOKENS,
     hf_tiny_aya_config,
     tiny_aya_chat_template,
@@ -135,14 +136,6 @@ def test_tokenizer_and_chat_template_match_transformers(repo):
     assert ids == reference.apply_chat_template(messages, add_generation_prompt=True,
                                                 tokenize=True, return_dict=False)
     assert ids.count(bos) == 1  # the book repository's output has two
-
-
-def one_line_error(error_type, call):
-    with pytest.raises(error_type) as info:
-        call()
-    message = str(info.value)
-    assert "\n" not in message
-    return message
 
 
 def test_bad_input_gives_one_clear_line(repo, tmp_path):
