@@ -217,3 +217,22 @@ def one_line_error(error_type, call):
     message = str(info.value)
     assert "\n" not in message
     return message
+
+
+def assert_cache_path_matches(nb, nb_kv, ours, ours_kv, hf_model, vocab_size, atol=1e-5):
+    """The KV-cache notebook's model (`ours_kv`), fed a prompt then one token at a time,
+    gives the cache-free model's logits; both notebooks' streaming generators and
+    Hugging Face's greedy `generate` give the same 20 ids (26 tokens: past the window)."""
+    torch.manual_seed(2)
+    ids = torch.randint(0, vocab_size, (1, 6))
+    with torch.no_grad():
+        cache = nb_kv.KVCache(ours_kv.cfg["n_layers"])
+        ours_kv.reset_kv_cache()
+        stepwise = torch.cat([ours_kv(ids[:, :3], cache=cache)]
+                             + [ours_kv(ids[:, i:i + 1], cache=cache) for i in range(3, 6)], 1)
+        torch.testing.assert_close(stepwise, ours(ids), atol=atol, rtol=0)
+        plain = torch.cat(list(nb.generate_text_basic_stream(ours, ids, 20)), dim=1)
+        cached = torch.cat(list(nb_kv.generate_text_basic_stream(ours_kv, ids, 20)), dim=1)
+        reference = hf_model.generate(ids, max_new_tokens=20, do_sample=False, eos_token_id=None,
+                                      attention_mask=torch.ones_like(ids))[:, 6:]
+    assert torch.equal(plain, cached) and torch.equal(cached, reference)

@@ -9,6 +9,7 @@ import pytest
 import torch
 from llama_notebook_code import notebook_definitions
 from olmo3_tiny_aya_checkpoints import (
+    assert_cache_path_matches,
     one_line_error,
     TINY_AYA_SPECIAL_TOKENS,
     hf_tiny_aya_config,
@@ -83,20 +84,8 @@ def test_full_attention_layers_use_no_positions():
 
 
 def test_kv_cache_gives_the_same_logits_and_greedy_ids(repo, hf_model):
-    ours, ours_kv = load_ours(nb, repo), load_ours(nb_kv, repo)
-    torch.manual_seed(2)
-    ids = torch.randint(0, TINY["vocab_size"], (1, 6))
-    with torch.no_grad():
-        cache = nb_kv.KVCache(TINY["n_layers"])
-        ours_kv.reset_kv_cache()
-        stepwise = torch.cat([ours_kv(ids[:, :3], cache=cache)]
-                             + [ours_kv(ids[:, i:i + 1], cache=cache) for i in range(3, 6)], 1)
-        torch.testing.assert_close(stepwise, ours(ids), atol=ATOL, rtol=0)
-        plain = torch.cat(list(nb.generate_text_basic_stream(ours, ids, 20)), dim=1)
-        cached = torch.cat(list(nb_kv.generate_text_basic_stream(ours_kv, ids, 20)), dim=1)
-        reference = hf_model.generate(ids, max_new_tokens=20, do_sample=False, eos_token_id=None,
-                                      attention_mask=torch.ones_like(ids))[:, 6:]
-    assert torch.equal(plain, cached) and torch.equal(cached, reference)  # 26 > window 8
+    assert_cache_path_matches(nb, nb_kv, load_ours(nb, repo), load_ours(nb_kv, repo), hf_model,
+                              TINY["vocab_size"], atol=ATOL)
 
 
 def test_parameter_counts_match_the_book_and_hugging_face():
