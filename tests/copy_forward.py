@@ -71,6 +71,16 @@ GEMMA3_ATTENTION_KV = "Gemma 3's attention with a KV cache: forward(..., start_p
 GEMMA3_BLOCK_KV = "Gemma 3's block with a KV cache: forward(..., start_pos, cache)"
 GEMMA3_GENERATE_KV = "the Gemma 3 KV notebook's streaming generator: prompt once, then one token"
 
+NEWER_MODELS_SWIGLU = ("the SwiGLU FeedForward of the newer model notebooks (fc1/fc2/fc3 in "
+                       "cfg['dtype']), not GPT's GELU network")
+NEWER_MODELS_MEMORY = "the newer model notebooks' memory estimate (parameters, gradients, buffers)"
+OLMO3_NB = "ch05/13_olmo3/standalone-olmo3.ipynb"
+OLMO3_KV_NB = "ch05/13_olmo3/standalone-olmo3-plus-kv-cache.ipynb"
+AYA_NB = "ch05/15_tiny-aya/standalone-tiny-aya.ipynb"
+AYA_KV_NB = "ch05/15_tiny-aya/standalone-tiny-aya-plus-kv-cache.ipynb"
+NEWER_MODELS_KVCACHE = "the newer model notebooks' per-layer KVCache(n_layers)"
+OLMO3_RMSNORM = "Olmo 3's RMSNorm: eps 1e-6 by default, as Hugging Face's Olmo3RMSNorm"
+OLMO3_ROPE = "Olmo 3's RoPE tables with YaRN scaling (the book's signature)"
 VARIANTS = {
     ("GPT2_SIZES", "ch04/02_performance-analysis/performance.py"):
         "keyed by the short size names its --sizes flag takes (124M), not the book's labels",
@@ -108,6 +118,57 @@ VARIANTS = {
     ("generate_text_basic_stream", "ch05/12_gemma3/standalone-gemma3-plus-kvcache.ipynb"):
         GEMMA3_GENERATE_KV,
     ("generate_text_basic_stream", "ch05/12_gemma3/standalone_gemma3.py"): GEMMA3_GENERATE_KV,
+    # ch05/13_olmo3: the book repository's Olmo 3 names, each with Olmo 3's own body
+    ("FeedForward", OLMO3_NB): NEWER_MODELS_SWIGLU,
+    ("FeedForward", OLMO3_KV_NB): NEWER_MODELS_SWIGLU,
+    ("calc_model_memory_size", OLMO3_NB): NEWER_MODELS_MEMORY,
+    ("calc_model_memory_size", OLMO3_KV_NB): NEWER_MODELS_MEMORY,
+    ("RMSNorm", OLMO3_NB): OLMO3_RMSNORM,
+    ("RMSNorm", OLMO3_KV_NB): OLMO3_RMSNORM,
+    ("compute_rope_params", OLMO3_NB): OLMO3_ROPE,
+    ("compute_rope_params", OLMO3_KV_NB): OLMO3_ROPE,
+    ("apply_chat_template", OLMO3_NB): "Olmo 3's ChatML turn, as the book repository writes it",
+    ("apply_chat_template", OLMO3_KV_NB): "Olmo 3's ChatML turn, as the book repository writes it",
+    ("apply_rope", OLMO3_NB): "Olmo 3's RoPE rotation for whole sequences (positions from 0)",
+    ("apply_rope", OLMO3_KV_NB): "Olmo 3's KV-cache RoPE rotation: positions from `offset`",
+    ("GroupedQueryAttention", OLMO3_NB):
+        "Olmo 3's attention: QK-norm over the whole projection, sliding-window layers",
+    ("GroupedQueryAttention", OLMO3_KV_NB):
+        "Olmo 3's KV-cache attention: returns (output, next_cache)",
+    ("TransformerBlock", OLMO3_NB): "Olmo 3's post-norm block with a layer type",
+    ("TransformerBlock", OLMO3_KV_NB): "Olmo 3's post-norm KV-cache block: returns (x, next_cache)",
+    ("Olmo3Model", OLMO3_NB): "the book's Olmo 3 without a cache",
+    ("Olmo3Model", OLMO3_KV_NB): "the book's KV-cache Olmo 3: forward(ids, cache=None)",
+    ("generate_text_basic_stream", OLMO3_NB): "greedy streaming without a cache (Olmo 3)",
+    ("generate_text_basic_stream", OLMO3_KV_NB): "greedy streaming with a KV cache (Olmo 3)",
+    ("KVCache", OLMO3_KV_NB): NEWER_MODELS_KVCACHE,
+    # ch05/15_tiny-aya: the book repository's Tiny Aya names, each with Tiny Aya's own body
+    ("FeedForward", AYA_NB): NEWER_MODELS_SWIGLU,
+    ("FeedForward", AYA_KV_NB): NEWER_MODELS_SWIGLU,
+    ("calc_model_memory_size", AYA_NB): NEWER_MODELS_MEMORY,
+    ("calc_model_memory_size", AYA_KV_NB): NEWER_MODELS_MEMORY,
+    ("KVCache", AYA_KV_NB): NEWER_MODELS_KVCACHE,
+    ("compute_rope_params", AYA_NB): "Tiny Aya's RoPE tables: angles repeated for adjacent pairs",
+    ("compute_rope_params", AYA_KV_NB):
+        "Tiny Aya's RoPE tables: angles repeated for adjacent pairs",
+    ("apply_rope", AYA_NB): "Tiny Aya's RoPE: adjacent pairs rotated, positions from 0",
+    ("apply_rope", AYA_KV_NB): "Tiny Aya's KV-cache RoPE: adjacent pairs, positions from offset",
+    ("apply_chat_template", AYA_NB): "Tiny Aya's (Cohere's) chat turn",
+    ("apply_chat_template", AYA_KV_NB): "Tiny Aya's (Cohere's) chat turn",
+    ("hf_names", AYA_NB): "Tiny Aya's Hugging Face tensor names (no QK-norm, one norm per block)",
+    ("hf_names", AYA_KV_NB):
+        "Tiny Aya's Hugging Face tensor names (no QK-norm, one norm per block)",
+    ("GroupedQueryAttention", AYA_NB):
+        "Tiny Aya's attention: RoPE in sliding-window layers only (NoPE in full layers)",
+    ("GroupedQueryAttention", AYA_KV_NB):
+        "Tiny Aya's KV-cache attention: returns (output, next_cache)",
+    ("TransformerBlock", AYA_NB): "Tiny Aya's parallel block (one norm for both branches)",
+    ("TransformerBlock", AYA_KV_NB): "Tiny Aya's parallel KV-cache block: returns (x, next_cache)",
+    ("TinyAyaModel", AYA_NB): "the book's Tiny Aya without a cache",
+    ("TinyAyaModel", AYA_KV_NB):
+        "the book's KV-cache Tiny Aya: forward(ids, attention_mask, cache)",
+    ("generate_text_basic_stream", AYA_NB): "greedy streaming without a cache (stop_token_ids)",
+    ("generate_text_basic_stream", AYA_KV_NB): "greedy streaming with a KV cache (stop_token_ids)",
 }
 # The package's key-value-cache models: chapter 4's layers under the same names
 # (so state dicts load both ways), computing only the new tokens from a cache.
@@ -159,6 +220,7 @@ VARIANTS[("on_start", "ch05/11_qwen3/qwen3-chat-interface/qwen3-chat-interface-m
     "the book repository's handler name; the multi-turn app also starts an empty history")
 VARIANTS[("DEVICE", "ch05/11_qwen3/qwen3-chat-interface/qwen3_chat.py")] = (
     "the book repository's chat-app setting: a device name, 'auto' by default")
+
 
 PARAMETERS_TAG = "parameters"
 CONSTANT_NAME = re.compile(r"[A-Z][A-Z0-9_]*")

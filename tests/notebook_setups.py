@@ -174,3 +174,39 @@ def qwen3_hub_moe(tmp_path):
 
     with qwen3_hub_cache(tmp_path, ["Qwen/Qwen3-Coder-30B-A3B-Instruct"]) as provided:
         yield provided
+
+
+
+def tiny_model_hub(tmp_path, notebook, config_name, repo_id, writer, overrides):
+    """A hub cache serving `repo_id` as a tiny random model that `writer` lays out,
+    built from the notebook's configuration `config_name`; the notebook gets the
+    tiny sizes as CONFIG_OVERRIDES (and for its speed measurement)."""
+    from llama_notebook_code import notebook_definitions
+    from olmo3_tiny_aya_checkpoints import hub_cache_with
+
+    folder, name = notebook.rsplit("/", 1)
+    base_cfg = getattr(notebook_definitions(name, folder), config_name)
+    repo = writer(Path(tmp_path) / "tiny-repo", base_cfg)
+    cache = hub_cache_with(Path(tmp_path) / "hub-cache", repo_id, repo)
+    return {"env": {"HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1"},
+            "parameters": {"CONFIG_OVERRIDES": overrides, "MAX_NEW_TOKENS": 5,
+                           "BENCHMARK_CONFIG_CHANGES": overrides, "BENCHMARK_TOKENS": 3}}
+
+
+@contextmanager
+def olmo3_hub_cache(tmp_path):
+    """allenai/Olmo-3-7B-Instruct as a tiny random model in the real layout, offline."""
+    from olmo3_tiny_aya_checkpoints import TINY_OLMO3_OVERRIDES, write_olmo3_repo
+
+    yield tiny_model_hub(tmp_path, "ch05/13_olmo3/standalone-olmo3.ipynb", "OLMO3_CONFIG_7B",
+                         "allenai/Olmo-3-7B-Instruct", write_olmo3_repo, TINY_OLMO3_OVERRIDES)
+
+
+@contextmanager
+def tiny_aya_hub_cache(tmp_path):
+    """CohereLabs/tiny-aya-global as a tiny random model in the real layout, offline."""
+    from olmo3_tiny_aya_checkpoints import TINY_AYA_OVERRIDES, write_tiny_aya_repo
+
+    yield tiny_model_hub(tmp_path, "ch05/15_tiny-aya/standalone-tiny-aya.ipynb",
+                         "TINY_AYA_CONFIG", "CohereLabs/tiny-aya-global", write_tiny_aya_repo,
+                         TINY_AYA_OVERRIDES)
