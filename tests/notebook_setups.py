@@ -137,3 +137,19 @@ def llm_servers(tmp_path):
     for body in requests:
         settings = body.get("options", body)
         assert "seed" in settings and "temperature" in settings, body
+
+
+@contextmanager
+def qwen3_5_hub_cache(tmp_path):
+    """Qwen/Qwen3.5-0.8B in a local hub cache, tiny and random; the notebooks get its config."""
+    import torch
+    from qwen3_5_checkpoints import (QWEN3_5_REPO_ID, TINY_QWEN3_5_OVERRIDES,
+                                     tiny_qwen3_5_config, write_qwen3_5_repo)
+
+    cache = Path(tmp_path) / "hub-cache"
+    files = Path(tmp_path) / "qwen3.5-files"
+    files.mkdir()
+    write_qwen3_5_repo(files, tiny_qwen3_5_config(torch.float32))
+    write_hub_snapshot(cache, QWEN3_5_REPO_ID, {p.name: p for p in files.iterdir()})
+    yield {"env": {"HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1"},
+           "parameters": {"CONFIG_OVERRIDES": TINY_QWEN3_5_OVERRIDES}}
