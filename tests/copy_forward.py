@@ -57,6 +57,8 @@ WHOLE_FILE_HOMES = {
 # identical to each other (the family's home is chosen as for any name).
 CH06_CLASSIFICATION_LOSS = ("chapter 6 classifies from the last token's logits "
                             "instead of predicting every next token")
+QWEN3_5_FEEDFORWARD = "Qwen3.5's SwiGLU (fc1, fc2, fc3, no bias, dtype from cfg), not a GELU MLP"
+QWEN3_5_RMSNORM = "Qwen3.5's zero-centred RMSNorm: weight starts at 0, scales by (1 + weight)"
 VARIANTS = {
     ("GPT2_SIZES", "ch04/02_performance-analysis/performance.py"):
         "keyed by the short size names its --sizes flag takes (124M), not the book's labels",
@@ -75,6 +77,22 @@ VARIANTS = {
         "the book's optimized KV-cache GPTModel: a sliding window over a preallocated cache",
     ("generate_text_simple_cached", "ch04/03_kv-cache/gpt_with_kv_cache_optimized.py"):
         "the book's optimized version: chunked prefill for the windowed cache",
+    ("FeedForward", "ch05/16_qwen3.5/qwen3.5.ipynb"): QWEN3_5_FEEDFORWARD,
+    ("FeedForward", "ch05/16_qwen3.5/qwen3.5-plus-kv-cache.ipynb"): QWEN3_5_FEEDFORWARD,
+    ("RMSNorm", "ch05/16_qwen3.5/qwen3.5.ipynb"): QWEN3_5_RMSNORM,
+    ("RMSNorm", "ch05/16_qwen3.5/qwen3.5-plus-kv-cache.ipynb"): QWEN3_5_RMSNORM,
+    ("GroupedQueryAttention", "ch05/16_qwen3.5/qwen3.5.ipynb"):
+        "Qwen3.5's gated GQA: W_query also yields a sigmoid output gate, QK-norm, partial RoPE",
+    ("GroupedQueryAttention", "ch05/16_qwen3.5/qwen3.5-plus-kv-cache.ipynb"):
+        "Qwen3.5's gated GQA with a KV cache: forward(..., start_pos, cache) -> (out, next_cache)",
+    ("TransformerBlock", "ch05/16_qwen3.5/qwen3.5.ipynb"):
+        "Qwen3.5's hybrid block: the token mixer is a Gated DeltaNet or gated GQA by layer_type",
+    ("TransformerBlock", "ch05/16_qwen3.5/qwen3.5-plus-kv-cache.ipynb"):
+        "Qwen3.5's hybrid block with caches: returns (x, next_cache), takes linear_cache",
+    ("Qwen3_5Model", "ch05/16_qwen3.5/qwen3.5.ipynb"):
+        "the cache-free Qwen3.5: forward(in_idx)",
+    ("generate_text_basic_stream", "ch05/16_qwen3.5/qwen3.5.ipynb"):
+        "the cache-free Qwen3.5 generator: reruns the whole sequence each step",
 }
 
 PARAMETERS_TAG = "parameters"
