@@ -99,7 +99,8 @@ def test_cache_gives_the_same_logits_in_any_split(nbs, models, token_ids, hf_log
     model = models["kv"]
     cache = nbs["kv"].KVCache(n_layers=len(model.trf_blocks))
     model.reset_kv_cache()
-    pieces = [token_ids[:, :50], token_ids[:, 50:80]] + [token_ids[:, i:i + 1] for i in range(80, 90)]
+    pieces = [token_ids[:, :50], token_ids[:, 50:80]]
+    pieces += [token_ids[:, i:i + 1] for i in range(80, 90)]
     with torch.no_grad():
         logits = torch.cat([model(piece, cache=cache) for piece in pieces], dim=1)
     torch.testing.assert_close(logits, hf_logits, rtol=0, atol=1e-5)
