@@ -94,6 +94,20 @@ def test_logits_equal_hugging_face(models, key, token_ids, hf_logits):
     torch.testing.assert_close(ours, hf_logits, rtol=0, atol=1e-5)
 
 
+def test_loader_reads_the_released_multimodal_layout(nbs, cfg, hf_model, token_ids, hf_logits,
+                                                    capsys):
+    """Qwen/Qwen3.5-0.8B names the text model model.language_model.* and has no lm_head."""
+    params = {name.replace("model.", "model.language_model.", 1): tensor
+              for name, tensor in hf_model.state_dict().items() if name != "lm_head.weight"}
+    params["model.visual.patch_embed.proj.weight"] = torch.zeros(8, 3, 2, 2, 2)
+    model = nbs["plain"].Qwen3_5Model(cfg).eval()
+    nbs["plain"].load_weights_into_qwen3_5(model, cfg, params)
+    assert "Model uses weight tying." in capsys.readouterr().out
+    assert model.out_head.weight is model.tok_emb.weight
+    with torch.no_grad():
+        torch.testing.assert_close(model(token_ids), hf_logits, rtol=0, atol=1e-5)
+
+
 def test_cache_gives_the_same_logits_in_any_split(nbs, models, token_ids, hf_logits):
     """Prefill 50 tokens, then 30 at once, then one at a time: the cache-free logits."""
     model = models["kv"]
