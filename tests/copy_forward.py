@@ -81,6 +81,8 @@ AYA_KV_NB = "ch05/15_tiny-aya/standalone-tiny-aya-plus-kv-cache.ipynb"
 NEWER_MODELS_KVCACHE = "the newer model notebooks' per-layer KVCache(n_layers)"
 OLMO3_RMSNORM = "Olmo 3's RMSNorm: eps 1e-6 by default, as Hugging Face's Olmo3RMSNorm"
 OLMO3_ROPE = "Olmo 3's RoPE tables with YaRN scaling (the book's signature)"
+QWEN3_5_FEEDFORWARD = "Qwen3.5's SwiGLU (fc1, fc2, fc3, no bias, dtype from cfg), not a GELU MLP"
+QWEN3_5_RMSNORM = "Qwen3.5's zero-centred RMSNorm: weight starts at 0, scales by (1 + weight)"
 VARIANTS = {
     ("GPT2_SIZES", "ch04/02_performance-analysis/performance.py"):
         "keyed by the short size names its --sizes flag takes (124M), not the book's labels",
@@ -169,6 +171,22 @@ VARIANTS = {
         "the book's KV-cache Tiny Aya: forward(ids, attention_mask, cache)",
     ("generate_text_basic_stream", AYA_NB): "greedy streaming without a cache (stop_token_ids)",
     ("generate_text_basic_stream", AYA_KV_NB): "greedy streaming with a KV cache (stop_token_ids)",
+    ("FeedForward", "ch05/16_qwen3.5/qwen3.5.ipynb"): QWEN3_5_FEEDFORWARD,
+    ("FeedForward", "ch05/16_qwen3.5/qwen3.5-plus-kv-cache.ipynb"): QWEN3_5_FEEDFORWARD,
+    ("RMSNorm", "ch05/16_qwen3.5/qwen3.5.ipynb"): QWEN3_5_RMSNORM,
+    ("RMSNorm", "ch05/16_qwen3.5/qwen3.5-plus-kv-cache.ipynb"): QWEN3_5_RMSNORM,
+    ("GroupedQueryAttention", "ch05/16_qwen3.5/qwen3.5.ipynb"):
+        "Qwen3.5's gated GQA: W_query also yields a sigmoid output gate, QK-norm, partial RoPE",
+    ("GroupedQueryAttention", "ch05/16_qwen3.5/qwen3.5-plus-kv-cache.ipynb"):
+        "Qwen3.5's gated GQA with a KV cache: forward(..., start_pos, cache) -> (out, next_cache)",
+    ("TransformerBlock", "ch05/16_qwen3.5/qwen3.5.ipynb"):
+        "Qwen3.5's hybrid block: the token mixer is a Gated DeltaNet or gated GQA by layer_type",
+    ("TransformerBlock", "ch05/16_qwen3.5/qwen3.5-plus-kv-cache.ipynb"):
+        "Qwen3.5's hybrid block with caches: returns (x, next_cache), takes linear_cache",
+    ("Qwen3_5Model", "ch05/16_qwen3.5/qwen3.5.ipynb"):
+        "the cache-free Qwen3.5: forward(in_idx)",
+    ("generate_text_basic_stream", "ch05/16_qwen3.5/qwen3.5.ipynb"):
+        "the cache-free Qwen3.5 generator: reruns the whole sequence each step",
 }
 # The package's key-value-cache models: chapter 4's layers under the same names
 # (so state dicts load both ways), computing only the new tokens from a cache.
@@ -221,6 +239,25 @@ VARIANTS[("on_start", "ch05/11_qwen3/qwen3-chat-interface/qwen3-chat-interface-m
 VARIANTS[("DEVICE", "ch05/11_qwen3/qwen3-chat-interface/qwen3_chat.py")] = (
     "the book repository's chat-app setting: a device name, 'auto' by default")
 
+
+# Qwen3.5 (ch05/16_qwen3.5): names it shares with the other model notebooks, bodies of its own
+QWEN3_5_NBS = ("ch05/16_qwen3.5/qwen3.5.ipynb", "ch05/16_qwen3.5/qwen3.5-plus-kv-cache.ipynb")
+for _path in QWEN3_5_NBS:
+    VARIANTS.update({
+        ("compute_rope_params", _path):
+            "Qwen3.5's partial RoPE: tables for the rotated share of a head",
+        ("apply_rope", _path): "Qwen3.5's partial RoPE: rotates the first rotary_dim channels only",
+        ("LAYER_TYPES", _path): "Qwen3.5's layer types: Gated DeltaNet (linear) and full attention",
+        ("check_layer_types", _path): "checks Qwen3.5's layer types (linear and full attention)",
+    })
+VARIANTS.update({
+    ("KVCache", QWEN3_5_NBS[1]):
+        "Qwen3.5's cache also holds each DeltaNet layer's convolution and recurrent state",
+    ("generate_text_basic_stream", QWEN3_5_NBS[1]):
+        "Qwen3.5's cached generator: one cache for attention and DeltaNet layers",
+    ("measure_generation", QWEN3_5_NBS[1]):
+        "the Qwen3.5 KV notebook's timing: cached and uncached runs of its own generators",
+})
 
 PARAMETERS_TAG = "parameters"
 CONSTANT_NAME = re.compile(r"[A-Z][A-Z0-9_]*")

@@ -14,10 +14,12 @@ stopped on exit.
 
 import hashlib
 import shutil
+import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
 from course_imports import import_course_module
+from filelock import FileLock
 from openai_gpt2 import random_hf_gpt2
 
 # The small GPT-2 that stands in for every size on the fake hub. Notebooks that build
@@ -210,3 +212,26 @@ def tiny_aya_hub_cache(tmp_path):
     yield tiny_model_hub(tmp_path, "ch05/15_tiny-aya/standalone-tiny-aya.ipynb",
                          "TINY_AYA_CONFIG", "CohereLabs/tiny-aya-global", write_tiny_aya_repo,
                          TINY_AYA_OVERRIDES)
+
+
+@contextmanager
+def qwen3_5_hub_cache(tmp_path):
+    """Qwen/Qwen3.5-0.8B in a local hub cache, tiny and random; the notebooks get its config."""
+    import torch
+    from qwen3_5_checkpoints import (QWEN3_5_REPO_ID, TINY_QWEN3_5_OVERRIDES,
+                                     tiny_qwen3_5_config, write_qwen3_5_repo)
+
+    # Seeded, so a copy kept from an earlier notebook or run equals a fresh one.
+    files = Path(tempfile.gettempdir()) / "llms-from-scratch-test-checkpoints" / "qwen3.5-tiny"
+    files.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(files) + ".lock"):
+        if not (files / ".complete").exists():
+            shutil.rmtree(files, ignore_errors=True)
+            files.mkdir()
+            write_qwen3_5_repo(files, tiny_qwen3_5_config(torch.float32))
+            (files / ".complete").touch()
+    cache = Path(tmp_path) / "hub-cache"
+    write_hub_snapshot(cache, QWEN3_5_REPO_ID,
+                       {p.name: p for p in files.iterdir() if p.name != ".complete"})
+    yield {"env": {"HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1"},
+           "parameters": {"CONFIG_OVERRIDES": TINY_QWEN3_5_OVERRIDES}}
