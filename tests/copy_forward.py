@@ -7,17 +7,27 @@ own. Copies drift when someone edits one of them. This module finds
   assigned at the top level, such as `GPT_CONFIG_124M` or a URL) that is
   defined in more than one place (`.py` files and notebook code cells), and
   reports the copies whose source differs from the definition's home;
-- copies kept under another name: such a copy carries one marker comment on
-  the line above it, naming its source and the rename,
+- copies without their marker: every copy carries one marker comment on the
+  line directly above it, naming its home,
+
+      # Copied from ch02/01_main-chapter-code/ch02.ipynb::GPTDatasetV1
+
+  and a copy kept under another name names its source and the rename,
 
       # Copied from ch02/01_main-chapter-code/timing.py::synchronize with synchronize->wait
 
-  and must equal the source with the rename applied; a function or class
-  that equals another one apart from its name but has no marker is reported;
-- whole copied files (`downloads.py`): each copy is byte-identical to its home.
+  Every marker is verified: its source must exist, and the copy must equal it
+  (with the rename applied). A function or class that equals another one
+  apart from its name but has no marker is reported, and so is an informal
+  "# From chapter N" comment above a definition (the marker replaces it);
+- whole copied files (`downloads.py`): each copy is byte-identical to its home
+  (its definitions need no markers of their own).
 
     python tests/copy_forward.py          # report problems, exit 1 if any
     python tests/copy_forward.py --fix    # rewrite copies from their homes, add markers
+
+After merging branches that add copies, `--fix` adds their markers (and turns
+"# From chapter N" comments into markers); run it, then the check again.
 """
 
 import argparse
@@ -114,6 +124,8 @@ MARKER = re.compile(
     r"#\s*Copied from\s+(?P<path>[^\s:]+)(?:::(?P<name>\w+))?"
     r"(?:\s+with\s+(?P<renames>\w+->\w+(?:\s*,\s*\w+->\w+)*))?\s*$"
 )
+# The unchecked way copies used to be marked ("# From chapter 4 (gpt.py)").
+INFORMAL_MARKER = re.compile(r"#\s*From chapters?\b.*")
 
 
 @dataclass
@@ -143,6 +155,7 @@ class Definition:
     source: str
     shape: str | None = None     # the code with its own name blanked (defs/classes only)
     marker: Marker | None = None
+    informal: bool = False  # a "# From chapter N" comment in the comments above it
 
     def location(self):
         return self.path if self.cell is None else f"{self.path} (cell {self.cell})"
@@ -154,9 +167,14 @@ class Problem:
 
     message: str
     path: str
-    kind: str                       # "drift", "marker", "unmarked", "file"
+    kind: str                       # "drift", "marker", "unmarked", "informal", "file"
     copy: Definition | None = None
-    replacement: str | None = None  # new source for the copy, or the marker line to add
+    replacement: str | None = None  # new source for the copy ("drift"), home ("file")
+    marker: str | None = None       # the marker line the copy needs ("unmarked", "marker")
+
+    def has_fix(self):
+        return (self.replacement is not None or self.marker is not None
+                or self.kind == "informal")
 
 
 def rename(source, renames):
@@ -201,6 +219,19 @@ def _top_level_definitions(source):
             if (len(targets) == 1 and isinstance(targets[0], ast.Name)
                     and CONSTANT_NAME.fullmatch(targets[0].id)):
                 yield targets[0].id, node.lineno - 1, node.end_lineno, None
+
+
+def _comments_above(lines, start):
+    """Index of the first line of the run of comment lines directly above `start`."""
+    first = start
+    while first > 0 and lines[first - 1].lstrip().startswith("#"):
+        first -= 1
+    return first
+
+
+def _has_informal_marker(lines, start):
+    return any(INFORMAL_MARKER.fullmatch(line.strip())
+               for line in lines[_comments_above(lines, start):start])
 
 
 def _marker_above(lines, start):
@@ -257,7 +288,8 @@ def find_definitions(root=REPO_ROOT):
                     continue
                 body = "\n".join(lines[start:end])
                 definitions.append(Definition(name, relative, cell, start, end, body, shape,
-                                              _marker_above(lines, start)))
+                                              _marker_above(lines, start),
+                                              _has_informal_marker(lines, start)))
     return definitions
 
 
@@ -360,7 +392,48 @@ def _unmarked_renamed_copies(definitions, variants):
             problems.append(Problem(
                 f"{copy.name}: {copy.location()} is {home.name} from {home.location()} "
                 f"under another name; mark it with `{marker.text()}`",
-                copy.path, "unmarked", copy, marker.text()))
+                copy.path, "unmarked", copy, marker=marker.text()))
+    return problems
+
+
+def _whole_file_copies(definitions):
+    return {d.path for d in definitions
+            if d.path.split("/")[-1] in WHOLE_FILE_HOMES
+            and d.path != WHOLE_FILE_HOMES[d.path.split("/")[-1]]}
+
+
+def _missing_markers(definitions, variants):
+    """Each copy names its home in a marker; informal "From chapter" comments go.
+
+    A copy's marker without a rename must name the home of its group, so a
+    reader follows one step to the definition every copy is checked against.
+    A marker with a rename is verified by `_marker_problems` and left as it is.
+    """
+    whole_file_copies = _whole_file_copies(definitions)
+    problems = []
+    marked = set()
+    for group in group_copies(definitions, variants).values():
+        home = group[0]
+        for copy in group[1:]:
+            if copy.path in whole_file_copies or (copy.marker and copy.marker.renames):
+                continue
+            marked.add(id(copy))
+            wanted = Marker(home.path, home.name).text()
+            if copy.marker is None:
+                problems.append(Problem(
+                    f"{copy.name}: {copy.location()} is a copy of {home.location()} "
+                    f"without its marker `{wanted}`", copy.path, "unmarked", copy,
+                    marker=wanted))
+            elif copy.marker.text() != wanted or copy.informal:
+                problems.append(Problem(
+                    f"{copy.name}: {copy.location()} should be marked `{wanted}`, "
+                    f"not `{copy.marker.text()}`", copy.path, "marker", copy, marker=wanted))
+    for definition in definitions:
+        if definition.informal and id(definition) not in marked:
+            problems.append(Problem(
+                f"{definition.name}: {definition.location()} has an informal "
+                "\"From chapter\" comment; a copy is marked `# Copied from PATH::NAME`",
+                definition.path, "informal", definition))
     return problems
 
 
@@ -384,7 +457,9 @@ def find_problems(root=REPO_ROOT, variants=None):
     problems = _whole_file_problems(root)
     # A whole-file copy is repaired as a file; its definitions need no second report.
     whole_files = {problem.path for problem in problems}
+    # A copy's wrong marker is reported once, by `_missing_markers` (which can fix it).
     problems += [problem for problem in (_drifted_copies(definitions, variants)
+                                         + _missing_markers(definitions, variants)
                                          + _marker_problems(definitions)
                                          + _unmarked_renamed_copies(definitions, variants))
                  if problem.path not in whole_files]
@@ -399,7 +474,7 @@ def find_problems(root=REPO_ROOT, variants=None):
 def fix_copies(root=REPO_ROOT, variants=None):
     """Repair every problem that has a repair; return how many were repaired."""
     root = Path(root)
-    problems = [p for p in find_problems(root, variants) if p.replacement is not None]
+    problems = [p for p in find_problems(root, variants) if p.has_fix()]
     by_file = {}
     for problem in problems:
         if problem.kind == "file":
@@ -414,17 +489,27 @@ def fix_copies(root=REPO_ROOT, variants=None):
 def _apply(text, problem):
     lines = text.split("\n")
     copy = problem.copy
-    if problem.kind == "unmarked":
-        indent = lines[copy.start][: len(lines[copy.start]) - len(lines[copy.start].lstrip())]
-        lines.insert(copy.start, indent + problem.replacement)
-    else:
+    if problem.replacement is not None:
         lines[copy.start:copy.end] = problem.replacement.split("\n")
+        return "\n".join(lines)
+    # The comments directly above keep their place; informal "From chapter"
+    # lines and an old marker go, and the marker (if any) sits right above.
+    first = _comments_above(lines, copy.start)
+    comments = [line for line in lines[first:copy.start]
+                if not INFORMAL_MARKER.fullmatch(line.strip())]
+    if problem.marker is not None:
+        if comments and MARKER.fullmatch(comments[-1].strip()):
+            comments.pop()
+        comments.append(problem.marker)
+    lines[first:copy.start] = comments
     return "\n".join(lines)
 
 
 def _rewrite_file(path, problems):
-    # Bottom-up, so earlier line numbers stay valid after each replacement.
-    problems = sorted(problems, key=lambda p: (p.copy.cell or 0, p.copy.start), reverse=True)
+    # Bottom-up, so earlier line numbers stay valid after each edit; a copy's
+    # new body goes in before the lines above it change.
+    problems = sorted(problems, reverse=True, key=lambda p: (
+        p.copy.cell or 0, p.copy.start, p.replacement is not None))
     if path.suffix == ".py":
         text = path.read_text()
         for problem in problems:
@@ -447,7 +532,7 @@ def main():
     args = parser.parse_args()
     if args.fix:
         # A repair can reveal another (a fixed marker may now name a drifted source).
-        for _ in range(3):
+        for _ in range(4):
             repaired = fix_copies(args.root)
             print(f"repaired {repaired} copies from their homes")
             if not repaired:

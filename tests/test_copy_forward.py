@@ -31,13 +31,17 @@ def write(path, text):
     return path
 
 
-def make_tree(root, copy_source):
+HOME_MARKER = "# Copied from ch02/01_main-chapter-code/ch02.ipynb::add"
+
+
+def make_tree(root, copy_source, marker=HOME_MARKER):
     """ch02's notebook is the home of `add`; ch03 and ch04 carry copies."""
     write_notebook(root / "ch02/01_main-chapter-code/ch02.ipynb", "import torch",
                    "x = 1\n" + HOME_SOURCE + "print(add(1, 2))")
+    marked = f"{marker}\n{copy_source}" if marker else copy_source
     copy_file = write(root / "ch03/01_main-chapter-code/previous_chapters.py",
-                      "import math\n\n\n" + copy_source + "\n\ndef other():\n    pass\n")
-    write_notebook(root / "ch04/01_main-chapter-code/ch04.ipynb", copy_source)
+                      "import math\n\n\n" + marked + "\n\ndef other():\n    pass\n")
+    write_notebook(root / "ch04/01_main-chapter-code/ch04.ipynb", marked)
     return copy_file
 
 
@@ -84,10 +88,10 @@ def test_divergent_copy_fails_and_fix_repairs_it(tmp_path):
 
 
 def test_registered_variant_is_allowed(tmp_path):
-    make_tree(tmp_path, HOME_SOURCE.replace("a + b", "a + b + 0").rstrip("\n"))
+    make_tree(tmp_path, HOME_SOURCE.replace("a + b", "a + b + 0").rstrip("\n"), marker=None)
     variants = {
         ("add", "ch03/01_main-chapter-code/previous_chapters.py"): "test variant",
-        ("add", "ch04/01_main-chapter-code/ch04.ipynb"): "test variant",
+        ("add", "ch04/01_main-chapter-code/ch04.ipynb"): "another test variant",
     }
     assert find_problems(tmp_path, variants=variants) == []
 
@@ -108,16 +112,53 @@ def test_previous_chapters_is_no_home_when_a_chapter_defines_the_name(tmp_path):
 
 def test_drifted_constant_fails_and_fix_repairs_it(tmp_path):
     write(tmp_path / "ch04/01_main-chapter-code/gpt.py", CONSTANT)
-    copy = write(tmp_path / "ch05/01_main-chapter-code/previous_chapters.py",
-                 "import torch\n\n" + CONSTANT.replace('"emb_dim": 8', '"emb_dim": 16'))
+    marker = "# Copied from ch04/01_main-chapter-code/gpt.py::GPT_CONFIG_TINY\n"
+    copy = write(tmp_path / "ch05/01_main-chapter-code/previous_chapters.py", "import torch\n\n"
+                 + marker + CONSTANT.replace('"emb_dim": 8', '"emb_dim": 16'))
 
     assert messages(tmp_path) == [
         "GPT_CONFIG_TINY: ch05/01_main-chapter-code/previous_chapters.py differs from its "
         "home ch04/01_main-chapter-code/gpt.py"
     ]
     assert fix_copies(tmp_path, variants={}) == 1
-    assert copy.read_text() == "import torch\n\n" + CONSTANT
+    assert copy.read_text() == "import torch\n\n" + marker + CONSTANT
     assert messages(tmp_path) == []
+
+
+def test_unmarked_copy_fails_and_fix_turns_the_informal_comment_into_its_marker(tmp_path):
+    copy_file = make_tree(tmp_path, "# From chapter 2\n# Adds.\n" + HOME_SOURCE.rstrip("\n"),
+                          marker=None)
+    problems = find_problems(tmp_path, variants={})
+    assert sorted((p.kind, p.path) for p in problems) == [
+        ("unmarked", "ch03/01_main-chapter-code/previous_chapters.py"),
+        ("unmarked", "ch04/01_main-chapter-code/ch04.ipynb"),
+    ]
+    assert all(HOME_MARKER in p.message for p in problems)
+
+    assert fix_copies(tmp_path, variants={}) == 2
+    assert messages(tmp_path) == []
+    assert f"\n\n# Adds.\n{HOME_MARKER}\ndef add(" in copy_file.read_text()
+    notebook = nbformat.read(tmp_path / "ch04/01_main-chapter-code/ch04.ipynb", as_version=4)
+    assert notebook.cells[0].source.startswith(f"# Adds.\n{HOME_MARKER}\ndef add(")
+
+
+def test_marker_naming_another_copy_is_normalised_to_the_home(tmp_path):
+    copy_file = make_tree(tmp_path, HOME_SOURCE.rstrip("\n"))
+    other_copy = "# Copied from ch04/01_main-chapter-code/ch04.ipynb::add"
+    copy_file.write_text(copy_file.read_text().replace(HOME_MARKER, other_copy))
+    (problem,) = find_problems(tmp_path, variants={})
+    assert problem.kind == "marker" and HOME_MARKER in problem.message
+    assert fix_copies(tmp_path, variants={}) == 1
+    assert HOME_MARKER in copy_file.read_text() and other_copy not in copy_file.read_text()
+
+
+def test_informal_comment_above_a_home_fails_and_fix_removes_it(tmp_path):
+    home = write(tmp_path / "ch04/01_main-chapter-code/gpt.py",
+                 "import torch\n\n\n# From chapter 3\n" + HOME_SOURCE)
+    (problem,) = find_problems(tmp_path, variants={})
+    assert problem.kind == "informal"
+    assert fix_copies(tmp_path, variants={}) == 1
+    assert home.read_text() == "import torch\n\n\n" + HOME_SOURCE
 
 
 def test_notebook_knobs_are_not_copies(tmp_path):
@@ -182,7 +223,7 @@ def test_marker_naming_a_missing_source_fails(tmp_path):
 def test_variants_with_one_reason_must_agree(tmp_path):
     """Variants registered for the same reason form a family checked among itself."""
     variant = HOME_SOURCE.replace("a + b", "a + b + 0").rstrip("\n")
-    make_tree(tmp_path, variant)
+    make_tree(tmp_path, variant, marker=None)
     write_notebook(tmp_path / "ch05/01_main-chapter-code/ch05.ipynb",
                    variant.replace("+ 0", "+ 1"))
     reason = "test family"
@@ -208,9 +249,11 @@ def test_package_copies_are_checked_and_never_become_homes(tmp_path):
           + "\n\ndef only_copied():\n    return 2\n")
 
     problems = find_problems(tmp_path, variants={})
-    assert sorted(p.message.split(":")[0] for p in problems) == ["add", "only_copied"]
+    assert sorted((p.message.split(":")[0], p.kind) for p in problems) == [
+        ("add", "drift"), ("add", "unmarked"), ("only_copied", "drift"),
+        ("only_copied", "unmarked")]
     assert {p.path for p in problems} == {package_module}
 
-    assert fix_copies(tmp_path, variants={}) == 2
+    assert fix_copies(tmp_path, variants={}) == 4
     assert find_problems(tmp_path, variants={}) == []
     assert "return 1" in (tmp_path / package_module).read_text()

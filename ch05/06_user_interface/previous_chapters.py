@@ -25,6 +25,7 @@ from downloads import GPT2_BPE_FILES, download_file
 
 
 # Home: ch03/01_main-chapter-code/ch03.ipynb
+# Copied from ch03/01_main-chapter-code/ch03.ipynb::MultiHeadAttention
 class MultiHeadAttention(nn.Module):
     """Causal multi-head self-attention with one set of projection matrices.
 
@@ -89,6 +90,7 @@ class MultiHeadAttention(nn.Module):
 
 
 # Home: ch04/01_main-chapter-code/ch04.ipynb
+# Copied from ch04/01_main-chapter-code/ch04.ipynb::GPT_CONFIG_124M
 GPT_CONFIG_124M = {
     "vocab_size": 50257,     # GPT-2's BPE vocabulary
     "context_length": 1024,  # longest input the model accepts
@@ -101,6 +103,7 @@ GPT_CONFIG_124M = {
 
 
 # Home: ch04/01_main-chapter-code/ch04.ipynb
+# Copied from ch04/01_main-chapter-code/ch04.ipynb::LayerNorm
 class LayerNorm(nn.Module):
     """Normalize each token's vector to mean 0 and variance 1, then rescale.
 
@@ -122,6 +125,7 @@ class LayerNorm(nn.Module):
 
 
 # Home: ch04/01_main-chapter-code/ch04.ipynb
+# Copied from ch04/01_main-chapter-code/ch04.ipynb::GELU
 class GELU(nn.Module):
     """GELU activation in the tanh approximation that GPT-2 was trained with."""
 
@@ -132,6 +136,7 @@ class GELU(nn.Module):
 
 
 # Home: ch04/01_main-chapter-code/ch04.ipynb
+# Copied from ch04/01_main-chapter-code/ch04.ipynb::FeedForward
 class FeedForward(nn.Module):
     """Expand each token to 4x the embedding size, apply GELU, project back."""
 
@@ -148,6 +153,7 @@ class FeedForward(nn.Module):
 
 
 # Home: ch04/01_main-chapter-code/ch04.ipynb
+# Copied from ch04/01_main-chapter-code/ch04.ipynb::TransformerBlock
 class TransformerBlock(nn.Module):
     """Attention and feed-forward, each pre-normalized and wrapped in a shortcut."""
 
@@ -173,6 +179,7 @@ class TransformerBlock(nn.Module):
 
 
 # Home: ch04/01_main-chapter-code/ch04.ipynb
+# Copied from ch04/01_main-chapter-code/ch04.ipynb::GPTModel
 class GPTModel(nn.Module):
     """GPT-2: embeddings, a stack of transformer blocks, and a vocabulary head."""
 
@@ -198,10 +205,12 @@ class GPTModel(nn.Module):
 
 
 # Home: ch05/01_main-chapter-code/bench_train.py
+# Copied from ch05/01_main-chapter-code/bench_train.py::BOOK_CONFIG
 BOOK_CONFIG = {**GPT_CONFIG_124M, "context_length": 256}
 
 
 # Home: ch05/01_main-chapter-code/ch05.ipynb
+# Copied from ch05/01_main-chapter-code/ch05.ipynb::text_to_token_ids
 def text_to_token_ids(text, tokenizer):
     """Encode `text` as a (1, num_tokens) tensor: a batch holding one sequence."""
     encoded = tokenizer.encode(text, allowed_special={"<|endoftext|>"})
@@ -209,6 +218,7 @@ def text_to_token_ids(text, tokenizer):
 
 
 # Home: ch05/01_main-chapter-code/ch05.ipynb
+# Copied from ch05/01_main-chapter-code/ch05.ipynb::generate
 def generate(model, idx, max_new_tokens, context_size, temperature=0.0, top_k=None,
              eos_id=None):
     """Extend the token ids `idx` (batch, tokens) by up to `max_new_tokens` tokens.
@@ -243,6 +253,7 @@ def generate(model, idx, max_new_tokens, context_size, temperature=0.0, top_k=No
 
 
 # Home: ch05/01_main-chapter-code/ch05.ipynb
+# Copied from ch05/01_main-chapter-code/ch05.ipynb::load_checkpoint
 def load_checkpoint(path, model, optimizer=None, map_location="cpu"):
     """Load a checkpoint written by `save_checkpoint` into `model` (and `optimizer`).
 
@@ -283,6 +294,7 @@ def load_checkpoint(path, model, optimizer=None, map_location="cpu"):
 
 
 # Home: ch05/01_main-chapter-code/ch05.ipynb
+# Copied from ch05/01_main-chapter-code/ch05.ipynb::read_checkpoint_config
 def read_checkpoint_config(path):
     """The model configuration stored in a checkpoint by `save_checkpoint`."""
     checkpoint = torch.load(path, map_location="cpu", weights_only=True)
@@ -292,18 +304,22 @@ def read_checkpoint_config(path):
 
 
 # Home: ch05/01_main-chapter-code/gpt_download.py
+# Copied from ch05/01_main-chapter-code/gpt_download.py::GPT2_MODEL_SIZES
 GPT2_MODEL_SIZES = ("124M", "355M", "774M", "1558M")
 
 
 # Home: ch05/01_main-chapter-code/gpt_download.py
+# Copied from ch05/01_main-chapter-code/gpt_download.py::GPT2_BASE_URL
 GPT2_BASE_URL = "https://openaipublic.blob.core.windows.net/gpt-2/models"
 
 
 # Home: ch05/01_main-chapter-code/gpt_download.py
+# Copied from ch05/01_main-chapter-code/gpt_download.py::GPT2_BACKUP_BASE_URL
 GPT2_BACKUP_BASE_URL = "https://f001.backblazeb2.com/file/LLMs-from-scratch/gpt2"
 
 
 # Home: ch05/01_main-chapter-code/gpt_download.py
+# Copied from ch05/01_main-chapter-code/gpt_download.py::GPT2_FILES
 GPT2_FILES = (
     "checkpoint",                      # names the checkpoint ("model.ckpt")
     "encoder.json",                    # BPE vocabulary: token string -> id
@@ -316,15 +332,18 @@ GPT2_FILES = (
 
 
 # Home: ch05/01_main-chapter-code/gpt_download.py
+# Copied from ch05/01_main-chapter-code/gpt_download.py::KNOWN_SHA256
 KNOWN_SHA256 = {name: sha256 for name, (_, sha256) in GPT2_BPE_FILES.items()}
 
 
 # Home: ch05/01_main-chapter-code/gpt_download.py
+# Copied from ch05/01_main-chapter-code/gpt_download.py::DamagedFileError
 class DamagedFileError(RuntimeError):
     """A GPT-2 file is not what its name says; it has been removed."""
 
 
 # Home: ch05/01_main-chapter-code/gpt_download.py
+# Copied from ch05/01_main-chapter-code/gpt_download.py::download_and_load_gpt2
 def download_and_load_gpt2(model_size, models_dir="gpt2"):
     """Get GPT-2 `model_size` into `models_dir/model_size` and read it.
 
@@ -354,6 +373,7 @@ def download_and_load_gpt2(model_size, models_dir="gpt2"):
 
 
 # Home: ch05/01_main-chapter-code/gpt_download.py
+# Copied from ch05/01_main-chapter-code/gpt_download.py::fetch_checked
 def fetch_checked(model_size, path):
     """Download one release file (if missing) and check it; a damaged one is fetched again."""
     for attempt in (1, 2):
@@ -375,18 +395,22 @@ def fetch_checked(model_size, path):
 
 
 # Home: ch05/01_main-chapter-code/gpt_download.py
+# Copied from ch05/01_main-chapter-code/gpt_download.py::TF_TABLE_MAGIC
 TF_TABLE_MAGIC = bytes.fromhex("57fb808b247547db")
 
 
 # Home: ch05/01_main-chapter-code/gpt_download.py
+# Copied from ch05/01_main-chapter-code/gpt_download.py::DATA_FILE
 DATA_FILE = "model.ckpt.data-00000-of-00001"
 
 
 # Home: ch05/01_main-chapter-code/gpt_download.py
+# Copied from ch05/01_main-chapter-code/gpt_download.py::HTML_STARTS
 HTML_STARTS = (b"<!doctype", b"<html", b"<?xml", b"<error", b"<head", b"<body")
 
 
 # Home: ch05/01_main-chapter-code/gpt_download.py
+# Copied from ch05/01_main-chapter-code/gpt_download.py::gpt2_file_problem
 def gpt2_file_problem(path):
     """What is wrong with a release file, or None when it can be what its name says."""
     size = path.stat().st_size
@@ -416,6 +440,7 @@ def gpt2_file_problem(path):
 
 
 # Home: ch05/01_main-chapter-code/gpt_download.py
+# Copied from ch05/01_main-chapter-code/gpt_download.py::import_tensorflow
 def import_tensorflow():
     """Import TensorFlow, or explain how to get it."""
     # Hide TensorFlow's start-up notes about CPU instructions and GPUs.
@@ -431,6 +456,7 @@ def import_tensorflow():
 
 
 # Home: ch05/01_main-chapter-code/gpt_download.py
+# Copied from ch05/01_main-chapter-code/gpt_download.py::load_gpt2_params_from_tf_ckpt
 def load_gpt2_params_from_tf_ckpt(model_dir, settings):
     """Read the TensorFlow checkpoint in `model_dir` into nested dictionaries.
 
@@ -481,6 +507,7 @@ def load_gpt2_params_from_tf_ckpt(model_dir, settings):
 
 
 # Home: ch05/01_main-chapter-code/ch05.ipynb
+# Copied from ch05/01_main-chapter-code/ch05.ipynb::assign_checked
 def assign_checked(param, values, name):
     """Copy `values` (a NumPy array) into the model parameter `param`, in place.
 
@@ -498,6 +525,7 @@ def assign_checked(param, values, name):
 
 
 # Home: ch05/01_main-chapter-code/ch05.ipynb
+# Copied from ch05/01_main-chapter-code/ch05.ipynb::load_weights_into_gpt
 def load_weights_into_gpt(gpt, params):
     """Copy OpenAI's GPT-2 weights (from `download_and_load_gpt2`) into `gpt`.
 
@@ -553,6 +581,7 @@ def load_weights_into_gpt(gpt, params):
 
 
 # Home: ch05/01_main-chapter-code/gpt_generate.py
+# Copied from ch05/01_main-chapter-code/gpt_generate.py::gpt_config_from_hparams
 def gpt_config_from_hparams(settings):
     """Our GPTModel configuration for OpenAI's hparams.json.
 
@@ -571,6 +600,7 @@ def gpt_config_from_hparams(settings):
 
 
 # Home: ch05/01_main-chapter-code/gpt_generate.py
+# Copied from ch05/01_main-chapter-code/gpt_generate.py::load_openai_gpt2
 def load_openai_gpt2(model_size, models_dir):
     """Build a GPTModel holding OpenAI's GPT-2 of `model_size`."""
     settings, params = download_and_load_gpt2(model_size, models_dir)
@@ -580,6 +610,7 @@ def load_openai_gpt2(model_size, models_dir):
 
 
 # Home: ch05/01_main-chapter-code/gpt_generate.py
+# Copied from ch05/01_main-chapter-code/gpt_generate.py::load_trained_gpt
 def load_trained_gpt(checkpoint_path, fallback_config):
     """Build a GPTModel from a checkpoint: gpt_train.py's, or the book's plain state dict.
 
@@ -600,6 +631,7 @@ def load_trained_gpt(checkpoint_path, fallback_config):
 
 
 # Home: ch02/02_bonus_bytepair-encoder/script_helpers.py
+# Copied from ch02/02_bonus_bytepair-encoder/script_helpers.py::default_device
 def default_device():
     return torch.device(
         "cuda" if torch.cuda.is_available()

@@ -17,6 +17,7 @@ import torch.nn as nn
 
 
 # Home: ch03/01_main-chapter-code/ch03.ipynb
+# Copied from ch03/01_main-chapter-code/ch03.ipynb::MultiHeadAttention
 class MultiHeadAttention(nn.Module):
     """Causal multi-head self-attention with one set of projection matrices.
 
@@ -81,6 +82,7 @@ class MultiHeadAttention(nn.Module):
 
 
 # Home: ch04/01_main-chapter-code/ch04.ipynb
+# Copied from ch04/01_main-chapter-code/ch04.ipynb::GPT_CONFIG_124M
 GPT_CONFIG_124M = {
     "vocab_size": 50257,     # GPT-2's BPE vocabulary
     "context_length": 1024,  # longest input the model accepts
@@ -93,6 +95,7 @@ GPT_CONFIG_124M = {
 
 
 # Home: ch04/01_main-chapter-code/ch04.ipynb
+# Copied from ch04/01_main-chapter-code/ch04.ipynb::LayerNorm
 class LayerNorm(nn.Module):
     """Normalize each token's vector to mean 0 and variance 1, then rescale.
 
@@ -114,6 +117,7 @@ class LayerNorm(nn.Module):
 
 
 # Home: ch04/01_main-chapter-code/ch04.ipynb
+# Copied from ch04/01_main-chapter-code/ch04.ipynb::GELU
 class GELU(nn.Module):
     """GELU activation in the tanh approximation that GPT-2 was trained with."""
 
@@ -124,6 +128,7 @@ class GELU(nn.Module):
 
 
 # Home: ch04/01_main-chapter-code/ch04.ipynb
+# Copied from ch04/01_main-chapter-code/ch04.ipynb::FeedForward
 class FeedForward(nn.Module):
     """Expand each token to 4x the embedding size, apply GELU, project back."""
 
@@ -140,6 +145,7 @@ class FeedForward(nn.Module):
 
 
 # Home: ch04/01_main-chapter-code/ch04.ipynb
+# Copied from ch04/01_main-chapter-code/ch04.ipynb::TransformerBlock
 class TransformerBlock(nn.Module):
     """Attention and feed-forward, each pre-normalized and wrapped in a shortcut."""
 
@@ -165,6 +171,7 @@ class TransformerBlock(nn.Module):
 
 
 # Home: ch04/01_main-chapter-code/ch04.ipynb
+# Copied from ch04/01_main-chapter-code/ch04.ipynb::GPTModel
 class GPTModel(nn.Module):
     """GPT-2: embeddings, a stack of transformer blocks, and a vocabulary head."""
 
@@ -190,6 +197,7 @@ class GPTModel(nn.Module):
 
 
 # Home: ch05/01_main-chapter-code/ch05.ipynb
+# Copied from ch05/01_main-chapter-code/ch05.ipynb::load_checkpoint
 def load_checkpoint(path, model, optimizer=None, map_location="cpu"):
     """Load a checkpoint written by `save_checkpoint` into `model` (and `optimizer`).
 
@@ -230,6 +238,7 @@ def load_checkpoint(path, model, optimizer=None, map_location="cpu"):
 
 
 # Home: ch02/02_bonus_bytepair-encoder/script_helpers.py
+# Copied from ch02/02_bonus_bytepair-encoder/script_helpers.py::default_device
 def default_device():
     return torch.device(
         "cuda" if torch.cuda.is_available()
@@ -239,6 +248,7 @@ def default_device():
 
 
 # Home: ch06/01_main-chapter-code/ch06.ipynb
+# Copied from ch06/01_main-chapter-code/ch06.ipynb::classify_review
 def classify_review(text, model, tokenizer, device, max_length=None, pad_token_id=50256):
     """Return "spam" or "not spam" for `text`, as the finetuned `model` sees it.
 
@@ -265,6 +275,7 @@ def classify_review(text, model, tokenizer, device, max_length=None, pad_token_i
 
 
 # Home: ch05/06_user_interface/chat_helpers.py
+# Copied from ch05/06_user_interface/chat_helpers.py::missing_file_message
 def missing_file_message(what, path, command, folder, env_var):
     """Markdown for the page: which file is missing, and how to make or point to it."""
     return (
@@ -277,6 +288,7 @@ def missing_file_message(what, path, command, folder, env_var):
 
 
 # Home: ch05/06_user_interface/chat_helpers.py
+# Copied from ch05/06_user_interface/chat_helpers.py::send_text
 async def send_text(text):
     """Show `text` (Markdown) as a new message of the app in the chat page."""
     import chainlit as cl  # see stream_reply
@@ -285,6 +297,7 @@ async def send_text(text):
 
 
 # Home: ch05/06_user_interface/chat_helpers.py
+# Copied from ch05/06_user_interface/chat_helpers.py::ModelAtStartup
 class ModelAtStartup:
     """The app's model, loaded once, when the app starts.
 
