@@ -122,8 +122,11 @@ PARAMETERS_TAG = "parameters"
 CONSTANT_NAME = re.compile(r"[A-Z][A-Z0-9_]*")
 MARKER = re.compile(
     r"#\s*Copied from\s+(?P<path>[^\s:]+)(?:::(?P<name>\w+))?"
-    r"(?:\s+with\s+(?P<renames>\w+->\w+(?:\s*,\s*\w+->\w+)*))?\s*$"
+    r"(?:\s+with\s+(?P<renames>\w+->\w+(?:\s*,\s*\w+->\w+)*))?"
+    r"(?:\s+# noqa: E501)?\s*$"
 )
+# ruff's line-length (pyproject.toml): a longer marker line ends with a noqa for E501.
+MAX_LINE_LENGTH = 100
 # The unchecked way copies used to be marked ("# From chapter 4 (gpt.py)").
 INFORMAL_MARKER = re.compile(r"#\s*From chapters?\b.*")
 
@@ -135,6 +138,7 @@ class Marker:
     path: str
     name: str | None
     renames: list = field(default_factory=list)  # [(old, new), ...]
+    written: str | None = None  # the line as it stands in the file (None for a new marker)
 
     def text(self):
         line = f"# Copied from {self.path}"
@@ -143,6 +147,11 @@ class Marker:
         if self.renames:
             line += " with " + ", ".join(f"{old}->{new}" for old, new in self.renames)
         return line
+
+    def line(self, indent=""):
+        """The marker as a source line: `text()`, with `# noqa: E501` when too long."""
+        line = indent + self.text()
+        return line if len(line) <= MAX_LINE_LENGTH else line + "  # noqa: E501"
 
 
 @dataclass
@@ -170,7 +179,7 @@ class Problem:
     kind: str                       # "drift", "marker", "unmarked", "informal", "file"
     copy: Definition | None = None
     replacement: str | None = None  # new source for the copy ("drift"), home ("file")
-    marker: str | None = None       # the marker line the copy needs ("unmarked", "marker")
+    marker: Marker | None = None    # the marker the copy needs ("unmarked", "marker")
 
     def has_fix(self):
         return (self.replacement is not None or self.marker is not None
@@ -243,7 +252,7 @@ def _marker_above(lines, start):
     renames = []
     if match.group("renames"):
         renames = [tuple(pair.strip().split("->")) for pair in match.group("renames").split(",")]
-    return Marker(match.group("path"), match.group("name"), renames)
+    return Marker(match.group("path"), match.group("name"), renames, lines[start - 1].strip())
 
 
 def _course_files(root):
@@ -392,7 +401,7 @@ def _unmarked_renamed_copies(definitions, variants):
             problems.append(Problem(
                 f"{copy.name}: {copy.location()} is {home.name} from {home.location()} "
                 f"under another name; mark it with `{marker.text()}`",
-                copy.path, "unmarked", copy, marker=marker.text()))
+                copy.path, "unmarked", copy, marker=marker))
     return problems
 
 
@@ -418,16 +427,16 @@ def _missing_markers(definitions, variants):
             if copy.path in whole_file_copies or (copy.marker and copy.marker.renames):
                 continue
             marked.add(id(copy))
-            wanted = Marker(home.path, home.name).text()
+            wanted = Marker(home.path, home.name)
             if copy.marker is None:
                 problems.append(Problem(
                     f"{copy.name}: {copy.location()} is a copy of {home.location()} "
-                    f"without its marker `{wanted}`", copy.path, "unmarked", copy,
+                    f"without its marker `{wanted.text()}`", copy.path, "unmarked", copy,
                     marker=wanted))
-            elif copy.marker.text() != wanted or copy.informal:
+            elif copy.marker.written != wanted.line() or copy.informal:
                 problems.append(Problem(
-                    f"{copy.name}: {copy.location()} should be marked `{wanted}`, "
-                    f"not `{copy.marker.text()}`", copy.path, "marker", copy, marker=wanted))
+                    f"{copy.name}: {copy.location()} should be marked `{wanted.line()}`, "
+                    f"not `{copy.marker.written}`", copy.path, "marker", copy, marker=wanted))
     for definition in definitions:
         if definition.informal and id(definition) not in marked:
             problems.append(Problem(
@@ -500,7 +509,7 @@ def _apply(text, problem):
     if problem.marker is not None:
         if comments and MARKER.fullmatch(comments[-1].strip()):
             comments.pop()
-        comments.append(problem.marker)
+        comments.append(problem.marker.line())
     lines[first:copy.start] = comments
     return "\n".join(lines)
 

@@ -160,7 +160,7 @@ class MultiHeadAttention(nn.Module):
         return x.transpose(1, 2)
 
 
-# Copied from ch03/02_bonus_efficient-multihead-attention/mha-implementations.ipynb::check_head_split
+# Copied from ch03/02_bonus_efficient-multihead-attention/mha-implementations.ipynb::check_head_split  # noqa: E501
 def check_head_split(d_out, num_heads):
     """Every head must get the same number of dimensions."""
     if d_out % num_heads != 0:
@@ -170,7 +170,7 @@ def check_head_split(d_out, num_heads):
         )
 
 
-# Copied from ch03/02_bonus_efficient-multihead-attention/mha-implementations.ipynb::check_input_length
+# Copied from ch03/02_bonus_efficient-multihead-attention/mha-implementations.ipynb::check_input_length  # noqa: E501
 def check_input_length(num_tokens, context_length):
     """Fail early and clearly on inputs longer than the module was built for."""
     if num_tokens > context_length:
@@ -180,7 +180,7 @@ def check_input_length(num_tokens, context_length):
         )
 
 
-# Copied from ch03/02_bonus_efficient-multihead-attention/mha-implementations.ipynb::causal_mask_bool
+# Copied from ch03/02_bonus_efficient-multihead-attention/mha-implementations.ipynb::causal_mask_bool  # noqa: E501
 def causal_mask_bool(context_length):
     """True above the diagonal: the (query, key) pairs where the key is in the future."""
     return torch.ones(context_length, context_length, dtype=torch.bool).triu(diagonal=1)
@@ -190,7 +190,7 @@ def causal_mask_bool(context_length):
 # chapter's wrapper unchanged: its d_out is the size of *one* head, so
 # Ch03_MHA_Wrapper(d_in=768, d_out=768 // 12, ..., num_heads=12) returns 768
 # features, as Ch03_MHA(d_in=768, d_out=768, ..., num_heads=12) does.
-# Copied from ch03/02_bonus_efficient-multihead-attention/mha-implementations.ipynb::Ch03_MHA_Wrapper
+# Copied from ch03/02_bonus_efficient-multihead-attention/mha-implementations.ipynb::Ch03_MHA_Wrapper  # noqa: E501
 class Ch03_MHA_Wrapper(MultiHeadAttentionWrapper):
     """Chapter 3's MultiHeadAttentionWrapper under the book's name (nothing changed).
 
@@ -204,7 +204,7 @@ class Ch03_MHA(MultiHeadAttention):
     """Chapter 3's MultiHeadAttention under the book's name (nothing changed)."""
 
 
-# Copied from ch03/02_bonus_efficient-multihead-attention/mha-implementations.ipynb::MHAChapterWrapper
+# Copied from ch03/02_bonus_efficient-multihead-attention/mha-implementations.ipynb::MHAChapterWrapper  # noqa: E501
 class MHAChapterWrapper(MultiHeadAttentionWrapper):
     """Chapter 3's wrapper (one CausalAttention per head, run in a loop).
 
@@ -256,7 +256,7 @@ class MHAFusedQKVBase(nn.Module):
         raise NotImplementedError
 
 
-# Copied from ch03/02_bonus_efficient-multihead-attention/mha-implementations.ipynb::MultiHeadAttentionCombinedQKV
+# Copied from ch03/02_bonus_efficient-multihead-attention/mha-implementations.ipynb::MultiHeadAttentionCombinedQKV  # noqa: E501
 class MultiHeadAttentionCombinedQKV(MHAFusedQKVBase):
     """Fused q/k/v projection, attention written out as in chapter 3."""
 
@@ -274,7 +274,7 @@ class MultiHeadAttentionCombinedQKV(MHAFusedQKVBase):
         return self.dropout(attn_weights) @ values
 
 
-# Copied from ch03/02_bonus_efficient-multihead-attention/mha-implementations.ipynb::MHAPyTorchScaledDotProduct
+# Copied from ch03/02_bonus_efficient-multihead-attention/mha-implementations.ipynb::MHAPyTorchScaledDotProduct  # noqa: E501
 class MHAPyTorchScaledDotProduct(MHAFusedQKVBase):
     """Fused projection + `F.scaled_dot_product_attention`, kernel chosen by PyTorch.
 
@@ -300,14 +300,14 @@ class MHAPyTorchScaledDotProduct(MHAFusedQKVBase):
             )
 
 
-# Copied from ch03/02_bonus_efficient-multihead-attention/mha-implementations.ipynb::MHAPyTorchSDPAFlashOnly
+# Copied from ch03/02_bonus_efficient-multihead-attention/mha-implementations.ipynb::MHAPyTorchSDPAFlashOnly  # noqa: E501
 class MHAPyTorchSDPAFlashOnly(MHAPyTorchScaledDotProduct):
     """SDPA restricted to the flash-attention kernel (errors where there is none)."""
 
     sdpa_backends = [SDPBackend.FLASH_ATTENTION]
 
 
-# Copied from ch03/02_bonus_efficient-multihead-attention/mha-implementations.ipynb::MHAPyTorchSDPAWithoutFlash
+# Copied from ch03/02_bonus_efficient-multihead-attention/mha-implementations.ipynb::MHAPyTorchSDPAWithoutFlash  # noqa: E501
 class MHAPyTorchSDPAWithoutFlash(MHAPyTorchScaledDotProduct):
     """SDPA without the flash kernel: restricted to the unfused "math" kernel.
 
@@ -426,7 +426,7 @@ class MHAPyTorchClass(nn.Module):
         return context
 
 
-# Copied from ch03/02_bonus_efficient-multihead-attention/mha-implementations.ipynb::MHAPyTorchClassNoWeights
+# Copied from ch03/02_bonus_efficient-multihead-attention/mha-implementations.ipynb::MHAPyTorchClassNoWeights  # noqa: E501
 class MHAPyTorchClassNoWeights(MHAPyTorchClass):
     """`nn.MultiheadAttention` with need_weights=False, so it may use fused SDPA."""
 
@@ -435,7 +435,7 @@ class MHAPyTorchClassNoWeights(MHAPyTorchClass):
                          need_weights=False)
 
 
-# Copied from ch03/02_bonus_efficient-multihead-attention/mha-implementations.ipynb::MHAPyTorchFlexAttention
+# Copied from ch03/02_bonus_efficient-multihead-attention/mha-implementations.ipynb::MHAPyTorchFlexAttention  # noqa: E501
 class MHAPyTorchFlexAttention(MHAFusedQKVBase):
     """Fused projection + FlexAttention (`torch.nn.attention.flex_attention`).
 
@@ -468,7 +468,7 @@ class MHAPyTorchFlexAttention(MHAFusedQKVBase):
         return flex_attention(queries, keys, values, block_mask=block_mask)
 
 
-# Copied from ch03/02_bonus_efficient-multihead-attention/mha-implementations.ipynb::_causal_mask_mod
+# Copied from ch03/02_bonus_efficient-multihead-attention/mha-implementations.ipynb::_causal_mask_mod  # noqa: E501
 def _causal_mask_mod(batch, head, query_pos, key_pos):
     """FlexAttention mask: a query may see keys at its own position or earlier."""
     return query_pos >= key_pos

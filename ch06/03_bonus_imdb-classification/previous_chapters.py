@@ -850,7 +850,7 @@ def build_gpt(args):
 
 
 # From ch06/02_bonus_additional-experiments
-# Copied from ch06/02_bonus_additional-experiments/additional_experiments.py::configure_trainable_layers
+# Copied from ch06/02_bonus_additional-experiments/additional_experiments.py::configure_trainable_layers  # noqa: E501
 def configure_trainable_layers(model, trainable_layers, lora_rank=16, lora_alpha=16):
     """Give `model` a two-class head and leave trainable only what `trainable_layers` says.
 
@@ -1028,7 +1028,7 @@ def add_training_arguments(parser, num_epochs=5):
 
 
 # From ch06/02_bonus_additional-experiments
-# Copied from ch06/02_bonus_additional-experiments/additional_experiments.py::add_experiment_arguments
+# Copied from ch06/02_bonus_additional-experiments/additional_experiments.py::add_experiment_arguments  # noqa: E501
 def add_experiment_arguments(parser):
     """The options the experiment scripts share (the book repository's names, hyphenated)."""
     add_training_arguments(parser)
@@ -1171,7 +1171,7 @@ def append_result(path, row):
 
 
 # From ch06/02_bonus_additional-experiments
-# Copied from ch06/02_bonus_additional-experiments/additional_experiments.py::make_experiment_loaders
+# Copied from ch06/02_bonus_additional-experiments/additional_experiments.py::make_experiment_loaders  # noqa: E501
 def make_experiment_loaders(csv_paths, tokenizer, args, model_context_length):
     """Loaders for the train/validation/test CSVs, and the padding length (None without padding)."""
     if args.context_length == "model_context_length":
