@@ -260,7 +260,8 @@ def test_package_copies_are_checked_and_never_become_homes(tmp_path):
 
 
 def test_fix_writes_a_long_marker_with_a_noqa_for_the_line_length(tmp_path):
-    home_path = "ch02/02_bonus_a-folder-name-long-enough-to-push-the-marker-line-past-the-limit/home.py"
+    home_path = ("ch02/02_bonus_a-folder-name-long-enough-to-push-the-marker-line"
+                 "-past-the-limit/home.py")
     write(tmp_path / home_path, HOME_SOURCE)
     copy = write(tmp_path / "ch03/01_main-chapter-code/previous_chapters.py", HOME_SOURCE)
     assert fix_copies(tmp_path, variants={}) == 1
