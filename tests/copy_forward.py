@@ -20,8 +20,8 @@ own. Copies drift when someone edits one of them. This module finds
   (with the rename applied). A function or class that equals another one
   apart from its name but has no marker is reported, and so is an informal
   "# From chapter N" comment above a definition (the marker replaces it);
-- whole copied files (`downloads.py`): each copy is byte-identical to its home
-  (its definitions need no markers of their own).
+- whole copied files (`downloads.py`): each copy is its home's text below one
+  first line `# Copied from HOME_PATH` (its definitions need no markers of their own).
 
     python tests/copy_forward.py          # report problems, exit 1 if any
     python tests/copy_forward.py --fix    # rewrite copies from their homes, add markers
@@ -446,15 +446,21 @@ def _missing_markers(definitions, variants):
     return problems
 
 
+def whole_file_copy(root, home):
+    """The text every copy of the file `home` holds: its marker line, then the home."""
+    return f"{Marker(home, None).text()}\n" + (Path(root) / home).read_text()
+
+
 def _whole_file_problems(root):
     problems = []
     for path, relative in _course_files(root):
         home = WHOLE_FILE_HOMES.get(path.name)
         if home is None or relative == home:
             continue
-        if path.read_bytes() != (root / home).read_bytes():
-            problems.append(Problem(f"{relative} differs from its home {home} (copied whole)",
-                                    relative, "file", replacement=home))
+        if path.read_text() != whole_file_copy(root, home):
+            problems.append(Problem(
+                f"{relative} differs from its home {home} (copied whole, below the marker "
+                f"line `{Marker(home, None).text()}`)", relative, "file", replacement=home))
     return problems
 
 
@@ -487,7 +493,7 @@ def fix_copies(root=REPO_ROOT, variants=None):
     by_file = {}
     for problem in problems:
         if problem.kind == "file":
-            (root / problem.path).write_bytes((root / problem.replacement).read_bytes())
+            (root / problem.path).write_text(whole_file_copy(root, problem.replacement))
         else:
             by_file.setdefault(problem.path, []).append(problem)
     for relative, file_problems in by_file.items():

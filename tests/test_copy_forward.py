@@ -171,16 +171,16 @@ def test_notebook_knobs_are_not_copies(tmp_path):
 
 def test_drifted_whole_file_fails_and_fix_repairs_it(tmp_path):
     home_text = "def download_file(url):\n    return url\n"
+    copy_text = f"# Copied from {DOWNLOADS_HOME}\n{home_text}"
     write(tmp_path / DOWNLOADS_HOME, home_text)
-    write(tmp_path / "ch03/01_main-chapter-code/downloads.py", home_text)
-    drifted = write(tmp_path / "ch05/01_main-chapter-code/downloads.py", home_text + "# edit\n")
+    write(tmp_path / "ch03/01_main-chapter-code/downloads.py", copy_text)
+    drifted = write(tmp_path / "ch05/01_main-chapter-code/downloads.py", copy_text + "# edit\n")
+    unmarked = write(tmp_path / "ch06/01_main-chapter-code/downloads.py", home_text)
 
-    assert messages(tmp_path) == [
-        f"ch05/01_main-chapter-code/downloads.py differs from its home {DOWNLOADS_HOME} "
-        "(copied whole)"
-    ]
-    assert fix_copies(tmp_path, variants={}) == 1
-    assert drifted.read_text() == home_text
+    assert [message.split(" differs")[0] for message in messages(tmp_path)] == [
+        "ch05/01_main-chapter-code/downloads.py", "ch06/01_main-chapter-code/downloads.py"]
+    assert fix_copies(tmp_path, variants={}) == 2
+    assert drifted.read_text() == copy_text and unmarked.read_text() == copy_text
     assert messages(tmp_path) == []
 
 

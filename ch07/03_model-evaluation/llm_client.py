@@ -1,3 +1,4 @@
+# Copied from ch07/02_dataset-utilities/llm_client.py
 """Talking to LLMs over HTTP: a local Llama 3 through Ollama, or the OpenAI API.
 
 The chapter 7 bonus notebooks send hundreds of requests, one or two per dataset
