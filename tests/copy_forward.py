@@ -127,8 +127,12 @@ MARKER = re.compile(
 )
 # ruff's line-length (pyproject.toml): a longer marker line ends with a noqa for E501.
 MAX_LINE_LENGTH = 100
-# The unchecked way copies used to be marked ("# From chapter 4 (gpt.py)").
-INFORMAL_MARKER = re.compile(r"#\s*From chapters?\b.*")
+# The unchecked ways copies used to be marked: "# From chapter 4 (gpt.py)",
+# "# From appendix E", "# From ch06/02_bonus_...", "# Home: PATH", "# the same
+# helper as in PATH (its home)".
+INFORMAL_MARKER = re.compile(
+    r"#\s*(?:From (?:chapters?|appendix|ch\d\d/)|Home:|the same helper as in\b).*",
+    re.IGNORECASE)
 
 
 @dataclass

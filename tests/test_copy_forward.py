@@ -154,7 +154,7 @@ def test_marker_naming_another_copy_is_normalised_to_the_home(tmp_path):
 
 def test_informal_comment_above_a_home_fails_and_fix_removes_it(tmp_path):
     home = write(tmp_path / "ch04/01_main-chapter-code/gpt.py",
-                 "import torch\n\n\n# From chapter 3\n" + HOME_SOURCE)
+                 "import torch\n\n\n# From chapter 3\n# Home: ch03/x.py\n" + HOME_SOURCE)
     (problem,) = find_problems(tmp_path, variants={})
     assert problem.kind == "informal"
     assert fix_copies(tmp_path, variants={}) == 1

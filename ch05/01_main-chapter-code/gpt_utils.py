@@ -282,7 +282,7 @@ def read_checkpoint_config(path):
     return checkpoint["config"]
 
 
-# From appendix D (warm-up and cosine decay, used by gpt_train.py's schedule options)
+# Appendix D's schedule (warm-up, then cosine decay), for gpt_train.py's schedule options
 def learning_rate_at(step, total_steps, warmup_steps, initial_lr, peak_lr, min_lr):
     """Learning rate for optimizer step `step` (counting from 0).
 

@@ -272,7 +272,6 @@ def default_device():
     )
 
 
-# From appendix D
 # Copied from ch05/01_main-chapter-code/gpt_utils.py::learning_rate_at
 def learning_rate_at(step, total_steps, warmup_steps, initial_lr, peak_lr, min_lr):
     """Learning rate for optimizer step `step` (counting from 0).

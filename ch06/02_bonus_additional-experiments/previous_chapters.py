@@ -642,7 +642,6 @@ def context_length_arg(value):
     return value
 
 
-# From appendix E (home: chapter 7)
 # Copied from ch07/01_main-chapter-code/exercise-solutions.ipynb::LoRALayer
 class LoRALayer(torch.nn.Module):
     """The low-rank update (alpha / rank) * x A B that LoRA adds to a frozen layer.
@@ -670,7 +669,6 @@ class LoRALayer(torch.nn.Module):
         return f"in_dim={in_dim}, out_dim={out_dim}, rank={self.rank}, alpha={self.alpha}"
 
 
-# From appendix E (home: chapter 7)
 # Copied from ch07/01_main-chapter-code/exercise-solutions.ipynb::LinearWithLoRA
 class LinearWithLoRA(torch.nn.Module):
     """An nn.Linear `linear` plus a LoRA update of the given rank and alpha."""
@@ -687,7 +685,6 @@ class LinearWithLoRA(torch.nn.Module):
         return self.linear(x) + self.lora(x)
 
 
-# From appendix E (home: chapter 7)
 # Copied from ch07/01_main-chapter-code/exercise-solutions.ipynb::replace_linear_with_lora
 def replace_linear_with_lora(model, rank, alpha):
     """Wrap every nn.Linear inside `model` (at any depth) in a LinearWithLoRA, in place."""
@@ -698,7 +695,6 @@ def replace_linear_with_lora(model, rank, alpha):
             replace_linear_with_lora(module, rank, alpha)
 
 
-# From appendix E
 # Copied from appendix-E/01_main-chapter-code/appendix-E.ipynb::LinearWithLoRAMerged
 class LinearWithLoRAMerged(LinearWithLoRA):
     """LinearWithLoRA computed with the merged weight W + scale * (A B)^T in the forward pass.
@@ -714,7 +710,6 @@ class LinearWithLoRAMerged(LinearWithLoRA):
         return torch.nn.functional.linear(x, weight, self.linear.bias)
 
 
-# From appendix E
 # Copied from appendix-E/01_main-chapter-code/appendix-E.ipynb::replace_linear_with_lora_merged
 def replace_linear_with_lora_merged(model, rank, alpha):
     """Wrap every nn.Linear inside `model` (at any depth) in a LinearWithLoRAMerged, in place."""

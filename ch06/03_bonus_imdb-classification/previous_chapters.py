@@ -658,7 +658,6 @@ def context_length_arg(value):
     return value
 
 
-# From appendix E (home: chapter 7)
 # Copied from ch07/01_main-chapter-code/exercise-solutions.ipynb::LoRALayer
 class LoRALayer(torch.nn.Module):
     """The low-rank update (alpha / rank) * x A B that LoRA adds to a frozen layer.
@@ -686,7 +685,6 @@ class LoRALayer(torch.nn.Module):
         return f"in_dim={in_dim}, out_dim={out_dim}, rank={self.rank}, alpha={self.alpha}"
 
 
-# From appendix E (home: chapter 7)
 # Copied from ch07/01_main-chapter-code/exercise-solutions.ipynb::LinearWithLoRA
 class LinearWithLoRA(torch.nn.Module):
     """An nn.Linear `linear` plus a LoRA update of the given rank and alpha."""
@@ -703,7 +701,6 @@ class LinearWithLoRA(torch.nn.Module):
         return self.linear(x) + self.lora(x)
 
 
-# From appendix E (home: chapter 7)
 # Copied from ch07/01_main-chapter-code/exercise-solutions.ipynb::replace_linear_with_lora
 def replace_linear_with_lora(model, rank, alpha):
     """Wrap every nn.Linear inside `model` (at any depth) in a LinearWithLoRA, in place."""
@@ -714,7 +711,6 @@ def replace_linear_with_lora(model, rank, alpha):
             replace_linear_with_lora(module, rank, alpha)
 
 
-# From appendix E
 # Copied from appendix-E/01_main-chapter-code/appendix-E.ipynb::LinearWithLoRAMerged
 class LinearWithLoRAMerged(LinearWithLoRA):
     """LinearWithLoRA computed with the merged weight W + scale * (A B)^T in the forward pass.
@@ -730,7 +726,6 @@ class LinearWithLoRAMerged(LinearWithLoRA):
         return torch.nn.functional.linear(x, weight, self.linear.bias)
 
 
-# From appendix E
 # Copied from appendix-E/01_main-chapter-code/appendix-E.ipynb::replace_linear_with_lora_merged
 def replace_linear_with_lora_merged(model, rank, alpha):
     """Wrap every nn.Linear inside `model` (at any depth) in a LinearWithLoRAMerged, in place."""
@@ -741,7 +736,6 @@ def replace_linear_with_lora_merged(model, rank, alpha):
             replace_linear_with_lora_merged(module, rank, alpha)
 
 
-# From ch06/02_bonus_additional-experiments
 # --test-mode with --weights random: a tiny GPT with GPT-2's vocabulary and
 # context, three blocks so that "last_two_blocks" differs from "all".
 # Copied from ch06/02_bonus_additional-experiments/additional_experiments.py::EXPERIMENT_TEST_CONFIG
@@ -749,13 +743,11 @@ EXPERIMENT_TEST_CONFIG = {**GPT_CONFIG_124M, "emb_dim": 32, "n_heads": 2, "n_lay
                           "drop_rate": 0.0, "qkv_bias": True}
 
 
-# From ch06/02_bonus_additional-experiments
 # Copied from ch06/02_bonus_additional-experiments/additional_experiments.py::TRAINABLE_LAYERS
 TRAINABLE_LAYERS = ("last_layer", "last_block", "last_two_blocks", "all", "lora",
                     "lora_alternative")
 
 
-# From ch06/02_bonus_additional-experiments
 # Copied from ch06/02_bonus_additional-experiments/additional_experiments.py::GPT2_BOOK_SIZE_NAMES
 GPT2_BOOK_SIZE_NAMES = {
     "gpt2-small (124M)": "124M",
@@ -765,12 +757,10 @@ GPT2_BOOK_SIZE_NAMES = {
 }
 
 
-# From ch06/02_bonus_additional-experiments
 # Copied from ch06/02_bonus_additional-experiments/additional_experiments.py::TOKEN_POSITIONS
 TOKEN_POSITIONS = ("first", "last", "flexible")
 
 
-# From ch06/02_bonus_additional-experiments
 # The columns of one results row, in order.
 # Copied from ch06/02_bonus_additional-experiments/additional_experiments.py::EXPERIMENT_FIELDS
 EXPERIMENT_FIELDS = (
@@ -782,7 +772,6 @@ EXPERIMENT_FIELDS = (
 )
 
 
-# From ch06/02_bonus_additional-experiments
 # Copied from ch06/02_bonus_additional-experiments/additional_experiments.py::ClassificationDataset
 class ClassificationDataset(Dataset):
     """Texts and labels from a CSV file as (token ids, label, number of real tokens).
@@ -826,7 +815,6 @@ class ClassificationDataset(Dataset):
         return len(self.labels)
 
 
-# From ch06/02_bonus_additional-experiments
 # Copied from ch06/02_bonus_additional-experiments/additional_experiments.py::build_gpt
 def build_gpt(args):
     """The GPT of --model-size with OpenAI's weights or random ones, and its configuration.
@@ -849,7 +837,6 @@ def build_gpt(args):
     return model, config
 
 
-# From ch06/02_bonus_additional-experiments
 # Copied from ch06/02_bonus_additional-experiments/additional_experiments.py::configure_trainable_layers  # noqa: E501
 def configure_trainable_layers(model, trainable_layers, lora_rank=16, lora_alpha=16):
     """Give `model` a two-class head and leave trainable only what `trainable_layers` says.
@@ -883,7 +870,6 @@ def configure_trainable_layers(model, trainable_layers, lora_rank=16, lora_alpha
     return model
 
 
-# From ch06/02_bonus_additional-experiments
 # Copied from ch06/02_bonus_additional-experiments/additional_experiments.py::disable_causal_mask
 def disable_causal_mask(model):
     """Let every token attend to every other one, later ones included.
@@ -896,7 +882,6 @@ def disable_causal_mask(model):
     return model
 
 
-# From ch06/02_bonus_additional-experiments
 # Copied from ch06/02_bonus_additional-experiments/additional_experiments.py::class_logits
 def class_logits(model, input_batch, num_tokens, token_pos="last", average_embeddings=False):
     """The (batch, classes) logits the classifier decides from.
@@ -921,7 +906,6 @@ def class_logits(model, input_batch, num_tokens, token_pos="last", average_embed
     return logits[:, -1, :]
 
 
-# From ch06/02_bonus_additional-experiments
 # Copied from ch06/02_bonus_additional-experiments/additional_experiments.py::experiment_loss
 def experiment_loss(batch, model, device, args):
     """Cross-entropy of one batch's class logits (targets equal to --ignore-index left out)."""
@@ -932,7 +916,6 @@ def experiment_loss(batch, model, device, args):
                                              ignore_index=args.ignore_index)
 
 
-# From ch06/02_bonus_additional-experiments
 # Copied from ch06/02_bonus_additional-experiments/additional_experiments.py::experiment_accuracy
 def experiment_accuracy(data_loader, model, device, args, num_batches=None):
     """Share of correctly classified texts in the first `num_batches` batches (all by default)."""
@@ -955,7 +938,6 @@ def experiment_accuracy(data_loader, model, device, args, num_batches=None):
     return correct / seen
 
 
-# From ch06/02_bonus_additional-experiments
 # Copied from ch06/02_bonus_additional-experiments/additional_experiments.py::experiment_loss_loader
 def experiment_loss_loader(data_loader, model, device, args, num_batches):
     """Average batch loss over the first `num_batches` batches, without dropout."""
@@ -971,7 +953,6 @@ def experiment_loss_loader(data_loader, model, device, args, num_batches):
     return total / max(num_batches, 1)
 
 
-# From ch06/02_bonus_additional-experiments
 # Copied from ch06/02_bonus_additional-experiments/additional_experiments.py::train_experiment
 def train_experiment(model, train_loader, val_loader, optimizer, device, args):
     """Chapter 6's training loop with gradient accumulation.
@@ -1007,14 +988,12 @@ def train_experiment(model, train_loader, val_loader, optimizer, device, args):
                    f"Validation accuracy: {val_acc * 100:.2f}%")
 
 
-# From ch06/02_bonus_additional-experiments
 # Copied from ch06/02_bonus_additional-experiments/additional_experiments.py::gpt2_size_arg
 def gpt2_size_arg(value):
     """--model-size: 124M, 355M, 774M, 1558M, or the book's "gpt2-medium (355M)" spelling."""
     return GPT2_BOOK_SIZE_NAMES.get(value, value)
 
 
-# From ch06/02_bonus_additional-experiments
 # Copied from ch06/02_bonus_additional-experiments/additional_experiments.py::add_training_arguments
 def add_training_arguments(parser, num_epochs=5):
     """--num-epochs, --learning-rate, --batch-size and --seed: every finetuning script has them."""
@@ -1027,7 +1006,6 @@ def add_training_arguments(parser, num_epochs=5):
                         help="seed for the random weights, the new head and the shuffling")
 
 
-# From ch06/02_bonus_additional-experiments
 # Copied from ch06/02_bonus_additional-experiments/additional_experiments.py::add_experiment_arguments  # noqa: E501
 def add_experiment_arguments(parser):
     """The options the experiment scripts share (the book repository's names, hyphenated)."""
@@ -1083,7 +1061,6 @@ def add_experiment_arguments(parser):
     add_device_argument(parser)
 
 
-# From ch06/02_bonus_additional-experiments
 # Copied from ch06/02_bonus_additional-experiments/additional_experiments.py::cannot_compile_reason
 def cannot_compile_reason(device):
     """Why torch.compile cannot work on `device` here (one line), or None if it can.
@@ -1103,7 +1080,6 @@ def cannot_compile_reason(device):
     return None
 
 
-# From ch06/02_bonus_additional-experiments
 # Copied from ch06/02_bonus_additional-experiments/additional_experiments.py::check_experiment_args
 def check_experiment_args(parser, args):
     """Checks that involve several options or the results file; exit 2 on a problem."""
@@ -1123,7 +1099,6 @@ def check_experiment_args(parser, args):
     return args
 
 
-# From ch06/02_bonus_additional-experiments
 # Copied from ch06/02_bonus_additional-experiments/additional_experiments.py::results_header
 def results_header(path):
     """Check that `path` is missing or a results file with our columns (ValueError if not)."""
@@ -1139,7 +1114,6 @@ def results_header(path):
         raise ValueError(f"{path} exists with other columns; name another file")
 
 
-# From ch06/02_bonus_additional-experiments
 # Copied from ch06/02_bonus_additional-experiments/additional_experiments.py::append_result
 def append_result(path, row):
     """Append `row` (a dict with EXPERIMENT_FIELDS) to the CSV file `path`, atomically.
@@ -1170,7 +1144,6 @@ def append_result(path, row):
     os.replace(tmp.name, path)
 
 
-# From ch06/02_bonus_additional-experiments
 # Copied from ch06/02_bonus_additional-experiments/additional_experiments.py::make_experiment_loaders  # noqa: E501
 def make_experiment_loaders(csv_paths, tokenizer, args, model_context_length):
     """Loaders for the train/validation/test CSVs, and the padding length (None without padding)."""
@@ -1193,7 +1166,6 @@ def make_experiment_loaders(csv_paths, tokenizer, args, model_context_length):
     return loaders, (None if args.no_padding else train.max_length)
 
 
-# From ch06/02_bonus_additional-experiments
 # Copied from ch06/02_bonus_additional-experiments/additional_experiments.py::run_experiment
 def run_experiment(args, csv_paths, script_name):
     """Build, finetune and evaluate the classifier `args` describes; append the results row.

@@ -247,7 +247,6 @@ def generate_test_responses(model, test_data, tokenizer, device, max_new_tokens=
     return test_data
 
 
-# the same helper as in ch02/05_bpe-from-scratch (its home)
 # Copied from ch02/05_bpe-from-scratch/bpe-from-scratch.ipynb::write_json_atomically
 def write_json_atomically(path, data):
     """Write JSON to a temporary file, then rename: never a half-written file."""

@@ -22,7 +22,6 @@ from gpt_download import download_and_load_gpt2
 from matplotlib.ticker import MaxNLocator
 
 
-# Home: ch03/01_main-chapter-code/ch03.ipynb
 # Copied from ch03/01_main-chapter-code/ch03.ipynb::MultiHeadAttention
 class MultiHeadAttention(nn.Module):
     """Causal multi-head self-attention with one set of projection matrices.
@@ -87,7 +86,6 @@ class MultiHeadAttention(nn.Module):
         return x.transpose(1, 2)
 
 
-# Home: ch04/01_main-chapter-code/ch04.ipynb
 # Copied from ch04/01_main-chapter-code/ch04.ipynb::LayerNorm
 class LayerNorm(nn.Module):
     """Normalize each token's vector to mean 0 and variance 1, then rescale.
@@ -109,7 +107,6 @@ class LayerNorm(nn.Module):
         return self.scale * norm_x + self.shift
 
 
-# Home: ch04/01_main-chapter-code/ch04.ipynb
 # Copied from ch04/01_main-chapter-code/ch04.ipynb::GELU
 class GELU(nn.Module):
     """GELU activation in the tanh approximation that GPT-2 was trained with."""
@@ -120,7 +117,6 @@ class GELU(nn.Module):
         ))
 
 
-# Home: ch04/01_main-chapter-code/ch04.ipynb
 # Copied from ch04/01_main-chapter-code/ch04.ipynb::FeedForward
 class FeedForward(nn.Module):
     """Expand each token to 4x the embedding size, apply GELU, project back."""
@@ -137,7 +133,6 @@ class FeedForward(nn.Module):
         return self.layers(x)
 
 
-# Home: ch04/01_main-chapter-code/ch04.ipynb
 # Copied from ch04/01_main-chapter-code/ch04.ipynb::TransformerBlock
 class TransformerBlock(nn.Module):
     """Attention and feed-forward, each pre-normalized and wrapped in a shortcut."""
@@ -163,7 +158,6 @@ class TransformerBlock(nn.Module):
         return x
 
 
-# Home: ch04/01_main-chapter-code/ch04.ipynb
 # Copied from ch04/01_main-chapter-code/ch04.ipynb::GPTModel
 class GPTModel(nn.Module):
     """GPT-2: embeddings, a stack of transformer blocks, and a vocabulary head."""
@@ -189,7 +183,6 @@ class GPTModel(nn.Module):
         return self.out_head(x)
 
 
-# Home: ch04/01_main-chapter-code/ch04.ipynb
 # Copied from ch04/01_main-chapter-code/ch04.ipynb::generate_text_simple
 def generate_text_simple(model, idx, max_new_tokens, context_size):
     """Greedily append `max_new_tokens` token ids to the batch `idx`.
@@ -207,7 +200,6 @@ def generate_text_simple(model, idx, max_new_tokens, context_size):
     return idx
 
 
-# Home: ch05/01_main-chapter-code/ch05.ipynb
 # Copied from ch05/01_main-chapter-code/ch05.ipynb::text_to_token_ids
 def text_to_token_ids(text, tokenizer):
     """Encode `text` as a (1, num_tokens) tensor: a batch holding one sequence."""
@@ -215,14 +207,12 @@ def text_to_token_ids(text, tokenizer):
     return torch.tensor(encoded).unsqueeze(0)
 
 
-# Home: ch05/01_main-chapter-code/ch05.ipynb
 # Copied from ch05/01_main-chapter-code/ch05.ipynb::token_ids_to_text
 def token_ids_to_text(token_ids, tokenizer):
     """Decode a (1, num_tokens) or (num_tokens,) tensor of token ids to text."""
     return tokenizer.decode(token_ids.squeeze(0).tolist())
 
 
-# Home: ch05/01_main-chapter-code/ch05.ipynb
 # Copied from ch05/01_main-chapter-code/ch05.ipynb::calc_loss_batch
 def calc_loss_batch(input_batch, target_batch, model, device):
     """Mean cross-entropy of the model's next-token predictions on one batch."""
@@ -233,7 +223,6 @@ def calc_loss_batch(input_batch, target_batch, model, device):
     return torch.nn.functional.cross_entropy(logits.flatten(0, 1), target_batch.flatten())
 
 
-# Home: ch05/01_main-chapter-code/ch05.ipynb
 # Copied from ch05/01_main-chapter-code/ch05.ipynb::calc_loss_loader
 def calc_loss_loader(data_loader, model, device, num_batches=None):
     """Average batch loss over the first `num_batches` batches (all by default)."""
@@ -248,7 +237,6 @@ def calc_loss_loader(data_loader, model, device, num_batches=None):
     return total_loss / num_batches
 
 
-# Home: ch05/01_main-chapter-code/ch05.ipynb
 # Copied from ch05/01_main-chapter-code/ch05.ipynb::evaluate_model
 def evaluate_model(model, train_loader, val_loader, device, eval_iter):
     """Training and validation loss on `eval_iter` batches each, without dropout."""
@@ -260,7 +248,6 @@ def evaluate_model(model, train_loader, val_loader, device, eval_iter):
     return train_loss, val_loss
 
 
-# Home: ch05/01_main-chapter-code/ch05.ipynb
 # Copied from ch05/01_main-chapter-code/ch05.ipynb::generate_and_print_sample
 def generate_and_print_sample(model, tokenizer, device, start_context):
     """Print a greedy 50-token continuation of `start_context` on one line."""
@@ -276,7 +263,6 @@ def generate_and_print_sample(model, tokenizer, device, start_context):
     model.train()
 
 
-# Home: ch05/01_main-chapter-code/ch05.ipynb
 # Copied from ch05/01_main-chapter-code/ch05.ipynb::train_model_simple
 def train_model_simple(model, train_loader, val_loader, optimizer, device, num_epochs,
                        eval_freq, eval_iter, start_context, tokenizer):
@@ -315,7 +301,6 @@ def train_model_simple(model, train_loader, val_loader, optimizer, device, num_e
     return train_losses, val_losses, track_tokens_seen
 
 
-# Home: ch05/01_main-chapter-code/ch05.ipynb
 # Copied from ch05/01_main-chapter-code/ch05.ipynb::plot_losses
 def plot_losses(epochs_seen, tokens_seen, train_losses, val_losses):
     """Plot both losses against epochs, with tokens seen on a second x-axis."""
@@ -337,7 +322,6 @@ def plot_losses(epochs_seen, tokens_seen, train_losses, val_losses):
     return fig
 
 
-# Home: ch05/01_main-chapter-code/ch05.ipynb
 # Copied from ch05/01_main-chapter-code/ch05.ipynb::generate
 def generate(model, idx, max_new_tokens, context_size, temperature=0.0, top_k=None,
              eos_id=None):
@@ -372,7 +356,6 @@ def generate(model, idx, max_new_tokens, context_size, temperature=0.0, top_k=No
     return idx
 
 
-# Home: ch05/01_main-chapter-code/ch05.ipynb
 # Copied from ch05/01_main-chapter-code/ch05.ipynb::save_checkpoint
 def save_checkpoint(path, model, optimizer=None, config=None):
     """Save the model (and optimizer state and config, if given) to `path`.
@@ -404,7 +387,6 @@ def save_checkpoint(path, model, optimizer=None, config=None):
         raise
 
 
-# Home: ch05/01_main-chapter-code/ch05.ipynb
 # Copied from ch05/01_main-chapter-code/ch05.ipynb::load_checkpoint
 def load_checkpoint(path, model, optimizer=None, map_location="cpu"):
     """Load a checkpoint written by `save_checkpoint` into `model` (and `optimizer`).
@@ -445,7 +427,6 @@ def load_checkpoint(path, model, optimizer=None, map_location="cpu"):
     return checkpoint
 
 
-# Home: ch05/01_main-chapter-code/ch05.ipynb
 # Copied from ch05/01_main-chapter-code/ch05.ipynb::read_checkpoint_config
 def read_checkpoint_config(path):
     """The model configuration stored in a checkpoint by `save_checkpoint`."""
@@ -455,7 +436,6 @@ def read_checkpoint_config(path):
     return checkpoint["config"]
 
 
-# Home: ch05/01_main-chapter-code/ch05.ipynb
 # Copied from ch05/01_main-chapter-code/ch05.ipynb::assign_checked
 def assign_checked(param, values, name):
     """Copy `values` (a NumPy array) into the model parameter `param`, in place.
@@ -473,7 +453,6 @@ def assign_checked(param, values, name):
         param.copy_(values)
 
 
-# Home: ch05/01_main-chapter-code/ch05.ipynb
 # Copied from ch05/01_main-chapter-code/ch05.ipynb::load_weights_into_gpt
 def load_weights_into_gpt(gpt, params):
     """Copy OpenAI's GPT-2 weights (from `download_and_load_gpt2`) into `gpt`.
@@ -529,7 +508,6 @@ def load_weights_into_gpt(gpt, params):
     assign_checked(gpt.out_head.weight, params["wte"], "out_head.weight")
 
 
-# Home: ch05/01_main-chapter-code/gpt_generate.py
 # Copied from ch05/01_main-chapter-code/gpt_generate.py::gpt_config_from_hparams
 def gpt_config_from_hparams(settings):
     """Our GPTModel configuration for OpenAI's hparams.json.
@@ -548,7 +526,6 @@ def gpt_config_from_hparams(settings):
     }
 
 
-# Home: ch05/01_main-chapter-code/gpt_generate.py
 # Copied from ch05/01_main-chapter-code/gpt_generate.py::load_openai_gpt2
 def load_openai_gpt2(model_size, models_dir):
     """Build a GPTModel holding OpenAI's GPT-2 of `model_size`."""
@@ -558,7 +535,6 @@ def load_openai_gpt2(model_size, models_dir):
     return model
 
 
-# Home: ch02/03_bonus_embedding-vs-matmul/embedding_vs_matmul.py (one copy per script folder)
 # Copied from ch02/02_bonus_bytepair-encoder/script_helpers.py::default_device
 def default_device():
     return torch.device(
