@@ -4,6 +4,7 @@ Runs a small test file with this suite's conftest.py in a fresh pytest process,
 once as a reader's machine and once as CI, and compares the outcomes.
 """
 
+import ast
 import os
 import shutil
 import subprocess
@@ -11,6 +12,11 @@ import sys
 from pathlib import Path
 
 import pytest
+
+TESTS_FOLDER = Path(__file__).parent
+# Where a skip may mention the mirror: the rule itself, and the notebook runner,
+# which skips only outside CI and re-raises the notebook's own error under CI.
+MIRROR_RULE_FILES = {"conftest.py", "test_notebooks.py"}
 
 TESTS = '''
 import pytest
@@ -62,3 +68,18 @@ def outcomes(tmp_path, ci):
 ], ids=["reader", "ci"])
 def test_missing_data_skips_except_under_ci(tmp_path, ci, expected):
     assert outcomes(tmp_path, ci) == expected
+
+
+def test_no_test_skips_on_a_missing_mirror_by_hand():
+    """`pytest.skip`/`skipif` about the mirror would skip under CI too: use needs_mirror."""
+    offenders = []
+    for path in sorted(TESTS_FOLDER.rglob("*.py")):
+        if path.relative_to(TESTS_FOLDER).as_posix() in MIRROR_RULE_FILES:
+            continue
+        source = path.read_text()
+        for node in ast.walk(ast.parse(source)):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and node.func.attr in ("skip", "skipif")
+                    and "MIRROR" in (ast.get_source_segment(source, node) or "")):
+                offenders.append(f"{path.relative_to(TESTS_FOLDER)}:{node.lineno}")
+    assert not offenders, offenders
