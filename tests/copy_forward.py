@@ -437,15 +437,21 @@ def _missing_markers(definitions, variants):
                     f"{copy.name}: {copy.location()} is a copy of {home.location()} "
                     f"without its marker `{wanted.text()}`", copy.path, "unmarked", copy,
                     marker=wanted))
-            elif copy.marker.written != wanted.line() or copy.informal:
+            elif copy.marker.written != wanted.line():
                 problems.append(Problem(
                     f"{copy.name}: {copy.location()} should be marked `{wanted.line()}`, "
                     f"not `{copy.marker.written}`", copy.path, "marker", copy, marker=wanted))
+            elif copy.informal:
+                problems.append(Problem(
+                    f"{copy.name}: {copy.location()} has an informal \"From chapter\" or "
+                    "\"Home:\" comment above its marker", copy.path, "marker", copy,
+                    marker=wanted))
     for definition in definitions:
         if definition.informal and id(definition) not in marked:
             problems.append(Problem(
                 f"{definition.name}: {definition.location()} has an informal "
-                "\"From chapter\" comment; a copy is marked `# Copied from PATH::NAME`",
+                "\"From chapter\" or \"Home:\" comment; a copy is marked "
+                "`# Copied from PATH::NAME`",
                 definition.path, "informal", definition))
     return problems
 
