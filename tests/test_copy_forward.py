@@ -268,3 +268,14 @@ def test_fix_writes_a_long_marker_with_a_noqa_for_the_line_length(tmp_path):
     marker_line = copy.read_text().split("\n")[0]
     assert marker_line == f"# Copied from {home_path}::add  # noqa: E501"
     assert messages(tmp_path) == []
+
+
+def test_informal_comment_above_a_correct_marker_fails_and_fix_removes_it(tmp_path):
+    copy_file = make_tree(tmp_path, HOME_SOURCE.rstrip("\n"))
+    copy_file.write_text(copy_file.read_text().replace(HOME_MARKER,
+                                                       "# From chapter 2\n" + HOME_MARKER))
+    (problem,) = find_problems(tmp_path, variants={})
+    assert problem.kind == "marker" and "informal" in problem.message
+    assert fix_copies(tmp_path, variants={}) == 1
+    assert "From chapter" not in copy_file.read_text()
+    assert messages(tmp_path) == []
