@@ -474,11 +474,14 @@ def _whole_file_problems(root):
     return problems
 
 
-def find_problems(root=REPO_ROOT, variants=None):
-    """Every broken copy in the tree under `root`, as `Problem`s."""
+def find_problems(root=REPO_ROOT, variants=None, definitions=None):
+    """Every broken copy in the tree under `root`, as `Problem`s.
+
+    `definitions`: the tree's `find_definitions(root)`, when the caller has them.
+    """
     root = Path(root)
     variants = VARIANTS if variants is None else variants
-    definitions = find_definitions(root)
+    definitions = find_definitions(root) if definitions is None else definitions
     problems = _whole_file_problems(root)
     # A whole-file copy is repaired as a file; its definitions need no second report.
     whole_files = {problem.path for problem in problems}
