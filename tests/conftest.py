@@ -1,4 +1,12 @@
-"""Shared fixtures: a mirror folder for offline data, and fake OpenAI checkpoints."""
+"""Shared fixtures: a mirror folder for offline data, and fake OpenAI checkpoints.
+
+Tests that read the data mirror ($LLMS_FROM_SCRATCH_MIRROR) say so with one name,
+`needs_mirror`: the marker `@pytest.mark.needs_mirror("the-verdict.txt", ...)` on a
+test or module, or the fixture `needs_mirror` (the mirror's Path) in a fixture.
+Without the mirror they are skipped; when the environment variable CI is set
+(`.ci/run` sets it) they fail instead, and so does a test whose download raises
+`DownloadError`: under CI a wrong URL or sha256 must not pass as "skipped".
+"""
 
 import os
 import tempfile
@@ -8,6 +16,7 @@ import pytest
 from filelock import FileLock
 
 MIRROR_ENV_VAR = "LLMS_FROM_SCRATCH_MIRROR"
+CI_ENV_VAR = "CI"
 
 # The suite runs two pytest workers (-n 2) on two cores, and each starts scripts and
 # notebook kernels that inherit this environment. With more PyTorch threads than cores,
@@ -22,6 +31,46 @@ CHECKPOINT_CACHE = Path(tempfile.gettempdir()) / "llms-from-scratch-test-checkpo
 # model is too slow to finetune inside the suite: GPT-2's vocabulary and context,
 # two narrow layers. "355M-small" is served as gpt-2/models/355M/.
 SMALL_STANDINS = {"355M-small": ("355M", {"n_embd": 64, "n_head": 2, "n_layer": 2})}
+
+
+def running_in_ci():
+    """True when CI is set (to anything but an empty string, 0 or false)."""
+    return os.environ.get(CI_ENV_VAR, "").strip().lower() not in ("", "0", "false", "no")
+
+
+def skip_unless_ci(reason):
+    """Skip with `reason`; under CI fail with it, since CI must run everything."""
+    if running_in_ci():
+        pytest.fail(f"{reason} ({CI_ENV_VAR} is set, so this fails instead of skipping)",
+                    pytrace=False)
+    pytest.skip(reason)
+
+
+def require_mirror(*files):
+    """The mirror folder, holding `files`; otherwise skip (fail under CI)."""
+    folder = os.environ.get(MIRROR_ENV_VAR)
+    if folder and all((Path(folder) / name).exists() for name in files):
+        return Path(folder)
+    needed = f"{', '.join(files)} from " if files else ""
+    skip_unless_ci(f"needs {needed}the data mirror ${MIRROR_ENV_VAR}")
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "needs_mirror(*files): reads these files from $LLMS_FROM_SCRATCH_MIRROR; "
+        "skipped without them, failed when CI is set")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    for marker in item.iter_markers("needs_mirror"):
+        require_mirror(*marker.args)
+
+
+@pytest.fixture(scope="session")
+def needs_mirror():
+    """The mirror folder, for fixtures that read it (the marker's rule: skip, or fail in CI)."""
+    return require_mirror()
 
 
 def openai_release_folder(model_size, hparams_override=None):
@@ -98,11 +147,12 @@ def pytest_runtest_makereport(item, call):
 
     On a machine that reaches only PyPI, the-verdict.txt and the other public files
     cannot be fetched; such tests then say what they need instead of erroring.
+    Under CI the error stands: there it means a wrong URL, sha256 or mirror.
     """
     outcome = yield
     report = outcome.get_result()
     excinfo = call.excinfo
-    if (excinfo is not None and not os.environ.get(MIRROR_ENV_VAR)
+    if (excinfo is not None and not os.environ.get(MIRROR_ENV_VAR) and not running_in_ci()
             and excinfo.type.__name__ == "DownloadError"):
         report.outcome = "skipped"
         report.longrepr = (str(item.path), item.location[1] or 0,

@@ -7,17 +7,27 @@ own. Copies drift when someone edits one of them. This module finds
   assigned at the top level, such as `GPT_CONFIG_124M` or a URL) that is
   defined in more than one place (`.py` files and notebook code cells), and
   reports the copies whose source differs from the definition's home;
-- copies kept under another name: such a copy carries one marker comment on
-  the line above it, naming its source and the rename,
+- copies without their marker: every copy carries one marker comment on the
+  line directly above it, naming its home,
+
+      # Copied from ch02/01_main-chapter-code/ch02.ipynb::GPTDatasetV1
+
+  and a copy kept under another name names its source and the rename,
 
       # Copied from ch02/01_main-chapter-code/timing.py::synchronize with synchronize->wait
 
-  and must equal the source with the rename applied; a function or class
-  that equals another one apart from its name but has no marker is reported;
-- whole copied files (`downloads.py`): each copy is byte-identical to its home.
+  Every marker is verified: its source must exist, and the copy must equal it
+  (with the rename applied). A function or class that equals another one
+  apart from its name but has no marker is reported, and so is an informal
+  "# From chapter N" comment above a definition (the marker replaces it);
+- whole copied files (`downloads.py`): each copy is its home's text below one
+  first line `# Copied from HOME_PATH` (its definitions need no markers of their own).
 
     python tests/copy_forward.py          # report problems, exit 1 if any
     python tests/copy_forward.py --fix    # rewrite copies from their homes, add markers
+
+After merging branches that add copies, `--fix` adds their markers (and turns
+"# From chapter N" comments into markers); run it, then the check again.
 """
 
 import argparse
@@ -263,8 +273,17 @@ PARAMETERS_TAG = "parameters"
 CONSTANT_NAME = re.compile(r"[A-Z][A-Z0-9_]*")
 MARKER = re.compile(
     r"#\s*Copied from\s+(?P<path>[^\s:]+)(?:::(?P<name>\w+))?"
-    r"(?:\s+with\s+(?P<renames>\w+->\w+(?:\s*,\s*\w+->\w+)*))?\s*$"
+    r"(?:\s+with\s+(?P<renames>\w+->\w+(?:\s*,\s*\w+->\w+)*))?"
+    r"(?:\s+# noqa: E501)?\s*$"
 )
+# ruff's line-length (pyproject.toml): a longer marker line ends with a noqa for E501.
+MAX_LINE_LENGTH = 100
+# The unchecked ways copies used to be marked: "# From chapter 4 (gpt.py)",
+# "# From appendix E", "# From ch06/02_bonus_...", "# Home: PATH", "# the same
+# helper as in PATH (its home)".
+INFORMAL_MARKER = re.compile(
+    r"#\s*(?:From (?:chapters?|appendix|ch\d\d/)|Home:|the same helper as in\b).*",
+    re.IGNORECASE)
 
 
 @dataclass
@@ -274,6 +293,7 @@ class Marker:
     path: str
     name: str | None
     renames: list = field(default_factory=list)  # [(old, new), ...]
+    written: str | None = None  # the line as it stands in the file (None for a new marker)
 
     def text(self):
         line = f"# Copied from {self.path}"
@@ -282,6 +302,11 @@ class Marker:
         if self.renames:
             line += " with " + ", ".join(f"{old}->{new}" for old, new in self.renames)
         return line
+
+    def line(self, indent=""):
+        """The marker as a source line: `text()`, with `# noqa: E501` when too long."""
+        line = indent + self.text()
+        return line if len(line) <= MAX_LINE_LENGTH else line + "  # noqa: E501"
 
 
 @dataclass
@@ -294,6 +319,7 @@ class Definition:
     source: str
     shape: str | None = None     # the code with its own name blanked (defs/classes only)
     marker: Marker | None = None
+    informal: bool = False  # a "# From chapter N" comment in the comments above it
 
     def location(self):
         return self.path if self.cell is None else f"{self.path} (cell {self.cell})"
@@ -305,9 +331,14 @@ class Problem:
 
     message: str
     path: str
-    kind: str                       # "drift", "marker", "unmarked", "file"
+    kind: str                       # "drift", "marker", "unmarked", "informal", "file"
     copy: Definition | None = None
-    replacement: str | None = None  # new source for the copy, or the marker line to add
+    replacement: str | None = None  # new source for the copy ("drift"), home ("file")
+    marker: Marker | None = None    # the marker the copy needs ("unmarked", "marker")
+
+    def has_fix(self):
+        return (self.replacement is not None or self.marker is not None
+                or self.kind == "informal")
 
 
 def rename(source, renames):
@@ -354,6 +385,19 @@ def _top_level_definitions(source):
                 yield targets[0].id, node.lineno - 1, node.end_lineno, None
 
 
+def _comments_above(lines, start):
+    """Index of the first line of the run of comment lines directly above `start`."""
+    first = start
+    while first > 0 and lines[first - 1].lstrip().startswith("#"):
+        first -= 1
+    return first
+
+
+def _has_informal_marker(lines, start):
+    return any(INFORMAL_MARKER.fullmatch(line.strip())
+               for line in lines[_comments_above(lines, start):start])
+
+
 def _marker_above(lines, start):
     if start == 0:
         return None
@@ -363,7 +407,7 @@ def _marker_above(lines, start):
     renames = []
     if match.group("renames"):
         renames = [tuple(pair.strip().split("->")) for pair in match.group("renames").split(",")]
-    return Marker(match.group("path"), match.group("name"), renames)
+    return Marker(match.group("path"), match.group("name"), renames, lines[start - 1].strip())
 
 
 def _course_files(root):
@@ -408,7 +452,8 @@ def find_definitions(root=REPO_ROOT):
                     continue
                 body = "\n".join(lines[start:end])
                 definitions.append(Definition(name, relative, cell, start, end, body, shape,
-                                              _marker_above(lines, start)))
+                                              _marker_above(lines, start),
+                                              _has_informal_marker(lines, start)))
     return definitions
 
 
@@ -511,8 +556,60 @@ def _unmarked_renamed_copies(definitions, variants):
             problems.append(Problem(
                 f"{copy.name}: {copy.location()} is {home.name} from {home.location()} "
                 f"under another name; mark it with `{marker.text()}`",
-                copy.path, "unmarked", copy, marker.text()))
+                copy.path, "unmarked", copy, marker=marker))
     return problems
+
+
+def _whole_file_copies(definitions):
+    return {d.path for d in definitions
+            if d.path.split("/")[-1] in WHOLE_FILE_HOMES
+            and d.path != WHOLE_FILE_HOMES[d.path.split("/")[-1]]}
+
+
+def _missing_markers(definitions, variants):
+    """Each copy names its home in a marker; informal "From chapter" comments go.
+
+    A copy's marker without a rename must name the home of its group, so a
+    reader follows one step to the definition every copy is checked against.
+    A marker with a rename is verified by `_marker_problems` and left as it is.
+    """
+    whole_file_copies = _whole_file_copies(definitions)
+    problems = []
+    marked = set()
+    for group in group_copies(definitions, variants).values():
+        home = group[0]
+        for copy in group[1:]:
+            if copy.path in whole_file_copies or (copy.marker and copy.marker.renames):
+                continue
+            marked.add(id(copy))
+            wanted = Marker(home.path, home.name)
+            if copy.marker is None:
+                problems.append(Problem(
+                    f"{copy.name}: {copy.location()} is a copy of {home.location()} "
+                    f"without its marker `{wanted.text()}`", copy.path, "unmarked", copy,
+                    marker=wanted))
+            elif copy.marker.written != wanted.line():
+                problems.append(Problem(
+                    f"{copy.name}: {copy.location()} should be marked `{wanted.line()}`, "
+                    f"not `{copy.marker.written}`", copy.path, "marker", copy, marker=wanted))
+            elif copy.informal:
+                problems.append(Problem(
+                    f"{copy.name}: {copy.location()} has an informal \"From chapter\" or "
+                    "\"Home:\" comment above its marker", copy.path, "marker", copy,
+                    marker=wanted))
+    for definition in definitions:
+        if definition.informal and id(definition) not in marked:
+            problems.append(Problem(
+                f"{definition.name}: {definition.location()} has an informal "
+                "\"From chapter\" or \"Home:\" comment; a copy is marked "
+                "`# Copied from PATH::NAME`",
+                definition.path, "informal", definition))
+    return problems
+
+
+def whole_file_copy(root, home):
+    """The text every copy of the file `home` holds: its marker line, then the home."""
+    return f"{Marker(home, None).text()}\n" + (Path(root) / home).read_text()
 
 
 def _whole_file_problems(root):
@@ -521,21 +618,27 @@ def _whole_file_problems(root):
         home = WHOLE_FILE_HOMES.get(path.name)
         if home is None or relative == home:
             continue
-        if path.read_bytes() != (root / home).read_bytes():
-            problems.append(Problem(f"{relative} differs from its home {home} (copied whole)",
-                                    relative, "file", replacement=home))
+        if path.read_text() != whole_file_copy(root, home):
+            problems.append(Problem(
+                f"{relative} differs from its home {home} (copied whole, below the marker "
+                f"line `{Marker(home, None).text()}`)", relative, "file", replacement=home))
     return problems
 
 
-def find_problems(root=REPO_ROOT, variants=None):
-    """Every broken copy in the tree under `root`, as `Problem`s."""
+def find_problems(root=REPO_ROOT, variants=None, definitions=None):
+    """Every broken copy in the tree under `root`, as `Problem`s.
+
+    `definitions`: the tree's `find_definitions(root)`, when the caller has them.
+    """
     root = Path(root)
     variants = VARIANTS if variants is None else variants
-    definitions = find_definitions(root)
+    definitions = find_definitions(root) if definitions is None else definitions
     problems = _whole_file_problems(root)
     # A whole-file copy is repaired as a file; its definitions need no second report.
     whole_files = {problem.path for problem in problems}
+    # A copy's wrong marker is reported once, by `_missing_markers` (which can fix it).
     problems += [problem for problem in (_drifted_copies(definitions, variants)
+                                         + _missing_markers(definitions, variants)
                                          + _marker_problems(definitions)
                                          + _unmarked_renamed_copies(definitions, variants))
                  if problem.path not in whole_files]
@@ -550,11 +653,11 @@ def find_problems(root=REPO_ROOT, variants=None):
 def fix_copies(root=REPO_ROOT, variants=None):
     """Repair every problem that has a repair; return how many were repaired."""
     root = Path(root)
-    problems = [p for p in find_problems(root, variants) if p.replacement is not None]
+    problems = [p for p in find_problems(root, variants) if p.has_fix()]
     by_file = {}
     for problem in problems:
         if problem.kind == "file":
-            (root / problem.path).write_bytes((root / problem.replacement).read_bytes())
+            (root / problem.path).write_text(whole_file_copy(root, problem.replacement))
         else:
             by_file.setdefault(problem.path, []).append(problem)
     for relative, file_problems in by_file.items():
@@ -565,17 +668,27 @@ def fix_copies(root=REPO_ROOT, variants=None):
 def _apply(text, problem):
     lines = text.split("\n")
     copy = problem.copy
-    if problem.kind == "unmarked":
-        indent = lines[copy.start][: len(lines[copy.start]) - len(lines[copy.start].lstrip())]
-        lines.insert(copy.start, indent + problem.replacement)
-    else:
+    if problem.replacement is not None:
         lines[copy.start:copy.end] = problem.replacement.split("\n")
+        return "\n".join(lines)
+    # The comments directly above keep their place; informal "From chapter"
+    # lines and an old marker go, and the marker (if any) sits right above.
+    first = _comments_above(lines, copy.start)
+    comments = [line for line in lines[first:copy.start]
+                if not INFORMAL_MARKER.fullmatch(line.strip())]
+    if problem.marker is not None:
+        if comments and MARKER.fullmatch(comments[-1].strip()):
+            comments.pop()
+        comments.append(problem.marker.line())
+    lines[first:copy.start] = comments
     return "\n".join(lines)
 
 
 def _rewrite_file(path, problems):
-    # Bottom-up, so earlier line numbers stay valid after each replacement.
-    problems = sorted(problems, key=lambda p: (p.copy.cell or 0, p.copy.start), reverse=True)
+    # Bottom-up, so earlier line numbers stay valid after each edit; a copy's
+    # new body goes in before the lines above it change.
+    problems = sorted(problems, reverse=True, key=lambda p: (
+        p.copy.cell or 0, p.copy.start, p.replacement is not None))
     if path.suffix == ".py":
         text = path.read_text()
         for problem in problems:
@@ -598,7 +711,7 @@ def main():
     args = parser.parse_args()
     if args.fix:
         # A repair can reveal another (a fixed marker may now name a drifted source).
-        for _ in range(3):
+        for _ in range(4):
             repaired = fix_copies(args.root)
             print(f"repaired {repaired} copies from their homes")
             if not repaired:

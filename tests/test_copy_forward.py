@@ -1,6 +1,7 @@
 """The copy-forward checker: the real tree passes, every kind of broken copy fails."""
 
 import nbformat
+import pytest
 from copy_forward import (
     HOME_RULE,
     REPO_ROOT,
@@ -31,13 +32,17 @@ def write(path, text):
     return path
 
 
-def make_tree(root, copy_source):
+HOME_MARKER = "# Copied from ch02/01_main-chapter-code/ch02.ipynb::add"
+
+
+def make_tree(root, copy_source, marker=HOME_MARKER):
     """ch02's notebook is the home of `add`; ch03 and ch04 carry copies."""
     write_notebook(root / "ch02/01_main-chapter-code/ch02.ipynb", "import torch",
                    "x = 1\n" + HOME_SOURCE + "print(add(1, 2))")
+    marked = f"{marker}\n{copy_source}" if marker else copy_source
     copy_file = write(root / "ch03/01_main-chapter-code/previous_chapters.py",
-                      "import math\n\n\n" + copy_source + "\n\ndef other():\n    pass\n")
-    write_notebook(root / "ch04/01_main-chapter-code/ch04.ipynb", copy_source)
+                      "import math\n\n\n" + marked + "\n\ndef other():\n    pass\n")
+    write_notebook(root / "ch04/01_main-chapter-code/ch04.ipynb", marked)
     return copy_file
 
 
@@ -45,14 +50,20 @@ def messages(root):
     return [problem.message for problem in find_problems(root, variants={})]
 
 
-def test_real_tree_has_no_broken_copies():
-    problems = find_problems(REPO_ROOT)
+@pytest.fixture(scope="module")
+def real_definitions():
+    """The repository's definitions, read once (the scan is the slow part)."""
+    return find_definitions(REPO_ROOT)
+
+
+def test_real_tree_has_no_broken_copies(real_definitions):
+    problems = find_problems(REPO_ROOT, definitions=real_definitions)
     assert not problems, "\n".join(problem.message for problem in problems)
 
 
-def test_registered_variants_exist():
+def test_registered_variants_exist(real_definitions):
     """A stale registry entry would hide nothing but mislead the reader."""
-    defined = {(d.name, d.path) for d in find_definitions(REPO_ROOT)}
+    defined = {(d.name, d.path) for d in real_definitions}
     assert set(VARIANTS) <= defined, sorted(set(VARIANTS) - defined)
 
 
@@ -84,10 +95,10 @@ def test_divergent_copy_fails_and_fix_repairs_it(tmp_path):
 
 
 def test_registered_variant_is_allowed(tmp_path):
-    make_tree(tmp_path, HOME_SOURCE.replace("a + b", "a + b + 0").rstrip("\n"))
+    make_tree(tmp_path, HOME_SOURCE.replace("a + b", "a + b + 0").rstrip("\n"), marker=None)
     variants = {
         ("add", "ch03/01_main-chapter-code/previous_chapters.py"): "test variant",
-        ("add", "ch04/01_main-chapter-code/ch04.ipynb"): "test variant",
+        ("add", "ch04/01_main-chapter-code/ch04.ipynb"): "another test variant",
     }
     assert find_problems(tmp_path, variants=variants) == []
 
@@ -108,16 +119,53 @@ def test_previous_chapters_is_no_home_when_a_chapter_defines_the_name(tmp_path):
 
 def test_drifted_constant_fails_and_fix_repairs_it(tmp_path):
     write(tmp_path / "ch04/01_main-chapter-code/gpt.py", CONSTANT)
-    copy = write(tmp_path / "ch05/01_main-chapter-code/previous_chapters.py",
-                 "import torch\n\n" + CONSTANT.replace('"emb_dim": 8', '"emb_dim": 16'))
+    marker = "# Copied from ch04/01_main-chapter-code/gpt.py::GPT_CONFIG_TINY\n"
+    copy = write(tmp_path / "ch05/01_main-chapter-code/previous_chapters.py", "import torch\n\n"
+                 + marker + CONSTANT.replace('"emb_dim": 8', '"emb_dim": 16'))
 
     assert messages(tmp_path) == [
         "GPT_CONFIG_TINY: ch05/01_main-chapter-code/previous_chapters.py differs from its "
         "home ch04/01_main-chapter-code/gpt.py"
     ]
     assert fix_copies(tmp_path, variants={}) == 1
-    assert copy.read_text() == "import torch\n\n" + CONSTANT
+    assert copy.read_text() == "import torch\n\n" + marker + CONSTANT
     assert messages(tmp_path) == []
+
+
+def test_unmarked_copy_fails_and_fix_turns_the_informal_comment_into_its_marker(tmp_path):
+    copy_file = make_tree(tmp_path, "# From chapter 2\n# Adds.\n" + HOME_SOURCE.rstrip("\n"),
+                          marker=None)
+    problems = find_problems(tmp_path, variants={})
+    assert sorted((p.kind, p.path) for p in problems) == [
+        ("unmarked", "ch03/01_main-chapter-code/previous_chapters.py"),
+        ("unmarked", "ch04/01_main-chapter-code/ch04.ipynb"),
+    ]
+    assert all(HOME_MARKER in p.message for p in problems)
+
+    assert fix_copies(tmp_path, variants={}) == 2
+    assert messages(tmp_path) == []
+    assert f"\n\n# Adds.\n{HOME_MARKER}\ndef add(" in copy_file.read_text()
+    notebook = nbformat.read(tmp_path / "ch04/01_main-chapter-code/ch04.ipynb", as_version=4)
+    assert notebook.cells[0].source.startswith(f"# Adds.\n{HOME_MARKER}\ndef add(")
+
+
+def test_marker_naming_another_copy_is_normalised_to_the_home(tmp_path):
+    copy_file = make_tree(tmp_path, HOME_SOURCE.rstrip("\n"))
+    other_copy = "# Copied from ch04/01_main-chapter-code/ch04.ipynb::add"
+    copy_file.write_text(copy_file.read_text().replace(HOME_MARKER, other_copy))
+    (problem,) = find_problems(tmp_path, variants={})
+    assert problem.kind == "marker" and HOME_MARKER in problem.message
+    assert fix_copies(tmp_path, variants={}) == 1
+    assert HOME_MARKER in copy_file.read_text() and other_copy not in copy_file.read_text()
+
+
+def test_informal_comment_above_a_home_fails_and_fix_removes_it(tmp_path):
+    home = write(tmp_path / "ch04/01_main-chapter-code/gpt.py",
+                 "import torch\n\n\n# From chapter 3\n# Home: ch03/x.py\n" + HOME_SOURCE)
+    (problem,) = find_problems(tmp_path, variants={})
+    assert problem.kind == "informal"
+    assert fix_copies(tmp_path, variants={}) == 1
+    assert home.read_text() == "import torch\n\n\n" + HOME_SOURCE
 
 
 def test_notebook_knobs_are_not_copies(tmp_path):
@@ -130,16 +178,16 @@ def test_notebook_knobs_are_not_copies(tmp_path):
 
 def test_drifted_whole_file_fails_and_fix_repairs_it(tmp_path):
     home_text = "def download_file(url):\n    return url\n"
+    copy_text = f"# Copied from {DOWNLOADS_HOME}\n{home_text}"
     write(tmp_path / DOWNLOADS_HOME, home_text)
-    write(tmp_path / "ch03/01_main-chapter-code/downloads.py", home_text)
-    drifted = write(tmp_path / "ch05/01_main-chapter-code/downloads.py", home_text + "# edit\n")
+    write(tmp_path / "ch03/01_main-chapter-code/downloads.py", copy_text)
+    drifted = write(tmp_path / "ch05/01_main-chapter-code/downloads.py", copy_text + "# edit\n")
+    unmarked = write(tmp_path / "ch06/01_main-chapter-code/downloads.py", home_text)
 
-    assert messages(tmp_path) == [
-        f"ch05/01_main-chapter-code/downloads.py differs from its home {DOWNLOADS_HOME} "
-        "(copied whole)"
-    ]
-    assert fix_copies(tmp_path, variants={}) == 1
-    assert drifted.read_text() == home_text
+    assert [message.split(" differs")[0] for message in messages(tmp_path)] == [
+        "ch05/01_main-chapter-code/downloads.py", "ch06/01_main-chapter-code/downloads.py"]
+    assert fix_copies(tmp_path, variants={}) == 2
+    assert drifted.read_text() == copy_text and unmarked.read_text() == copy_text
     assert messages(tmp_path) == []
 
 
@@ -182,7 +230,7 @@ def test_marker_naming_a_missing_source_fails(tmp_path):
 def test_variants_with_one_reason_must_agree(tmp_path):
     """Variants registered for the same reason form a family checked among itself."""
     variant = HOME_SOURCE.replace("a + b", "a + b + 0").rstrip("\n")
-    make_tree(tmp_path, variant)
+    make_tree(tmp_path, variant, marker=None)
     write_notebook(tmp_path / "ch05/01_main-chapter-code/ch05.ipynb",
                    variant.replace("+ 0", "+ 1"))
     reason = "test family"
@@ -208,9 +256,33 @@ def test_package_copies_are_checked_and_never_become_homes(tmp_path):
           + "\n\ndef only_copied():\n    return 2\n")
 
     problems = find_problems(tmp_path, variants={})
-    assert sorted(p.message.split(":")[0] for p in problems) == ["add", "only_copied"]
+    assert sorted((p.message.split(":")[0], p.kind) for p in problems) == [
+        ("add", "drift"), ("add", "unmarked"), ("only_copied", "drift"),
+        ("only_copied", "unmarked")]
     assert {p.path for p in problems} == {package_module}
 
-    assert fix_copies(tmp_path, variants={}) == 2
+    assert fix_copies(tmp_path, variants={}) == 4
     assert find_problems(tmp_path, variants={}) == []
     assert "return 1" in (tmp_path / package_module).read_text()
+
+
+def test_fix_writes_a_long_marker_with_a_noqa_for_the_line_length(tmp_path):
+    home_path = ("ch02/02_bonus_a-folder-name-long-enough-to-push-the-marker-line"
+                 "-past-the-limit/home.py")
+    write(tmp_path / home_path, HOME_SOURCE)
+    copy = write(tmp_path / "ch03/01_main-chapter-code/previous_chapters.py", HOME_SOURCE)
+    assert fix_copies(tmp_path, variants={}) == 1
+    marker_line = copy.read_text().split("\n")[0]
+    assert marker_line == f"# Copied from {home_path}::add  # noqa: E501"
+    assert messages(tmp_path) == []
+
+
+def test_informal_comment_above_a_correct_marker_fails_and_fix_removes_it(tmp_path):
+    copy_file = make_tree(tmp_path, HOME_SOURCE.rstrip("\n"))
+    copy_file.write_text(copy_file.read_text().replace(HOME_MARKER,
+                                                       "# From chapter 2\n" + HOME_MARKER))
+    (problem,) = find_problems(tmp_path, variants={})
+    assert problem.kind == "marker" and "informal" in problem.message
+    assert fix_copies(tmp_path, variants={}) == 1
+    assert "From chapter" not in copy_file.read_text()
+    assert messages(tmp_path) == []

@@ -14,7 +14,7 @@ from matplotlib.ticker import MaxNLocator
 from torch.utils.data import DataLoader, Dataset
 
 
-# From chapter 2
+# Copied from ch02/01_main-chapter-code/ch02.ipynb::GPTDatasetV1
 class GPTDatasetV1(Dataset):
     """Input/target pairs cut from one long text with a sliding window.
 
@@ -41,7 +41,7 @@ class GPTDatasetV1(Dataset):
         return self.input_ids[idx], self.target_ids[idx]
 
 
-# From chapter 2
+# Copied from ch02/01_main-chapter-code/ch02.ipynb::create_dataloader_v1
 def create_dataloader_v1(txt, batch_size=4, max_length=256, stride=128,
                          shuffle=True, drop_last=True, num_workers=0):
     """Tokenize `txt` with GPT-2's BPE and serve sliding-window batches."""
@@ -56,7 +56,7 @@ def create_dataloader_v1(txt, batch_size=4, max_length=256, stride=128,
     )
 
 
-# From chapter 3
+# Copied from ch03/01_main-chapter-code/ch03.ipynb::MultiHeadAttention
 class MultiHeadAttention(nn.Module):
     """Causal multi-head self-attention with one set of projection matrices.
 
@@ -120,7 +120,7 @@ class MultiHeadAttention(nn.Module):
         return x.transpose(1, 2)
 
 
-# From chapter 4
+# Copied from ch04/01_main-chapter-code/ch04.ipynb::GPT_CONFIG_124M
 GPT_CONFIG_124M = {
     "vocab_size": 50257,     # GPT-2's BPE vocabulary
     "context_length": 1024,  # longest input the model accepts
@@ -132,7 +132,7 @@ GPT_CONFIG_124M = {
 }
 
 
-# From chapter 4
+# Copied from ch04/01_main-chapter-code/ch04.ipynb::LayerNorm
 class LayerNorm(nn.Module):
     """Normalize each token's vector to mean 0 and variance 1, then rescale.
 
@@ -153,7 +153,7 @@ class LayerNorm(nn.Module):
         return self.scale * norm_x + self.shift
 
 
-# From chapter 4
+# Copied from ch04/01_main-chapter-code/ch04.ipynb::GELU
 class GELU(nn.Module):
     """GELU activation in the tanh approximation that GPT-2 was trained with."""
 
@@ -163,7 +163,7 @@ class GELU(nn.Module):
         ))
 
 
-# From chapter 4
+# Copied from ch04/01_main-chapter-code/ch04.ipynb::FeedForward
 class FeedForward(nn.Module):
     """Expand each token to 4x the embedding size, apply GELU, project back."""
 
@@ -179,7 +179,7 @@ class FeedForward(nn.Module):
         return self.layers(x)
 
 
-# From chapter 4
+# Copied from ch04/01_main-chapter-code/ch04.ipynb::TransformerBlock
 class TransformerBlock(nn.Module):
     """Attention and feed-forward, each pre-normalized and wrapped in a shortcut."""
 
@@ -204,7 +204,7 @@ class TransformerBlock(nn.Module):
         return x
 
 
-# From chapter 4
+# Copied from ch04/01_main-chapter-code/ch04.ipynb::GPTModel
 class GPTModel(nn.Module):
     """GPT-2: embeddings, a stack of transformer blocks, and a vocabulary head."""
 
@@ -229,7 +229,7 @@ class GPTModel(nn.Module):
         return self.out_head(x)
 
 
-# From chapter 4
+# Copied from ch04/01_main-chapter-code/ch04.ipynb::generate_text_simple
 def generate_text_simple(model, idx, max_new_tokens, context_size):
     """Greedily append `max_new_tokens` token ids to the batch `idx`.
 
@@ -246,20 +246,20 @@ def generate_text_simple(model, idx, max_new_tokens, context_size):
     return idx
 
 
-# From chapter 5
+# Copied from ch05/01_main-chapter-code/ch05.ipynb::text_to_token_ids
 def text_to_token_ids(text, tokenizer):
     """Encode `text` as a (1, num_tokens) tensor: a batch holding one sequence."""
     encoded = tokenizer.encode(text, allowed_special={"<|endoftext|>"})
     return torch.tensor(encoded).unsqueeze(0)
 
 
-# From chapter 5
+# Copied from ch05/01_main-chapter-code/ch05.ipynb::token_ids_to_text
 def token_ids_to_text(token_ids, tokenizer):
     """Decode a (1, num_tokens) or (num_tokens,) tensor of token ids to text."""
     return tokenizer.decode(token_ids.squeeze(0).tolist())
 
 
-# From chapter 5
+# Copied from ch05/01_main-chapter-code/ch05.ipynb::calc_loss_batch
 def calc_loss_batch(input_batch, target_batch, model, device):
     """Mean cross-entropy of the model's next-token predictions on one batch."""
     input_batch = input_batch.to(device)
@@ -269,7 +269,7 @@ def calc_loss_batch(input_batch, target_batch, model, device):
     return torch.nn.functional.cross_entropy(logits.flatten(0, 1), target_batch.flatten())
 
 
-# From chapter 5
+# Copied from ch05/01_main-chapter-code/ch05.ipynb::calc_loss_loader
 def calc_loss_loader(data_loader, model, device, num_batches=None):
     """Average batch loss over the first `num_batches` batches (all by default)."""
     if len(data_loader) == 0:
@@ -283,7 +283,7 @@ def calc_loss_loader(data_loader, model, device, num_batches=None):
     return total_loss / num_batches
 
 
-# From chapter 5
+# Copied from ch05/01_main-chapter-code/ch05.ipynb::evaluate_model
 def evaluate_model(model, train_loader, val_loader, device, eval_iter):
     """Training and validation loss on `eval_iter` batches each, without dropout."""
     model.eval()
@@ -294,7 +294,7 @@ def evaluate_model(model, train_loader, val_loader, device, eval_iter):
     return train_loss, val_loss
 
 
-# From chapter 5
+# Copied from ch05/01_main-chapter-code/ch05.ipynb::generate_and_print_sample
 def generate_and_print_sample(model, tokenizer, device, start_context):
     """Print a greedy 50-token continuation of `start_context` on one line."""
     model.eval()
@@ -309,7 +309,7 @@ def generate_and_print_sample(model, tokenizer, device, start_context):
     model.train()
 
 
-# From chapter 5
+# Copied from ch05/01_main-chapter-code/ch05.ipynb::plot_losses
 def plot_losses(epochs_seen, tokens_seen, train_losses, val_losses):
     """Plot both losses against epochs, with tokens seen on a second x-axis."""
     fig, ax1 = plt.subplots(figsize=(5, 3))

@@ -28,7 +28,7 @@ from torch.utils.data import Dataset
 from tqdm import tqdm
 
 
-# From chapter 3
+# Copied from ch03/01_main-chapter-code/ch03.ipynb::MultiHeadAttention
 class MultiHeadAttention(nn.Module):
     """Causal multi-head self-attention with one set of projection matrices.
 
@@ -92,7 +92,7 @@ class MultiHeadAttention(nn.Module):
         return x.transpose(1, 2)
 
 
-# From chapter 4
+# Copied from ch04/01_main-chapter-code/ch04.ipynb::GPT_CONFIG_124M
 GPT_CONFIG_124M = {
     "vocab_size": 50257,     # GPT-2's BPE vocabulary
     "context_length": 1024,  # longest input the model accepts
@@ -104,7 +104,7 @@ GPT_CONFIG_124M = {
 }
 
 
-# From chapter 4
+# Copied from ch04/01_main-chapter-code/ch04.ipynb::LayerNorm
 class LayerNorm(nn.Module):
     """Normalize each token's vector to mean 0 and variance 1, then rescale.
 
@@ -125,7 +125,7 @@ class LayerNorm(nn.Module):
         return self.scale * norm_x + self.shift
 
 
-# From chapter 4
+# Copied from ch04/01_main-chapter-code/ch04.ipynb::GELU
 class GELU(nn.Module):
     """GELU activation in the tanh approximation that GPT-2 was trained with."""
 
@@ -135,7 +135,7 @@ class GELU(nn.Module):
         ))
 
 
-# From chapter 4
+# Copied from ch04/01_main-chapter-code/ch04.ipynb::FeedForward
 class FeedForward(nn.Module):
     """Expand each token to 4x the embedding size, apply GELU, project back."""
 
@@ -151,7 +151,7 @@ class FeedForward(nn.Module):
         return self.layers(x)
 
 
-# From chapter 4
+# Copied from ch04/01_main-chapter-code/ch04.ipynb::TransformerBlock
 class TransformerBlock(nn.Module):
     """Attention and feed-forward, each pre-normalized and wrapped in a shortcut."""
 
@@ -176,7 +176,7 @@ class TransformerBlock(nn.Module):
         return x
 
 
-# From chapter 4
+# Copied from ch04/01_main-chapter-code/ch04.ipynb::GPTModel
 class GPTModel(nn.Module):
     """GPT-2: embeddings, a stack of transformer blocks, and a vocabulary head."""
 
@@ -201,7 +201,7 @@ class GPTModel(nn.Module):
         return self.out_head(x)
 
 
-# From chapter 5
+# Copied from ch02/02_bonus_bytepair-encoder/script_helpers.py::default_device
 def default_device():
     return torch.device(
         "cuda" if torch.cuda.is_available()
@@ -210,19 +210,19 @@ def default_device():
     )
 
 
-# From chapter 5
+# Copied from ch05/01_main-chapter-code/gpt_download.py::GPT2_MODEL_SIZES
 GPT2_MODEL_SIZES = ("124M", "355M", "774M", "1558M")
 
 
-# From chapter 5
+# Copied from ch05/01_main-chapter-code/gpt_download.py::GPT2_BASE_URL
 GPT2_BASE_URL = "https://openaipublic.blob.core.windows.net/gpt-2/models"
 
 
-# From chapter 5
+# Copied from ch05/01_main-chapter-code/gpt_download.py::GPT2_BACKUP_BASE_URL
 GPT2_BACKUP_BASE_URL = "https://f001.backblazeb2.com/file/LLMs-from-scratch/gpt2"
 
 
-# From chapter 5
+# Copied from ch05/01_main-chapter-code/gpt_download.py::GPT2_FILES
 GPT2_FILES = (
     "checkpoint",                      # names the checkpoint ("model.ckpt")
     "encoder.json",                    # BPE vocabulary: token string -> id
@@ -234,16 +234,16 @@ GPT2_FILES = (
 )
 
 
-# From chapter 5
+# Copied from ch05/01_main-chapter-code/gpt_download.py::KNOWN_SHA256
 KNOWN_SHA256 = {name: sha256 for name, (_, sha256) in GPT2_BPE_FILES.items()}
 
 
-# From chapter 5
+# Copied from ch05/01_main-chapter-code/gpt_download.py::DamagedFileError
 class DamagedFileError(RuntimeError):
     """A GPT-2 file is not what its name says; it has been removed."""
 
 
-# From chapter 5
+# Copied from ch05/01_main-chapter-code/gpt_download.py::fetch_checked
 def fetch_checked(model_size, path):
     """Download one release file (if missing) and check it; a damaged one is fetched again."""
     for attempt in (1, 2):
@@ -264,20 +264,20 @@ def fetch_checked(model_size, path):
         print(f"{message}; downloading it again")
 
 
-# From chapter 5
 # TensorFlow's checkpoint index is a table file that ends with this magic number.
+# Copied from ch05/01_main-chapter-code/gpt_download.py::TF_TABLE_MAGIC
 TF_TABLE_MAGIC = bytes.fromhex("57fb808b247547db")
 
 
-# From chapter 5
+# Copied from ch05/01_main-chapter-code/gpt_download.py::DATA_FILE
 DATA_FILE = "model.ckpt.data-00000-of-00001"
 
 
-# From chapter 5
+# Copied from ch05/01_main-chapter-code/gpt_download.py::HTML_STARTS
 HTML_STARTS = (b"<!doctype", b"<html", b"<?xml", b"<error", b"<head", b"<body")
 
 
-# From chapter 5
+# Copied from ch05/01_main-chapter-code/gpt_download.py::gpt2_file_problem
 def gpt2_file_problem(path):
     """What is wrong with a release file, or None when it can be what its name says."""
     size = path.stat().st_size
@@ -306,7 +306,7 @@ def gpt2_file_problem(path):
     return None
 
 
-# From chapter 5
+# Copied from ch05/01_main-chapter-code/gpt_download.py::download_and_load_gpt2
 def download_and_load_gpt2(model_size, models_dir="gpt2"):
     """Get GPT-2 `model_size` into `models_dir/model_size` and read it.
 
@@ -335,7 +335,7 @@ def download_and_load_gpt2(model_size, models_dir="gpt2"):
     return settings, params
 
 
-# From chapter 5
+# Copied from ch05/01_main-chapter-code/gpt_download.py::import_tensorflow
 def import_tensorflow():
     """Import TensorFlow, or explain how to get it."""
     # Hide TensorFlow's start-up notes about CPU instructions and GPUs.
@@ -350,7 +350,7 @@ def import_tensorflow():
     return tf
 
 
-# From chapter 5
+# Copied from ch05/01_main-chapter-code/gpt_download.py::load_gpt2_params_from_tf_ckpt
 def load_gpt2_params_from_tf_ckpt(model_dir, settings):
     """Read the TensorFlow checkpoint in `model_dir` into nested dictionaries.
 
@@ -400,7 +400,7 @@ def load_gpt2_params_from_tf_ckpt(model_dir, settings):
     return params
 
 
-# From chapter 5
+# Copied from ch05/01_main-chapter-code/ch05.ipynb::assign_checked
 def assign_checked(param, values, name):
     """Copy `values` (a NumPy array) into the model parameter `param`, in place.
 
@@ -417,7 +417,7 @@ def assign_checked(param, values, name):
         param.copy_(values)
 
 
-# From chapter 5
+# Copied from ch05/01_main-chapter-code/ch05.ipynb::load_weights_into_gpt
 def load_weights_into_gpt(gpt, params):
     """Copy OpenAI's GPT-2 weights (from `download_and_load_gpt2`) into `gpt`.
 
@@ -472,15 +472,15 @@ def load_weights_into_gpt(gpt, params):
     assign_checked(gpt.out_head.weight, params["wte"], "out_head.weight")
 
 
-# From chapter 6
+# Copied from ch06/01_main-chapter-code/ch06.ipynb::SMS_SPAM_URL
 SMS_SPAM_URL = "https://archive.ics.uci.edu/static/public/228/sms+spam+collection.zip"
 
 
-# From chapter 6
+# Copied from ch06/01_main-chapter-code/ch06.ipynb::SMS_SPAM_SHA256
 SMS_SPAM_SHA256 = "edc1f2ca36319ca36c6f80fede2f6ae5f81335289352485f3924df077ec20266"
 
 
-# From chapter 6
+# Copied from ch06/01_main-chapter-code/ch06.ipynb::file_sha256
 def file_sha256(path):
     """The sha256 hex digest of the file at `path`."""
     digest = hashlib.sha256()
@@ -490,7 +490,7 @@ def file_sha256(path):
     return digest.hexdigest()
 
 
-# From chapter 6
+# Copied from ch06/01_main-chapter-code/ch06.ipynb::download_and_unzip_spam_data
 def download_and_unzip_spam_data(url, zip_path, extracted_path, data_file_path):
     """Get the SMS Spam Collection into `data_file_path`; return that path.
 
@@ -538,7 +538,7 @@ def download_and_unzip_spam_data(url, zip_path, extracted_path, data_file_path):
     return data_file_path
 
 
-# From chapter 6
+# Copied from ch06/01_main-chapter-code/ch06.ipynb::create_balanced_dataset
 def create_balanced_dataset(df):
     """As many "ham" rows as "spam" rows; the labels stay "ham" and "spam".
 
@@ -555,7 +555,7 @@ def create_balanced_dataset(df):
     return pd.concat([ham_subset, spam])
 
 
-# From chapter 6
+# Copied from ch06/01_main-chapter-code/ch06.ipynb::random_split
 def random_split(df, train_frac, validation_frac):
     """Shuffle `df` (seeded) and cut it into training, validation and test parts.
 
@@ -569,7 +569,7 @@ def random_split(df, train_frac, validation_frac):
     return df[:train_end], df[train_end:validation_end], df[validation_end:]
 
 
-# From chapter 6
+# Copied from ch06/01_main-chapter-code/ch06.ipynb::SpamDataset
 class SpamDataset(Dataset):
     """Text messages from a CSV file (columns Label and Text) as token ids.
 
@@ -609,7 +609,7 @@ class SpamDataset(Dataset):
         return max(len(ids) for ids in self.encoded_texts)
 
 
-# From chapter 6
+# Copied from ch06/01_main-chapter-code/ch06.ipynb::calc_accuracy_loader
 def calc_accuracy_loader(data_loader, model, device, num_batches=None):
     """Share of correctly classified examples in the first `num_batches` batches.
 
@@ -636,7 +636,7 @@ def calc_accuracy_loader(data_loader, model, device, num_batches=None):
     return correct_predictions / num_examples
 
 
-# From chapter 6
+# Copied from ch06/01_main-chapter-code/ch06.ipynb::calc_loss_batch
 def calc_loss_batch(input_batch, target_batch, model, device):
     """Cross-entropy of the class logits at the last position of each sequence."""
     input_batch = input_batch.to(device)
@@ -645,7 +645,7 @@ def calc_loss_batch(input_batch, target_batch, model, device):
     return torch.nn.functional.cross_entropy(logits, target_batch)
 
 
-# From chapter 6
+# Copied from ch05/01_main-chapter-code/ch05.ipynb::calc_loss_loader
 def calc_loss_loader(data_loader, model, device, num_batches=None):
     """Average batch loss over the first `num_batches` batches (all by default)."""
     if len(data_loader) == 0:
@@ -659,7 +659,7 @@ def calc_loss_loader(data_loader, model, device, num_batches=None):
     return total_loss / num_batches
 
 
-# From chapter 6
+# Copied from ch05/01_main-chapter-code/ch05.ipynb::evaluate_model
 def evaluate_model(model, train_loader, val_loader, device, eval_iter):
     """Training and validation loss on `eval_iter` batches each, without dropout."""
     model.eval()
@@ -670,7 +670,7 @@ def evaluate_model(model, train_loader, val_loader, device, eval_iter):
     return train_loss, val_loss
 
 
-# From chapter 6
+# Copied from ch06/01_main-chapter-code/ch06.ipynb::train_classifier_simple
 def train_classifier_simple(model, train_loader, val_loader, optimizer, device, num_epochs,
                             eval_freq, eval_iter):
     """Finetune `model` as a classifier; return the loss and accuracy history.
@@ -713,7 +713,7 @@ def train_classifier_simple(model, train_loader, val_loader, optimizer, device, 
     return train_losses, val_losses, train_accs, val_accs, examples_seen
 
 
-# From chapter 6
+# Copied from ch06/01_main-chapter-code/ch06.ipynb::plot_values
 def plot_values(epochs_seen, examples_seen, train_values, val_values, label="loss"):
     """Plot training and validation values against epochs and examples seen."""
     fig, ax1 = plt.subplots(figsize=(5, 3))

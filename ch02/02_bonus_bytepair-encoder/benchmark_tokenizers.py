@@ -32,10 +32,12 @@ from script_helpers import ScriptArgumentParser, existing_file, positive_int
 # same file), never onto a path the user named.
 SCRIPT_DIR = Path(__file__).resolve().parent
 
+# Copied from ch02/01_main-chapter-code/ch02.ipynb::VERDICT_URL
 VERDICT_URL = (
     "https://raw.githubusercontent.com/rasbt/LLMs-from-scratch/main/"
     "ch02/01_main-chapter-code/the-verdict.txt"
 )
+# Copied from ch02/01_main-chapter-code/ch02.ipynb::VERDICT_SHA256
 VERDICT_SHA256 = "b41e41a68f0398a3154ae69e2e4c0e2694e17fe0d66730536837f1b01935b31f"
 
 # Short texts with different difficulties: unknown words, digits, runs of

@@ -1,3 +1,4 @@
+# Copied from ch02/01_main-chapter-code/downloads.py
 """Getting the course's files, with or without a network.
 
 Two helpers live here, and every chapter folder that downloads something has

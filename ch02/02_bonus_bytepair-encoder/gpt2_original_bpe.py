@@ -24,11 +24,13 @@ import regex
 # led by one space), or a run of whitespace. Merges never cross chunks, so
 # " the" and "the," can never become one token. `\p{L}` / `\p{N}` are Unicode
 # letter / number classes: they need the `regex` package, not Python's `re`.
+# Copied from ch02/02_bonus_bytepair-encoder/compare-bpe-tokenizers.ipynb::GPT2_SPLIT_PATTERN
 GPT2_SPLIT_PATTERN = (
     r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
 )
 
 
+# Copied from ch02/02_bonus_bytepair-encoder/compare-bpe-tokenizers.ipynb::bytes_to_unicode
 def bytes_to_unicode():
     """GPT-2's table giving each of the 256 byte values a visible character.
 
@@ -54,6 +56,7 @@ def bytes_to_unicode():
     return table
 
 
+# Copied from ch02/02_bonus_bytepair-encoder/compare-bpe-tokenizers.ipynb::GPT2OriginalBPE
 class GPT2OriginalBPE:
     """GPT-2's tokenizer: the original merge-by-pair-rank algorithm, in Python.
 
@@ -119,6 +122,7 @@ class GPT2OriginalBPE:
         return raw.decode("utf-8", errors="replace")
 
 
+# Copied from ch02/02_bonus_bytepair-encoder/compare-bpe-tokenizers.ipynb::join_pair
 def join_pair(symbols, pair):
     """Replace each occurrence of `pair` in `symbols`, left to right, by one symbol."""
     first, second = pair

@@ -26,14 +26,17 @@ from script_helpers import ScriptArgumentParser, existing_file, positive_int
 
 # the-verdict.txt is downloaded here, beside the script (the notebook uses the
 # same file), never onto a path the user named.
+# Copied from ch02/02_bonus_bytepair-encoder/benchmark_tokenizers.py::SCRIPT_DIR
 SCRIPT_DIR = Path(__file__).resolve().parent
 # 256 byte tokens plus GPT-2's <|endoftext|>: the smallest vocabulary `train` accepts.
 MIN_VOCAB_SIZE = 257
 
+# Copied from ch02/01_main-chapter-code/ch02.ipynb::VERDICT_URL
 VERDICT_URL = (
     "https://raw.githubusercontent.com/rasbt/LLMs-from-scratch/main/"
     "ch02/01_main-chapter-code/the-verdict.txt"
 )
+# Copied from ch02/01_main-chapter-code/ch02.ipynb::VERDICT_SHA256
 VERDICT_SHA256 = "b41e41a68f0398a3154ae69e2e4c0e2694e17fe0d66730536837f1b01935b31f"
 
 
@@ -58,7 +61,7 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-# Copied from ch02/02_bonus_bytepair-encoder/benchmark_tokenizers.py
+# Copied from ch02/02_bonus_bytepair-encoder/benchmark_tokenizers.py::seconds_for_call
 def seconds_for_call(function):
     """(wall-clock seconds, CPU seconds) of one call of `function()`.
 
@@ -78,7 +81,7 @@ def seconds_for_call(function):
             gc.enable()
 
 
-# Copied from ch02/02_bonus_bytepair-encoder/benchmark_tokenizers.py
+# Copied from ch02/02_bonus_bytepair-encoder/benchmark_tokenizers.py::fastest_seconds_interleaved
 def fastest_seconds_interleaved(contenders, repeats):
     """Best (wall, CPU) seconds of each function in `contenders` (name -> function).
 
@@ -95,7 +98,7 @@ def fastest_seconds_interleaved(contenders, repeats):
     return best
 
 
-# Copied from ch02/02_bonus_bytepair-encoder/benchmark_tokenizers.py
+# Copied from ch02/02_bonus_bytepair-encoder/benchmark_tokenizers.py::read_benchmark_text
 def read_benchmark_text(text_file=None):
     """(name, text) to time: `text_file` (only read), else the course's story.
 

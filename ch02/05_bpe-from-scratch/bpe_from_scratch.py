@@ -33,15 +33,19 @@ from downloads import atomic_write
 # GPT-2's pre-tokenization rule: contractions, runs of letters, of digits or
 # of other symbols (each may carry one leading space), and runs of whitespace.
 # BPE merges happen inside these chunks only.
+# Copied from ch02/02_bonus_bytepair-encoder/compare-bpe-tokenizers.ipynb::GPT2_SPLIT_PATTERN
 GPT2_SPLIT_PATTERN = (
     r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
 )
+# Copied from ch02/05_bpe-from-scratch/bpe-from-scratch.ipynb::SPLIT_REGEX
 SPLIT_REGEX = regex.compile(GPT2_SPLIT_PATTERN)
+# Copied from ch02/05_bpe-from-scratch/bpe-from-scratch.ipynb::GPT2_END_OF_TEXT
 GPT2_END_OF_TEXT = "<|endoftext|>"
+# Copied from ch02/05_bpe-from-scratch/bpe-from-scratch.ipynb::NO_TOKEN
 NO_TOKEN = float("inf")  # rank of a byte sequence that is not a token
 
 
-# Copied from ch02/02_bonus_bytepair-encoder/gpt2_original_bpe.py
+# Copied from ch02/02_bonus_bytepair-encoder/compare-bpe-tokenizers.ipynb::bytes_to_unicode
 def bytes_to_unicode():
     """GPT-2's table giving each of the 256 byte values a visible character.
 
@@ -67,6 +71,7 @@ def bytes_to_unicode():
     return table
 
 
+# Copied from ch02/05_bpe-from-scratch/bpe-from-scratch.ipynb::merge_adjacent_pair
 def merge_adjacent_pair(ids, pair, new_id):
     """Replace each occurrence of `pair` in `ids`, left to right, by `new_id`."""
     merged = []
@@ -81,6 +86,7 @@ def merge_adjacent_pair(ids, pair, new_id):
     return merged
 
 
+# Copied from ch02/05_bpe-from-scratch/bpe-from-scratch.ipynb::learn_bpe_merges
 def learn_bpe_merges(words, word_counts, num_merges, first_new_id=256):
     """The BPE training loop: return up to `num_merges` pairs, in learning order.
 
@@ -135,6 +141,7 @@ def learn_bpe_merges(words, word_counts, num_merges, first_new_id=256):
     return merges
 
 
+# Copied from ch02/05_bpe-from-scratch/bpe-from-scratch.ipynb::bpe_encode_chunk
 def bpe_encode_chunk(chunk, ranks):
     """Token ids of one pre-tokenized chunk (bytes), merging as tiktoken does.
 
@@ -166,6 +173,7 @@ def bpe_encode_chunk(chunk, ranks):
     return [ranks[part] for part in parts]
 
 
+# Copied from ch02/05_bpe-from-scratch/bpe-from-scratch.ipynb::split_on_special_tokens
 def split_on_special_tokens(text, special_tokens):
     """Split `text` around special tokens: [text, special, text, special, ..., text].
 
@@ -181,6 +189,7 @@ def split_on_special_tokens(text, special_tokens):
     return regex.split(f"({alternatives})", text)
 
 
+# Copied from ch02/05_bpe-from-scratch/bpe-from-scratch.ipynb::ByteLevelBPETokenizer
 class ByteLevelBPETokenizer:
     """A byte-level BPE tokenizer with the book's interface.
 
@@ -397,6 +406,7 @@ class ByteLevelBPETokenizer:
         self._set_state(token_bytes, merges, special_tokens)
 
 
+# Copied from ch02/05_bpe-from-scratch/bpe-from-scratch.ipynb::BPETokenizerSimple
 class BPETokenizerSimple:
     """The book's character-level BPE tokenizer: the book's vocabulary, merges and ids.
 
@@ -547,6 +557,7 @@ class BPETokenizerSimple:
         self.byte_level = byte_level
 
 
+# Copied from ch02/05_bpe-from-scratch/bpe-from-scratch.ipynb::write_json_atomically
 def write_json_atomically(path, data):
     """Write JSON all at once (downloads.atomic_write): never a half-written file."""
     path = Path(path)

@@ -37,7 +37,7 @@ except ImportError:
 warnings.filterwarnings("ignore", message="flex_attention called without torch.compile")
 
 
-# From chapter 3 (ch03/01_main-chapter-code/ch03.ipynb)
+# Copied from ch03/01_main-chapter-code/ch03.ipynb::CausalAttention
 class CausalAttention(nn.Module):
     """Single-head self-attention in which a token sees only itself and earlier tokens.
 
@@ -78,7 +78,7 @@ class CausalAttention(nn.Module):
         attn_weights = self.dropout(attn_weights)
         return attn_weights @ values
 
-# From chapter 3 (ch03/01_main-chapter-code/ch03.ipynb)
+# Copied from ch03/01_main-chapter-code/ch03.ipynb::MultiHeadAttentionWrapper
 class MultiHeadAttentionWrapper(nn.Module):
     """Several independent CausalAttention heads whose outputs are concatenated.
 
@@ -96,7 +96,7 @@ class MultiHeadAttentionWrapper(nn.Module):
     def forward(self, x):
         return torch.cat([head(x) for head in self.heads], dim=-1)
 
-# From chapter 3 (ch03/01_main-chapter-code/ch03.ipynb)
+# Copied from ch03/01_main-chapter-code/ch03.ipynb::MultiHeadAttention
 class MultiHeadAttention(nn.Module):
     """Causal multi-head self-attention with one set of projection matrices.
 
@@ -160,6 +160,7 @@ class MultiHeadAttention(nn.Module):
         return x.transpose(1, 2)
 
 
+# Copied from ch03/02_bonus_efficient-multihead-attention/mha-implementations.ipynb::check_head_split  # noqa: E501
 def check_head_split(d_out, num_heads):
     """Every head must get the same number of dimensions."""
     if d_out % num_heads != 0:
@@ -169,6 +170,7 @@ def check_head_split(d_out, num_heads):
         )
 
 
+# Copied from ch03/02_bonus_efficient-multihead-attention/mha-implementations.ipynb::check_input_length  # noqa: E501
 def check_input_length(num_tokens, context_length):
     """Fail early and clearly on inputs longer than the module was built for."""
     if num_tokens > context_length:
@@ -178,6 +180,7 @@ def check_input_length(num_tokens, context_length):
         )
 
 
+# Copied from ch03/02_bonus_efficient-multihead-attention/mha-implementations.ipynb::causal_mask_bool  # noqa: E501
 def causal_mask_bool(context_length):
     """True above the diagonal: the (query, key) pairs where the key is in the future."""
     return torch.ones(context_length, context_length, dtype=torch.bool).triu(diagonal=1)
@@ -187,6 +190,7 @@ def causal_mask_bool(context_length):
 # chapter's wrapper unchanged: its d_out is the size of *one* head, so
 # Ch03_MHA_Wrapper(d_in=768, d_out=768 // 12, ..., num_heads=12) returns 768
 # features, as Ch03_MHA(d_in=768, d_out=768, ..., num_heads=12) does.
+# Copied from ch03/02_bonus_efficient-multihead-attention/mha-implementations.ipynb::Ch03_MHA_Wrapper  # noqa: E501
 class Ch03_MHA_Wrapper(MultiHeadAttentionWrapper):
     """Chapter 3's MultiHeadAttentionWrapper under the book's name (nothing changed).
 
@@ -195,10 +199,12 @@ class Ch03_MHA_Wrapper(MultiHeadAttentionWrapper):
     """
 
 
+# Copied from ch03/02_bonus_efficient-multihead-attention/mha-implementations.ipynb::Ch03_MHA
 class Ch03_MHA(MultiHeadAttention):
     """Chapter 3's MultiHeadAttention under the book's name (nothing changed)."""
 
 
+# Copied from ch03/02_bonus_efficient-multihead-attention/mha-implementations.ipynb::MHAChapterWrapper  # noqa: E501
 class MHAChapterWrapper(MultiHeadAttentionWrapper):
     """Chapter 3's wrapper (one CausalAttention per head, run in a loop).
 
@@ -213,6 +219,7 @@ class MHAChapterWrapper(MultiHeadAttentionWrapper):
                          qkv_bias)
 
 
+# Copied from ch03/02_bonus_efficient-multihead-attention/mha-implementations.ipynb::MHAFusedQKVBase
 class MHAFusedQKVBase(nn.Module):
     """Shared parts of the fused-projection classes below.
 
@@ -249,6 +256,7 @@ class MHAFusedQKVBase(nn.Module):
         raise NotImplementedError
 
 
+# Copied from ch03/02_bonus_efficient-multihead-attention/mha-implementations.ipynb::MultiHeadAttentionCombinedQKV  # noqa: E501
 class MultiHeadAttentionCombinedQKV(MHAFusedQKVBase):
     """Fused q/k/v projection, attention written out as in chapter 3."""
 
@@ -266,6 +274,7 @@ class MultiHeadAttentionCombinedQKV(MHAFusedQKVBase):
         return self.dropout(attn_weights) @ values
 
 
+# Copied from ch03/02_bonus_efficient-multihead-attention/mha-implementations.ipynb::MHAPyTorchScaledDotProduct  # noqa: E501
 class MHAPyTorchScaledDotProduct(MHAFusedQKVBase):
     """Fused projection + `F.scaled_dot_product_attention`, kernel chosen by PyTorch.
 
@@ -291,12 +300,14 @@ class MHAPyTorchScaledDotProduct(MHAFusedQKVBase):
             )
 
 
+# Copied from ch03/02_bonus_efficient-multihead-attention/mha-implementations.ipynb::MHAPyTorchSDPAFlashOnly  # noqa: E501
 class MHAPyTorchSDPAFlashOnly(MHAPyTorchScaledDotProduct):
     """SDPA restricted to the flash-attention kernel (errors where there is none)."""
 
     sdpa_backends = [SDPBackend.FLASH_ATTENTION]
 
 
+# Copied from ch03/02_bonus_efficient-multihead-attention/mha-implementations.ipynb::MHAPyTorchSDPAWithoutFlash  # noqa: E501
 class MHAPyTorchSDPAWithoutFlash(MHAPyTorchScaledDotProduct):
     """SDPA without the flash kernel: restricted to the unfused "math" kernel.
 
@@ -307,6 +318,7 @@ class MHAPyTorchSDPAWithoutFlash(MHAPyTorchScaledDotProduct):
     sdpa_backends = [SDPBackend.MATH]
 
 
+# Copied from ch03/02_bonus_efficient-multihead-attention/mha-implementations.ipynb::MHAEinsum
 class MHAEinsum(nn.Module):
     """Projections and attention written as `torch.einsum` index expressions.
 
@@ -376,6 +388,7 @@ class MHAEinsum(nn.Module):
         return self.out_proj(context.reshape(batch_size, num_tokens, self.d_out))
 
 
+# Copied from ch03/02_bonus_efficient-multihead-attention/mha-implementations.ipynb::MHAPyTorchClass
 class MHAPyTorchClass(nn.Module):
     """PyTorch's `nn.MultiheadAttention`, asked to also return attention weights.
 
@@ -413,6 +426,7 @@ class MHAPyTorchClass(nn.Module):
         return context
 
 
+# Copied from ch03/02_bonus_efficient-multihead-attention/mha-implementations.ipynb::MHAPyTorchClassNoWeights  # noqa: E501
 class MHAPyTorchClassNoWeights(MHAPyTorchClass):
     """`nn.MultiheadAttention` with need_weights=False, so it may use fused SDPA."""
 
@@ -421,6 +435,7 @@ class MHAPyTorchClassNoWeights(MHAPyTorchClass):
                          need_weights=False)
 
 
+# Copied from ch03/02_bonus_efficient-multihead-attention/mha-implementations.ipynb::MHAPyTorchFlexAttention  # noqa: E501
 class MHAPyTorchFlexAttention(MHAFusedQKVBase):
     """Fused projection + FlexAttention (`torch.nn.attention.flex_attention`).
 
@@ -453,6 +468,7 @@ class MHAPyTorchFlexAttention(MHAFusedQKVBase):
         return flex_attention(queries, keys, values, block_mask=block_mask)
 
 
+# Copied from ch03/02_bonus_efficient-multihead-attention/mha-implementations.ipynb::_causal_mask_mod  # noqa: E501
 def _causal_mask_mod(batch, head, query_pos, key_pos):
     """FlexAttention mask: a query may see keys at its own position or earlier."""
     return query_pos >= key_pos

@@ -14,7 +14,7 @@ import torch.nn as nn
 from torch.utils.data import DataLoader, Dataset
 
 
-# From chapter 2
+# Copied from ch02/01_main-chapter-code/ch02.ipynb::GPTDatasetV1
 class GPTDatasetV1(Dataset):
     """Input/target pairs cut from one long text with a sliding window.
 
@@ -41,7 +41,7 @@ class GPTDatasetV1(Dataset):
         return self.input_ids[idx], self.target_ids[idx]
 
 
-# From chapter 2
+# Copied from ch02/01_main-chapter-code/ch02.ipynb::create_dataloader_v1
 def create_dataloader_v1(txt, batch_size=4, max_length=256, stride=128,
                          shuffle=True, drop_last=True, num_workers=0):
     """Tokenize `txt` with GPT-2's BPE and serve sliding-window batches."""
@@ -56,7 +56,7 @@ def create_dataloader_v1(txt, batch_size=4, max_length=256, stride=128,
     )
 
 
-# From chapter 3
+# Copied from ch03/01_main-chapter-code/ch03.ipynb::MultiHeadAttention
 class MultiHeadAttention(nn.Module):
     """Causal multi-head self-attention with one set of projection matrices.
 

@@ -8,7 +8,7 @@ import torch
 import torch.nn as nn
 
 
-# From chapter 3
+# Copied from ch03/01_main-chapter-code/ch03.ipynb::MultiHeadAttention
 class MultiHeadAttention(nn.Module):
     """Causal multi-head self-attention with one set of projection matrices.
 
@@ -72,7 +72,7 @@ class MultiHeadAttention(nn.Module):
         return x.transpose(1, 2)
 
 
-# From chapter 4
+# Copied from ch04/01_main-chapter-code/ch04.ipynb::GPT_CONFIG_124M
 GPT_CONFIG_124M = {
     "vocab_size": 50257,     # GPT-2's BPE vocabulary
     "context_length": 1024,  # longest input the model accepts
@@ -84,7 +84,7 @@ GPT_CONFIG_124M = {
 }
 
 
-# From chapter 4
+# Copied from ch04/01_main-chapter-code/ch04.ipynb::LayerNorm
 class LayerNorm(nn.Module):
     """Normalize each token's vector to mean 0 and variance 1, then rescale.
 
@@ -105,7 +105,7 @@ class LayerNorm(nn.Module):
         return self.scale * norm_x + self.shift
 
 
-# From chapter 4
+# Copied from ch04/01_main-chapter-code/ch04.ipynb::GELU
 class GELU(nn.Module):
     """GELU activation in the tanh approximation that GPT-2 was trained with."""
 
@@ -115,7 +115,7 @@ class GELU(nn.Module):
         ))
 
 
-# From chapter 4
+# Copied from ch04/01_main-chapter-code/ch04.ipynb::FeedForward
 class FeedForward(nn.Module):
     """Expand each token to 4x the embedding size, apply GELU, project back."""
 
@@ -131,7 +131,7 @@ class FeedForward(nn.Module):
         return self.layers(x)
 
 
-# From chapter 4
+# Copied from ch04/01_main-chapter-code/ch04.ipynb::TransformerBlock
 class TransformerBlock(nn.Module):
     """Attention and feed-forward, each pre-normalized and wrapped in a shortcut."""
 
@@ -156,7 +156,7 @@ class TransformerBlock(nn.Module):
         return x
 
 
-# From chapter 4
+# Copied from ch04/01_main-chapter-code/ch04.ipynb::GPTModel
 class GPTModel(nn.Module):
     """GPT-2: embeddings, a stack of transformer blocks, and a vocabulary head."""
 
@@ -181,7 +181,7 @@ class GPTModel(nn.Module):
         return self.out_head(x)
 
 
-# From chapter 4
+# Copied from ch04/01_main-chapter-code/ch04.ipynb::generate_text_simple
 def generate_text_simple(model, idx, max_new_tokens, context_size):
     """Greedily append `max_new_tokens` token ids to the batch `idx`.
 
@@ -198,16 +198,16 @@ def generate_text_simple(model, idx, max_new_tokens, context_size):
     return idx
 
 
-# From chapter 4 (hf_conversion.py)
 # Both names mean the tanh approximation of GELU, the one our GELU computes.
+# Copied from ch04/01_main-chapter-code/hf_conversion.py::TANH_GELU_NAMES
 TANH_GELU_NAMES = {"gelu_new", "gelu_pytorch_tanh"}
 
 
-# From chapter 4 (hf_conversion.py)
+# Copied from ch04/01_main-chapter-code/hf_conversion.py::LAYER_NORM_EPS
 LAYER_NORM_EPS = 1e-5  # the eps our LayerNorm uses
 
 
-# From chapter 4 (hf_conversion.py)
+# Copied from ch04/01_main-chapter-code/hf_conversion.py::gpt_config_from_hf
 def gpt_config_from_hf(hf_config, drop_rate=0.0):
     """Map a `transformers.GPT2Config` to this chapter's config dictionary.
 
@@ -227,7 +227,7 @@ def gpt_config_from_hf(hf_config, drop_rate=0.0):
     }
 
 
-# From chapter 4 (hf_conversion.py)
+# Copied from ch04/01_main-chapter-code/hf_conversion.py::_check_supported
 def _check_supported(hf_config):
     """Refuse configurations whose model would compute something else than ours."""
     problems = []
@@ -245,7 +245,7 @@ def _check_supported(hf_config):
         raise ValueError("this GPT-2 configuration differs from GPTModel: " + "; ".join(problems))
 
 
-# From chapter 4 (hf_conversion.py)
+# Copied from ch04/01_main-chapter-code/hf_conversion.py::GPT2Tensors
 class GPT2Tensors(dict):
     """GPT-2 tensors by name; looking up a missing one raises an error that names it."""
 
@@ -253,7 +253,7 @@ class GPT2Tensors(dict):
         raise ValueError(f"the GPT-2 weights have no tensor named {name!r}")
 
 
-# From chapter 4 (hf_conversion.py)
+# Copied from ch04/01_main-chapter-code/hf_conversion.py::convert_hf_state_dict
 def convert_hf_state_dict(hf_state_dict):
     """Rename, split and transpose GPT-2 tensors into `GPTModel`'s state_dict layout.
 
@@ -277,12 +277,12 @@ def convert_hf_state_dict(hf_state_dict):
     return ours
 
 
-# From chapter 4 (hf_conversion.py)
+# Copied from ch04/01_main-chapter-code/hf_conversion.py::_count_blocks
 def _count_blocks(hf):
     return len({key.split(".")[1] for key in hf if key.startswith("h.")})
 
 
-# From chapter 4 (hf_conversion.py)
+# Copied from ch04/01_main-chapter-code/hf_conversion.py::_convert_block
 def _convert_block(hf, i):
     """One transformer block: GPT-2 names h.<i>.* -> our trf_blocks.<i>.*"""
     src, dst = f"h.{i}.", f"trf_blocks.{i}."
@@ -309,7 +309,7 @@ def _convert_block(hf, i):
     }
 
 
-# From chapter 4 (hf_conversion.py)
+# Copied from ch04/01_main-chapter-code/hf_conversion.py::load_hf_gpt2_weights
 def load_hf_gpt2_weights(model, hf_state_dict):
     """Copy a GPT-2 state_dict (Hugging Face names) into `model`, in place.
 
@@ -329,7 +329,7 @@ def load_hf_gpt2_weights(model, hf_state_dict):
     return model
 
 
-# From chapter 4 (hf_conversion.py)
+# Copied from ch04/01_main-chapter-code/hf_conversion.py::gpt_model_from_hf
 def gpt_model_from_hf(hf_model, drop_rate=0.0):
     """Build a `GPTModel` holding the weights of a `transformers.GPT2LMHeadModel`.
 

@@ -31,6 +31,7 @@ from previous_chapters import GPT_CONFIG_124M, GPTModel, create_dataloader_v1, g
 from script_helpers import ScriptArgumentParser, add_device_argument, positive_int, synchronize
 
 BOOK_CONFIG = {**GPT_CONFIG_124M, "context_length": 256}
+# Copied from ch02/02_bonus_bytepair-encoder/benchmark_tokenizers.py::SCRIPT_DIR
 SCRIPT_DIR = Path(__file__).resolve().parent
 
 

@@ -51,6 +51,7 @@ GPT2_SHAPES = {
 }
 
 
+# Copied from ch05/01_main-chapter-code/ch05.ipynb::assign_checked
 def assign_checked(param, values, name):
     """Copy `values` (a NumPy array) into the model parameter `param`, in place.
 
@@ -67,6 +68,7 @@ def assign_checked(param, values, name):
         param.copy_(values)
 
 
+# Copied from ch05/01_main-chapter-code/ch05.ipynb::load_weights_into_gpt
 def load_weights_into_gpt(gpt, params):
     """Copy OpenAI's GPT-2 weights (from `download_and_load_gpt2`) into `gpt`.
 

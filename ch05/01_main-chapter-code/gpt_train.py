@@ -58,6 +58,7 @@ from script_helpers import (
     resolve_device,
 )
 
+# Copied from ch02/02_bonus_bytepair-encoder/benchmark_tokenizers.py::SCRIPT_DIR
 SCRIPT_DIR = Path(__file__).resolve().parent
 FALLBACK_TEXT = SCRIPT_DIR / "fallback-text.txt"
 

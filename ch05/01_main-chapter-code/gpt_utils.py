@@ -45,17 +45,20 @@ def training_progress(optimizer, total_steps, tokens_per_step):
         bar.close()
 
 
+# Copied from ch05/01_main-chapter-code/ch05.ipynb::text_to_token_ids
 def text_to_token_ids(text, tokenizer):
     """Encode `text` as a (1, num_tokens) tensor: a batch holding one sequence."""
     encoded = tokenizer.encode(text, allowed_special={"<|endoftext|>"})
     return torch.tensor(encoded).unsqueeze(0)
 
 
+# Copied from ch05/01_main-chapter-code/ch05.ipynb::token_ids_to_text
 def token_ids_to_text(token_ids, tokenizer):
     """Decode a (1, num_tokens) or (num_tokens,) tensor of token ids to text."""
     return tokenizer.decode(token_ids.squeeze(0).tolist())
 
 
+# Copied from ch05/01_main-chapter-code/ch05.ipynb::calc_loss_batch
 def calc_loss_batch(input_batch, target_batch, model, device):
     """Mean cross-entropy of the model's next-token predictions on one batch."""
     input_batch = input_batch.to(device)
@@ -65,6 +68,7 @@ def calc_loss_batch(input_batch, target_batch, model, device):
     return torch.nn.functional.cross_entropy(logits.flatten(0, 1), target_batch.flatten())
 
 
+# Copied from ch05/01_main-chapter-code/ch05.ipynb::calc_loss_loader
 def calc_loss_loader(data_loader, model, device, num_batches=None):
     """Average batch loss over the first `num_batches` batches (all by default)."""
     if len(data_loader) == 0:
@@ -78,6 +82,7 @@ def calc_loss_loader(data_loader, model, device, num_batches=None):
     return total_loss / num_batches
 
 
+# Copied from ch05/01_main-chapter-code/ch05.ipynb::evaluate_model
 def evaluate_model(model, train_loader, val_loader, device, eval_iter):
     """Training and validation loss on `eval_iter` batches each, without dropout."""
     model.eval()
@@ -88,6 +93,7 @@ def evaluate_model(model, train_loader, val_loader, device, eval_iter):
     return train_loss, val_loss
 
 
+# Copied from ch05/01_main-chapter-code/ch05.ipynb::generate_and_print_sample
 def generate_and_print_sample(model, tokenizer, device, start_context):
     """Print a greedy 50-token continuation of `start_context` on one line."""
     model.eval()
@@ -102,6 +108,7 @@ def generate_and_print_sample(model, tokenizer, device, start_context):
     model.train()
 
 
+# Copied from ch05/01_main-chapter-code/ch05.ipynb::train_model_simple
 def train_model_simple(model, train_loader, val_loader, optimizer, device, num_epochs,
                        eval_freq, eval_iter, start_context, tokenizer):
     """Pretrain `model` with next-token prediction; return the loss history.
@@ -139,6 +146,7 @@ def train_model_simple(model, train_loader, val_loader, optimizer, device, num_e
     return train_losses, val_losses, track_tokens_seen
 
 
+# Copied from ch05/01_main-chapter-code/ch05.ipynb::plot_losses
 def plot_losses(epochs_seen, tokens_seen, train_losses, val_losses):
     """Plot both losses against epochs, with tokens seen on a second x-axis."""
     fig, ax1 = plt.subplots(figsize=(5, 3))
@@ -159,6 +167,7 @@ def plot_losses(epochs_seen, tokens_seen, train_losses, val_losses):
     return fig
 
 
+# Copied from ch05/01_main-chapter-code/ch05.ipynb::generate
 def generate(model, idx, max_new_tokens, context_size, temperature=0.0, top_k=None,
              eos_id=None):
     """Extend the token ids `idx` (batch, tokens) by up to `max_new_tokens` tokens.
@@ -192,6 +201,7 @@ def generate(model, idx, max_new_tokens, context_size, temperature=0.0, top_k=No
     return idx
 
 
+# Copied from ch05/01_main-chapter-code/ch05.ipynb::save_checkpoint
 def save_checkpoint(path, model, optimizer=None, config=None):
     """Save the model (and optimizer state and config, if given) to `path`.
 
@@ -210,6 +220,7 @@ def save_checkpoint(path, model, optimizer=None, config=None):
         torch.save(checkpoint, f)
 
 
+# Copied from ch05/01_main-chapter-code/ch05.ipynb::load_checkpoint
 def load_checkpoint(path, model, optimizer=None, map_location="cpu"):
     """Load a checkpoint written by `save_checkpoint` into `model` (and `optimizer`).
 
@@ -249,6 +260,7 @@ def load_checkpoint(path, model, optimizer=None, map_location="cpu"):
     return checkpoint
 
 
+# Copied from ch05/01_main-chapter-code/ch05.ipynb::read_checkpoint_config
 def read_checkpoint_config(path):
     """The model configuration stored in a checkpoint by `save_checkpoint`."""
     checkpoint = torch.load(path, map_location="cpu", weights_only=True)
@@ -257,7 +269,7 @@ def read_checkpoint_config(path):
     return checkpoint["config"]
 
 
-# From appendix D (warm-up and cosine decay, used by gpt_train.py's schedule options)
+# Appendix D's schedule (warm-up, then cosine decay), for gpt_train.py's schedule options
 def learning_rate_at(step, total_steps, warmup_steps, initial_lr, peak_lr, min_lr):
     """Learning rate for optimizer step `step` (counting from 0).
 

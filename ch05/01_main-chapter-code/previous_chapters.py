@@ -12,7 +12,7 @@ import torch.nn as nn
 from torch.utils.data import DataLoader, Dataset
 
 
-# From chapter 2
+# Copied from ch02/01_main-chapter-code/ch02.ipynb::GPTDatasetV1
 class GPTDatasetV1(Dataset):
     """Input/target pairs cut from one long text with a sliding window.
 
@@ -39,7 +39,7 @@ class GPTDatasetV1(Dataset):
         return self.input_ids[idx], self.target_ids[idx]
 
 
-# From chapter 2
+# Copied from ch02/01_main-chapter-code/ch02.ipynb::create_dataloader_v1
 def create_dataloader_v1(txt, batch_size=4, max_length=256, stride=128,
                          shuffle=True, drop_last=True, num_workers=0):
     """Tokenize `txt` with GPT-2's BPE and serve sliding-window batches."""
@@ -54,7 +54,7 @@ def create_dataloader_v1(txt, batch_size=4, max_length=256, stride=128,
     )
 
 
-# From chapter 3
+# Copied from ch03/01_main-chapter-code/ch03.ipynb::MultiHeadAttention
 class MultiHeadAttention(nn.Module):
     """Causal multi-head self-attention with one set of projection matrices.
 
@@ -118,7 +118,7 @@ class MultiHeadAttention(nn.Module):
         return x.transpose(1, 2)
 
 
-# From chapter 4
+# Copied from ch04/01_main-chapter-code/ch04.ipynb::GPT_CONFIG_124M
 GPT_CONFIG_124M = {
     "vocab_size": 50257,     # GPT-2's BPE vocabulary
     "context_length": 1024,  # longest input the model accepts
@@ -130,7 +130,7 @@ GPT_CONFIG_124M = {
 }
 
 
-# From chapter 4
+# Copied from ch04/01_main-chapter-code/ch04.ipynb::LayerNorm
 class LayerNorm(nn.Module):
     """Normalize each token's vector to mean 0 and variance 1, then rescale.
 
@@ -151,7 +151,7 @@ class LayerNorm(nn.Module):
         return self.scale * norm_x + self.shift
 
 
-# From chapter 4
+# Copied from ch04/01_main-chapter-code/ch04.ipynb::GELU
 class GELU(nn.Module):
     """GELU activation in the tanh approximation that GPT-2 was trained with."""
 
@@ -161,7 +161,7 @@ class GELU(nn.Module):
         ))
 
 
-# From chapter 4
+# Copied from ch04/01_main-chapter-code/ch04.ipynb::FeedForward
 class FeedForward(nn.Module):
     """Expand each token to 4x the embedding size, apply GELU, project back."""
 
@@ -177,7 +177,7 @@ class FeedForward(nn.Module):
         return self.layers(x)
 
 
-# From chapter 4
+# Copied from ch04/01_main-chapter-code/ch04.ipynb::TransformerBlock
 class TransformerBlock(nn.Module):
     """Attention and feed-forward, each pre-normalized and wrapped in a shortcut."""
 
@@ -202,7 +202,7 @@ class TransformerBlock(nn.Module):
         return x
 
 
-# From chapter 4
+# Copied from ch04/01_main-chapter-code/ch04.ipynb::GPTModel
 class GPTModel(nn.Module):
     """GPT-2: embeddings, a stack of transformer blocks, and a vocabulary head."""
 
@@ -227,7 +227,7 @@ class GPTModel(nn.Module):
         return self.out_head(x)
 
 
-# From chapter 4
+# Copied from ch04/01_main-chapter-code/ch04.ipynb::generate_text_simple
 def generate_text_simple(model, idx, max_new_tokens, context_size):
     """Greedily append `max_new_tokens` token ids to the batch `idx`.
 

@@ -11,7 +11,7 @@ import torch
 import torch.nn as nn
 
 
-# From chapter 3
+# Copied from ch03/01_main-chapter-code/ch03.ipynb::MultiHeadAttention
 class MultiHeadAttention(nn.Module):
     """Causal multi-head self-attention with one set of projection matrices.
 
@@ -75,7 +75,7 @@ class MultiHeadAttention(nn.Module):
         return x.transpose(1, 2)
 
 
-# From chapter 4
+# Copied from ch04/01_main-chapter-code/ch04.ipynb::GPT_CONFIG_124M
 GPT_CONFIG_124M = {
     "vocab_size": 50257,     # GPT-2's BPE vocabulary
     "context_length": 1024,  # longest input the model accepts
@@ -87,7 +87,7 @@ GPT_CONFIG_124M = {
 }
 
 
-# From chapter 4
+# Copied from ch04/01_main-chapter-code/ch04.ipynb::LayerNorm
 class LayerNorm(nn.Module):
     """Normalize each token's vector to mean 0 and variance 1, then rescale.
 
@@ -108,7 +108,7 @@ class LayerNorm(nn.Module):
         return self.scale * norm_x + self.shift
 
 
-# From chapter 4
+# Copied from ch04/01_main-chapter-code/ch04.ipynb::GELU
 class GELU(nn.Module):
     """GELU activation in the tanh approximation that GPT-2 was trained with."""
 
@@ -118,7 +118,7 @@ class GELU(nn.Module):
         ))
 
 
-# From chapter 4
+# Copied from ch04/01_main-chapter-code/ch04.ipynb::FeedForward
 class FeedForward(nn.Module):
     """Expand each token to 4x the embedding size, apply GELU, project back."""
 
@@ -134,7 +134,7 @@ class FeedForward(nn.Module):
         return self.layers(x)
 
 
-# From chapter 4
+# Copied from ch04/01_main-chapter-code/ch04.ipynb::TransformerBlock
 class TransformerBlock(nn.Module):
     """Attention and feed-forward, each pre-normalized and wrapped in a shortcut."""
 
@@ -159,7 +159,7 @@ class TransformerBlock(nn.Module):
         return x
 
 
-# From chapter 4
+# Copied from ch04/01_main-chapter-code/ch04.ipynb::GPTModel
 class GPTModel(nn.Module):
     """GPT-2: embeddings, a stack of transformer blocks, and a vocabulary head."""
 
@@ -184,7 +184,7 @@ class GPTModel(nn.Module):
         return self.out_head(x)
 
 
-# From chapter 4
+# Copied from ch04/01_main-chapter-code/ch04.ipynb::generate_text_simple
 def generate_text_simple(model, idx, max_new_tokens, context_size):
     """Greedily append `max_new_tokens` token ids to the batch `idx`.
 
@@ -201,16 +201,16 @@ def generate_text_simple(model, idx, max_new_tokens, context_size):
     return idx
 
 
-# From chapter 4 (hf_conversion.py)
 # Both names mean the tanh approximation of GELU, the one our GELU computes.
+# Copied from ch04/01_main-chapter-code/hf_conversion.py::TANH_GELU_NAMES
 TANH_GELU_NAMES = {"gelu_new", "gelu_pytorch_tanh"}
 
 
-# From chapter 4 (hf_conversion.py)
+# Copied from ch04/01_main-chapter-code/hf_conversion.py::LAYER_NORM_EPS
 LAYER_NORM_EPS = 1e-5  # the eps our LayerNorm uses
 
 
-# From chapter 4 (hf_conversion.py)
+# Copied from ch04/01_main-chapter-code/hf_conversion.py::gpt_config_from_hf
 def gpt_config_from_hf(hf_config, drop_rate=0.0):
     """Map a `transformers.GPT2Config` to this chapter's config dictionary.
 
@@ -230,7 +230,7 @@ def gpt_config_from_hf(hf_config, drop_rate=0.0):
     }
 
 
-# From chapter 4 (hf_conversion.py)
+# Copied from ch04/01_main-chapter-code/hf_conversion.py::_check_supported
 def _check_supported(hf_config):
     """Refuse configurations whose model would compute something else than ours."""
     problems = []
@@ -248,7 +248,7 @@ def _check_supported(hf_config):
         raise ValueError("this GPT-2 configuration differs from GPTModel: " + "; ".join(problems))
 
 
-# From chapter 4 (hf_conversion.py)
+# Copied from ch04/01_main-chapter-code/hf_conversion.py::GPT2Tensors
 class GPT2Tensors(dict):
     """GPT-2 tensors by name; looking up a missing one raises an error that names it."""
 
@@ -256,7 +256,7 @@ class GPT2Tensors(dict):
         raise ValueError(f"the GPT-2 weights have no tensor named {name!r}")
 
 
-# From chapter 4 (hf_conversion.py)
+# Copied from ch04/01_main-chapter-code/hf_conversion.py::convert_hf_state_dict
 def convert_hf_state_dict(hf_state_dict):
     """Rename, split and transpose GPT-2 tensors into `GPTModel`'s state_dict layout.
 
@@ -280,12 +280,12 @@ def convert_hf_state_dict(hf_state_dict):
     return ours
 
 
-# From chapter 4 (hf_conversion.py)
+# Copied from ch04/01_main-chapter-code/hf_conversion.py::_count_blocks
 def _count_blocks(hf):
     return len({key.split(".")[1] for key in hf if key.startswith("h.")})
 
 
-# From chapter 4 (hf_conversion.py)
+# Copied from ch04/01_main-chapter-code/hf_conversion.py::_convert_block
 def _convert_block(hf, i):
     """One transformer block: GPT-2 names h.<i>.* -> our trf_blocks.<i>.*"""
     src, dst = f"h.{i}.", f"trf_blocks.{i}."
@@ -312,7 +312,7 @@ def _convert_block(hf, i):
     }
 
 
-# From chapter 4 (hf_conversion.py)
+# Copied from ch04/01_main-chapter-code/hf_conversion.py::load_hf_gpt2_weights
 def load_hf_gpt2_weights(model, hf_state_dict):
     """Copy a GPT-2 state_dict (Hugging Face names) into `model`, in place.
 
@@ -332,7 +332,7 @@ def load_hf_gpt2_weights(model, hf_state_dict):
     return model
 
 
-# From chapter 4 (hf_conversion.py)
+# Copied from ch04/01_main-chapter-code/hf_conversion.py::gpt_model_from_hf
 def gpt_model_from_hf(hf_model, drop_rate=0.0):
     """Build a `GPTModel` holding the weights of a `transformers.GPT2LMHeadModel`.
 
@@ -345,20 +345,20 @@ def gpt_model_from_hf(hf_model, drop_rate=0.0):
     return model.eval()
 
 
-# From chapter 5
+# Copied from ch05/01_main-chapter-code/ch05.ipynb::text_to_token_ids
 def text_to_token_ids(text, tokenizer):
     """Encode `text` as a (1, num_tokens) tensor: a batch holding one sequence."""
     encoded = tokenizer.encode(text, allowed_special={"<|endoftext|>"})
     return torch.tensor(encoded).unsqueeze(0)
 
 
-# From chapter 5
+# Copied from ch05/01_main-chapter-code/ch05.ipynb::token_ids_to_text
 def token_ids_to_text(token_ids, tokenizer):
     """Decode a (1, num_tokens) or (num_tokens,) tensor of token ids to text."""
     return tokenizer.decode(token_ids.squeeze(0).tolist())
 
 
-# From chapter 5
+# Copied from ch05/01_main-chapter-code/ch05.ipynb::generate
 def generate(model, idx, max_new_tokens, context_size, temperature=0.0, top_k=None,
              eos_id=None):
     """Extend the token ids `idx` (batch, tokens) by up to `max_new_tokens` tokens.

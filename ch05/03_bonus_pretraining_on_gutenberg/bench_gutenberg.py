@@ -41,10 +41,12 @@ from pretraining_simple import (Cluster, Position, TokenShards, Windows, autocas
 from previous_chapters import GPT_CONFIG_124M, GPTModel, train_model_simple
 from script_helpers import ScriptArgumentParser, add_device_argument, positive_int, synchronize
 
+# Copied from ch05/01_main-chapter-code/gpt_utils.py::THE_VERDICT_URL
 THE_VERDICT_URL = (
     "https://raw.githubusercontent.com/rasbt/LLMs-from-scratch/main/"
     "ch02/01_main-chapter-code/the-verdict.txt"
 )
+# Copied from ch05/01_main-chapter-code/gpt_utils.py::THE_VERDICT_SHA256
 THE_VERDICT_SHA256 = "b41e41a68f0398a3154ae69e2e4c0e2694e17fe0d66730536837f1b01935b31f"
 MODELS = {"124M": GPT_CONFIG_124M,
           "small": {**GPT_CONFIG_124M, "emb_dim": 256, "n_heads": 4, "n_layers": 4}}

@@ -47,6 +47,7 @@ from script_helpers import (
 )
 from tqdm import tqdm
 
+# Copied from ch02/02_bonus_bytepair-encoder/benchmark_tokenizers.py::SCRIPT_DIR
 SCRIPT_DIR = Path(__file__).resolve().parent
 
 # The grid: every combination of these values is one trial.

@@ -13,7 +13,7 @@ import torch.nn as nn
 from torch.utils.data import DataLoader, Dataset
 
 
-# From chapter 2
+# Copied from ch02/01_main-chapter-code/ch02.ipynb::GPTDatasetV1
 class GPTDatasetV1(Dataset):
     """Input/target pairs cut from one long text with a sliding window.
 
@@ -40,7 +40,7 @@ class GPTDatasetV1(Dataset):
         return self.input_ids[idx], self.target_ids[idx]
 
 
-# From chapter 2
+# Copied from ch02/01_main-chapter-code/ch02.ipynb::create_dataloader_v1
 def create_dataloader_v1(txt, batch_size=4, max_length=256, stride=128,
                          shuffle=True, drop_last=True, num_workers=0):
     """Tokenize `txt` with GPT-2's BPE and serve sliding-window batches."""
@@ -55,7 +55,7 @@ def create_dataloader_v1(txt, batch_size=4, max_length=256, stride=128,
     )
 
 
-# From chapter 3
+# Copied from ch03/01_main-chapter-code/ch03.ipynb::MultiHeadAttention
 class MultiHeadAttention(nn.Module):
     """Causal multi-head self-attention with one set of projection matrices.
 
@@ -119,7 +119,7 @@ class MultiHeadAttention(nn.Module):
         return x.transpose(1, 2)
 
 
-# From chapter 4
+# Copied from ch04/01_main-chapter-code/ch04.ipynb::GPT_CONFIG_124M
 GPT_CONFIG_124M = {
     "vocab_size": 50257,     # GPT-2's BPE vocabulary
     "context_length": 1024,  # longest input the model accepts
@@ -131,7 +131,7 @@ GPT_CONFIG_124M = {
 }
 
 
-# From chapter 4
+# Copied from ch04/01_main-chapter-code/ch04.ipynb::LayerNorm
 class LayerNorm(nn.Module):
     """Normalize each token's vector to mean 0 and variance 1, then rescale.
 
@@ -152,7 +152,7 @@ class LayerNorm(nn.Module):
         return self.scale * norm_x + self.shift
 
 
-# From chapter 4
+# Copied from ch04/01_main-chapter-code/ch04.ipynb::GELU
 class GELU(nn.Module):
     """GELU activation in the tanh approximation that GPT-2 was trained with."""
 
@@ -162,7 +162,7 @@ class GELU(nn.Module):
         ))
 
 
-# From chapter 4
+# Copied from ch04/01_main-chapter-code/ch04.ipynb::FeedForward
 class FeedForward(nn.Module):
     """Expand each token to 4x the embedding size, apply GELU, project back."""
 
@@ -178,7 +178,7 @@ class FeedForward(nn.Module):
         return self.layers(x)
 
 
-# From chapter 4
+# Copied from ch04/01_main-chapter-code/ch04.ipynb::TransformerBlock
 class TransformerBlock(nn.Module):
     """Attention and feed-forward, each pre-normalized and wrapped in a shortcut."""
 
@@ -203,7 +203,7 @@ class TransformerBlock(nn.Module):
         return x
 
 
-# From chapter 4
+# Copied from ch04/01_main-chapter-code/ch04.ipynb::GPTModel
 class GPTModel(nn.Module):
     """GPT-2: embeddings, a stack of transformer blocks, and a vocabulary head."""
 
@@ -228,18 +228,18 @@ class GPTModel(nn.Module):
         return self.out_head(x)
 
 
-# From chapter 5
+# Copied from ch05/01_main-chapter-code/gpt_utils.py::THE_VERDICT_URL
 THE_VERDICT_URL = (
     "https://raw.githubusercontent.com/rasbt/LLMs-from-scratch/main/"
     "ch02/01_main-chapter-code/the-verdict.txt"
 )
 
 
-# From chapter 5
+# Copied from ch05/01_main-chapter-code/gpt_utils.py::THE_VERDICT_SHA256
 THE_VERDICT_SHA256 = "b41e41a68f0398a3154ae69e2e4c0e2694e17fe0d66730536837f1b01935b31f"
 
 
-# From chapter 5
+# Copied from ch05/01_main-chapter-code/ch05.ipynb::calc_loss_batch
 def calc_loss_batch(input_batch, target_batch, model, device):
     """Mean cross-entropy of the model's next-token predictions on one batch."""
     input_batch = input_batch.to(device)
@@ -249,7 +249,7 @@ def calc_loss_batch(input_batch, target_batch, model, device):
     return torch.nn.functional.cross_entropy(logits.flatten(0, 1), target_batch.flatten())
 
 
-# From chapter 5
+# Copied from ch05/01_main-chapter-code/ch05.ipynb::calc_loss_loader
 def calc_loss_loader(data_loader, model, device, num_batches=None):
     """Average batch loss over the first `num_batches` batches (all by default)."""
     if len(data_loader) == 0:
@@ -263,7 +263,7 @@ def calc_loss_loader(data_loader, model, device, num_batches=None):
     return total_loss / num_batches
 
 
-# From chapter 5
+# Copied from ch02/02_bonus_bytepair-encoder/script_helpers.py::default_device
 def default_device():
     return torch.device(
         "cuda" if torch.cuda.is_available()
@@ -272,7 +272,7 @@ def default_device():
     )
 
 
-# From appendix D
+# Copied from ch05/01_main-chapter-code/gpt_utils.py::learning_rate_at
 def learning_rate_at(step, total_steps, warmup_steps, initial_lr, peak_lr, min_lr):
     """Learning rate for optimizer step `step` (counting from 0).
 

@@ -25,6 +25,7 @@ from chat_helpers import ModelAtStartup, missing_file_message, stream_continuati
 from downloads import cache_gpt2_tokenizer_files
 from previous_chapters import BOOK_CONFIG, default_device, load_trained_gpt
 
+# Copied from ch05/06_user_interface/app_orig.py::HERE
 HERE = Path(__file__).resolve().parent
 OWN_MODEL_PATH = Path(os.environ.get("MODEL_PATH",
                                     HERE.parent / "01_main-chapter-code" / "model.pth"))
@@ -40,9 +41,11 @@ def load_own_model(path):
     return model.to(DEVICE).eval()
 
 
+# Copied from ch05/06_user_interface/app_orig.py::DEVICE
 DEVICE = default_device()
 OWN_MODEL = ModelAtStartup(load_own_model, OWN_MODEL_PATH)
 cache_gpt2_tokenizer_files()  # lets tiktoken load GPT-2's BPE with no network
+# Copied from ch05/06_user_interface/app_orig.py::TOKENIZER
 TOKENIZER = tiktoken.get_encoding("gpt2")
 
 

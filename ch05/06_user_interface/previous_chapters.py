@@ -24,7 +24,7 @@ import torch.nn as nn
 from downloads import GPT2_BPE_FILES, download_file
 
 
-# Home: ch03/01_main-chapter-code/ch03.ipynb
+# Copied from ch03/01_main-chapter-code/ch03.ipynb::MultiHeadAttention
 class MultiHeadAttention(nn.Module):
     """Causal multi-head self-attention with one set of projection matrices.
 
@@ -88,7 +88,7 @@ class MultiHeadAttention(nn.Module):
         return x.transpose(1, 2)
 
 
-# Home: ch04/01_main-chapter-code/ch04.ipynb
+# Copied from ch04/01_main-chapter-code/ch04.ipynb::GPT_CONFIG_124M
 GPT_CONFIG_124M = {
     "vocab_size": 50257,     # GPT-2's BPE vocabulary
     "context_length": 1024,  # longest input the model accepts
@@ -100,7 +100,7 @@ GPT_CONFIG_124M = {
 }
 
 
-# Home: ch04/01_main-chapter-code/ch04.ipynb
+# Copied from ch04/01_main-chapter-code/ch04.ipynb::LayerNorm
 class LayerNorm(nn.Module):
     """Normalize each token's vector to mean 0 and variance 1, then rescale.
 
@@ -121,7 +121,7 @@ class LayerNorm(nn.Module):
         return self.scale * norm_x + self.shift
 
 
-# Home: ch04/01_main-chapter-code/ch04.ipynb
+# Copied from ch04/01_main-chapter-code/ch04.ipynb::GELU
 class GELU(nn.Module):
     """GELU activation in the tanh approximation that GPT-2 was trained with."""
 
@@ -131,7 +131,7 @@ class GELU(nn.Module):
         ))
 
 
-# Home: ch04/01_main-chapter-code/ch04.ipynb
+# Copied from ch04/01_main-chapter-code/ch04.ipynb::FeedForward
 class FeedForward(nn.Module):
     """Expand each token to 4x the embedding size, apply GELU, project back."""
 
@@ -147,7 +147,7 @@ class FeedForward(nn.Module):
         return self.layers(x)
 
 
-# Home: ch04/01_main-chapter-code/ch04.ipynb
+# Copied from ch04/01_main-chapter-code/ch04.ipynb::TransformerBlock
 class TransformerBlock(nn.Module):
     """Attention and feed-forward, each pre-normalized and wrapped in a shortcut."""
 
@@ -172,7 +172,7 @@ class TransformerBlock(nn.Module):
         return x
 
 
-# Home: ch04/01_main-chapter-code/ch04.ipynb
+# Copied from ch04/01_main-chapter-code/ch04.ipynb::GPTModel
 class GPTModel(nn.Module):
     """GPT-2: embeddings, a stack of transformer blocks, and a vocabulary head."""
 
@@ -197,18 +197,18 @@ class GPTModel(nn.Module):
         return self.out_head(x)
 
 
-# Home: ch05/01_main-chapter-code/bench_train.py
+# Copied from ch05/01_main-chapter-code/bench_train.py::BOOK_CONFIG
 BOOK_CONFIG = {**GPT_CONFIG_124M, "context_length": 256}
 
 
-# Home: ch05/01_main-chapter-code/ch05.ipynb
+# Copied from ch05/01_main-chapter-code/ch05.ipynb::text_to_token_ids
 def text_to_token_ids(text, tokenizer):
     """Encode `text` as a (1, num_tokens) tensor: a batch holding one sequence."""
     encoded = tokenizer.encode(text, allowed_special={"<|endoftext|>"})
     return torch.tensor(encoded).unsqueeze(0)
 
 
-# Home: ch05/01_main-chapter-code/ch05.ipynb
+# Copied from ch05/01_main-chapter-code/ch05.ipynb::generate
 def generate(model, idx, max_new_tokens, context_size, temperature=0.0, top_k=None,
              eos_id=None):
     """Extend the token ids `idx` (batch, tokens) by up to `max_new_tokens` tokens.
@@ -242,7 +242,7 @@ def generate(model, idx, max_new_tokens, context_size, temperature=0.0, top_k=No
     return idx
 
 
-# Home: ch05/01_main-chapter-code/ch05.ipynb
+# Copied from ch05/01_main-chapter-code/ch05.ipynb::load_checkpoint
 def load_checkpoint(path, model, optimizer=None, map_location="cpu"):
     """Load a checkpoint written by `save_checkpoint` into `model` (and `optimizer`).
 
@@ -282,7 +282,7 @@ def load_checkpoint(path, model, optimizer=None, map_location="cpu"):
     return checkpoint
 
 
-# Home: ch05/01_main-chapter-code/ch05.ipynb
+# Copied from ch05/01_main-chapter-code/ch05.ipynb::read_checkpoint_config
 def read_checkpoint_config(path):
     """The model configuration stored in a checkpoint by `save_checkpoint`."""
     checkpoint = torch.load(path, map_location="cpu", weights_only=True)
@@ -291,19 +291,19 @@ def read_checkpoint_config(path):
     return checkpoint["config"]
 
 
-# Home: ch05/01_main-chapter-code/gpt_download.py
+# Copied from ch05/01_main-chapter-code/gpt_download.py::GPT2_MODEL_SIZES
 GPT2_MODEL_SIZES = ("124M", "355M", "774M", "1558M")
 
 
-# Home: ch05/01_main-chapter-code/gpt_download.py
+# Copied from ch05/01_main-chapter-code/gpt_download.py::GPT2_BASE_URL
 GPT2_BASE_URL = "https://openaipublic.blob.core.windows.net/gpt-2/models"
 
 
-# Home: ch05/01_main-chapter-code/gpt_download.py
+# Copied from ch05/01_main-chapter-code/gpt_download.py::GPT2_BACKUP_BASE_URL
 GPT2_BACKUP_BASE_URL = "https://f001.backblazeb2.com/file/LLMs-from-scratch/gpt2"
 
 
-# Home: ch05/01_main-chapter-code/gpt_download.py
+# Copied from ch05/01_main-chapter-code/gpt_download.py::GPT2_FILES
 GPT2_FILES = (
     "checkpoint",                      # names the checkpoint ("model.ckpt")
     "encoder.json",                    # BPE vocabulary: token string -> id
@@ -315,16 +315,16 @@ GPT2_FILES = (
 )
 
 
-# Home: ch05/01_main-chapter-code/gpt_download.py
+# Copied from ch05/01_main-chapter-code/gpt_download.py::KNOWN_SHA256
 KNOWN_SHA256 = {name: sha256 for name, (_, sha256) in GPT2_BPE_FILES.items()}
 
 
-# Home: ch05/01_main-chapter-code/gpt_download.py
+# Copied from ch05/01_main-chapter-code/gpt_download.py::DamagedFileError
 class DamagedFileError(RuntimeError):
     """A GPT-2 file is not what its name says; it has been removed."""
 
 
-# Home: ch05/01_main-chapter-code/gpt_download.py
+# Copied from ch05/01_main-chapter-code/gpt_download.py::download_and_load_gpt2
 def download_and_load_gpt2(model_size, models_dir="gpt2"):
     """Get GPT-2 `model_size` into `models_dir/model_size` and read it.
 
@@ -353,7 +353,7 @@ def download_and_load_gpt2(model_size, models_dir="gpt2"):
     return settings, params
 
 
-# Home: ch05/01_main-chapter-code/gpt_download.py
+# Copied from ch05/01_main-chapter-code/gpt_download.py::fetch_checked
 def fetch_checked(model_size, path):
     """Download one release file (if missing) and check it; a damaged one is fetched again."""
     for attempt in (1, 2):
@@ -374,19 +374,19 @@ def fetch_checked(model_size, path):
         print(f"{message}; downloading it again")
 
 
-# Home: ch05/01_main-chapter-code/gpt_download.py
+# Copied from ch05/01_main-chapter-code/gpt_download.py::TF_TABLE_MAGIC
 TF_TABLE_MAGIC = bytes.fromhex("57fb808b247547db")
 
 
-# Home: ch05/01_main-chapter-code/gpt_download.py
+# Copied from ch05/01_main-chapter-code/gpt_download.py::DATA_FILE
 DATA_FILE = "model.ckpt.data-00000-of-00001"
 
 
-# Home: ch05/01_main-chapter-code/gpt_download.py
+# Copied from ch05/01_main-chapter-code/gpt_download.py::HTML_STARTS
 HTML_STARTS = (b"<!doctype", b"<html", b"<?xml", b"<error", b"<head", b"<body")
 
 
-# Home: ch05/01_main-chapter-code/gpt_download.py
+# Copied from ch05/01_main-chapter-code/gpt_download.py::gpt2_file_problem
 def gpt2_file_problem(path):
     """What is wrong with a release file, or None when it can be what its name says."""
     size = path.stat().st_size
@@ -415,7 +415,7 @@ def gpt2_file_problem(path):
     return None
 
 
-# Home: ch05/01_main-chapter-code/gpt_download.py
+# Copied from ch05/01_main-chapter-code/gpt_download.py::import_tensorflow
 def import_tensorflow():
     """Import TensorFlow, or explain how to get it."""
     # Hide TensorFlow's start-up notes about CPU instructions and GPUs.
@@ -430,7 +430,7 @@ def import_tensorflow():
     return tf
 
 
-# Home: ch05/01_main-chapter-code/gpt_download.py
+# Copied from ch05/01_main-chapter-code/gpt_download.py::load_gpt2_params_from_tf_ckpt
 def load_gpt2_params_from_tf_ckpt(model_dir, settings):
     """Read the TensorFlow checkpoint in `model_dir` into nested dictionaries.
 
@@ -480,7 +480,7 @@ def load_gpt2_params_from_tf_ckpt(model_dir, settings):
     return params
 
 
-# Home: ch05/01_main-chapter-code/ch05.ipynb
+# Copied from ch05/01_main-chapter-code/ch05.ipynb::assign_checked
 def assign_checked(param, values, name):
     """Copy `values` (a NumPy array) into the model parameter `param`, in place.
 
@@ -497,7 +497,7 @@ def assign_checked(param, values, name):
         param.copy_(values)
 
 
-# Home: ch05/01_main-chapter-code/ch05.ipynb
+# Copied from ch05/01_main-chapter-code/ch05.ipynb::load_weights_into_gpt
 def load_weights_into_gpt(gpt, params):
     """Copy OpenAI's GPT-2 weights (from `download_and_load_gpt2`) into `gpt`.
 
@@ -552,7 +552,7 @@ def load_weights_into_gpt(gpt, params):
     assign_checked(gpt.out_head.weight, params["wte"], "out_head.weight")
 
 
-# Home: ch05/01_main-chapter-code/gpt_generate.py
+# Copied from ch05/01_main-chapter-code/gpt_generate.py::gpt_config_from_hparams
 def gpt_config_from_hparams(settings):
     """Our GPTModel configuration for OpenAI's hparams.json.
 
@@ -570,7 +570,7 @@ def gpt_config_from_hparams(settings):
     }
 
 
-# Home: ch05/01_main-chapter-code/gpt_generate.py
+# Copied from ch05/01_main-chapter-code/gpt_generate.py::load_openai_gpt2
 def load_openai_gpt2(model_size, models_dir):
     """Build a GPTModel holding OpenAI's GPT-2 of `model_size`."""
     settings, params = download_and_load_gpt2(model_size, models_dir)
@@ -579,7 +579,7 @@ def load_openai_gpt2(model_size, models_dir):
     return model
 
 
-# Home: ch05/01_main-chapter-code/gpt_generate.py
+# Copied from ch05/01_main-chapter-code/gpt_generate.py::load_trained_gpt
 def load_trained_gpt(checkpoint_path, fallback_config):
     """Build a GPTModel from a checkpoint: gpt_train.py's, or the book's plain state dict.
 
@@ -599,7 +599,7 @@ def load_trained_gpt(checkpoint_path, fallback_config):
     return model
 
 
-# Home: ch02/02_bonus_bytepair-encoder/script_helpers.py
+# Copied from ch02/02_bonus_bytepair-encoder/script_helpers.py::default_device
 def default_device():
     return torch.device(
         "cuda" if torch.cuda.is_available()

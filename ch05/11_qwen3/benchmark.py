@@ -42,6 +42,7 @@ BENCHMARK_CONFIGS = {"0.6B": qwen3.QWEN_CONFIG_06_B, "1.7B": qwen3.QWEN3_CONFIG_
            "tiny": {**qwen3.QWEN_CONFIG_06_B, "vocab_size": 512, "emb_dim": 64, "n_heads": 4,
                     "n_layers": 2, "hidden_dim": 128, "head_dim": 16, "n_kv_groups": 2,
                     "context_length": 1024}}
+# Copied from ch05/07_gpt_to_llama/benchmark.py::DTYPES
 DTYPES = {"bfloat16": torch.bfloat16, "float32": torch.float32}
 # Hugging Face's parameter names -> ours (the loader's mapping, for sharing tensors).
 HF_TO_OURS = {"model.embed_tokens.": "tok_emb.", "model.norm.weight": "final_norm.scale",
@@ -114,6 +115,7 @@ def build_models_sharing_weights(cfg, dtype, device, seed):
     return (*ours, hf_model)
 
 
+# Copied from ch05/07_gpt_to_llama/benchmark.py::resident_bytes
 def resident_bytes():
     """This process's resident memory (Linux), or None where /proc is missing."""
     statm = Path("/proc/self/statm")
@@ -122,6 +124,7 @@ def resident_bytes():
     return int(statm.read_text().split()[1]) * 4096
 
 
+# Copied from ch05/07_gpt_to_llama/benchmark.py::run_measured
 def run_measured(generate, device):
     """(seconds, peak bytes above the memory in use before, output ids) of one call."""
     synchronize(device)
@@ -155,6 +158,7 @@ def run_measured(generate, device):
     return seconds, extra, ids
 
 
+# Copied from ch05/07_gpt_to_llama/benchmark.py::format_bytes
 def format_bytes(num_bytes):
     return "n/a" if num_bytes is None else f"{num_bytes / 1024**2:,.0f} MiB"
 

@@ -48,6 +48,7 @@ BENCH_CONFIGS = {"270m": GEMMA3_CONFIG_270M,
                     "n_layers": 2, "hidden_dim": 128, "head_dim": 16, "sliding_window": 4,
                     "query_pre_attn_scalar": 16, "context_length": 1024,
                     "layer_types": ["sliding_attention", "full_attention"]}}
+# Copied from ch05/07_gpt_to_llama/benchmark.py::DTYPES
 DTYPES = {"bfloat16": torch.bfloat16, "float32": torch.float32}
 
 
@@ -96,7 +97,7 @@ def random_hf_gemma3(cfg, dtype, device, seed):
         return Gemma3ForCausalLM._from_config(config, dtype=dtype).eval()
 
 
-# Copied from ch05/07_gpt_to_llama/benchmark.py
+# Copied from ch05/07_gpt_to_llama/benchmark.py::resident_bytes
 def resident_bytes():
     """This process's resident memory (Linux), or None where /proc is missing."""
     statm = Path("/proc/self/statm")
@@ -105,7 +106,7 @@ def resident_bytes():
     return int(statm.read_text().split()[1]) * 4096
 
 
-# Copied from ch05/07_gpt_to_llama/benchmark.py
+# Copied from ch05/07_gpt_to_llama/benchmark.py::run_measured
 def run_measured(generate, device):
     """(seconds, peak bytes above the memory in use before, output ids) of one call."""
     synchronize(device)
@@ -139,7 +140,7 @@ def run_measured(generate, device):
     return seconds, extra, ids
 
 
-# Copied from ch04/01_main-chapter-code/gpt.py
+# Copied from ch04/01_main-chapter-code/ch04.ipynb::generate_text_simple
 def generate_text_simple(model, idx, max_new_tokens, context_size):
     """Greedily append `max_new_tokens` token ids to the batch `idx`.
 
@@ -209,7 +210,7 @@ def measure_ours(ours, prompt, max_new_tokens, repeats, device):
     }, max_new_tokens, repeats, device)
 
 
-# Copied from ch05/07_gpt_to_llama/benchmark.py
+# Copied from ch05/07_gpt_to_llama/benchmark.py::format_bytes
 def format_bytes(num_bytes):
     return "n/a" if num_bytes is None else f"{num_bytes / 1024**2:,.0f} MiB"
 

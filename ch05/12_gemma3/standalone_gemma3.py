@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from tokenizers import Tokenizer
 
 
+# Copied from ch05/12_gemma3/standalone-gemma3-plus-kvcache.ipynb::RMSNorm
 class RMSNorm(nn.Module):
     """Gemma's RMSNorm: scale to unit root mean square, then by (1 + scale).
 
@@ -34,6 +35,7 @@ class RMSNorm(nn.Module):
         return out.to(x.dtype)
 
 
+# Copied from ch05/12_gemma3/standalone-gemma3-plus-kvcache.ipynb::FeedForward
 class FeedForward(nn.Module):
     """Gemma's gated feed-forward network: fc3(GELU(fc1(x)) * fc2(x)), no biases.
 
@@ -52,7 +54,7 @@ class FeedForward(nn.Module):
         return self.fc3(F.gelu(self.fc1(x), approximate="tanh") * self.fc2(x))
 
 
-# Copied from ch05/07_gpt_to_llama/converting-llama2-to-llama3.ipynb
+# Copied from ch05/07_gpt_to_llama/converting-llama2-to-llama3.ipynb::precompute_rope_params
 def precompute_rope_params(head_dim, theta_base=10_000, context_length=4096, freq_config=None):
     """cos and sin of every position's rotation angles, each (context_length, head_dim).
 
@@ -87,7 +89,7 @@ def precompute_rope_params(head_dim, theta_base=10_000, context_length=4096, fre
     return torch.cos(angles), torch.sin(angles)
 
 
-# Copied from ch05/07_gpt_to_llama/converting-llama2-to-llama3.ipynb
+# Copied from ch05/07_gpt_to_llama/converting-gpt-to-llama2.ipynb::compute_rope
 def compute_rope(x, cos, sin):
     """Rotate queries or keys x (batch, heads, tokens, head_dim) by their positions' angles.
 
@@ -109,6 +111,7 @@ compute_rope_params = precompute_rope_params
 apply_rope = compute_rope
 
 
+# Copied from ch05/12_gemma3/standalone-gemma3-plus-kvcache.ipynb::GroupedQueryAttention
 class GroupedQueryAttention(nn.Module):
     """Causal grouped-query attention with Gemma 3's normed queries and keys.
 
@@ -175,9 +178,11 @@ class GroupedQueryAttention(nn.Module):
         return out, next_cache
 
 
+# Copied from ch05/12_gemma3/standalone-gemma3-plus-kvcache.ipynb::ATTENTION_TYPES
 ATTENTION_TYPES = ("sliding_attention", "full_attention")
 
 
+# Copied from ch05/12_gemma3/standalone-gemma3-plus-kvcache.ipynb::TransformerBlock
 class TransformerBlock(nn.Module):
     """A Gemma 3 block: four RMSNorms, before and after attention and feed-forward.
 
@@ -217,6 +222,7 @@ class TransformerBlock(nn.Module):
         return x, next_cache
 
 
+# Copied from ch05/12_gemma3/standalone-gemma3-plus-kvcache.ipynb::check_gemma3_config
 def check_gemma3_config(cfg):
     """Raise a ValueError naming the first inconsistent entry of a configuration."""
     if len(cfg["layer_types"]) != cfg["n_layers"]:
@@ -230,6 +236,7 @@ def check_gemma3_config(cfg):
                          f"({cfg['n_heads']}) when head_dim is None")
 
 
+# Copied from ch05/12_gemma3/standalone-gemma3-plus-kvcache.ipynb::Gemma3Model
 class Gemma3Model(nn.Module):
     """Gemma 3 (text): blocks of sliding-window and full attention, 5 to 1.
 
@@ -303,6 +310,7 @@ class Gemma3Model(nn.Module):
         return self.out_head(self.final_norm(x))
 
 
+# Copied from ch05/11_qwen3/qwen3_kvcache.py::KVCache
 class KVCache:
     """The keys and values of every layer for the tokens seen so far."""
 
@@ -323,6 +331,7 @@ class KVCache:
             self.cache[i] = None
 
 
+# Copied from ch05/12_gemma3/standalone-gemma3-plus-kvcache.ipynb::GEMMA3_CONFIG_270M
 GEMMA3_CONFIG_270M = {
     "vocab_size": 262_144,
     "context_length": 32_768,
@@ -342,9 +351,11 @@ GEMMA3_CONFIG_270M = {
 }
 
 
+# Copied from ch05/12_gemma3/standalone-gemma3-plus-kvcache.ipynb::GEMMA3_CONFIGS
 GEMMA3_CONFIGS = {"270m": GEMMA3_CONFIG_270M}
 
 
+# Copied from ch05/12_gemma3/standalone-gemma3-plus-kvcache.ipynb::gemma3_config
 def gemma3_config(model_size, overrides=None):
     """The configuration of a Gemma 3 size ("270m"), with `overrides` applied."""
     if model_size not in GEMMA3_CONFIGS:
@@ -355,6 +366,7 @@ def gemma3_config(model_size, overrides=None):
     return cfg
 
 
+# Copied from ch05/11_qwen3/qwen3.py::calc_model_memory_size
 def calc_model_memory_size(model, input_dtype=torch.float32):
     """GiB for the parameters, their gradients and the buffers, in `input_dtype`."""
     element_size = torch.tensor(0, dtype=input_dtype).element_size()
@@ -364,6 +376,7 @@ def calc_model_memory_size(model, input_dtype=torch.float32):
     return (num_params + num_grads + num_buffers) * element_size / 1024**3
 
 
+# Copied from ch05/12_gemma3/standalone-gemma3-plus-kvcache.ipynb::GemmaTokenizer
 class GemmaTokenizer:
     """Gemma 3's tokenizer, read from the hub's `tokenizer.json` with `tokenizers`.
 
@@ -426,11 +439,13 @@ class GemmaTokenizer:
         return self.encode(text, add_special_tokens=False) if tokenize else text
 
 
+# Copied from ch05/12_gemma3/standalone-gemma3-plus-kvcache.ipynb::apply_chat_template
 def apply_chat_template(user_text):
     """One user turn and the start of the model's answer (encode adds <bos>)."""
     return f"<start_of_turn>user\n{user_text}<end_of_turn>\n<start_of_turn>model\n"
 
 
+# Copied from ch05/12_gemma3/standalone-gemma3-plus-kvcache.ipynb::load_weights_into_gemma
 def load_weights_into_gemma(model, param_config, params):
     """Copy a Hugging Face Gemma 3 state dict `params` into our model, in place.
 
@@ -480,6 +495,7 @@ def load_weights_into_gemma(model, param_config, params):
         print("Model uses weight tying.")
 
 
+# Copied from ch05/12_gemma3/standalone-gemma3-plus-kvcache.ipynb::generate_text_basic_stream
 def generate_text_basic_stream(model, token_ids, max_new_tokens, eos_token_id=None,
                                context_size=None):
     """Greedy decoding with a KV cache, yielding each new token (batch, 1).

@@ -22,7 +22,7 @@ import torch.nn as nn
 from downloads import GPT2_BPE_FILES, atomic_write, download_file
 
 
-# From chapter 3
+# Copied from ch03/01_main-chapter-code/ch03.ipynb::MultiHeadAttention
 class MultiHeadAttention(nn.Module):
     """Causal multi-head self-attention with one set of projection matrices.
 
@@ -86,7 +86,7 @@ class MultiHeadAttention(nn.Module):
         return x.transpose(1, 2)
 
 
-# From chapter 4
+# Copied from ch04/01_main-chapter-code/ch04.ipynb::GPT_CONFIG_124M
 GPT_CONFIG_124M = {
     "vocab_size": 50257,     # GPT-2's BPE vocabulary
     "context_length": 1024,  # longest input the model accepts
@@ -98,7 +98,7 @@ GPT_CONFIG_124M = {
 }
 
 
-# From chapter 4
+# Copied from ch04/01_main-chapter-code/ch04.ipynb::LayerNorm
 class LayerNorm(nn.Module):
     """Normalize each token's vector to mean 0 and variance 1, then rescale.
 
@@ -119,7 +119,7 @@ class LayerNorm(nn.Module):
         return self.scale * norm_x + self.shift
 
 
-# From chapter 4
+# Copied from ch04/01_main-chapter-code/ch04.ipynb::GELU
 class GELU(nn.Module):
     """GELU activation in the tanh approximation that GPT-2 was trained with."""
 
@@ -129,7 +129,7 @@ class GELU(nn.Module):
         ))
 
 
-# From chapter 4
+# Copied from ch04/01_main-chapter-code/ch04.ipynb::FeedForward
 class FeedForward(nn.Module):
     """Expand each token to 4x the embedding size, apply GELU, project back."""
 
@@ -145,7 +145,7 @@ class FeedForward(nn.Module):
         return self.layers(x)
 
 
-# From chapter 4
+# Copied from ch04/01_main-chapter-code/ch04.ipynb::TransformerBlock
 class TransformerBlock(nn.Module):
     """Attention and feed-forward, each pre-normalized and wrapped in a shortcut."""
 
@@ -170,7 +170,7 @@ class TransformerBlock(nn.Module):
         return x
 
 
-# From chapter 4
+# Copied from ch04/01_main-chapter-code/ch04.ipynb::GPTModel
 class GPTModel(nn.Module):
     """GPT-2: embeddings, a stack of transformer blocks, and a vocabulary head."""
 
@@ -195,7 +195,7 @@ class GPTModel(nn.Module):
         return self.out_head(x)
 
 
-# From chapter 4
+# Copied from ch04/01_main-chapter-code/ch04.ipynb::generate_text_simple
 def generate_text_simple(model, idx, max_new_tokens, context_size):
     """Greedily append `max_new_tokens` token ids to the batch `idx`.
 
@@ -212,20 +212,20 @@ def generate_text_simple(model, idx, max_new_tokens, context_size):
     return idx
 
 
-# From chapter 5
+# Copied from ch05/01_main-chapter-code/ch05.ipynb::text_to_token_ids
 def text_to_token_ids(text, tokenizer):
     """Encode `text` as a (1, num_tokens) tensor: a batch holding one sequence."""
     encoded = tokenizer.encode(text, allowed_special={"<|endoftext|>"})
     return torch.tensor(encoded).unsqueeze(0)
 
 
-# From chapter 5
+# Copied from ch05/01_main-chapter-code/ch05.ipynb::token_ids_to_text
 def token_ids_to_text(token_ids, tokenizer):
     """Decode a (1, num_tokens) or (num_tokens,) tensor of token ids to text."""
     return tokenizer.decode(token_ids.squeeze(0).tolist())
 
 
-# From chapter 5
+# Copied from ch05/01_main-chapter-code/ch05.ipynb::save_checkpoint
 def save_checkpoint(path, model, optimizer=None, config=None):
     """Save the model (and optimizer state and config, if given) to `path`.
 
@@ -244,7 +244,7 @@ def save_checkpoint(path, model, optimizer=None, config=None):
         torch.save(checkpoint, f)
 
 
-# From chapter 5
+# Copied from ch05/01_main-chapter-code/ch05.ipynb::load_checkpoint
 def load_checkpoint(path, model, optimizer=None, map_location="cpu"):
     """Load a checkpoint written by `save_checkpoint` into `model` (and `optimizer`).
 
@@ -284,7 +284,7 @@ def load_checkpoint(path, model, optimizer=None, map_location="cpu"):
     return checkpoint
 
 
-# From chapter 5
+# Copied from ch05/01_main-chapter-code/ch05.ipynb::read_checkpoint_config
 def read_checkpoint_config(path):
     """The model configuration stored in a checkpoint by `save_checkpoint`."""
     checkpoint = torch.load(path, map_location="cpu", weights_only=True)
@@ -293,7 +293,7 @@ def read_checkpoint_config(path):
     return checkpoint["config"]
 
 
-# From chapter 5
+# Copied from ch02/02_bonus_bytepair-encoder/script_helpers.py::default_device
 def default_device():
     return torch.device(
         "cuda" if torch.cuda.is_available()
@@ -302,19 +302,19 @@ def default_device():
     )
 
 
-# From chapter 5
+# Copied from ch05/01_main-chapter-code/gpt_download.py::GPT2_MODEL_SIZES
 GPT2_MODEL_SIZES = ("124M", "355M", "774M", "1558M")
 
 
-# From chapter 5
+# Copied from ch05/01_main-chapter-code/gpt_download.py::GPT2_BASE_URL
 GPT2_BASE_URL = "https://openaipublic.blob.core.windows.net/gpt-2/models"
 
 
-# From chapter 5
+# Copied from ch05/01_main-chapter-code/gpt_download.py::GPT2_BACKUP_BASE_URL
 GPT2_BACKUP_BASE_URL = "https://f001.backblazeb2.com/file/LLMs-from-scratch/gpt2"
 
 
-# From chapter 5
+# Copied from ch05/01_main-chapter-code/gpt_download.py::GPT2_FILES
 GPT2_FILES = (
     "checkpoint",                      # names the checkpoint ("model.ckpt")
     "encoder.json",                    # BPE vocabulary: token string -> id
@@ -326,16 +326,16 @@ GPT2_FILES = (
 )
 
 
-# From chapter 5
+# Copied from ch05/01_main-chapter-code/gpt_download.py::KNOWN_SHA256
 KNOWN_SHA256 = {name: sha256 for name, (_, sha256) in GPT2_BPE_FILES.items()}
 
 
-# From chapter 5
+# Copied from ch05/01_main-chapter-code/gpt_download.py::DamagedFileError
 class DamagedFileError(RuntimeError):
     """A GPT-2 file is not what its name says; it has been removed."""
 
 
-# From chapter 5
+# Copied from ch05/01_main-chapter-code/gpt_download.py::fetch_checked
 def fetch_checked(model_size, path):
     """Download one release file (if missing) and check it; a damaged one is fetched again."""
     for attempt in (1, 2):
@@ -356,20 +356,20 @@ def fetch_checked(model_size, path):
         print(f"{message}; downloading it again")
 
 
-# From chapter 5
 # TensorFlow's checkpoint index is a table file that ends with this magic number.
+# Copied from ch05/01_main-chapter-code/gpt_download.py::TF_TABLE_MAGIC
 TF_TABLE_MAGIC = bytes.fromhex("57fb808b247547db")
 
 
-# From chapter 5
+# Copied from ch05/01_main-chapter-code/gpt_download.py::DATA_FILE
 DATA_FILE = "model.ckpt.data-00000-of-00001"
 
 
-# From chapter 5
+# Copied from ch05/01_main-chapter-code/gpt_download.py::HTML_STARTS
 HTML_STARTS = (b"<!doctype", b"<html", b"<?xml", b"<error", b"<head", b"<body")
 
 
-# From chapter 5
+# Copied from ch05/01_main-chapter-code/gpt_download.py::gpt2_file_problem
 def gpt2_file_problem(path):
     """What is wrong with a release file, or None when it can be what its name says."""
     size = path.stat().st_size
@@ -398,7 +398,7 @@ def gpt2_file_problem(path):
     return None
 
 
-# From chapter 5
+# Copied from ch05/01_main-chapter-code/gpt_download.py::download_and_load_gpt2
 def download_and_load_gpt2(model_size, models_dir="gpt2"):
     """Get GPT-2 `model_size` into `models_dir/model_size` and read it.
 
@@ -427,7 +427,7 @@ def download_and_load_gpt2(model_size, models_dir="gpt2"):
     return settings, params
 
 
-# From chapter 5
+# Copied from ch05/01_main-chapter-code/gpt_download.py::import_tensorflow
 def import_tensorflow():
     """Import TensorFlow, or explain how to get it."""
     # Hide TensorFlow's start-up notes about CPU instructions and GPUs.
@@ -442,7 +442,7 @@ def import_tensorflow():
     return tf
 
 
-# From chapter 5
+# Copied from ch05/01_main-chapter-code/gpt_download.py::load_gpt2_params_from_tf_ckpt
 def load_gpt2_params_from_tf_ckpt(model_dir, settings):
     """Read the TensorFlow checkpoint in `model_dir` into nested dictionaries.
 
@@ -492,7 +492,7 @@ def load_gpt2_params_from_tf_ckpt(model_dir, settings):
     return params
 
 
-# From chapter 5
+# Copied from ch05/01_main-chapter-code/ch05.ipynb::assign_checked
 def assign_checked(param, values, name):
     """Copy `values` (a NumPy array) into the model parameter `param`, in place.
 
@@ -509,7 +509,7 @@ def assign_checked(param, values, name):
         param.copy_(values)
 
 
-# From chapter 5
+# Copied from ch05/01_main-chapter-code/ch05.ipynb::load_weights_into_gpt
 def load_weights_into_gpt(gpt, params):
     """Copy OpenAI's GPT-2 weights (from `download_and_load_gpt2`) into `gpt`.
 
@@ -564,7 +564,7 @@ def load_weights_into_gpt(gpt, params):
     assign_checked(gpt.out_head.weight, params["wte"], "out_head.weight")
 
 
-# From chapter 5
+# Copied from ch05/01_main-chapter-code/gpt_generate.py::gpt_config_from_hparams
 def gpt_config_from_hparams(settings):
     """Our GPTModel configuration for OpenAI's hparams.json.
 

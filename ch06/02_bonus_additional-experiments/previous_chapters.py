@@ -29,7 +29,7 @@ import torch.nn as nn
 from downloads import GPT2_BPE_FILES, atomic_write, download_file
 
 
-# From chapters 3 and 4
+# Copied from ch03/01_main-chapter-code/ch03.ipynb::MultiHeadAttention
 class MultiHeadAttention(nn.Module):
     """Causal multi-head self-attention with one set of projection matrices.
 
@@ -93,7 +93,7 @@ class MultiHeadAttention(nn.Module):
         return x.transpose(1, 2)
 
 
-# From chapters 3 and 4
+# Copied from ch04/01_main-chapter-code/ch04.ipynb::GPT_CONFIG_124M
 GPT_CONFIG_124M = {
     "vocab_size": 50257,     # GPT-2's BPE vocabulary
     "context_length": 1024,  # longest input the model accepts
@@ -105,7 +105,7 @@ GPT_CONFIG_124M = {
 }
 
 
-# From chapters 3 and 4
+# Copied from ch04/01_main-chapter-code/ch04.ipynb::LayerNorm
 class LayerNorm(nn.Module):
     """Normalize each token's vector to mean 0 and variance 1, then rescale.
 
@@ -126,7 +126,7 @@ class LayerNorm(nn.Module):
         return self.scale * norm_x + self.shift
 
 
-# From chapters 3 and 4
+# Copied from ch04/01_main-chapter-code/ch04.ipynb::GELU
 class GELU(nn.Module):
     """GELU activation in the tanh approximation that GPT-2 was trained with."""
 
@@ -136,7 +136,7 @@ class GELU(nn.Module):
         ))
 
 
-# From chapters 3 and 4
+# Copied from ch04/01_main-chapter-code/ch04.ipynb::FeedForward
 class FeedForward(nn.Module):
     """Expand each token to 4x the embedding size, apply GELU, project back."""
 
@@ -152,7 +152,7 @@ class FeedForward(nn.Module):
         return self.layers(x)
 
 
-# From chapters 3 and 4
+# Copied from ch04/01_main-chapter-code/ch04.ipynb::TransformerBlock
 class TransformerBlock(nn.Module):
     """Attention and feed-forward, each pre-normalized and wrapped in a shortcut."""
 
@@ -177,7 +177,7 @@ class TransformerBlock(nn.Module):
         return x
 
 
-# From chapters 3 and 4
+# Copied from ch04/01_main-chapter-code/ch04.ipynb::GPTModel
 class GPTModel(nn.Module):
     """GPT-2: embeddings, a stack of transformer blocks, and a vocabulary head."""
 
@@ -202,19 +202,19 @@ class GPTModel(nn.Module):
         return self.out_head(x)
 
 
-# From chapter 5
+# Copied from ch05/01_main-chapter-code/gpt_download.py::GPT2_MODEL_SIZES
 GPT2_MODEL_SIZES = ("124M", "355M", "774M", "1558M")
 
 
-# From chapter 5
+# Copied from ch05/01_main-chapter-code/gpt_download.py::GPT2_BASE_URL
 GPT2_BASE_URL = "https://openaipublic.blob.core.windows.net/gpt-2/models"
 
 
-# From chapter 5
+# Copied from ch05/01_main-chapter-code/gpt_download.py::GPT2_BACKUP_BASE_URL
 GPT2_BACKUP_BASE_URL = "https://f001.backblazeb2.com/file/LLMs-from-scratch/gpt2"
 
 
-# From chapter 5
+# Copied from ch05/01_main-chapter-code/gpt_download.py::GPT2_FILES
 GPT2_FILES = (
     "checkpoint",                      # names the checkpoint ("model.ckpt")
     "encoder.json",                    # BPE vocabulary: token string -> id
@@ -226,16 +226,16 @@ GPT2_FILES = (
 )
 
 
-# From chapter 5
+# Copied from ch05/01_main-chapter-code/gpt_download.py::KNOWN_SHA256
 KNOWN_SHA256 = {name: sha256 for name, (_, sha256) in GPT2_BPE_FILES.items()}
 
 
-# From chapter 5
+# Copied from ch05/01_main-chapter-code/gpt_download.py::DamagedFileError
 class DamagedFileError(RuntimeError):
     """A GPT-2 file is not what its name says; it has been removed."""
 
 
-# From chapter 5
+# Copied from ch05/01_main-chapter-code/gpt_download.py::fetch_checked
 def fetch_checked(model_size, path):
     """Download one release file (if missing) and check it; a damaged one is fetched again."""
     for attempt in (1, 2):
@@ -256,20 +256,20 @@ def fetch_checked(model_size, path):
         print(f"{message}; downloading it again")
 
 
-# From chapter 5
 # TensorFlow's checkpoint index is a table file that ends with this magic number.
+# Copied from ch05/01_main-chapter-code/gpt_download.py::TF_TABLE_MAGIC
 TF_TABLE_MAGIC = bytes.fromhex("57fb808b247547db")
 
 
-# From chapter 5
+# Copied from ch05/01_main-chapter-code/gpt_download.py::DATA_FILE
 DATA_FILE = "model.ckpt.data-00000-of-00001"
 
 
-# From chapter 5
+# Copied from ch05/01_main-chapter-code/gpt_download.py::HTML_STARTS
 HTML_STARTS = (b"<!doctype", b"<html", b"<?xml", b"<error", b"<head", b"<body")
 
 
-# From chapter 5
+# Copied from ch05/01_main-chapter-code/gpt_download.py::gpt2_file_problem
 def gpt2_file_problem(path):
     """What is wrong with a release file, or None when it can be what its name says."""
     size = path.stat().st_size
@@ -298,7 +298,7 @@ def gpt2_file_problem(path):
     return None
 
 
-# From chapter 5
+# Copied from ch05/01_main-chapter-code/gpt_download.py::download_and_load_gpt2
 def download_and_load_gpt2(model_size, models_dir="gpt2"):
     """Get GPT-2 `model_size` into `models_dir/model_size` and read it.
 
@@ -327,7 +327,7 @@ def download_and_load_gpt2(model_size, models_dir="gpt2"):
     return settings, params
 
 
-# From chapter 5
+# Copied from ch05/01_main-chapter-code/gpt_download.py::import_tensorflow
 def import_tensorflow():
     """Import TensorFlow, or explain how to get it."""
     # Hide TensorFlow's start-up notes about CPU instructions and GPUs.
@@ -342,7 +342,7 @@ def import_tensorflow():
     return tf
 
 
-# From chapter 5
+# Copied from ch05/01_main-chapter-code/gpt_download.py::load_gpt2_params_from_tf_ckpt
 def load_gpt2_params_from_tf_ckpt(model_dir, settings):
     """Read the TensorFlow checkpoint in `model_dir` into nested dictionaries.
 
@@ -392,7 +392,7 @@ def load_gpt2_params_from_tf_ckpt(model_dir, settings):
     return params
 
 
-# From chapter 5
+# Copied from ch05/01_main-chapter-code/ch05.ipynb::assign_checked
 def assign_checked(param, values, name):
     """Copy `values` (a NumPy array) into the model parameter `param`, in place.
 
@@ -409,7 +409,7 @@ def assign_checked(param, values, name):
         param.copy_(values)
 
 
-# From chapter 5
+# Copied from ch05/01_main-chapter-code/ch05.ipynb::load_weights_into_gpt
 def load_weights_into_gpt(gpt, params):
     """Copy OpenAI's GPT-2 weights (from `download_and_load_gpt2`) into `gpt`.
 
@@ -464,7 +464,7 @@ def load_weights_into_gpt(gpt, params):
     assign_checked(gpt.out_head.weight, params["wte"], "out_head.weight")
 
 
-# From chapter 5
+# Copied from ch05/01_main-chapter-code/gpt_generate.py::gpt_config_from_hparams
 def gpt_config_from_hparams(settings):
     """Our GPTModel configuration for OpenAI's hparams.json.
 
@@ -482,9 +482,9 @@ def gpt_config_from_hparams(settings):
     }
 
 
-# From chapter 5
 # Embedding size, heads and blocks of OpenAI's four GPT-2 sizes: the shape a
 # --checkpoint without a stored configuration is read with.
+# Copied from ch05/01_main-chapter-code/gpt_generate.py::GPT2_SHAPES
 GPT2_SHAPES = {
     "124M": {"emb_dim": 768, "n_heads": 12, "n_layers": 12},
     "355M": {"emb_dim": 1024, "n_heads": 16, "n_layers": 24},
@@ -493,29 +493,29 @@ GPT2_SHAPES = {
 }
 
 
-# From chapter 6
+# Copied from ch06/01_main-chapter-code/ch06.ipynb::SMS_SPAM_URL
 SMS_SPAM_URL = "https://archive.ics.uci.edu/static/public/228/sms+spam+collection.zip"
 
 
-# From chapter 6
 # sha256 of the extracted SMSSpamCollection file (zips of the same data differ)
+# Copied from ch06/01_main-chapter-code/ch06.ipynb::SMS_SPAM_SHA256
 SMS_SPAM_SHA256 = "edc1f2ca36319ca36c6f80fede2f6ae5f81335289352485f3924df077ec20266"
 
 
-# From chapter 6
 # Every released GPT-2 size reads 1,024 tokens at most.
+# Copied from ch06/01_main-chapter-code/gpt_class_finetune.py::GPT2_CONTEXT_LENGTH
 GPT2_CONTEXT_LENGTH = 1024
 
 
-# From chapter 6
+# Copied from ch06/01_main-chapter-code/gpt_class_finetune.py::TEST_MODE_EXAMPLES
 TEST_MODE_EXAMPLES = 16  # per split
 
 
-# From chapter 6
+# Copied from ch06/01_main-chapter-code/gpt_class_finetune.py::NUM_CLASSES
 NUM_CLASSES = 2  # 0: not spam ("ham"), 1: spam
 
 
-# From chapter 6
+# Copied from ch06/01_main-chapter-code/ch06.ipynb::file_sha256
 def file_sha256(path):
     """The sha256 hex digest of the file at `path`."""
     digest = hashlib.sha256()
@@ -525,7 +525,7 @@ def file_sha256(path):
     return digest.hexdigest()
 
 
-# From chapter 6
+# Copied from ch06/01_main-chapter-code/ch06.ipynb::download_and_unzip_spam_data
 def download_and_unzip_spam_data(url, zip_path, extracted_path, data_file_path):
     """Get the SMS Spam Collection into `data_file_path`; return that path.
 
@@ -573,7 +573,7 @@ def download_and_unzip_spam_data(url, zip_path, extracted_path, data_file_path):
     return data_file_path
 
 
-# From chapter 6
+# Copied from ch06/01_main-chapter-code/ch06.ipynb::create_balanced_dataset
 def create_balanced_dataset(df):
     """As many "ham" rows as "spam" rows; the labels stay "ham" and "spam".
 
@@ -590,7 +590,7 @@ def create_balanced_dataset(df):
     return pd.concat([ham_subset, spam])
 
 
-# From chapter 6
+# Copied from ch06/01_main-chapter-code/ch06.ipynb::random_split
 def random_split(df, train_frac, validation_frac):
     """Shuffle `df` (seeded) and cut it into training, validation and test parts.
 
@@ -604,7 +604,7 @@ def random_split(df, train_frac, validation_frac):
     return df[:train_end], df[train_end:validation_end], df[validation_end:]
 
 
-# From chapter 6
+# Copied from ch06/01_main-chapter-code/gpt_class_finetune.py::write_splits
 def write_splits(data_file_path, data_dir):
     """Balance and split the collection; write train/validation/test CSVs atomically."""
     df = pd.read_csv(data_file_path, sep="\t", header=None, names=["Label", "Text"])
@@ -620,7 +620,7 @@ def write_splits(data_file_path, data_dir):
     return paths
 
 
-# From chapter 6
+# Copied from ch06/01_main-chapter-code/gpt_class_finetune.py::context_length_arg
 def context_length_arg(value):
     """--context-length: one of the two named choices or a positive token count."""
     if value in ("longest_training_example", "model_context_length"):
@@ -636,7 +636,7 @@ def context_length_arg(value):
     return value
 
 
-# From appendix E (home: chapter 7)
+# Copied from ch07/01_main-chapter-code/exercise-solutions.ipynb::LoRALayer
 class LoRALayer(torch.nn.Module):
     """The low-rank update (alpha / rank) * x A B that LoRA adds to a frozen layer.
 
@@ -663,7 +663,7 @@ class LoRALayer(torch.nn.Module):
         return f"in_dim={in_dim}, out_dim={out_dim}, rank={self.rank}, alpha={self.alpha}"
 
 
-# From appendix E (home: chapter 7)
+# Copied from ch07/01_main-chapter-code/exercise-solutions.ipynb::LinearWithLoRA
 class LinearWithLoRA(torch.nn.Module):
     """An nn.Linear `linear` plus a LoRA update of the given rank and alpha."""
 
@@ -679,7 +679,7 @@ class LinearWithLoRA(torch.nn.Module):
         return self.linear(x) + self.lora(x)
 
 
-# From appendix E (home: chapter 7)
+# Copied from ch07/01_main-chapter-code/exercise-solutions.ipynb::replace_linear_with_lora
 def replace_linear_with_lora(model, rank, alpha):
     """Wrap every nn.Linear inside `model` (at any depth) in a LinearWithLoRA, in place."""
     for name, module in model.named_children():
@@ -689,7 +689,7 @@ def replace_linear_with_lora(model, rank, alpha):
             replace_linear_with_lora(module, rank, alpha)
 
 
-# From appendix E
+# Copied from appendix-E/01_main-chapter-code/appendix-E.ipynb::LinearWithLoRAMerged
 class LinearWithLoRAMerged(LinearWithLoRA):
     """LinearWithLoRA computed with the merged weight W + scale * (A B)^T in the forward pass.
 
@@ -704,7 +704,7 @@ class LinearWithLoRAMerged(LinearWithLoRA):
         return torch.nn.functional.linear(x, weight, self.linear.bias)
 
 
-# From appendix E
+# Copied from appendix-E/01_main-chapter-code/appendix-E.ipynb::replace_linear_with_lora_merged
 def replace_linear_with_lora_merged(model, rank, alpha):
     """Wrap every nn.Linear inside `model` (at any depth) in a LinearWithLoRAMerged, in place."""
     for name, module in model.named_children():

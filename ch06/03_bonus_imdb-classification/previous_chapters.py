@@ -46,7 +46,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
 
-# From chapters 3 and 4
+# Copied from ch03/01_main-chapter-code/ch03.ipynb::MultiHeadAttention
 class MultiHeadAttention(nn.Module):
     """Causal multi-head self-attention with one set of projection matrices.
 
@@ -110,7 +110,7 @@ class MultiHeadAttention(nn.Module):
         return x.transpose(1, 2)
 
 
-# From chapters 3 and 4
+# Copied from ch04/01_main-chapter-code/ch04.ipynb::GPT_CONFIG_124M
 GPT_CONFIG_124M = {
     "vocab_size": 50257,     # GPT-2's BPE vocabulary
     "context_length": 1024,  # longest input the model accepts
@@ -122,7 +122,7 @@ GPT_CONFIG_124M = {
 }
 
 
-# From chapters 3 and 4
+# Copied from ch04/01_main-chapter-code/ch04.ipynb::LayerNorm
 class LayerNorm(nn.Module):
     """Normalize each token's vector to mean 0 and variance 1, then rescale.
 
@@ -143,7 +143,7 @@ class LayerNorm(nn.Module):
         return self.scale * norm_x + self.shift
 
 
-# From chapters 3 and 4
+# Copied from ch04/01_main-chapter-code/ch04.ipynb::GELU
 class GELU(nn.Module):
     """GELU activation in the tanh approximation that GPT-2 was trained with."""
 
@@ -153,7 +153,7 @@ class GELU(nn.Module):
         ))
 
 
-# From chapters 3 and 4
+# Copied from ch04/01_main-chapter-code/ch04.ipynb::FeedForward
 class FeedForward(nn.Module):
     """Expand each token to 4x the embedding size, apply GELU, project back."""
 
@@ -169,7 +169,7 @@ class FeedForward(nn.Module):
         return self.layers(x)
 
 
-# From chapters 3 and 4
+# Copied from ch04/01_main-chapter-code/ch04.ipynb::TransformerBlock
 class TransformerBlock(nn.Module):
     """Attention and feed-forward, each pre-normalized and wrapped in a shortcut."""
 
@@ -194,7 +194,7 @@ class TransformerBlock(nn.Module):
         return x
 
 
-# From chapters 3 and 4
+# Copied from ch04/01_main-chapter-code/ch04.ipynb::GPTModel
 class GPTModel(nn.Module):
     """GPT-2: embeddings, a stack of transformer blocks, and a vocabulary head."""
 
@@ -219,19 +219,19 @@ class GPTModel(nn.Module):
         return self.out_head(x)
 
 
-# From chapter 5
+# Copied from ch05/01_main-chapter-code/gpt_download.py::GPT2_MODEL_SIZES
 GPT2_MODEL_SIZES = ("124M", "355M", "774M", "1558M")
 
 
-# From chapter 5
+# Copied from ch05/01_main-chapter-code/gpt_download.py::GPT2_BASE_URL
 GPT2_BASE_URL = "https://openaipublic.blob.core.windows.net/gpt-2/models"
 
 
-# From chapter 5
+# Copied from ch05/01_main-chapter-code/gpt_download.py::GPT2_BACKUP_BASE_URL
 GPT2_BACKUP_BASE_URL = "https://f001.backblazeb2.com/file/LLMs-from-scratch/gpt2"
 
 
-# From chapter 5
+# Copied from ch05/01_main-chapter-code/gpt_download.py::GPT2_FILES
 GPT2_FILES = (
     "checkpoint",                      # names the checkpoint ("model.ckpt")
     "encoder.json",                    # BPE vocabulary: token string -> id
@@ -243,16 +243,16 @@ GPT2_FILES = (
 )
 
 
-# From chapter 5
+# Copied from ch05/01_main-chapter-code/gpt_download.py::KNOWN_SHA256
 KNOWN_SHA256 = {name: sha256 for name, (_, sha256) in GPT2_BPE_FILES.items()}
 
 
-# From chapter 5
+# Copied from ch05/01_main-chapter-code/gpt_download.py::DamagedFileError
 class DamagedFileError(RuntimeError):
     """A GPT-2 file is not what its name says; it has been removed."""
 
 
-# From chapter 5
+# Copied from ch05/01_main-chapter-code/gpt_download.py::fetch_checked
 def fetch_checked(model_size, path):
     """Download one release file (if missing) and check it; a damaged one is fetched again."""
     for attempt in (1, 2):
@@ -273,20 +273,20 @@ def fetch_checked(model_size, path):
         print(f"{message}; downloading it again")
 
 
-# From chapter 5
 # TensorFlow's checkpoint index is a table file that ends with this magic number.
+# Copied from ch05/01_main-chapter-code/gpt_download.py::TF_TABLE_MAGIC
 TF_TABLE_MAGIC = bytes.fromhex("57fb808b247547db")
 
 
-# From chapter 5
+# Copied from ch05/01_main-chapter-code/gpt_download.py::DATA_FILE
 DATA_FILE = "model.ckpt.data-00000-of-00001"
 
 
-# From chapter 5
+# Copied from ch05/01_main-chapter-code/gpt_download.py::HTML_STARTS
 HTML_STARTS = (b"<!doctype", b"<html", b"<?xml", b"<error", b"<head", b"<body")
 
 
-# From chapter 5
+# Copied from ch05/01_main-chapter-code/gpt_download.py::gpt2_file_problem
 def gpt2_file_problem(path):
     """What is wrong with a release file, or None when it can be what its name says."""
     size = path.stat().st_size
@@ -315,7 +315,7 @@ def gpt2_file_problem(path):
     return None
 
 
-# From chapter 5
+# Copied from ch05/01_main-chapter-code/gpt_download.py::download_and_load_gpt2
 def download_and_load_gpt2(model_size, models_dir="gpt2"):
     """Get GPT-2 `model_size` into `models_dir/model_size` and read it.
 
@@ -344,7 +344,7 @@ def download_and_load_gpt2(model_size, models_dir="gpt2"):
     return settings, params
 
 
-# From chapter 5
+# Copied from ch05/01_main-chapter-code/gpt_download.py::import_tensorflow
 def import_tensorflow():
     """Import TensorFlow, or explain how to get it."""
     # Hide TensorFlow's start-up notes about CPU instructions and GPUs.
@@ -359,7 +359,7 @@ def import_tensorflow():
     return tf
 
 
-# From chapter 5
+# Copied from ch05/01_main-chapter-code/gpt_download.py::load_gpt2_params_from_tf_ckpt
 def load_gpt2_params_from_tf_ckpt(model_dir, settings):
     """Read the TensorFlow checkpoint in `model_dir` into nested dictionaries.
 
@@ -409,7 +409,7 @@ def load_gpt2_params_from_tf_ckpt(model_dir, settings):
     return params
 
 
-# From chapter 5
+# Copied from ch05/01_main-chapter-code/ch05.ipynb::assign_checked
 def assign_checked(param, values, name):
     """Copy `values` (a NumPy array) into the model parameter `param`, in place.
 
@@ -426,7 +426,7 @@ def assign_checked(param, values, name):
         param.copy_(values)
 
 
-# From chapter 5
+# Copied from ch05/01_main-chapter-code/ch05.ipynb::load_weights_into_gpt
 def load_weights_into_gpt(gpt, params):
     """Copy OpenAI's GPT-2 weights (from `download_and_load_gpt2`) into `gpt`.
 
@@ -481,7 +481,7 @@ def load_weights_into_gpt(gpt, params):
     assign_checked(gpt.out_head.weight, params["wte"], "out_head.weight")
 
 
-# From chapter 5
+# Copied from ch05/01_main-chapter-code/gpt_generate.py::gpt_config_from_hparams
 def gpt_config_from_hparams(settings):
     """Our GPTModel configuration for OpenAI's hparams.json.
 
@@ -499,9 +499,9 @@ def gpt_config_from_hparams(settings):
     }
 
 
-# From chapter 5
 # Embedding size, heads and blocks of OpenAI's four GPT-2 sizes: the shape a
 # --checkpoint without a stored configuration is read with.
+# Copied from ch05/01_main-chapter-code/gpt_generate.py::GPT2_SHAPES
 GPT2_SHAPES = {
     "124M": {"emb_dim": 768, "n_heads": 12, "n_layers": 12},
     "355M": {"emb_dim": 1024, "n_heads": 16, "n_layers": 24},
@@ -510,29 +510,29 @@ GPT2_SHAPES = {
 }
 
 
-# From chapter 6
+# Copied from ch06/01_main-chapter-code/ch06.ipynb::SMS_SPAM_URL
 SMS_SPAM_URL = "https://archive.ics.uci.edu/static/public/228/sms+spam+collection.zip"
 
 
-# From chapter 6
 # sha256 of the extracted SMSSpamCollection file (zips of the same data differ)
+# Copied from ch06/01_main-chapter-code/ch06.ipynb::SMS_SPAM_SHA256
 SMS_SPAM_SHA256 = "edc1f2ca36319ca36c6f80fede2f6ae5f81335289352485f3924df077ec20266"
 
 
-# From chapter 6
 # Every released GPT-2 size reads 1,024 tokens at most.
+# Copied from ch06/01_main-chapter-code/gpt_class_finetune.py::GPT2_CONTEXT_LENGTH
 GPT2_CONTEXT_LENGTH = 1024
 
 
-# From chapter 6
+# Copied from ch06/01_main-chapter-code/gpt_class_finetune.py::TEST_MODE_EXAMPLES
 TEST_MODE_EXAMPLES = 16  # per split
 
 
-# From chapter 6
+# Copied from ch06/01_main-chapter-code/gpt_class_finetune.py::NUM_CLASSES
 NUM_CLASSES = 2  # 0: not spam ("ham"), 1: spam
 
 
-# From chapter 6
+# Copied from ch06/01_main-chapter-code/ch06.ipynb::file_sha256
 def file_sha256(path):
     """The sha256 hex digest of the file at `path`."""
     digest = hashlib.sha256()
@@ -542,7 +542,7 @@ def file_sha256(path):
     return digest.hexdigest()
 
 
-# From chapter 6
+# Copied from ch06/01_main-chapter-code/ch06.ipynb::download_and_unzip_spam_data
 def download_and_unzip_spam_data(url, zip_path, extracted_path, data_file_path):
     """Get the SMS Spam Collection into `data_file_path`; return that path.
 
@@ -590,7 +590,7 @@ def download_and_unzip_spam_data(url, zip_path, extracted_path, data_file_path):
     return data_file_path
 
 
-# From chapter 6
+# Copied from ch06/01_main-chapter-code/ch06.ipynb::create_balanced_dataset
 def create_balanced_dataset(df):
     """As many "ham" rows as "spam" rows; the labels stay "ham" and "spam".
 
@@ -607,7 +607,7 @@ def create_balanced_dataset(df):
     return pd.concat([ham_subset, spam])
 
 
-# From chapter 6
+# Copied from ch06/01_main-chapter-code/ch06.ipynb::random_split
 def random_split(df, train_frac, validation_frac):
     """Shuffle `df` (seeded) and cut it into training, validation and test parts.
 
@@ -621,7 +621,7 @@ def random_split(df, train_frac, validation_frac):
     return df[:train_end], df[train_end:validation_end], df[validation_end:]
 
 
-# From chapter 6
+# Copied from ch06/01_main-chapter-code/gpt_class_finetune.py::write_splits
 def write_splits(data_file_path, data_dir):
     """Balance and split the collection; write train/validation/test CSVs atomically."""
     df = pd.read_csv(data_file_path, sep="\t", header=None, names=["Label", "Text"])
@@ -637,7 +637,7 @@ def write_splits(data_file_path, data_dir):
     return paths
 
 
-# From chapter 6
+# Copied from ch06/01_main-chapter-code/gpt_class_finetune.py::context_length_arg
 def context_length_arg(value):
     """--context-length: one of the two named choices or a positive token count."""
     if value in ("longest_training_example", "model_context_length"):
@@ -653,7 +653,7 @@ def context_length_arg(value):
     return value
 
 
-# From appendix E (home: chapter 7)
+# Copied from ch07/01_main-chapter-code/exercise-solutions.ipynb::LoRALayer
 class LoRALayer(torch.nn.Module):
     """The low-rank update (alpha / rank) * x A B that LoRA adds to a frozen layer.
 
@@ -680,7 +680,7 @@ class LoRALayer(torch.nn.Module):
         return f"in_dim={in_dim}, out_dim={out_dim}, rank={self.rank}, alpha={self.alpha}"
 
 
-# From appendix E (home: chapter 7)
+# Copied from ch07/01_main-chapter-code/exercise-solutions.ipynb::LinearWithLoRA
 class LinearWithLoRA(torch.nn.Module):
     """An nn.Linear `linear` plus a LoRA update of the given rank and alpha."""
 
@@ -696,7 +696,7 @@ class LinearWithLoRA(torch.nn.Module):
         return self.linear(x) + self.lora(x)
 
 
-# From appendix E (home: chapter 7)
+# Copied from ch07/01_main-chapter-code/exercise-solutions.ipynb::replace_linear_with_lora
 def replace_linear_with_lora(model, rank, alpha):
     """Wrap every nn.Linear inside `model` (at any depth) in a LinearWithLoRA, in place."""
     for name, module in model.named_children():
@@ -706,7 +706,7 @@ def replace_linear_with_lora(model, rank, alpha):
             replace_linear_with_lora(module, rank, alpha)
 
 
-# From appendix E
+# Copied from appendix-E/01_main-chapter-code/appendix-E.ipynb::LinearWithLoRAMerged
 class LinearWithLoRAMerged(LinearWithLoRA):
     """LinearWithLoRA computed with the merged weight W + scale * (A B)^T in the forward pass.
 
@@ -721,7 +721,7 @@ class LinearWithLoRAMerged(LinearWithLoRA):
         return torch.nn.functional.linear(x, weight, self.linear.bias)
 
 
-# From appendix E
+# Copied from appendix-E/01_main-chapter-code/appendix-E.ipynb::replace_linear_with_lora_merged
 def replace_linear_with_lora_merged(model, rank, alpha):
     """Wrap every nn.Linear inside `model` (at any depth) in a LinearWithLoRAMerged, in place."""
     for name, module in model.named_children():
@@ -731,19 +731,19 @@ def replace_linear_with_lora_merged(model, rank, alpha):
             replace_linear_with_lora_merged(module, rank, alpha)
 
 
-# From ch06/02_bonus_additional-experiments
 # --test-mode with --weights random: a tiny GPT with GPT-2's vocabulary and
 # context, three blocks so that "last_two_blocks" differs from "all".
+# Copied from ch06/02_bonus_additional-experiments/additional_experiments.py::EXPERIMENT_TEST_CONFIG
 EXPERIMENT_TEST_CONFIG = {**GPT_CONFIG_124M, "emb_dim": 32, "n_heads": 2, "n_layers": 3,
                           "drop_rate": 0.0, "qkv_bias": True}
 
 
-# From ch06/02_bonus_additional-experiments
+# Copied from ch06/02_bonus_additional-experiments/additional_experiments.py::TRAINABLE_LAYERS
 TRAINABLE_LAYERS = ("last_layer", "last_block", "last_two_blocks", "all", "lora",
                     "lora_alternative")
 
 
-# From ch06/02_bonus_additional-experiments
+# Copied from ch06/02_bonus_additional-experiments/additional_experiments.py::GPT2_BOOK_SIZE_NAMES
 GPT2_BOOK_SIZE_NAMES = {
     "gpt2-small (124M)": "124M",
     "gpt2-medium (355M)": "355M",
@@ -752,12 +752,12 @@ GPT2_BOOK_SIZE_NAMES = {
 }
 
 
-# From ch06/02_bonus_additional-experiments
+# Copied from ch06/02_bonus_additional-experiments/additional_experiments.py::TOKEN_POSITIONS
 TOKEN_POSITIONS = ("first", "last", "flexible")
 
 
-# From ch06/02_bonus_additional-experiments
 # The columns of one results row, in order.
+# Copied from ch06/02_bonus_additional-experiments/additional_experiments.py::EXPERIMENT_FIELDS
 EXPERIMENT_FIELDS = (
     "script", "model_size", "weights", "trainable_layers", "lora_rank", "lora_alpha",
     "trainable_token_pos", "average_embeddings", "context_length", "no_padding",
@@ -767,7 +767,7 @@ EXPERIMENT_FIELDS = (
 )
 
 
-# From ch06/02_bonus_additional-experiments
+# Copied from ch06/02_bonus_additional-experiments/additional_experiments.py::ClassificationDataset
 class ClassificationDataset(Dataset):
     """Texts and labels from a CSV file as (token ids, label, number of real tokens).
 
@@ -810,7 +810,7 @@ class ClassificationDataset(Dataset):
         return len(self.labels)
 
 
-# From ch06/02_bonus_additional-experiments
+# Copied from ch06/02_bonus_additional-experiments/additional_experiments.py::build_gpt
 def build_gpt(args):
     """The GPT of --model-size with OpenAI's weights or random ones, and its configuration.
 
@@ -832,7 +832,7 @@ def build_gpt(args):
     return model, config
 
 
-# From ch06/02_bonus_additional-experiments
+# Copied from ch06/02_bonus_additional-experiments/additional_experiments.py::configure_trainable_layers  # noqa: E501
 def configure_trainable_layers(model, trainable_layers, lora_rank=16, lora_alpha=16):
     """Give `model` a two-class head and leave trainable only what `trainable_layers` says.
 
@@ -865,7 +865,7 @@ def configure_trainable_layers(model, trainable_layers, lora_rank=16, lora_alpha
     return model
 
 
-# From ch06/02_bonus_additional-experiments
+# Copied from ch06/02_bonus_additional-experiments/additional_experiments.py::disable_causal_mask
 def disable_causal_mask(model):
     """Let every token attend to every other one, later ones included.
 
@@ -877,7 +877,7 @@ def disable_causal_mask(model):
     return model
 
 
-# From ch06/02_bonus_additional-experiments
+# Copied from ch06/02_bonus_additional-experiments/additional_experiments.py::class_logits
 def class_logits(model, input_batch, num_tokens, token_pos="last", average_embeddings=False):
     """The (batch, classes) logits the classifier decides from.
 
@@ -901,7 +901,7 @@ def class_logits(model, input_batch, num_tokens, token_pos="last", average_embed
     return logits[:, -1, :]
 
 
-# From ch06/02_bonus_additional-experiments
+# Copied from ch06/02_bonus_additional-experiments/additional_experiments.py::experiment_loss
 def experiment_loss(batch, model, device, args):
     """Cross-entropy of one batch's class logits (targets equal to --ignore-index left out)."""
     input_batch, target_batch, num_tokens = (t.to(device) for t in batch)
@@ -911,7 +911,7 @@ def experiment_loss(batch, model, device, args):
                                              ignore_index=args.ignore_index)
 
 
-# From ch06/02_bonus_additional-experiments
+# Copied from ch06/02_bonus_additional-experiments/additional_experiments.py::experiment_accuracy
 def experiment_accuracy(data_loader, model, device, args, num_batches=None):
     """Share of correctly classified texts in the first `num_batches` batches (all by default)."""
     if len(data_loader) == 0:
@@ -933,7 +933,7 @@ def experiment_accuracy(data_loader, model, device, args, num_batches=None):
     return correct / seen
 
 
-# From ch06/02_bonus_additional-experiments
+# Copied from ch06/02_bonus_additional-experiments/additional_experiments.py::experiment_loss_loader
 def experiment_loss_loader(data_loader, model, device, args, num_batches):
     """Average batch loss over the first `num_batches` batches, without dropout."""
     model.eval()
@@ -948,7 +948,7 @@ def experiment_loss_loader(data_loader, model, device, args, num_batches):
     return total / max(num_batches, 1)
 
 
-# From ch06/02_bonus_additional-experiments
+# Copied from ch06/02_bonus_additional-experiments/additional_experiments.py::train_experiment
 def train_experiment(model, train_loader, val_loader, optimizer, device, args):
     """Chapter 6's training loop with gradient accumulation.
 
@@ -983,13 +983,13 @@ def train_experiment(model, train_loader, val_loader, optimizer, device, args):
                    f"Validation accuracy: {val_acc * 100:.2f}%")
 
 
-# From ch06/02_bonus_additional-experiments
+# Copied from ch06/02_bonus_additional-experiments/additional_experiments.py::gpt2_size_arg
 def gpt2_size_arg(value):
     """--model-size: 124M, 355M, 774M, 1558M, or the book's "gpt2-medium (355M)" spelling."""
     return GPT2_BOOK_SIZE_NAMES.get(value, value)
 
 
-# From ch06/02_bonus_additional-experiments
+# Copied from ch06/02_bonus_additional-experiments/additional_experiments.py::add_training_arguments
 def add_training_arguments(parser, num_epochs=5):
     """--num-epochs, --learning-rate, --batch-size and --seed: every finetuning script has them."""
     parser.add_argument("--num-epochs", type=positive_int, default=num_epochs,
@@ -1001,7 +1001,7 @@ def add_training_arguments(parser, num_epochs=5):
                         help="seed for the random weights, the new head and the shuffling")
 
 
-# From ch06/02_bonus_additional-experiments
+# Copied from ch06/02_bonus_additional-experiments/additional_experiments.py::add_experiment_arguments  # noqa: E501
 def add_experiment_arguments(parser):
     """The options the experiment scripts share (the book repository's names, hyphenated)."""
     add_training_arguments(parser)
@@ -1057,7 +1057,7 @@ def add_experiment_arguments(parser):
     add_device_argument(parser)
 
 
-# From ch06/02_bonus_additional-experiments
+# Copied from ch06/02_bonus_additional-experiments/additional_experiments.py::cannot_compile_reason
 def cannot_compile_reason(device):
     """Why torch.compile cannot work on `device` here (one line), or None if it can.
 
@@ -1076,7 +1076,7 @@ def cannot_compile_reason(device):
     return None
 
 
-# From ch06/02_bonus_additional-experiments
+# Copied from ch06/02_bonus_additional-experiments/additional_experiments.py::check_experiment_args
 def check_experiment_args(parser, args):
     """Checks that involve several options or the results file; exit 2 on a problem."""
     try:
@@ -1095,7 +1095,7 @@ def check_experiment_args(parser, args):
     return args
 
 
-# From ch06/02_bonus_additional-experiments
+# Copied from ch06/02_bonus_additional-experiments/additional_experiments.py::results_header
 def results_header(path):
     """Check that `path` is missing or a results file with our columns (ValueError if not)."""
     path = Path(path)
@@ -1110,7 +1110,7 @@ def results_header(path):
         raise ValueError(f"{path} exists with other columns; name another file")
 
 
-# From ch06/02_bonus_additional-experiments
+# Copied from ch06/02_bonus_additional-experiments/additional_experiments.py::append_result
 def append_result(path, row):
     """Append `row` (a dict with EXPERIMENT_FIELDS) to the CSV file `path`, atomically.
 
@@ -1132,7 +1132,7 @@ def append_result(path, row):
         f.write(old + new_row.getvalue())
 
 
-# From ch06/02_bonus_additional-experiments
+# Copied from ch06/02_bonus_additional-experiments/additional_experiments.py::make_experiment_loaders  # noqa: E501
 def make_experiment_loaders(csv_paths, tokenizer, args, model_context_length):
     """Loaders for the train/validation/test CSVs, and the padding length (None without padding)."""
     if args.context_length == "model_context_length":
@@ -1154,7 +1154,7 @@ def make_experiment_loaders(csv_paths, tokenizer, args, model_context_length):
     return loaders, (None if args.no_padding else train.max_length)
 
 
-# From ch06/02_bonus_additional-experiments
+# Copied from ch06/02_bonus_additional-experiments/additional_experiments.py::run_experiment
 def run_experiment(args, csv_paths, script_name):
     """Build, finetune and evaluate the classifier `args` describes; append the results row.
 

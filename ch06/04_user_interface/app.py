@@ -37,6 +37,7 @@ from previous_chapters import (
     send_text,
 )
 
+# Copied from ch05/06_user_interface/app_orig.py::HERE
 HERE = Path(__file__).resolve().parent
 CLASSIFIER_PATH = Path(os.environ.get(
     "MODEL_PATH", HERE.parent / "01_main-chapter-code" / "review_classifier.pth"))
@@ -82,9 +83,11 @@ def classify_with_probability(text, model, tokenizer, device, max_length=None):
     return label, probabilities[1 if label == "spam" else 0].item()
 
 
+# Copied from ch05/06_user_interface/app_orig.py::DEVICE
 DEVICE = default_device()
 CLASSIFIER = ModelAtStartup(load_classifier, CLASSIFIER_PATH)
 cache_gpt2_tokenizer_files()  # lets tiktoken load GPT-2's BPE with no network
+# Copied from ch05/06_user_interface/app_orig.py::TOKENIZER
 TOKENIZER = tiktoken.get_encoding("gpt2")
 
 

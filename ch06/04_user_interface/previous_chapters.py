@@ -16,7 +16,7 @@ import torch
 import torch.nn as nn
 
 
-# Home: ch03/01_main-chapter-code/ch03.ipynb
+# Copied from ch03/01_main-chapter-code/ch03.ipynb::MultiHeadAttention
 class MultiHeadAttention(nn.Module):
     """Causal multi-head self-attention with one set of projection matrices.
 
@@ -80,7 +80,7 @@ class MultiHeadAttention(nn.Module):
         return x.transpose(1, 2)
 
 
-# Home: ch04/01_main-chapter-code/ch04.ipynb
+# Copied from ch04/01_main-chapter-code/ch04.ipynb::GPT_CONFIG_124M
 GPT_CONFIG_124M = {
     "vocab_size": 50257,     # GPT-2's BPE vocabulary
     "context_length": 1024,  # longest input the model accepts
@@ -92,7 +92,7 @@ GPT_CONFIG_124M = {
 }
 
 
-# Home: ch04/01_main-chapter-code/ch04.ipynb
+# Copied from ch04/01_main-chapter-code/ch04.ipynb::LayerNorm
 class LayerNorm(nn.Module):
     """Normalize each token's vector to mean 0 and variance 1, then rescale.
 
@@ -113,7 +113,7 @@ class LayerNorm(nn.Module):
         return self.scale * norm_x + self.shift
 
 
-# Home: ch04/01_main-chapter-code/ch04.ipynb
+# Copied from ch04/01_main-chapter-code/ch04.ipynb::GELU
 class GELU(nn.Module):
     """GELU activation in the tanh approximation that GPT-2 was trained with."""
 
@@ -123,7 +123,7 @@ class GELU(nn.Module):
         ))
 
 
-# Home: ch04/01_main-chapter-code/ch04.ipynb
+# Copied from ch04/01_main-chapter-code/ch04.ipynb::FeedForward
 class FeedForward(nn.Module):
     """Expand each token to 4x the embedding size, apply GELU, project back."""
 
@@ -139,7 +139,7 @@ class FeedForward(nn.Module):
         return self.layers(x)
 
 
-# Home: ch04/01_main-chapter-code/ch04.ipynb
+# Copied from ch04/01_main-chapter-code/ch04.ipynb::TransformerBlock
 class TransformerBlock(nn.Module):
     """Attention and feed-forward, each pre-normalized and wrapped in a shortcut."""
 
@@ -164,7 +164,7 @@ class TransformerBlock(nn.Module):
         return x
 
 
-# Home: ch04/01_main-chapter-code/ch04.ipynb
+# Copied from ch04/01_main-chapter-code/ch04.ipynb::GPTModel
 class GPTModel(nn.Module):
     """GPT-2: embeddings, a stack of transformer blocks, and a vocabulary head."""
 
@@ -189,7 +189,7 @@ class GPTModel(nn.Module):
         return self.out_head(x)
 
 
-# Home: ch05/01_main-chapter-code/ch05.ipynb
+# Copied from ch05/01_main-chapter-code/ch05.ipynb::load_checkpoint
 def load_checkpoint(path, model, optimizer=None, map_location="cpu"):
     """Load a checkpoint written by `save_checkpoint` into `model` (and `optimizer`).
 
@@ -229,7 +229,7 @@ def load_checkpoint(path, model, optimizer=None, map_location="cpu"):
     return checkpoint
 
 
-# Home: ch02/02_bonus_bytepair-encoder/script_helpers.py
+# Copied from ch02/02_bonus_bytepair-encoder/script_helpers.py::default_device
 def default_device():
     return torch.device(
         "cuda" if torch.cuda.is_available()
@@ -238,7 +238,7 @@ def default_device():
     )
 
 
-# Home: ch06/01_main-chapter-code/ch06.ipynb
+# Copied from ch06/01_main-chapter-code/ch06.ipynb::classify_review
 def classify_review(text, model, tokenizer, device, max_length=None, pad_token_id=50256):
     """Return "spam" or "not spam" for `text`, as the finetuned `model` sees it.
 
@@ -264,7 +264,7 @@ def classify_review(text, model, tokenizer, device, max_length=None, pad_token_i
     return "spam" if predicted_label == 1 else "not spam"
 
 
-# Home: ch05/06_user_interface/chat_helpers.py
+# Copied from ch05/06_user_interface/chat_helpers.py::missing_file_message
 def missing_file_message(what, path, command, folder, env_var):
     """Markdown for the page: which file is missing, and how to make or point to it."""
     return (
@@ -276,7 +276,7 @@ def missing_file_message(what, path, command, folder, env_var):
     )
 
 
-# Home: ch05/06_user_interface/chat_helpers.py
+# Copied from ch05/06_user_interface/chat_helpers.py::send_text
 async def send_text(text):
     """Show `text` (Markdown) as a new message of the app in the chat page."""
     import chainlit as cl  # see stream_reply
@@ -284,7 +284,7 @@ async def send_text(text):
     await cl.Message(content=text).send()
 
 
-# Home: ch05/06_user_interface/chat_helpers.py
+# Copied from ch05/06_user_interface/chat_helpers.py::ModelAtStartup
 class ModelAtStartup:
     """The app's model, loaded once, when the app starts.
 

@@ -47,12 +47,14 @@ from gpt_instruction_finetuning import (
 )
 from script_helpers import positive_float, positive_int
 
+# Copied from ch07/01_main-chapter-code/exercise-solutions.ipynb::ALPACA_DATA_URL
 ALPACA_DATA_URL = (
     "https://raw.githubusercontent.com/tatsu-lab/stanford_alpaca/main/alpaca_data.json"
 )
 EXERCISES = ("baseline", "phi3_prompt", "mask_instructions", "alpaca_52k", "lora")
 
 
+# Copied from ch07/01_main-chapter-code/exercise-solutions.ipynb::format_input_phi
 def format_input_phi(entry):
     """Phi-3's prompt style: the instruction (and input) after a `<|user|>` line."""
     instruction_text = f"<|user|>\n{entry['instruction']}"
@@ -60,6 +62,7 @@ def format_input_phi(entry):
     return instruction_text + input_text
 
 
+# Copied from ch07/01_main-chapter-code/exercise-solutions.ipynb::InstructionDatasetPhi
 class InstructionDatasetPhi(InstructionDataset):
     """`InstructionDataset` with the Phi-3 prompt and an `<|assistant|>:` answer."""
 
@@ -71,6 +74,7 @@ class InstructionDatasetPhi(InstructionDataset):
             self.encoded_texts.append(tokenizer.encode(full_text))
 
 
+# Copied from ch07/01_main-chapter-code/exercise-solutions.ipynb::extract_response_phi
 def extract_response_phi(response_text, input_text):
     """The answer after a Phi-3 prompt: what follows `<|assistant|>:`, up to an end-of-text."""
     generated = response_text[len(input_text):]
@@ -79,6 +83,7 @@ def extract_response_phi(response_text, input_text):
     return answer.split("<|endoftext|>")[0].strip()
 
 
+# Copied from ch07/01_main-chapter-code/exercise-solutions.ipynb::InstructionDatasetWithMasking
 class InstructionDatasetWithMasking(InstructionDataset):
     """Items are (prompt length, token ids), so the collate function can mask the prompt."""
 
@@ -91,6 +96,7 @@ class InstructionDatasetWithMasking(InstructionDataset):
             self.encoded_texts.append((len(prompt_ids), prompt_ids + response_ids))
 
 
+# Copied from ch07/01_main-chapter-code/exercise-solutions.ipynb::custom_collate_with_masking
 def custom_collate_with_masking(batch, pad_token_id=50256, ignore_index=-100,
                                 allowed_max_length=None, device="cpu"):
     """`custom_collate_fn` for (prompt length, token ids) items, prompt targets masked too.
@@ -106,6 +112,7 @@ def custom_collate_with_masking(batch, pad_token_id=50256, ignore_index=-100,
     return inputs, targets
 
 
+# Copied from ch07/01_main-chapter-code/exercise-solutions.ipynb::LoRALayer
 class LoRALayer(torch.nn.Module):
     """The low-rank update (alpha / rank) * x A B that LoRA adds to a frozen layer.
 
@@ -132,6 +139,7 @@ class LoRALayer(torch.nn.Module):
         return f"in_dim={in_dim}, out_dim={out_dim}, rank={self.rank}, alpha={self.alpha}"
 
 
+# Copied from ch07/01_main-chapter-code/exercise-solutions.ipynb::LinearWithLoRA
 class LinearWithLoRA(torch.nn.Module):
     """An nn.Linear `linear` plus a LoRA update of the given rank and alpha."""
 
@@ -147,6 +155,7 @@ class LinearWithLoRA(torch.nn.Module):
         return self.linear(x) + self.lora(x)
 
 
+# Copied from ch07/01_main-chapter-code/exercise-solutions.ipynb::replace_linear_with_lora
 def replace_linear_with_lora(model, rank, alpha):
     """Wrap every nn.Linear inside `model` (at any depth) in a LinearWithLoRA, in place."""
     for name, module in model.named_children():

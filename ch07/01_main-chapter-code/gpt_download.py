@@ -25,12 +25,16 @@ from pathlib import Path
 
 from downloads import GPT2_BPE_FILES, download_file
 
+# Copied from ch05/01_main-chapter-code/gpt_download.py::GPT2_MODEL_SIZES
 GPT2_MODEL_SIZES = ("124M", "355M", "774M", "1558M")
 
+# Copied from ch05/01_main-chapter-code/gpt_download.py::GPT2_BASE_URL
 GPT2_BASE_URL = "https://openaipublic.blob.core.windows.net/gpt-2/models"
 # A copy of the same files kept by the book's author, used if OpenAI's is down.
+# Copied from ch05/01_main-chapter-code/gpt_download.py::GPT2_BACKUP_BASE_URL
 GPT2_BACKUP_BASE_URL = "https://f001.backblazeb2.com/file/LLMs-from-scratch/gpt2"
 
+# Copied from ch05/01_main-chapter-code/gpt_download.py::GPT2_FILES
 GPT2_FILES = (
     "checkpoint",                      # names the checkpoint ("model.ckpt")
     "encoder.json",                    # BPE vocabulary: token string -> id
@@ -42,13 +46,16 @@ GPT2_FILES = (
 )
 
 # The tokenizer files are the same for every size, and their sha256 is known.
+# Copied from ch05/01_main-chapter-code/gpt_download.py::KNOWN_SHA256
 KNOWN_SHA256 = {name: sha256 for name, (_, sha256) in GPT2_BPE_FILES.items()}
 
 
+# Copied from ch05/01_main-chapter-code/gpt_download.py::DamagedFileError
 class DamagedFileError(RuntimeError):
     """A GPT-2 file is not what its name says; it has been removed."""
 
 
+# Copied from ch05/01_main-chapter-code/gpt_download.py::download_and_load_gpt2
 def download_and_load_gpt2(model_size, models_dir="gpt2"):
     """Get GPT-2 `model_size` into `models_dir/model_size` and read it.
 
@@ -77,6 +84,7 @@ def download_and_load_gpt2(model_size, models_dir="gpt2"):
     return settings, params
 
 
+# Copied from ch05/01_main-chapter-code/gpt_download.py::fetch_checked
 def fetch_checked(model_size, path):
     """Download one release file (if missing) and check it; a damaged one is fetched again."""
     for attempt in (1, 2):
@@ -98,11 +106,15 @@ def fetch_checked(model_size, path):
 
 
 # TensorFlow's checkpoint index is a table file that ends with this magic number.
+# Copied from ch05/01_main-chapter-code/gpt_download.py::TF_TABLE_MAGIC
 TF_TABLE_MAGIC = bytes.fromhex("57fb808b247547db")
+# Copied from ch05/01_main-chapter-code/gpt_download.py::DATA_FILE
 DATA_FILE = "model.ckpt.data-00000-of-00001"
+# Copied from ch05/01_main-chapter-code/gpt_download.py::HTML_STARTS
 HTML_STARTS = (b"<!doctype", b"<html", b"<?xml", b"<error", b"<head", b"<body")
 
 
+# Copied from ch05/01_main-chapter-code/gpt_download.py::gpt2_file_problem
 def gpt2_file_problem(path):
     """What is wrong with a release file, or None when it can be what its name says."""
     size = path.stat().st_size
@@ -131,6 +143,7 @@ def gpt2_file_problem(path):
     return None
 
 
+# Copied from ch05/01_main-chapter-code/gpt_download.py::import_tensorflow
 def import_tensorflow():
     """Import TensorFlow, or explain how to get it."""
     # Hide TensorFlow's start-up notes about CPU instructions and GPUs.
@@ -145,6 +158,7 @@ def import_tensorflow():
     return tf
 
 
+# Copied from ch05/01_main-chapter-code/gpt_download.py::load_gpt2_params_from_tf_ckpt
 def load_gpt2_params_from_tf_ckpt(model_dir, settings):
     """Read the TensorFlow checkpoint in `model_dir` into nested dictionaries.
 

@@ -48,10 +48,12 @@ from script_helpers import (ScriptArgumentParser, add_device_argument, non_negat
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+# Copied from ch07/01_main-chapter-code/ch07.ipynb::INSTRUCTION_DATA_URL
 INSTRUCTION_DATA_URL = (
     "https://raw.githubusercontent.com/rasbt/LLMs-from-scratch/main/"
     "ch07/01_main-chapter-code/instruction-data.json"
 )
+# Copied from ch07/01_main-chapter-code/ch07.ipynb::INSTRUCTION_DATA_SHA256
 INSTRUCTION_DATA_SHA256 = "7e09a9af353722ca15c18bc580f093f9c39d3178335a75177319cb1e1d163944"
 
 # The names the book gives the four GPT-2 sizes (they also name the saved model).
@@ -75,6 +77,7 @@ RESPONSES_FILE = "instruction-data-with-response.json"
 LOSS_PLOT_FILE = "loss-plot.pdf"
 
 
+# Copied from ch07/01_main-chapter-code/ch07.ipynb::download_and_load_file
 def download_and_load_file(file_path, url, sha256=None):
     """Fetch the JSON file at `url` into `file_path` once, then parse it.
 
@@ -88,6 +91,7 @@ def download_and_load_file(file_path, url, sha256=None):
         return json.load(file)
 
 
+# Copied from ch07/01_main-chapter-code/ch07.ipynb::format_input
 def format_input(entry):
     """The Alpaca-style prompt for one entry: a preamble, the instruction, the input.
 
@@ -104,6 +108,7 @@ def format_input(entry):
     return instruction_text + input_text
 
 
+# Copied from ch07/01_main-chapter-code/ch07.ipynb::split_instruction_data
 def split_instruction_data(data, train_frac=0.85, test_frac=0.10):
     """Split `data` in order into training, test and validation entries.
 
@@ -118,6 +123,7 @@ def split_instruction_data(data, train_frac=0.85, test_frac=0.10):
     return train_data, test_data, val_data
 
 
+# Copied from ch07/01_main-chapter-code/ch07.ipynb::InstructionDataset
 class InstructionDataset(Dataset):
     """Instruction entries as lists of token ids: prompt, "### Response:", answer.
 
@@ -138,6 +144,7 @@ class InstructionDataset(Dataset):
         return len(self.data)
 
 
+# Copied from ch07/01_main-chapter-code/ch07.ipynb::custom_collate_draft_1
 def custom_collate_draft_1(batch, pad_token_id=50256, device="cpu"):
     """First draft: pad every sequence of token ids to the same length.
 
@@ -152,6 +159,7 @@ def custom_collate_draft_1(batch, pad_token_id=50256, device="cpu"):
     return torch.stack(inputs_lst).to(device)
 
 
+# Copied from ch07/01_main-chapter-code/ch07.ipynb::custom_collate_draft_2
 def custom_collate_draft_2(batch, pad_token_id=50256, device="cpu"):
     """Second draft: padded inputs and the targets, the inputs shifted by one."""
     batch_max_length = max(len(item) + 1 for item in batch)
@@ -163,6 +171,7 @@ def custom_collate_draft_2(batch, pad_token_id=50256, device="cpu"):
     return torch.stack(inputs_lst).to(device), torch.stack(targets_lst).to(device)
 
 
+# Copied from ch07/01_main-chapter-code/ch07.ipynb::custom_collate_fn
 def custom_collate_fn(batch, pad_token_id=50256, ignore_index=-100, allowed_max_length=None,
                       device="cpu"):
     """Final version: inputs and targets, padding after the first end-of-text ignored.
@@ -189,6 +198,7 @@ def custom_collate_fn(batch, pad_token_id=50256, ignore_index=-100, allowed_max_
     return torch.stack(inputs_lst).to(device), torch.stack(targets_lst).to(device)
 
 
+# Copied from ch07/01_main-chapter-code/ch07.ipynb::create_instruction_loaders
 def create_instruction_loaders(train_data, val_data, test_data, tokenizer, collate_fn,
                                batch_size=8, num_workers=0, dataset_class=InstructionDataset):
     """DataLoaders for the three splits; only the training one shuffles and drops
@@ -204,6 +214,7 @@ def create_instruction_loaders(train_data, val_data, test_data, tokenizer, colla
     return loader(train_data, True), loader(val_data, False), loader(test_data, False)
 
 
+# Copied from ch07/01_main-chapter-code/ch07.ipynb::extract_response
 def extract_response(response_text, input_text):
     """The model's answer in `response_text` (the prompt `input_text` plus what it generated).
 
@@ -216,6 +227,7 @@ def extract_response(response_text, input_text):
     return answer.split("<|endoftext|>")[0].strip()
 
 
+# Copied from ch07/01_main-chapter-code/ch07.ipynb::generate_test_responses
 def generate_test_responses(model, test_data, tokenizer, device, max_new_tokens=256,
                             format_prompt=format_input, extract=extract_response):
     """Add the model's greedy answer to every entry under "model_response"; return them.
@@ -236,7 +248,7 @@ def generate_test_responses(model, test_data, tokenizer, device, max_new_tokens=
     return test_data
 
 
-# the same helper as in ch02/05_bpe-from-scratch (its home)
+# Copied from ch02/05_bpe-from-scratch/bpe-from-scratch.ipynb::write_json_atomically
 def write_json_atomically(path, data):
     """Write JSON all at once (downloads.atomic_write): never a half-written file."""
     path = Path(path)
@@ -245,6 +257,7 @@ def write_json_atomically(path, data):
         json.dump(data, f, ensure_ascii=False)
 
 
+# Copied from ch07/01_main-chapter-code/ch07.ipynb::finetuned_model_file
 def finetuned_model_file(choose_model):
     """The book's file name for a finetuned model, e.g. "gpt2-medium355M-sft.pth"."""
     return f"{re.sub(r'[ ()]', '', choose_model)}-sft.pth"

@@ -37,19 +37,24 @@ from downloads import DownloadError, download_file
 from script_helpers import ScriptArgumentParser, existing_file, non_negative_int, positive_float
 from tqdm import tqdm
 
+# Copied from ch07/01_main-chapter-code/ch07.ipynb::DEFAULT_OLLAMA_HOST
 DEFAULT_OLLAMA_HOST = "http://localhost:11434"
+# Copied from ch07/01_main-chapter-code/gpt_instruction_finetuning.py::RESPONSES_FILE
 RESPONSES_FILE = "instruction-data-with-response.json"
 BOOK_RESPONSES_URL = ("https://raw.githubusercontent.com/rasbt/LLMs-from-scratch/main/ch07/"
                       "01_main-chapter-code/instruction-data-with-response.json")
 BOOK_RESPONSES_SHA256 = "aced320504c77c98d957316eb9f3460945256226c36b5e9752bf7d49585eb943"
 BOOK_RESPONSES_FILE = Path(__file__).resolve().parent / "instruction-data-with-response-book.json"
+# Copied from ch07/01_main-chapter-code/ch07.ipynb::JUDGE_OPTIONS
 JUDGE_OPTIONS = {"seed": 123, "temperature": 0, "num_ctx": 2048}
 
 
+# Copied from ch07/01_main-chapter-code/ch07.ipynb::OllamaError
 class OllamaError(RuntimeError):
     """The Ollama server could not be used at all (not running, model missing)."""
 
 
+# Copied from ch07/01_main-chapter-code/ch07.ipynb::ollama_base_url
 def ollama_base_url(host=None):
     """The server's base URL from `host`, else $OLLAMA_HOST, else localhost:11434.
 
@@ -66,6 +71,7 @@ def ollama_base_url(host=None):
     return f"{scheme}://{rest}"
 
 
+# Copied from ch07/01_main-chapter-code/ch07.ipynb::check_ollama
 def check_ollama(model="llama3", host=None, timeout=5):
     """Make sure a server answers at `host` and has `model`; raise OllamaError if not.
 
@@ -92,6 +98,7 @@ def check_ollama(model="llama3", host=None, timeout=5):
     return base_url
 
 
+# Copied from ch07/01_main-chapter-code/ch07.ipynb::query_model
 def query_model(prompt, model="llama3", url="http://localhost:11434/api/chat", *,
                 options=None, timeout=120, retries=3, backoff=2.0):
     """Send `prompt` to Ollama's chat endpoint at `url` and return the reply text.
@@ -120,6 +127,7 @@ def query_model(prompt, model="llama3", url="http://localhost:11434/api/chat", *
             time.sleep(backoff * 2 ** attempt)
 
 
+# Copied from ch07/01_main-chapter-code/ch07.ipynb::parse_score
 def parse_score(reply):
     """The score 0-100 in a judge's reply such as "85" or "85/100.", else None."""
     match = re.fullmatch(r"\s*(?:score:\s*)?(\d{1,3}(?:\.\d+)?)\s*(?:/\s*100)?\s*\.?\s*",
@@ -132,6 +140,7 @@ def parse_score(reply):
     return int(score) if score.is_integer() else score
 
 
+# Copied from ch07/01_main-chapter-code/ch07.ipynb::format_input
 def format_input(entry):
     """The Alpaca-style prompt for one entry: a preamble, the instruction, the input.
 
@@ -148,6 +157,7 @@ def format_input(entry):
     return instruction_text + input_text
 
 
+# Copied from ch07/01_main-chapter-code/ch07.ipynb::judge_prompt
 def judge_prompt(entry, json_key):
     """Ask the judge to compare the answer under `json_key` with the dataset's output."""
     return (
@@ -159,6 +169,7 @@ def judge_prompt(entry, json_key):
     )
 
 
+# Copied from ch07/01_main-chapter-code/ch07.ipynb::generate_model_scores
 def generate_model_scores(json_data, json_key, model="llama3", url=None, **query_options):
     """Score every entry's answer under `json_key`; one result per entry.
 
@@ -183,6 +194,7 @@ def generate_model_scores(json_data, json_key, model="llama3", url=None, **query
     return scores
 
 
+# Copied from ch07/01_main-chapter-code/ch07.ipynb::summarize_scores
 def summarize_scores(scores):
     """(average of the usable scores or None, number usable, number of entries)."""
     parsed = [score for score in scores if score is not None]

@@ -21,7 +21,7 @@ from gpt_download import download_and_load_gpt2
 from matplotlib.ticker import MaxNLocator
 
 
-# Home: ch03/01_main-chapter-code/ch03.ipynb
+# Copied from ch03/01_main-chapter-code/ch03.ipynb::MultiHeadAttention
 class MultiHeadAttention(nn.Module):
     """Causal multi-head self-attention with one set of projection matrices.
 
@@ -85,7 +85,7 @@ class MultiHeadAttention(nn.Module):
         return x.transpose(1, 2)
 
 
-# Home: ch04/01_main-chapter-code/ch04.ipynb
+# Copied from ch04/01_main-chapter-code/ch04.ipynb::LayerNorm
 class LayerNorm(nn.Module):
     """Normalize each token's vector to mean 0 and variance 1, then rescale.
 
@@ -106,7 +106,7 @@ class LayerNorm(nn.Module):
         return self.scale * norm_x + self.shift
 
 
-# Home: ch04/01_main-chapter-code/ch04.ipynb
+# Copied from ch04/01_main-chapter-code/ch04.ipynb::GELU
 class GELU(nn.Module):
     """GELU activation in the tanh approximation that GPT-2 was trained with."""
 
@@ -116,7 +116,7 @@ class GELU(nn.Module):
         ))
 
 
-# Home: ch04/01_main-chapter-code/ch04.ipynb
+# Copied from ch04/01_main-chapter-code/ch04.ipynb::FeedForward
 class FeedForward(nn.Module):
     """Expand each token to 4x the embedding size, apply GELU, project back."""
 
@@ -132,7 +132,7 @@ class FeedForward(nn.Module):
         return self.layers(x)
 
 
-# Home: ch04/01_main-chapter-code/ch04.ipynb
+# Copied from ch04/01_main-chapter-code/ch04.ipynb::TransformerBlock
 class TransformerBlock(nn.Module):
     """Attention and feed-forward, each pre-normalized and wrapped in a shortcut."""
 
@@ -157,7 +157,7 @@ class TransformerBlock(nn.Module):
         return x
 
 
-# Home: ch04/01_main-chapter-code/ch04.ipynb
+# Copied from ch04/01_main-chapter-code/ch04.ipynb::GPTModel
 class GPTModel(nn.Module):
     """GPT-2: embeddings, a stack of transformer blocks, and a vocabulary head."""
 
@@ -182,7 +182,7 @@ class GPTModel(nn.Module):
         return self.out_head(x)
 
 
-# Home: ch04/01_main-chapter-code/ch04.ipynb
+# Copied from ch04/01_main-chapter-code/ch04.ipynb::generate_text_simple
 def generate_text_simple(model, idx, max_new_tokens, context_size):
     """Greedily append `max_new_tokens` token ids to the batch `idx`.
 
@@ -199,20 +199,20 @@ def generate_text_simple(model, idx, max_new_tokens, context_size):
     return idx
 
 
-# Home: ch05/01_main-chapter-code/ch05.ipynb
+# Copied from ch05/01_main-chapter-code/ch05.ipynb::text_to_token_ids
 def text_to_token_ids(text, tokenizer):
     """Encode `text` as a (1, num_tokens) tensor: a batch holding one sequence."""
     encoded = tokenizer.encode(text, allowed_special={"<|endoftext|>"})
     return torch.tensor(encoded).unsqueeze(0)
 
 
-# Home: ch05/01_main-chapter-code/ch05.ipynb
+# Copied from ch05/01_main-chapter-code/ch05.ipynb::token_ids_to_text
 def token_ids_to_text(token_ids, tokenizer):
     """Decode a (1, num_tokens) or (num_tokens,) tensor of token ids to text."""
     return tokenizer.decode(token_ids.squeeze(0).tolist())
 
 
-# Home: ch05/01_main-chapter-code/ch05.ipynb
+# Copied from ch05/01_main-chapter-code/ch05.ipynb::calc_loss_batch
 def calc_loss_batch(input_batch, target_batch, model, device):
     """Mean cross-entropy of the model's next-token predictions on one batch."""
     input_batch = input_batch.to(device)
@@ -222,7 +222,7 @@ def calc_loss_batch(input_batch, target_batch, model, device):
     return torch.nn.functional.cross_entropy(logits.flatten(0, 1), target_batch.flatten())
 
 
-# Home: ch05/01_main-chapter-code/ch05.ipynb
+# Copied from ch05/01_main-chapter-code/ch05.ipynb::calc_loss_loader
 def calc_loss_loader(data_loader, model, device, num_batches=None):
     """Average batch loss over the first `num_batches` batches (all by default)."""
     if len(data_loader) == 0:
@@ -236,7 +236,7 @@ def calc_loss_loader(data_loader, model, device, num_batches=None):
     return total_loss / num_batches
 
 
-# Home: ch05/01_main-chapter-code/ch05.ipynb
+# Copied from ch05/01_main-chapter-code/ch05.ipynb::evaluate_model
 def evaluate_model(model, train_loader, val_loader, device, eval_iter):
     """Training and validation loss on `eval_iter` batches each, without dropout."""
     model.eval()
@@ -247,7 +247,7 @@ def evaluate_model(model, train_loader, val_loader, device, eval_iter):
     return train_loss, val_loss
 
 
-# Home: ch05/01_main-chapter-code/ch05.ipynb
+# Copied from ch05/01_main-chapter-code/ch05.ipynb::generate_and_print_sample
 def generate_and_print_sample(model, tokenizer, device, start_context):
     """Print a greedy 50-token continuation of `start_context` on one line."""
     model.eval()
@@ -262,7 +262,7 @@ def generate_and_print_sample(model, tokenizer, device, start_context):
     model.train()
 
 
-# Home: ch05/01_main-chapter-code/ch05.ipynb
+# Copied from ch05/01_main-chapter-code/ch05.ipynb::train_model_simple
 def train_model_simple(model, train_loader, val_loader, optimizer, device, num_epochs,
                        eval_freq, eval_iter, start_context, tokenizer):
     """Pretrain `model` with next-token prediction; return the loss history.
@@ -300,7 +300,7 @@ def train_model_simple(model, train_loader, val_loader, optimizer, device, num_e
     return train_losses, val_losses, track_tokens_seen
 
 
-# Home: ch05/01_main-chapter-code/ch05.ipynb
+# Copied from ch05/01_main-chapter-code/ch05.ipynb::plot_losses
 def plot_losses(epochs_seen, tokens_seen, train_losses, val_losses):
     """Plot both losses against epochs, with tokens seen on a second x-axis."""
     fig, ax1 = plt.subplots(figsize=(5, 3))
@@ -321,7 +321,7 @@ def plot_losses(epochs_seen, tokens_seen, train_losses, val_losses):
     return fig
 
 
-# Home: ch05/01_main-chapter-code/ch05.ipynb
+# Copied from ch05/01_main-chapter-code/ch05.ipynb::generate
 def generate(model, idx, max_new_tokens, context_size, temperature=0.0, top_k=None,
              eos_id=None):
     """Extend the token ids `idx` (batch, tokens) by up to `max_new_tokens` tokens.
@@ -355,7 +355,7 @@ def generate(model, idx, max_new_tokens, context_size, temperature=0.0, top_k=No
     return idx
 
 
-# Home: ch05/01_main-chapter-code/ch05.ipynb
+# Copied from ch05/01_main-chapter-code/ch05.ipynb::save_checkpoint
 def save_checkpoint(path, model, optimizer=None, config=None):
     """Save the model (and optimizer state and config, if given) to `path`.
 
@@ -374,7 +374,7 @@ def save_checkpoint(path, model, optimizer=None, config=None):
         torch.save(checkpoint, f)
 
 
-# Home: ch05/01_main-chapter-code/ch05.ipynb
+# Copied from ch05/01_main-chapter-code/ch05.ipynb::load_checkpoint
 def load_checkpoint(path, model, optimizer=None, map_location="cpu"):
     """Load a checkpoint written by `save_checkpoint` into `model` (and `optimizer`).
 
@@ -414,7 +414,7 @@ def load_checkpoint(path, model, optimizer=None, map_location="cpu"):
     return checkpoint
 
 
-# Home: ch05/01_main-chapter-code/ch05.ipynb
+# Copied from ch05/01_main-chapter-code/ch05.ipynb::read_checkpoint_config
 def read_checkpoint_config(path):
     """The model configuration stored in a checkpoint by `save_checkpoint`."""
     checkpoint = torch.load(path, map_location="cpu", weights_only=True)
@@ -423,7 +423,7 @@ def read_checkpoint_config(path):
     return checkpoint["config"]
 
 
-# Home: ch05/01_main-chapter-code/ch05.ipynb
+# Copied from ch05/01_main-chapter-code/ch05.ipynb::assign_checked
 def assign_checked(param, values, name):
     """Copy `values` (a NumPy array) into the model parameter `param`, in place.
 
@@ -440,7 +440,7 @@ def assign_checked(param, values, name):
         param.copy_(values)
 
 
-# Home: ch05/01_main-chapter-code/ch05.ipynb
+# Copied from ch05/01_main-chapter-code/ch05.ipynb::load_weights_into_gpt
 def load_weights_into_gpt(gpt, params):
     """Copy OpenAI's GPT-2 weights (from `download_and_load_gpt2`) into `gpt`.
 
@@ -495,7 +495,7 @@ def load_weights_into_gpt(gpt, params):
     assign_checked(gpt.out_head.weight, params["wte"], "out_head.weight")
 
 
-# Home: ch05/01_main-chapter-code/gpt_generate.py
+# Copied from ch05/01_main-chapter-code/gpt_generate.py::gpt_config_from_hparams
 def gpt_config_from_hparams(settings):
     """Our GPTModel configuration for OpenAI's hparams.json.
 
@@ -513,7 +513,7 @@ def gpt_config_from_hparams(settings):
     }
 
 
-# Home: ch05/01_main-chapter-code/gpt_generate.py
+# Copied from ch05/01_main-chapter-code/gpt_generate.py::load_openai_gpt2
 def load_openai_gpt2(model_size, models_dir):
     """Build a GPTModel holding OpenAI's GPT-2 of `model_size`."""
     settings, params = download_and_load_gpt2(model_size, models_dir)
@@ -522,7 +522,7 @@ def load_openai_gpt2(model_size, models_dir):
     return model
 
 
-# Home: ch02/03_bonus_embedding-vs-matmul/embedding_vs_matmul.py (one copy per script folder)
+# Copied from ch02/02_bonus_bytepair-encoder/script_helpers.py::default_device
 def default_device():
     return torch.device(
         "cuda" if torch.cuda.is_available()

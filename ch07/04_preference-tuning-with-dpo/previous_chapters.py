@@ -13,7 +13,7 @@ import torch.nn as nn
 from downloads import published_file
 
 
-# From chapter 3
+# Copied from ch03/01_main-chapter-code/ch03.ipynb::MultiHeadAttention
 class MultiHeadAttention(nn.Module):
     """Causal multi-head self-attention with one set of projection matrices.
 
@@ -77,7 +77,7 @@ class MultiHeadAttention(nn.Module):
         return x.transpose(1, 2)
 
 
-# From chapter 4
+# Copied from ch04/01_main-chapter-code/ch04.ipynb::LayerNorm
 class LayerNorm(nn.Module):
     """Normalize each token's vector to mean 0 and variance 1, then rescale.
 
@@ -98,7 +98,7 @@ class LayerNorm(nn.Module):
         return self.scale * norm_x + self.shift
 
 
-# From chapter 4
+# Copied from ch04/01_main-chapter-code/ch04.ipynb::GELU
 class GELU(nn.Module):
     """GELU activation in the tanh approximation that GPT-2 was trained with."""
 
@@ -108,7 +108,7 @@ class GELU(nn.Module):
         ))
 
 
-# From chapter 4
+# Copied from ch04/01_main-chapter-code/ch04.ipynb::FeedForward
 class FeedForward(nn.Module):
     """Expand each token to 4x the embedding size, apply GELU, project back."""
 
@@ -124,7 +124,7 @@ class FeedForward(nn.Module):
         return self.layers(x)
 
 
-# From chapter 4
+# Copied from ch04/01_main-chapter-code/ch04.ipynb::TransformerBlock
 class TransformerBlock(nn.Module):
     """Attention and feed-forward, each pre-normalized and wrapped in a shortcut."""
 
@@ -149,7 +149,7 @@ class TransformerBlock(nn.Module):
         return x
 
 
-# From chapter 4
+# Copied from ch04/01_main-chapter-code/ch04.ipynb::GPTModel
 class GPTModel(nn.Module):
     """GPT-2: embeddings, a stack of transformer blocks, and a vocabulary head."""
 
@@ -174,20 +174,20 @@ class GPTModel(nn.Module):
         return self.out_head(x)
 
 
-# From chapter 5
+# Copied from ch05/01_main-chapter-code/ch05.ipynb::text_to_token_ids
 def text_to_token_ids(text, tokenizer):
     """Encode `text` as a (1, num_tokens) tensor: a batch holding one sequence."""
     encoded = tokenizer.encode(text, allowed_special={"<|endoftext|>"})
     return torch.tensor(encoded).unsqueeze(0)
 
 
-# From chapter 5
+# Copied from ch05/01_main-chapter-code/ch05.ipynb::token_ids_to_text
 def token_ids_to_text(token_ids, tokenizer):
     """Decode a (1, num_tokens) or (num_tokens,) tensor of token ids to text."""
     return tokenizer.decode(token_ids.squeeze(0).tolist())
 
 
-# From chapter 5
+# Copied from ch05/01_main-chapter-code/ch05.ipynb::generate
 def generate(model, idx, max_new_tokens, context_size, temperature=0.0, top_k=None,
              eos_id=None):
     """Extend the token ids `idx` (batch, tokens) by up to `max_new_tokens` tokens.
@@ -221,7 +221,7 @@ def generate(model, idx, max_new_tokens, context_size, temperature=0.0, top_k=No
     return idx
 
 
-# From chapter 7
+# Copied from ch07/01_main-chapter-code/ch07.ipynb::download_and_load_file
 def download_and_load_file(file_path, url, sha256=None):
     """Fetch the JSON file at `url` into `file_path` once, then parse it.
 
@@ -235,7 +235,7 @@ def download_and_load_file(file_path, url, sha256=None):
         return json.load(file)
 
 
-# From chapter 7
+# Copied from ch07/01_main-chapter-code/ch07.ipynb::format_input
 def format_input(entry):
     """The Alpaca-style prompt for one entry: a preamble, the instruction, the input.
 
@@ -252,7 +252,7 @@ def format_input(entry):
     return instruction_text + input_text
 
 
-# From chapter 7
+# Copied from ch07/01_main-chapter-code/ch07.ipynb::split_instruction_data
 def split_instruction_data(data, train_frac=0.85, test_frac=0.10):
     """Split `data` in order into training, test and validation entries.
 
@@ -267,7 +267,7 @@ def split_instruction_data(data, train_frac=0.85, test_frac=0.10):
     return train_data, test_data, val_data
 
 
-# From chapter 7
+# Copied from ch07/01_main-chapter-code/ch07.ipynb::extract_response
 def extract_response(response_text, input_text):
     """The model's answer in `response_text` (the prompt `input_text` plus what it generated).
 

@@ -1,3 +1,4 @@
+# Copied from ch07/02_dataset-utilities/llm_client.py
 """Talking to LLMs over HTTP: a local Llama 3 through Ollama, or the OpenAI API.
 
 The chapter 7 bonus notebooks send hundreds of requests, one or two per dataset
@@ -34,15 +35,19 @@ import requests
 from downloads import atomic_write, published_file
 from tqdm import tqdm
 
+# Copied from ch07/01_main-chapter-code/ch07.ipynb::DEFAULT_OLLAMA_HOST
 DEFAULT_OLLAMA_HOST = "http://localhost:11434"
+# Copied from ch07/01_main-chapter-code/ch07.ipynb::JUDGE_OPTIONS
 JUDGE_OPTIONS = {"seed": 123, "temperature": 0, "num_ctx": 2048}
 OPENAI_OPTIONS = {"seed": 123, "temperature": 0}
 OPENAI_CONFIG_FILE = "config.json"
 # Chapter 7's instruction data, which several notebooks rewrite or extend
+# Copied from ch07/01_main-chapter-code/ch07.ipynb::INSTRUCTION_DATA_URL
 INSTRUCTION_DATA_URL = (
     "https://raw.githubusercontent.com/rasbt/LLMs-from-scratch/main/"
     "ch07/01_main-chapter-code/instruction-data.json"
 )
+# Copied from ch07/01_main-chapter-code/ch07.ipynb::INSTRUCTION_DATA_SHA256
 INSTRUCTION_DATA_SHA256 = "7e09a9af353722ca15c18bc580f093f9c39d3178335a75177319cb1e1d163944"
 
 
@@ -50,10 +55,12 @@ INSTRUCTION_DATA_SHA256 = "7e09a9af353722ca15c18bc580f093f9c39d3178335a75177319c
 # Chapter 7's Ollama client and judge (home: ch07/01_main-chapter-code/ch07.ipynb)
 # ---------------------------------------------------------------------------
 
+# Copied from ch07/01_main-chapter-code/ch07.ipynb::OllamaError
 class OllamaError(RuntimeError):
     """The Ollama server could not be used at all (not running, model missing)."""
 
 
+# Copied from ch07/01_main-chapter-code/ch07.ipynb::ollama_base_url
 def ollama_base_url(host=None):
     """The server's base URL from `host`, else $OLLAMA_HOST, else localhost:11434.
 
@@ -70,6 +77,7 @@ def ollama_base_url(host=None):
     return f"{scheme}://{rest}"
 
 
+# Copied from ch07/01_main-chapter-code/ch07.ipynb::check_ollama
 def check_ollama(model="llama3", host=None, timeout=5):
     """Make sure a server answers at `host` and has `model`; raise OllamaError if not.
 
@@ -96,6 +104,7 @@ def check_ollama(model="llama3", host=None, timeout=5):
     return base_url
 
 
+# Copied from ch07/01_main-chapter-code/ch07.ipynb::query_model
 def query_model(prompt, model="llama3", url="http://localhost:11434/api/chat", *,
                 options=None, timeout=120, retries=3, backoff=2.0):
     """Send `prompt` to Ollama's chat endpoint at `url` and return the reply text.
@@ -124,6 +133,7 @@ def query_model(prompt, model="llama3", url="http://localhost:11434/api/chat", *
             time.sleep(backoff * 2 ** attempt)
 
 
+# Copied from ch07/01_main-chapter-code/ch07.ipynb::parse_score
 def parse_score(reply):
     """The score 0-100 in a judge's reply such as "85" or "85/100.", else None."""
     match = re.fullmatch(r"\s*(?:score:\s*)?(\d{1,3}(?:\.\d+)?)\s*(?:/\s*100)?\s*\.?\s*",
@@ -136,6 +146,7 @@ def parse_score(reply):
     return int(score) if score.is_integer() else score
 
 
+# Copied from ch07/01_main-chapter-code/ch07.ipynb::download_and_load_file
 def download_and_load_file(file_path, url, sha256=None):
     """Fetch the JSON file at `url` into `file_path` once, then parse it.
 
@@ -149,6 +160,7 @@ def download_and_load_file(file_path, url, sha256=None):
         return json.load(file)
 
 
+# Copied from ch07/01_main-chapter-code/ch07.ipynb::format_input
 def format_input(entry):
     """The Alpaca-style prompt for one entry: a preamble, the instruction, the input.
 
@@ -165,6 +177,7 @@ def format_input(entry):
     return instruction_text + input_text
 
 
+# Copied from ch07/01_main-chapter-code/ch07.ipynb::judge_prompt
 def judge_prompt(entry, json_key):
     """Ask the judge to compare the answer under `json_key` with the dataset's output."""
     return (
@@ -176,6 +189,7 @@ def judge_prompt(entry, json_key):
     )
 
 
+# Copied from ch07/01_main-chapter-code/ch07.ipynb::summarize_scores
 def summarize_scores(scores):
     """(average of the usable scores or None, number usable, number of entries)."""
     parsed = [score for score in scores if score is not None]
@@ -183,6 +197,7 @@ def summarize_scores(scores):
     return average, len(parsed), len(scores)
 
 
+# Copied from ch02/05_bpe-from-scratch/bpe-from-scratch.ipynb::write_json_atomically
 def write_json_atomically(path, data):
     """Write JSON all at once (downloads.atomic_write): never a half-written file."""
     path = Path(path)

@@ -36,6 +36,7 @@ from previous_chapters import (
     stream_continuation,
 )
 
+# Copied from ch05/06_user_interface/app_orig.py::HERE
 HERE = Path(__file__).resolve().parent
 SFT_MODEL_PATH = Path(os.environ.get(
     "MODEL_PATH", HERE.parent / "01_main-chapter-code" / "gpt2-medium355M-sft.pth"))
@@ -74,9 +75,11 @@ def prompt_from_message(text):
     return format_input(entry) + "\n\n### Response:\n"
 
 
+# Copied from ch05/06_user_interface/app_orig.py::DEVICE
 DEVICE = default_device()
 SFT_MODEL = ModelAtStartup(load_sft_model, SFT_MODEL_PATH)
 cache_gpt2_tokenizer_files()  # lets tiktoken load GPT-2's BPE with no network
+# Copied from ch05/06_user_interface/app_orig.py::TOKENIZER
 TOKENIZER = tiktoken.get_encoding("gpt2")
 
 

@@ -18,7 +18,7 @@ import torch
 import torch.nn as nn
 
 
-# Home: ch03/01_main-chapter-code/ch03.ipynb
+# Copied from ch03/01_main-chapter-code/ch03.ipynb::MultiHeadAttention
 class MultiHeadAttention(nn.Module):
     """Causal multi-head self-attention with one set of projection matrices.
 
@@ -82,7 +82,7 @@ class MultiHeadAttention(nn.Module):
         return x.transpose(1, 2)
 
 
-# Home: ch04/01_main-chapter-code/ch04.ipynb
+# Copied from ch04/01_main-chapter-code/ch04.ipynb::GPT_CONFIG_124M
 GPT_CONFIG_124M = {
     "vocab_size": 50257,     # GPT-2's BPE vocabulary
     "context_length": 1024,  # longest input the model accepts
@@ -94,7 +94,7 @@ GPT_CONFIG_124M = {
 }
 
 
-# Home: ch04/01_main-chapter-code/ch04.ipynb
+# Copied from ch04/01_main-chapter-code/ch04.ipynb::LayerNorm
 class LayerNorm(nn.Module):
     """Normalize each token's vector to mean 0 and variance 1, then rescale.
 
@@ -115,7 +115,7 @@ class LayerNorm(nn.Module):
         return self.scale * norm_x + self.shift
 
 
-# Home: ch04/01_main-chapter-code/ch04.ipynb
+# Copied from ch04/01_main-chapter-code/ch04.ipynb::GELU
 class GELU(nn.Module):
     """GELU activation in the tanh approximation that GPT-2 was trained with."""
 
@@ -125,7 +125,7 @@ class GELU(nn.Module):
         ))
 
 
-# Home: ch04/01_main-chapter-code/ch04.ipynb
+# Copied from ch04/01_main-chapter-code/ch04.ipynb::FeedForward
 class FeedForward(nn.Module):
     """Expand each token to 4x the embedding size, apply GELU, project back."""
 
@@ -141,7 +141,7 @@ class FeedForward(nn.Module):
         return self.layers(x)
 
 
-# Home: ch04/01_main-chapter-code/ch04.ipynb
+# Copied from ch04/01_main-chapter-code/ch04.ipynb::TransformerBlock
 class TransformerBlock(nn.Module):
     """Attention and feed-forward, each pre-normalized and wrapped in a shortcut."""
 
@@ -166,7 +166,7 @@ class TransformerBlock(nn.Module):
         return x
 
 
-# Home: ch04/01_main-chapter-code/ch04.ipynb
+# Copied from ch04/01_main-chapter-code/ch04.ipynb::GPTModel
 class GPTModel(nn.Module):
     """GPT-2: embeddings, a stack of transformer blocks, and a vocabulary head."""
 
@@ -191,14 +191,14 @@ class GPTModel(nn.Module):
         return self.out_head(x)
 
 
-# Home: ch05/01_main-chapter-code/ch05.ipynb
+# Copied from ch05/01_main-chapter-code/ch05.ipynb::text_to_token_ids
 def text_to_token_ids(text, tokenizer):
     """Encode `text` as a (1, num_tokens) tensor: a batch holding one sequence."""
     encoded = tokenizer.encode(text, allowed_special={"<|endoftext|>"})
     return torch.tensor(encoded).unsqueeze(0)
 
 
-# Home: ch05/01_main-chapter-code/ch05.ipynb
+# Copied from ch05/01_main-chapter-code/ch05.ipynb::generate
 def generate(model, idx, max_new_tokens, context_size, temperature=0.0, top_k=None,
              eos_id=None):
     """Extend the token ids `idx` (batch, tokens) by up to `max_new_tokens` tokens.
@@ -232,7 +232,7 @@ def generate(model, idx, max_new_tokens, context_size, temperature=0.0, top_k=No
     return idx
 
 
-# Home: ch05/01_main-chapter-code/ch05.ipynb
+# Copied from ch05/01_main-chapter-code/ch05.ipynb::load_checkpoint
 def load_checkpoint(path, model, optimizer=None, map_location="cpu"):
     """Load a checkpoint written by `save_checkpoint` into `model` (and `optimizer`).
 
@@ -272,7 +272,7 @@ def load_checkpoint(path, model, optimizer=None, map_location="cpu"):
     return checkpoint
 
 
-# Home: ch05/01_main-chapter-code/ch05.ipynb
+# Copied from ch05/01_main-chapter-code/ch05.ipynb::read_checkpoint_config
 def read_checkpoint_config(path):
     """The model configuration stored in a checkpoint by `save_checkpoint`."""
     checkpoint = torch.load(path, map_location="cpu", weights_only=True)
@@ -281,7 +281,7 @@ def read_checkpoint_config(path):
     return checkpoint["config"]
 
 
-# Home: ch05/01_main-chapter-code/gpt_generate.py
+# Copied from ch05/01_main-chapter-code/gpt_generate.py::load_trained_gpt
 def load_trained_gpt(checkpoint_path, fallback_config):
     """Build a GPTModel from a checkpoint: gpt_train.py's, or the book's plain state dict.
 
@@ -301,7 +301,7 @@ def load_trained_gpt(checkpoint_path, fallback_config):
     return model
 
 
-# Home: ch02/02_bonus_bytepair-encoder/script_helpers.py
+# Copied from ch02/02_bonus_bytepair-encoder/script_helpers.py::default_device
 def default_device():
     return torch.device(
         "cuda" if torch.cuda.is_available()
@@ -310,7 +310,7 @@ def default_device():
     )
 
 
-# Home: ch07/01_main-chapter-code/ch07.ipynb
+# Copied from ch07/01_main-chapter-code/ch07.ipynb::format_input
 def format_input(entry):
     """The Alpaca-style prompt for one entry: a preamble, the instruction, the input.
 
@@ -327,11 +327,11 @@ def format_input(entry):
     return instruction_text + input_text
 
 
-# Home: ch05/06_user_interface/chat_helpers.py
+# Copied from ch05/06_user_interface/chat_helpers.py::END_OF_TEXT_ID
 END_OF_TEXT_ID = 50256
 
 
-# Home: ch05/06_user_interface/chat_helpers.py
+# Copied from ch05/06_user_interface/chat_helpers.py::generate_stream
 def generate_stream(model, idx, max_new_tokens, context_size, temperature=0.0, top_k=None,
                     eos_id=None):
     """Yield the ids of up to `max_new_tokens` tokens that continue `idx` (a batch of one).
@@ -349,7 +349,7 @@ def generate_stream(model, idx, max_new_tokens, context_size, temperature=0.0, t
         yield idx[0, -1].item()
 
 
-# Home: ch05/06_user_interface/chat_helpers.py
+# Copied from ch05/06_user_interface/chat_helpers.py::decode_stream
 def decode_stream(token_ids, tokenizer):
     """Yield the text of the ids in `token_ids`, piece by piece, as they arrive.
 
@@ -371,7 +371,7 @@ def decode_stream(token_ids, tokenizer):
         yield text[len(shown):]
 
 
-# Home: ch05/06_user_interface/chat_helpers.py
+# Copied from ch05/06_user_interface/chat_helpers.py::stream_reply
 async def stream_reply(pieces, empty_note="(The model's answer is empty.)"):
     """Show the text pieces of the iterator `pieces` in one new chat message.
 
@@ -393,7 +393,7 @@ async def stream_reply(pieces, empty_note="(The model's answer is empty.)"):
     return reply.content
 
 
-# Home: ch05/06_user_interface/chat_helpers.py
+# Copied from ch05/06_user_interface/chat_helpers.py::stream_continuation
 async def stream_continuation(text, model, tokenizer, device, max_new_tokens=50,
                               temperature=1.0, top_k=50):
     """Continue `text` with `model` in a new chat message, token by token; return the answer.
@@ -408,7 +408,7 @@ async def stream_continuation(text, model, tokenizer, device, max_new_tokens=50,
     return await stream_reply(decode_stream(token_ids, tokenizer))
 
 
-# Home: ch05/06_user_interface/chat_helpers.py
+# Copied from ch05/06_user_interface/chat_helpers.py::missing_file_message
 def missing_file_message(what, path, command, folder, env_var):
     """Markdown for the page: which file is missing, and how to make or point to it."""
     return (
@@ -420,7 +420,7 @@ def missing_file_message(what, path, command, folder, env_var):
     )
 
 
-# Home: ch05/06_user_interface/chat_helpers.py
+# Copied from ch05/06_user_interface/chat_helpers.py::send_text
 async def send_text(text):
     """Show `text` (Markdown) as a new message of the app in the chat page."""
     import chainlit as cl  # see stream_reply
@@ -428,7 +428,7 @@ async def send_text(text):
     await cl.Message(content=text).send()
 
 
-# Home: ch05/06_user_interface/chat_helpers.py
+# Copied from ch05/06_user_interface/chat_helpers.py::ModelAtStartup
 class ModelAtStartup:
     """The app's model, loaded once, when the app starts.
 

@@ -29,10 +29,12 @@ from llms_from_scratch.kv_cache import gpt2 as kv_gpt2  # noqa: E402
 from llms_from_scratch.kv_cache_batched import generate as batched_generate  # noqa: E402
 from llms_from_scratch.kv_cache_batched import gpt2 as batched_gpt2  # noqa: E402
 
+# Copied from appendix-E/01_main-chapter-code/lora_benchmark.py::BOOK_MODEL
 BOOK_MODEL = {**GPT_CONFIG_124M, "drop_rate": 0.0, "qkv_bias": True}
 TINY_BENCH_MODEL = {**BOOK_MODEL, "vocab_size": 257, "emb_dim": 32, "n_heads": 2, "n_layers": 2}
 
 
+# Copied from ch03/02_bonus_efficient-multihead-attention/benchmark.py::describe_machine
 def describe_machine(device):
     """One line naming the hardware the numbers come from."""
     if device.type == "cuda":
@@ -50,6 +52,7 @@ def describe_machine(device):
             f"{torch.get_num_threads()} torch threads")
 
 
+# Copied from ch05/03_bonus_pretraining_on_gutenberg/bench_gutenberg.py::load_average
 def load_average():
     """The load average, where the system reports one (not on Windows)."""
     if not hasattr(os, "getloadavg"):

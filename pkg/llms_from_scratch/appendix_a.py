@@ -8,6 +8,7 @@ import torch
 from torch.utils.data import Dataset
 
 
+# Copied from appendix-A/01_main-chapter-code/DDP-script.py::ToyDataset
 class ToyDataset(Dataset):
     def __init__(self, X, y):
         self.features = X
@@ -20,6 +21,7 @@ class ToyDataset(Dataset):
         return self.labels.shape[0]
 
 
+# Copied from appendix-A/01_main-chapter-code/DDP-script.py::NeuralNetwork
 class NeuralNetwork(torch.nn.Module):
     def __init__(self, num_inputs, num_outputs):
         super().__init__()

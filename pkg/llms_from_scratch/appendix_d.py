@@ -11,6 +11,7 @@ import torch
 from .ch05 import calc_loss_batch, evaluate_model, generate_and_print_sample
 
 
+# Copied from ch05/01_main-chapter-code/gpt_utils.py::learning_rate_at
 def learning_rate_at(step, total_steps, warmup_steps, initial_lr, peak_lr, min_lr):
     """Learning rate for optimizer step `step` (counting from 0).
 
@@ -29,6 +30,7 @@ def learning_rate_at(step, total_steps, warmup_steps, initial_lr, peak_lr, min_l
     return min_lr + (peak_lr - min_lr) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
+# Copied from appendix-D/01_main-chapter-code/appendix-D.ipynb::find_highest_gradient
 def find_highest_gradient(model):
     """The largest entry of any parameter's gradient (None if none has one)."""
     max_grad = None
@@ -40,6 +42,7 @@ def find_highest_gradient(model):
     return max_grad
 
 
+# Copied from appendix-D/01_main-chapter-code/appendix-D.ipynb::train_model
 def train_model(model, train_loader, val_loader, optimizer, device, n_epochs, eval_freq,
                 eval_iter, start_context, tokenizer, warmup_steps, initial_lr=3e-05,
                 min_lr=1e-6):

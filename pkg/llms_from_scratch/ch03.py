@@ -10,6 +10,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 
+# Copied from ch03/01_main-chapter-code/ch03.ipynb::SelfAttention_v1
 class SelfAttention_v1(nn.Module):
     """Self-attention with trainable query, key and value matrices.
 
@@ -35,6 +36,7 @@ class SelfAttention_v1(nn.Module):
         return attn_weights @ values
 
 
+# Copied from ch03/01_main-chapter-code/ch03.ipynb::SelfAttention_v2
 class SelfAttention_v2(nn.Module):
     """The same computation as SelfAttention_v1, with `nn.Linear` projections.
 
@@ -58,6 +60,7 @@ class SelfAttention_v2(nn.Module):
         return attn_weights @ values
 
 
+# Copied from ch03/01_main-chapter-code/ch03.ipynb::CausalAttention
 class CausalAttention(nn.Module):
     """Single-head self-attention in which a token sees only itself and earlier tokens.
 
@@ -99,6 +102,7 @@ class CausalAttention(nn.Module):
         return attn_weights @ values
 
 
+# Copied from ch03/01_main-chapter-code/ch03.ipynb::MultiHeadAttentionWrapper
 class MultiHeadAttentionWrapper(nn.Module):
     """Several independent CausalAttention heads whose outputs are concatenated.
 
@@ -117,6 +121,7 @@ class MultiHeadAttentionWrapper(nn.Module):
         return torch.cat([head(x) for head in self.heads], dim=-1)
 
 
+# Copied from ch03/01_main-chapter-code/ch03.ipynb::MultiHeadAttention
 class MultiHeadAttention(nn.Module):
     """Causal multi-head self-attention with one set of projection matrices.
 

@@ -13,6 +13,7 @@ import torch.nn as nn
 from .ch03 import MultiHeadAttention, PyTorchMultiHeadAttention
 
 
+# Copied from ch04/01_main-chapter-code/ch04.ipynb::GPT_CONFIG_124M
 GPT_CONFIG_124M = {
     "vocab_size": 50257,     # GPT-2's BPE vocabulary
     "context_length": 1024,  # longest input the model accepts
@@ -24,6 +25,7 @@ GPT_CONFIG_124M = {
 }
 
 
+# Copied from ch04/01_main-chapter-code/ch04.ipynb::LayerNorm
 class LayerNorm(nn.Module):
     """Normalize each token's vector to mean 0 and variance 1, then rescale.
 
@@ -44,6 +46,7 @@ class LayerNorm(nn.Module):
         return self.scale * norm_x + self.shift
 
 
+# Copied from ch04/01_main-chapter-code/ch04.ipynb::GELU
 class GELU(nn.Module):
     """GELU activation in the tanh approximation that GPT-2 was trained with."""
 
@@ -53,6 +56,7 @@ class GELU(nn.Module):
         ))
 
 
+# Copied from ch04/01_main-chapter-code/ch04.ipynb::FeedForward
 class FeedForward(nn.Module):
     """Expand each token to 4x the embedding size, apply GELU, project back."""
 
@@ -68,6 +72,7 @@ class FeedForward(nn.Module):
         return self.layers(x)
 
 
+# Copied from ch04/01_main-chapter-code/ch04.ipynb::TransformerBlock
 class TransformerBlock(nn.Module):
     """Attention and feed-forward, each pre-normalized and wrapped in a shortcut."""
 
@@ -92,6 +97,7 @@ class TransformerBlock(nn.Module):
         return x
 
 
+# Copied from ch04/01_main-chapter-code/ch04.ipynb::GPTModel
 class GPTModel(nn.Module):
     """GPT-2: embeddings, a stack of transformer blocks, and a vocabulary head."""
 
@@ -116,6 +122,7 @@ class GPTModel(nn.Module):
         return self.out_head(x)
 
 
+# Copied from ch04/01_main-chapter-code/ch04.ipynb::generate_text_simple
 def generate_text_simple(model, idx, max_new_tokens, context_size):
     """Greedily append `max_new_tokens` token ids to the batch `idx`.
 

@@ -19,9 +19,11 @@ from tqdm import tqdm
 from .downloads import atomic_write, download_file
 
 
+# Copied from ch06/01_main-chapter-code/ch06.ipynb::SMS_SPAM_SHA256
 SMS_SPAM_SHA256 = "edc1f2ca36319ca36c6f80fede2f6ae5f81335289352485f3924df077ec20266"
 
 
+# Copied from ch06/01_main-chapter-code/ch06.ipynb::file_sha256
 def file_sha256(path):
     """The sha256 hex digest of the file at `path`."""
     digest = hashlib.sha256()
@@ -31,6 +33,7 @@ def file_sha256(path):
     return digest.hexdigest()
 
 
+# Copied from ch06/01_main-chapter-code/ch06.ipynb::download_and_unzip_spam_data
 def download_and_unzip_spam_data(url, zip_path, extracted_path, data_file_path):
     """Get the SMS Spam Collection into `data_file_path`; return that path.
 
@@ -78,6 +81,7 @@ def download_and_unzip_spam_data(url, zip_path, extracted_path, data_file_path):
     return data_file_path
 
 
+# Copied from ch06/01_main-chapter-code/ch06.ipynb::create_balanced_dataset
 def create_balanced_dataset(df):
     """As many "ham" rows as "spam" rows; the labels stay "ham" and "spam".
 
@@ -94,6 +98,7 @@ def create_balanced_dataset(df):
     return pd.concat([ham_subset, spam])
 
 
+# Copied from ch06/01_main-chapter-code/ch06.ipynb::random_split
 def random_split(df, train_frac, validation_frac):
     """Shuffle `df` (seeded) and cut it into training, validation and test parts.
 
@@ -107,6 +112,7 @@ def random_split(df, train_frac, validation_frac):
     return df[:train_end], df[train_end:validation_end], df[validation_end:]
 
 
+# Copied from ch06/01_main-chapter-code/ch06.ipynb::SpamDataset
 class SpamDataset(Dataset):
     """Text messages from a CSV file (columns Label and Text) as token ids.
 
@@ -146,6 +152,7 @@ class SpamDataset(Dataset):
         return max(len(ids) for ids in self.encoded_texts)
 
 
+# Copied from ch06/01_main-chapter-code/ch06.ipynb::calc_accuracy_loader
 def calc_accuracy_loader(data_loader, model, device, num_batches=None):
     """Share of correctly classified examples in the first `num_batches` batches.
 
@@ -172,6 +179,7 @@ def calc_accuracy_loader(data_loader, model, device, num_batches=None):
     return correct_predictions / num_examples
 
 
+# Copied from ch06/01_main-chapter-code/ch06.ipynb::calc_loss_batch
 def calc_loss_batch(input_batch, target_batch, model, device):
     """Cross-entropy of the class logits at the last position of each sequence."""
     input_batch = input_batch.to(device)
@@ -180,6 +188,7 @@ def calc_loss_batch(input_batch, target_batch, model, device):
     return torch.nn.functional.cross_entropy(logits, target_batch)
 
 
+# Copied from ch05/01_main-chapter-code/ch05.ipynb::calc_loss_loader
 def calc_loss_loader(data_loader, model, device, num_batches=None):
     """Average batch loss over the first `num_batches` batches (all by default)."""
     if len(data_loader) == 0:
@@ -193,6 +202,7 @@ def calc_loss_loader(data_loader, model, device, num_batches=None):
     return total_loss / num_batches
 
 
+# Copied from ch05/01_main-chapter-code/ch05.ipynb::evaluate_model
 def evaluate_model(model, train_loader, val_loader, device, eval_iter):
     """Training and validation loss on `eval_iter` batches each, without dropout."""
     model.eval()
@@ -203,6 +213,7 @@ def evaluate_model(model, train_loader, val_loader, device, eval_iter):
     return train_loss, val_loss
 
 
+# Copied from ch06/01_main-chapter-code/ch06.ipynb::train_classifier_simple
 def train_classifier_simple(model, train_loader, val_loader, optimizer, device, num_epochs,
                             eval_freq, eval_iter):
     """Finetune `model` as a classifier; return the loss and accuracy history.
@@ -245,6 +256,7 @@ def train_classifier_simple(model, train_loader, val_loader, optimizer, device, 
     return train_losses, val_losses, train_accs, val_accs, examples_seen
 
 
+# Copied from ch06/01_main-chapter-code/ch06.ipynb::plot_values
 def plot_values(epochs_seen, examples_seen, train_values, val_values, label="loss"):
     """Plot training and validation values against epochs and examples seen."""
     fig, ax1 = plt.subplots(figsize=(5, 3))
@@ -264,6 +276,7 @@ def plot_values(epochs_seen, examples_seen, train_values, val_values, label="los
     return fig
 
 
+# Copied from ch06/01_main-chapter-code/ch06.ipynb::classify_review
 def classify_review(text, model, tokenizer, device, max_length=None, pad_token_id=50256):
     """Return "spam" or "not spam" for `text`, as the finetuned `model` sees it.
 

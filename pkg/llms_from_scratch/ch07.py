@@ -19,6 +19,7 @@ from tqdm import tqdm
 from .downloads import published_file
 
 
+# Copied from ch07/01_main-chapter-code/ch07.ipynb::download_and_load_file
 def download_and_load_file(file_path, url, sha256=None):
     """Fetch the JSON file at `url` into `file_path` once, then parse it.
 
@@ -32,6 +33,7 @@ def download_and_load_file(file_path, url, sha256=None):
         return json.load(file)
 
 
+# Copied from ch07/01_main-chapter-code/ch07.ipynb::format_input
 def format_input(entry):
     """The Alpaca-style prompt for one entry: a preamble, the instruction, the input.
 
@@ -48,6 +50,7 @@ def format_input(entry):
     return instruction_text + input_text
 
 
+# Copied from ch07/01_main-chapter-code/ch07.ipynb::InstructionDataset
 class InstructionDataset(Dataset):
     """Instruction entries as lists of token ids: prompt, "### Response:", answer.
 
@@ -68,6 +71,7 @@ class InstructionDataset(Dataset):
         return len(self.data)
 
 
+# Copied from ch07/01_main-chapter-code/ch07.ipynb::custom_collate_draft_1
 def custom_collate_draft_1(batch, pad_token_id=50256, device="cpu"):
     """First draft: pad every sequence of token ids to the same length.
 
@@ -82,6 +86,7 @@ def custom_collate_draft_1(batch, pad_token_id=50256, device="cpu"):
     return torch.stack(inputs_lst).to(device)
 
 
+# Copied from ch07/01_main-chapter-code/ch07.ipynb::custom_collate_draft_2
 def custom_collate_draft_2(batch, pad_token_id=50256, device="cpu"):
     """Second draft: padded inputs and the targets, the inputs shifted by one."""
     batch_max_length = max(len(item) + 1 for item in batch)
@@ -93,6 +98,7 @@ def custom_collate_draft_2(batch, pad_token_id=50256, device="cpu"):
     return torch.stack(inputs_lst).to(device), torch.stack(targets_lst).to(device)
 
 
+# Copied from ch07/01_main-chapter-code/ch07.ipynb::custom_collate_fn
 def custom_collate_fn(batch, pad_token_id=50256, ignore_index=-100, allowed_max_length=None,
                       device="cpu"):
     """Final version: inputs and targets, padding after the first end-of-text ignored.
@@ -119,16 +125,20 @@ def custom_collate_fn(batch, pad_token_id=50256, ignore_index=-100, allowed_max_
     return torch.stack(inputs_lst).to(device), torch.stack(targets_lst).to(device)
 
 
+# Copied from ch07/01_main-chapter-code/ch07.ipynb::DEFAULT_OLLAMA_HOST
 DEFAULT_OLLAMA_HOST = "http://localhost:11434"
 
 
+# Copied from ch07/01_main-chapter-code/ch07.ipynb::JUDGE_OPTIONS
 JUDGE_OPTIONS = {"seed": 123, "temperature": 0, "num_ctx": 2048}
 
 
+# Copied from ch07/01_main-chapter-code/ch07.ipynb::OllamaError
 class OllamaError(RuntimeError):
     """The Ollama server could not be used at all (not running, model missing)."""
 
 
+# Copied from ch07/01_main-chapter-code/ch07.ipynb::ollama_base_url
 def ollama_base_url(host=None):
     """The server's base URL from `host`, else $OLLAMA_HOST, else localhost:11434.
 
@@ -145,6 +155,7 @@ def ollama_base_url(host=None):
     return f"{scheme}://{rest}"
 
 
+# Copied from ch07/01_main-chapter-code/ch07.ipynb::query_model
 def query_model(prompt, model="llama3", url="http://localhost:11434/api/chat", *,
                 options=None, timeout=120, retries=3, backoff=2.0):
     """Send `prompt` to Ollama's chat endpoint at `url` and return the reply text.
@@ -173,6 +184,7 @@ def query_model(prompt, model="llama3", url="http://localhost:11434/api/chat", *
             time.sleep(backoff * 2 ** attempt)
 
 
+# Copied from ch07/01_main-chapter-code/ch07.ipynb::parse_score
 def parse_score(reply):
     """The score 0-100 in a judge's reply such as "85" or "85/100.", else None."""
     match = re.fullmatch(r"\s*(?:score:\s*)?(\d{1,3}(?:\.\d+)?)\s*(?:/\s*100)?\s*\.?\s*",
@@ -185,6 +197,7 @@ def parse_score(reply):
     return int(score) if score.is_integer() else score
 
 
+# Copied from ch07/01_main-chapter-code/ch07.ipynb::judge_prompt
 def judge_prompt(entry, json_key):
     """Ask the judge to compare the answer under `json_key` with the dataset's output."""
     return (
@@ -196,6 +209,7 @@ def judge_prompt(entry, json_key):
     )
 
 
+# Copied from ch07/01_main-chapter-code/ch07.ipynb::generate_model_scores
 def generate_model_scores(json_data, json_key, model="llama3", url=None, **query_options):
     """Score every entry's answer under `json_key`; one result per entry.
 
@@ -220,6 +234,7 @@ def generate_model_scores(json_data, json_key, model="llama3", url=None, **query
     return scores
 
 
+# Copied from ch07/01_main-chapter-code/ch07.ipynb::summarize_scores
 def summarize_scores(scores):
     """(average of the usable scores or None, number usable, number of entries)."""
     parsed = [score for score in scores if score is not None]

@@ -31,6 +31,7 @@ from tiktoken.load import load_tiktoken_bpe
 from .ch05 import generate
 
 
+# Copied from ch05/07_gpt_to_llama/converting-gpt-to-llama2.ipynb::RMSNorm
 class RMSNorm(nn.Module):
     """Scale each vector to unit root mean square, then by a learned weight."""
 
@@ -46,6 +47,7 @@ class RMSNorm(nn.Module):
         return (normed * self.weight).to(x.dtype)
 
 
+# Copied from ch05/07_gpt_to_llama/converting-gpt-to-llama2.ipynb::SiLU
 class SiLU(nn.Module):
     """SiLU (swish): x * sigmoid(x)."""
 
@@ -53,6 +55,7 @@ class SiLU(nn.Module):
         return x * torch.sigmoid(x)
 
 
+# Copied from ch05/07_gpt_to_llama/converting-gpt-to-llama2.ipynb::SwiGLUFeedForward
 class SwiGLUFeedForward(nn.Module):
     """Llama's gated feed-forward network: fc3(SiLU(fc1(x)) * fc2(x)), no biases."""
 
@@ -68,6 +71,7 @@ class SwiGLUFeedForward(nn.Module):
         return self.fc3(self.silu(self.fc1(x)) * self.fc2(x))
 
 
+# Copied from ch05/07_gpt_to_llama/converting-llama2-to-llama3.ipynb::precompute_rope_params
 def precompute_rope_params(head_dim, theta_base=10_000, context_length=4096, freq_config=None):
     """cos and sin of every position's rotation angles, each (context_length, head_dim).
 
@@ -102,6 +106,7 @@ def precompute_rope_params(head_dim, theta_base=10_000, context_length=4096, fre
     return torch.cos(angles), torch.sin(angles)
 
 
+# Copied from ch05/07_gpt_to_llama/converting-gpt-to-llama2.ipynb::compute_rope
 def compute_rope(x, cos, sin):
     """Rotate queries or keys x (batch, heads, tokens, head_dim) by their positions' angles.
 
@@ -116,6 +121,7 @@ def compute_rope(x, cos, sin):
     return x * cos + rotated_half * sin
 
 
+# Copied from ch05/07_gpt_to_llama/converting-llama2-to-llama3.ipynb::GroupedQueryAttention
 class GroupedQueryAttention(nn.Module):
     """Causal attention in which groups of query heads share a key/value head.
 
@@ -202,6 +208,7 @@ class GroupedQueryAttention(nn.Module):
         return self.cache_k[:, :, :end], self.cache_v[:, :, :end]
 
 
+# Copied from ch05/07_gpt_to_llama/converting-llama2-to-llama3.ipynb::Llama3Block
 class Llama3Block(nn.Module):
     """Pre-norm transformer block: grouped-query attention and SwiGLU, around RMSNorm."""
 
@@ -220,6 +227,7 @@ class Llama3Block(nn.Module):
         return x + self.ff(self.norm2(x))
 
 
+# Copied from ch05/07_gpt_to_llama/converting-llama2-to-llama3.ipynb::Llama3Model
 class Llama3Model(nn.Module):
     """Llama 3, 3.1 and 3.2: Llama 2 with grouped-query attention and scaled RoPE.
 
@@ -262,6 +270,7 @@ class Llama3Model(nn.Module):
         return self.out_head(self.final_norm(x))
 
 
+# Copied from ch05/07_gpt_to_llama/converting-llama2-to-llama3.ipynb::LLAMA32_CONFIG_1B
 LLAMA32_CONFIG_1B = {
     "vocab_size": 128_256,       # 128,000 BPE tokens + 256 special tokens
     "context_length": 131_072,   # 128k tokens (RoPE scaling, below)
@@ -281,9 +290,11 @@ LLAMA32_CONFIG_1B = {
 }
 
 
+# Copied from ch05/07_gpt_to_llama/converting-llama2-to-llama3.ipynb::LLAMA32_CONFIG_3B
 LLAMA32_CONFIG_3B = {**LLAMA32_CONFIG_1B, "emb_dim": 3072, "n_heads": 24, "n_layers": 28}
 
 
+# Copied from ch05/07_gpt_to_llama/converting-gpt-to-llama2.ipynb::hf_to_our_name
 def hf_to_our_name(name):
     """Our parameter name for a Hugging Face Llama parameter name."""
     renames = {
@@ -299,6 +310,7 @@ def hf_to_our_name(name):
     return name
 
 
+# Copied from ch05/07_gpt_to_llama/converting-gpt-to-llama2.ipynb::meta_to_our_name
 def meta_to_our_name(name):
     """Our parameter name for a name in Meta's original checkpoint (consolidated.00.pth)."""
     if name.startswith("norm."):
@@ -315,6 +327,7 @@ def meta_to_our_name(name):
     return name
 
 
+# Copied from ch05/07_gpt_to_llama/converting-gpt-to-llama2.ipynb::meta_rope_rows_to_ours
 def meta_rope_rows_to_ours(weight, num_heads):
     """Reorder a query or key weight's rows from Meta's RoPE pairing to rotate-half.
 
@@ -329,6 +342,7 @@ def meta_rope_rows_to_ours(weight, num_heads):
             .transpose(1, 2).reshape(out_dim, in_dim))
 
 
+# Copied from ch05/07_gpt_to_llama/converting-gpt-to-llama2.ipynb::load_weights_into_llama
 def load_weights_into_llama(model, param_config, params):
     """Copy a Llama checkpoint `params` into our Llama2Model or Llama3Model, in place.
 
@@ -370,6 +384,7 @@ def load_weights_into_llama(model, param_config, params):
     return model
 
 
+# Copied from ch05/07_gpt_to_llama/standalone-llama32.ipynb::generate_with_cache
 def generate_with_cache(model, idx, max_new_tokens, temperature=0.0, top_k=None, eos_id=None):
     """Chapter 5's `generate` with a KV cache: the same tokens, far less work.
 
@@ -392,12 +407,14 @@ def generate_with_cache(model, idx, max_new_tokens, temperature=0.0, top_k=None,
         model.reset_cache()  # free the cache's memory
 
 
+# Copied from ch05/07_gpt_to_llama/converting-llama2-to-llama3.ipynb::LLAMA3_PATTERN
 LLAMA3_PATTERN = (
     r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"
     r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
 )
 
 
+# Copied from ch05/07_gpt_to_llama/converting-llama2-to-llama3.ipynb::Llama3Tokenizer
 class Llama3Tokenizer:
     """Llama 3's tokenizer: byte-level BPE (tiktoken) read from `tokenizer.model`.
 
@@ -440,6 +457,7 @@ class Llama3Tokenizer:
         return self.model.decode(list(ids))
 
 
+# Copied from ch05/07_gpt_to_llama/standalone-llama32.ipynb::ChatFormat
 class ChatFormat:
     """Llama 3's chat format, as token ids.
 

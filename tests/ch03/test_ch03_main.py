@@ -8,7 +8,6 @@ figures); the book's printed values are checked too where the issue lists them.
 """
 
 import math
-import os
 
 import pytest
 import torch
@@ -163,11 +162,8 @@ def test_rejects_input_longer_than_context(ch03, name):
     assert module(torch.rand(1, 4, 3)).shape == (1, 4, 2)  # shorter inputs are fine
 
 
+@pytest.mark.needs_mirror("the-verdict.txt")
 def test_summary_notebook_shapes():
-    if not os.environ.get("LLMS_FROM_SCRATCH_MIRROR") and not (
-        CHAPTER / "the-verdict.txt"
-    ).exists():
-        pytest.skip("needs the-verdict.txt: set LLMS_FROM_SCRATCH_MIRROR")
     summary = run_notebook_code(CHAPTER / "multihead-attention.ipynb")
     assert summary["input_embeddings"].shape == (8, 4, 256)
     # variant A: the wrapper, two heads of d_in // 2; variant B: MultiHeadAttention

@@ -2,10 +2,12 @@
 
 They were measured with the book's own code on a 2-core CPU with torch 2.13
 (seed 123). Matching them checks that the data split, the loaders, the model,
-the loss and the training step follow the book exactly (DESIGN.md section 5).
+the loss and the training step follow the book exactly, down to drawing random
+numbers in the book's order: each nn.Linear (weight, then bias) and nn.Embedding
+when it is created, dropout when it runs, a shuffling DataLoader when each epoch
+starts.
 """
 
-import os
 
 import pytest
 import tiktoken
@@ -16,10 +18,7 @@ ch05 = import_course_module("ch05/01_main-chapter-code/gpt_train.py")
 ch05_utils = import_course_module("ch05/01_main-chapter-code/gpt_utils.py")
 pc = import_course_module("ch05/01_main-chapter-code/previous_chapters.py")
 
-pytestmark = pytest.mark.skipif(
-    not os.environ.get("LLMS_FROM_SCRATCH_MIRROR"),
-    reason="needs the-verdict.txt from $LLMS_FROM_SCRATCH_MIRROR",
-)
+pytestmark = pytest.mark.needs_mirror("the-verdict.txt")
 
 BOOK_CONFIG = {**pc.GPT_CONFIG_124M, "context_length": 256}
 

@@ -48,8 +48,7 @@ def test_help_lists_the_options(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not os.environ.get("LLMS_FROM_SCRATCH_MIRROR"),
-                    reason="needs the-verdict.txt from $LLMS_FROM_SCRATCH_MIRROR")
+@pytest.mark.needs_mirror("the-verdict.txt")
 def test_tiny_run_trains_and_saves_a_loadable_model(tmp_path):
     result = run_gpt_train([*TINY_RUN, "--output-dir", str(tmp_path / "out"),
                          "--data-dir", str(tmp_path / "data")], {}, cwd=tmp_path)

@@ -49,7 +49,13 @@ def run_training(tokenizer, num_epochs=2, eval_freq=3, seed=123):
 
 def reference_training(model, train_loader, val_loader, optimizer, num_epochs, eval_freq,
                        eval_iter):
-    """A straightforward loop written independently from DESIGN.md section 5."""
+    """A straightforward loop written here, independently of the course code.
+
+    It follows the book's training loop: the global step starts at -1 and grows
+    after each optimizer step; when step % eval_freq == 0 it evaluates (eval mode,
+    no gradients) the mean loss of the first `eval_iter` batches of each loader
+    and records the number of input tokens seen so far.
+    """
     train_losses, val_losses, seen, tokens, step = [], [], [], 0, -1
     for _ in range(num_epochs):
         model.train()

@@ -1,6 +1,5 @@
 """Shared fixtures for chapter 6: the script module, the data splits, a tokenizer."""
 
-import os
 
 import pytest
 import tiktoken
@@ -28,10 +27,8 @@ def tokenizer():
 
 
 @pytest.fixture(scope="session")
-def data_dir(tmp_path_factory, ch06):
+def data_dir(tmp_path_factory, ch06, needs_mirror):
     """The SMS Spam Collection from the mirror, extracted, with the three CSV splits."""
-    if not os.environ.get("LLMS_FROM_SCRATCH_MIRROR"):
-        pytest.skip("needs sms+spam+collection.zip from $LLMS_FROM_SCRATCH_MIRROR")
     folder = tmp_path_factory.mktemp("sms")
     data_file = ch06.download_and_unzip_spam_data(
         ch06.SMS_SPAM_URL, folder / "sms_spam_collection.zip", folder,

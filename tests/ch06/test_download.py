@@ -1,6 +1,5 @@
 """download_and_unzip_spam_data: safe, atomic extraction, and clear errors for bad zips."""
 
-import os
 import zipfile
 
 import pytest
@@ -9,12 +8,9 @@ MIRROR_ZIP = "sms+spam+collection.zip"
 
 
 @pytest.fixture(scope="module")
-def real_data(ch06):
+def real_data(ch06, needs_mirror):
     """The bytes of the real SMSSpamCollection, read from the mirror's zip."""
-    mirror = os.environ.get("LLMS_FROM_SCRATCH_MIRROR")
-    if not mirror:
-        pytest.skip("needs sms+spam+collection.zip from $LLMS_FROM_SCRATCH_MIRROR")
-    with zipfile.ZipFile(os.path.join(mirror, MIRROR_ZIP)) as archive:
+    with zipfile.ZipFile(needs_mirror / MIRROR_ZIP) as archive:
         return archive.read("SMSSpamCollection")
 
 

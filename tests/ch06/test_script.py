@@ -12,9 +12,7 @@ from openai_gpt2 import OPENAI_HPARAMS, random_openai_weights
 SMALL_OVERRIDE = {"n_embd": 32, "n_head": 2, "n_layer": 2}
 
 
-def needs_mirror():
-    if not os.environ.get("LLMS_FROM_SCRATCH_MIRROR"):
-        pytest.skip("needs sms+spam+collection.zip from $LLMS_FROM_SCRATCH_MIRROR")
+SMS_ZIP = "sms+spam+collection.zip"
 
 
 def accuracies(stdout):
@@ -39,8 +37,8 @@ def test_help_lists_hyphenated_options_only(ch06, capsys):
     assert "--test_mode" not in help_text  # the book's spelling works but is not listed
 
 
+@pytest.mark.needs_mirror(SMS_ZIP)
 def test_test_mode_runs_end_to_end(tmp_path, ch06, previous_chapters, tokenizer, capsys):
-    needs_mirror()
     out = tmp_path / "out"
     # the book repository's spellings of the options work too
     ch06.main(["--test_mode", "--epochs", "2", "--eval_freq", "1", "--eval_iter", "1",
@@ -60,6 +58,7 @@ def test_test_mode_runs_end_to_end(tmp_path, ch06, previous_chapters, tokenizer,
     assert (config["emb_dim"], config["num_classes"], config["max_length"]) == (32, 2, 120)
 
 
+@pytest.mark.needs_mirror(SMS_ZIP)
 def test_finetunes_openai_gpt2_and_saves_a_reloadable_model(
         tmp_path, monkeypatch, capsys, course_mirror, ch06, previous_chapters, tokenizer):
     """A "124M" release in OpenAI's exact format, with small random weights.
@@ -67,7 +66,6 @@ def test_finetunes_openai_gpt2_and_saves_a_reloadable_model(
     The same (cached) checkpoint the notebook tests use: seeded random weights,
     which `random_openai_weights` recreates here as the reference.
     """
-    needs_mirror()
     mirror = course_mirror(["124M"], SMALL_OVERRIDE)
     monkeypatch.setenv("LLMS_FROM_SCRATCH_MIRROR", str(mirror))
     out = tmp_path / "out"
@@ -122,11 +120,11 @@ def test_corrupt_zip_gives_one_line_and_leaves_nothing_behind(tmp_path, ch06, ca
     assert list(out.iterdir()) == []
 
 
+@pytest.mark.needs_mirror(SMS_ZIP)
 def test_truncated_zip_is_reported_the_same_way(tmp_path, ch06, capsys):
-    needs_mirror()
     data = tmp_path / "data"
     data.mkdir()
-    real = os.path.join(os.environ["LLMS_FROM_SCRATCH_MIRROR"], "sms+spam+collection.zip")
+    real = os.path.join(os.environ["LLMS_FROM_SCRATCH_MIRROR"], SMS_ZIP)
     with open(real, "rb") as f:
         whole = f.read()
     assert zipfile.is_zipfile(real)

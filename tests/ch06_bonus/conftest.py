@@ -1,6 +1,5 @@
 """Shared fixtures for the chapter 6 bonus folders: the scripts, the data, one torch thread."""
 
-import os
 
 import pytest
 import torch
@@ -22,10 +21,8 @@ def imdb_prepare():
 
 
 @pytest.fixture(scope="session")
-def sms_data_dir(tmp_path_factory):
+def sms_data_dir(tmp_path_factory, needs_mirror):
     """One --data-dir for the SMS runs: the first run downloads and splits, the others reuse it."""
-    if not os.environ.get("LLMS_FROM_SCRATCH_MIRROR"):
-        pytest.skip("needs sms+spam+collection.zip from $LLMS_FROM_SCRATCH_MIRROR")
     return tmp_path_factory.mktemp("sms")
 
 

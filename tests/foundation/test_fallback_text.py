@@ -28,11 +28,10 @@ def test_is_long_enough_for_a_training_and_validation_split():
     assert len(tokens) // 10 > 257
 
 
+@pytest.mark.needs_mirror("the-verdict.txt")
 def test_shares_no_sentence_with_the_verdict():
     """The fallback is our own writing, not a copy of the text it replaces."""
-    mirror = Path(os.environ.get(downloads.MIRROR_ENV_VAR, "/nonexistent"), "the-verdict.txt")
-    if not mirror.is_file():
-        pytest.skip(f"the-verdict.txt is not in ${downloads.MIRROR_ENV_VAR}")
+    mirror = Path(os.environ[downloads.MIRROR_ENV_VAR], "the-verdict.txt")
     verdict_sentences = {s.strip() for s in mirror.read_text(encoding="utf-8").split(".")}
     ours = {s.strip() for s in FALLBACK.read_text(encoding="utf-8").split(".")}
     shared = {s for s in verdict_sentences & ours if len(s) > 30}

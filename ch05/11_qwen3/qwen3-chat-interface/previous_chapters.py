@@ -8,6 +8,7 @@ page (not a traceback) when it cannot be loaded.
 import asyncio
 
 
+# Copied from ch05/06_user_interface/chat_helpers.py::decode_stream
 def decode_stream(token_ids, tokenizer):
     """Yield the text of the ids in `token_ids`, piece by piece, as they arrive.
 
@@ -29,6 +30,7 @@ def decode_stream(token_ids, tokenizer):
         yield text[len(shown):]
 
 
+# Copied from ch05/06_user_interface/chat_helpers.py::send_text
 async def send_text(text):
     """Show `text` (Markdown) as a new message of the app in the chat page."""
     import chainlit as cl  # see stream_reply
@@ -36,6 +38,7 @@ async def send_text(text):
     await cl.Message(content=text).send()
 
 
+# Copied from ch05/06_user_interface/chat_helpers.py::stream_reply
 async def stream_reply(pieces, empty_note="(The model's answer is empty.)"):
     """Show the text pieces of the iterator `pieces` in one new chat message.
 
@@ -57,6 +60,7 @@ async def stream_reply(pieces, empty_note="(The model's answer is empty.)"):
     return reply.content
 
 
+# Copied from ch05/06_user_interface/chat_helpers.py::ModelAtStartup
 class ModelAtStartup:
     """The app's model, loaded once, when the app starts.
 

@@ -15,6 +15,7 @@ import chainlit
 from previous_chapters import ModelAtStartup, decode_stream, stream_reply
 from qwen3_chat import answer_token_ids, greeting, load_chat_model
 
+# Copied from ch05/11_qwen3/qwen3-chat-interface/qwen3-chat-interface-multiturn.py::MODEL_AND_TOKENIZER  # noqa: E501
 MODEL_AND_TOKENIZER = ModelAtStartup(load_chat_model)
 
 

@@ -42,6 +42,7 @@ REASONING = os.environ.get("QWEN3_REASONING", "1") != "0"
 DEVICE = os.environ.get("QWEN3_DEVICE", "auto")
 DTYPE = os.environ.get("QWEN3_DTYPE", "bfloat16")
 MAX_NEW_TOKENS = os.environ.get("QWEN3_MAX_NEW_TOKENS", "38912")
+# Copied from ch05/07_gpt_to_llama/benchmark.py::DTYPES
 DTYPES = {"bfloat16": torch.bfloat16, "float32": torch.float32}
 LOCAL_DIR = os.environ.get("QWEN3_LOCAL_DIR") or None
 

@@ -3,6 +3,7 @@
 import torch
 
 
+# Copied from ch05/11_qwen3/qwen3_kvcache.py::KVCache
 class KVCache:
     """The keys and values of every layer for the tokens seen so far."""
 
