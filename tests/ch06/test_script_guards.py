@@ -1,14 +1,11 @@
 """gpt_class_finetune.py: a run that would train on 0 batches is refused before the
 model is built, and a second run never replaces the first one's model silently."""
 
-import os
-
 import pytest
 
 
+@pytest.mark.needs_mirror("sms+spam+collection.zip")
 def test_a_batch_larger_than_the_training_data_is_refused(tmp_path, ch06, capsys):
-    if not os.environ.get("LLMS_FROM_SCRATCH_MIRROR"):
-        pytest.skip("needs sms+spam+collection.zip from $LLMS_FROM_SCRATCH_MIRROR")
     out = tmp_path / "out"
     with pytest.raises(SystemExit) as info:
         ch06.main(["--test-mode", "--batch-size", "100", "--device", "cpu",
