@@ -47,7 +47,8 @@ def test_network_parameter_count_matches_book(part1_output):
 def test_training_reaches_full_accuracy(part1_output):
     assert "Training accuracy: 1.0" in part1_output
     assert "Test accuracy: 1.0" in part1_output
-    assert "restored model gives identical outputs: True" in part1_output
+    # a print can reach the notebook as two stream chunks (joined with a newline above)
+    assert re.search(r"restored model gives identical outputs:\s+True", part1_output)
 
 
 def run_ddp(*command_args):
