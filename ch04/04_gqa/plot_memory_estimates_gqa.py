@@ -1,0 +1,89 @@
+"""Plot the KV-cache size against the context length for MHA and several GQA group counts.
+
+    python plot_memory_estimates_gqa.py            # writes kv_bytes_vs_context_length.pdf
+
+The book's settings: 24 heads, emb_dim 2048, 48 layers, batch 1, bfloat16,
+contexts 256 ... 131,072 tokens, GQA with 4, 8, 12 and 24 query heads per
+key/value head.
+"""
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+from memory_estimator_gqa import DTYPE_BYTES, calc_kv_bytes_total  # noqa: E402
+from script_helpers import ScriptArgumentParser, writable_file  # noqa: E402
+
+N_HEADS, EMB_DIM, N_LAYERS, BATCH, DTYPE = 24, 2048, 48, 1, "bf16"
+CONTEXT_LENGTHS = [2**k for k in range(8, 18)]  # 256 ... 131072
+GROUP_SIZES = [4, 8, 12, 24]
+
+
+def bytes_convert(n):
+    """Bytes as decimal gigabytes with two decimals (no unit)."""
+    return f"{n / 1000**3:.2f}"
+
+
+def savings_percent(total_mha, total_gqa):
+    """How much smaller the GQA cache is, in percent of the MHA cache."""
+    return 100 * (1 - total_gqa / total_mha)
+
+
+def kv_curves():
+    """{label: [GB per context length]} for MHA and each GQA group size."""
+    def gigabytes(n_kv_heads):
+        return [calc_kv_bytes_total(BATCH, ctx, EMB_DIM, N_HEADS, n_kv_heads, N_LAYERS,
+                                    DTYPE_BYTES[DTYPE]) / 1000**3 for ctx in CONTEXT_LENGTHS]
+
+    curves = {"MHA (24 key/value heads)": gigabytes(N_HEADS)}
+    for group_size in GROUP_SIZES:
+        n_kv_heads = N_HEADS // group_size
+        curves[f"GQA, {group_size} query heads per KV head ({n_kv_heads} KV heads)"] = \
+            gigabytes(n_kv_heads)
+    return curves
+
+
+def plot_abs_kv_vs_context_multi_groups(output):
+    """Draw every curve of `kv_curves()` (log-2 x axis) and save the figure to `output`."""
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for label, values in kv_curves().items():
+        ax.plot(CONTEXT_LENGTHS, values, marker="o", label=label)
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("context length (tokens)")
+    ax.set_ylabel("KV cache (GB)")
+    ax.set_title(f"KV cache, {N_LAYERS} layers, emb_dim {EMB_DIM}, {N_HEADS} heads, {DTYPE}")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    save_figure(fig, output)
+
+
+def save_figure(fig, output):
+    """Save atomically: a temporary file beside `output`, then a rename."""
+    output = Path(output)
+    temporary = output.with_name(f".{output.stem}.tmp{output.suffix}")
+    fig.savefig(temporary, dpi=150)
+    plt.close(fig)
+    temporary.replace(output)
+
+
+def parse_args(argv=None):
+    parser = ScriptArgumentParser(description="Plot KV-cache size vs context length, MHA vs GQA.")
+    parser.add_argument("--output", type=writable_file,
+                        default=Path("kv_bytes_vs_context_length.pdf"),
+                        help="the figure to write (.pdf or .png)")
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    for label, values in kv_curves().items():
+        print(f"{label}: {bytes_convert(values[-1] * 1000**3)} GB at {CONTEXT_LENGTHS[-1]:,} tokens")
+    plot_abs_kv_vs_context_multi_groups(args.output)
+    print(f"Saved {args.output}")
+
+
+if __name__ == "__main__":
+    main()
