@@ -270,8 +270,12 @@ class KVGPTModel(nn.Module):
 
 
 def kv_cache_bytes(model):
-    """Bytes that all layers' caches (buffers named `cache_*`) hold right now."""
-    return sum(buffer.nbytes for name, buffer in model.named_buffers()
+    """Bytes that all layers' caches (buffers named `cache_*`) keep allocated right now.
+
+    Counts each cache tensor's whole storage, not just the part it shows: a cache
+    trimmed by slicing would otherwise look smaller than the memory it holds.
+    """
+    return sum(buffer.untyped_storage().nbytes() for name, buffer in model.named_buffers()
                if name.rsplit(".", 1)[-1].startswith("cache_"))
 
 
