@@ -44,6 +44,10 @@ class MultiHeadAttention(nn.Module):
         self.ptr_current_pos = 0
 
     def forward(self, x, use_cache=False):
+        return self.out_proj(self.context_vectors(x, use_cache))
+
+    def context_vectors(self, x, use_cache=False):
+        """The heads' attention outputs, merged to (batch, tokens, d_out), before `out_proj`."""
         batch_size, num_tokens, _ = x.shape
         queries = split_heads(self.W_query(x), self.num_heads)
         keys = split_heads(self.W_key(x), self.num_heads)
@@ -55,7 +59,7 @@ class MultiHeadAttention(nn.Module):
             self.ptr_current_pos += num_tokens
         hidden = hidden_mask(start, num_tokens, 0, keys.shape[1], device=x.device)
         context = attend(queries, keys, values, hidden, self.dropout)
-        return self.out_proj(context.reshape(batch_size, num_tokens, self.d_out))
+        return context.reshape(batch_size, num_tokens, self.d_out)
 
 
 class GPTModel(KVGPTModel):

@@ -33,7 +33,7 @@ class MultiHeadAttentionWithSWA(MultiHeadAttention):
             raise ValueError(f"sliding_window_size must be at least 1, got {sliding_window_size}")
         self.sliding_window_size = sliding_window_size
 
-    def forward(self, x, use_cache=False):
+    def context_vectors(self, x, use_cache=False):
         batch_size, num_tokens, _ = x.shape
         window = self.sliding_window_size
         queries = split_heads(self.W_query(x), self.num_heads)
@@ -49,7 +49,7 @@ class MultiHeadAttentionWithSWA(MultiHeadAttention):
         key_start = start + num_tokens - keys.shape[1]
         hidden = hidden_mask(start, num_tokens, key_start, keys.shape[1], window, x.device)
         context = attend(queries, keys, values, hidden, self.dropout)
-        return self.out_proj(context.reshape(batch_size, num_tokens, self.d_out))
+        return context.reshape(batch_size, num_tokens, self.d_out)
 
 
 def keep_last(cache, window):
