@@ -50,6 +50,8 @@ WHOLE_FILE_HOMES = {
     "downloads.py": "ch02/01_main-chapter-code/downloads.py",
     "script_helpers.py": "ch02/02_bonus_bytepair-encoder/script_helpers.py",
     "llm_client.py": "ch07/02_dataset-utilities/llm_client.py",
+    "kv_gpt_skeleton.py": "ch04/04_gqa/kv_gpt_skeleton.py",
+    "gpt_with_kv_mha.py": "ch04/04_gqa/gpt_with_kv_mha.py",
 }
 
 # Deliberate variants: (name, repository-relative path) -> why it differs.
@@ -57,6 +59,11 @@ WHOLE_FILE_HOMES = {
 # identical to each other (the family's home is chosen as for any name).
 CH06_CLASSIFICATION_LOSS = ("chapter 6 classifies from the last token's logits "
                             "instead of predicting every next token")
+# The chapter 4 bonus folders 04-08 share one KV-cache baseline file (copied whole).
+CH04_KV_VARIANT_FOLDERS = ("04_gqa", "05_mla", "06_swa", "07_moe", "08_deltanet")
+CH04_KV_MHA = ("the book's KV-cache MultiHeadAttention of the ch04 bonus scripts: no context "
+               "length, a cache of (batch, tokens, heads, head_dim)")
+CH04_KV_GPT = "the book's KV-cache GPTModel of the ch04 bonus scripts, built on KVGPTModel"
 VARIANTS = {
     ("GPT2_SIZES", "ch04/02_performance-analysis/performance.py"):
         "keyed by the short size names its --sizes flag takes (124M), not the book's labels",
@@ -75,6 +82,25 @@ VARIANTS = {
         "the book's optimized KV-cache GPTModel: a sliding window over a preallocated cache",
     ("generate_text_simple_cached", "ch04/03_kv-cache/gpt_with_kv_cache_optimized.py"):
         "the book's optimized version: chunked prefill for the windowed cache",
+    **{(name, f"ch04/{folder}/gpt_with_kv_mha.py"): reason
+       for folder in CH04_KV_VARIANT_FOLDERS
+       for name, reason in (("MultiHeadAttention", CH04_KV_MHA), ("GPTModel", CH04_KV_GPT))},
+    ("GroupedQueryAttention", "ch04/04_gqa/gpt_with_kv_gqa.py"):
+        "the ch04 bonus GQA: a KV cache, dropout, no RoPE (Llama's in ch05/07 is another class)",
+    ("GPTModel", "ch04/04_gqa/gpt_with_kv_gqa.py"):
+        "the book's KV-cache GPTModel with grouped-query attention",
+    ("GPTModel", "ch04/05_mla/gpt_with_kv_mla.py"):
+        "the book's KV-cache GPTModel with multi-head latent attention",
+    ("GPTModel", "ch04/06_swa/gpt_with_kv_swa.py"):
+        "the book's KV-cache GPTModel with sliding-window attention layers",
+    ("GPTModel", "ch04/07_moe/gpt_with_kv_ffn.py"):
+        "the book's KV-cache GPTModel with a SwiGLU feed-forward layer",
+    ("GPTModel", "ch04/07_moe/gpt_with_kv_moe.py"):
+        "the book's KV-cache GPTModel with mixture-of-experts feed-forward layers",
+    ("FeedForward", "ch04/07_moe/gpt_with_kv_ffn.py"):
+        "the book's SwiGLU feed-forward layer (fc1, fc2, fc3), not GPT-2's GELU one",
+    ("GPTModel", "ch04/08_deltanet/gpt_with_kv_deltanet.py"):
+        "the Gated DeltaNet / gated attention hybrid GPTModel with a KV cache",
 }
 
 PARAMETERS_TAG = "parameters"

@@ -51,7 +51,7 @@ def parse_args(argv=None):
     return args
 
 
-def estimate(context_length, emb_dim, n_heads, n_layers, n_kv_groups, batch_size, dtype):
+def gqa_estimates(context_length, emb_dim, n_heads, n_layers, n_kv_groups, batch_size, dtype):
     """The MHA and GQA cache sizes in bytes, and the settings they follow from."""
     bytes_per_elem = DTYPE_BYTES[dtype]
     n_kv_heads = n_heads // n_kv_groups
@@ -66,7 +66,7 @@ def estimate(context_length, emb_dim, n_heads, n_layers, n_kv_groups, batch_size
 
 def main(argv=None):
     args = parse_args(argv)
-    result = estimate(args.context_length, args.emb_dim, args.n_heads, args.n_layers,
+    result = gqa_estimates(args.context_length, args.emb_dim, args.n_heads, args.n_layers,
                       args.n_kv_groups, args.batch_size, args.dtype)
     print(f"Settings: context {args.context_length}, emb_dim {args.emb_dim}, "
           f"{args.n_heads} heads (head_dim {result['head_dim']}), {args.n_layers} layers, "

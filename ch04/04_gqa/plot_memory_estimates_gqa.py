@@ -31,7 +31,7 @@ def savings_percent(total_mha, total_gqa):
     return 100 * (1 - total_gqa / total_mha)
 
 
-def kv_curves():
+def gqa_curves():
     """{label: [GB per context length]} for MHA and each GQA group size."""
     def gigabytes(n_kv_heads):
         return [calc_kv_bytes_total(BATCH, ctx, EMB_DIM, N_HEADS, n_kv_heads, N_LAYERS,
@@ -46,9 +46,9 @@ def kv_curves():
 
 
 def plot_abs_kv_vs_context_multi_groups(output):
-    """Draw every curve of `kv_curves()` (log-2 x axis) and save the figure to `output`."""
+    """Draw every curve of `gqa_curves()` (log-2 x axis) and save the figure to `output`."""
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for label, values in kv_curves().items():
+    for label, values in gqa_curves().items():
         ax.plot(CONTEXT_LENGTHS, values, marker="o", label=label)
     ax.set_xscale("log", base=2)
     ax.set_xlabel("context length (tokens)")
@@ -57,10 +57,10 @@ def plot_abs_kv_vs_context_multi_groups(output):
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    save_figure(fig, output)
+    save_plot_atomically(fig, output)
 
 
-def save_figure(fig, output):
+def save_plot_atomically(fig, output):
     """Save atomically: a temporary file beside `output`, then a rename."""
     output = Path(output)
     temporary = output.with_name(f".{output.stem}.tmp{output.suffix}")
@@ -79,8 +79,12 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    for label, values in kv_curves().items():
-        print(f"{label}: {bytes_convert(values[-1] * 1000**3)} GB at {CONTEXT_LENGTHS[-1]:,} tokens")
+    curves = gqa_curves()
+    mha = next(iter(curves.values()))
+    print(f"KV cache at {CONTEXT_LENGTHS[-1]:,} tokens:")
+    for label, values in curves.items():
+        print(f"  {label}: {bytes_convert(values[-1] * 1000**3)} GB "
+              f"(saves {savings_percent(mha[-1], values[-1]):.2f}% vs MHA)")
     plot_abs_kv_vs_context_multi_groups(args.output)
     print(f"Saved {args.output}")
 

@@ -63,7 +63,10 @@ class MultiHeadLatentAttention(nn.Module):
 
 
 class GPTModel(KVGPTModel):
-    """GPT-2 with a KV cache and multi-head latent attention (`cfg["latent_dim"]`) in every block."""
+    """GPT-2 with a KV cache and multi-head latent attention in every block.
+
+    Reads `cfg["latent_dim"]` (None or missing: the attention's default).
+    """
 
     def make_attention(self, cfg, layer_idx):
         return MultiHeadLatentAttention(d_in=cfg["emb_dim"], d_out=cfg["emb_dim"],

@@ -60,7 +60,7 @@ def parse_args(argv=None):
     return args
 
 
-def estimate(context_length, emb_dim, n_heads, n_layers, n_kv_groups, latent_dim, batch_size,
+def mla_estimates(context_length, emb_dim, n_heads, n_layers, n_kv_groups, latent_dim, batch_size,
              dtype):
     """The MHA, GQA and MLA cache sizes in bytes."""
     bytes_per_elem = DTYPE_BYTES[dtype]
@@ -78,7 +78,7 @@ def estimate(context_length, emb_dim, n_heads, n_layers, n_kv_groups, latent_dim
 
 def main(argv=None):
     args = parse_args(argv)
-    result = estimate(args.context_length, args.emb_dim, args.n_heads, args.n_layers,
+    result = mla_estimates(args.context_length, args.emb_dim, args.n_heads, args.n_layers,
                       args.n_kv_groups, args.latent_dim, args.batch_size, args.dtype)
     mha, gqa, mla = result["total_mha"], result["total_gqa"], result["total_mla"]
     print(f"Settings: context {args.context_length}, emb_dim {args.emb_dim}, "

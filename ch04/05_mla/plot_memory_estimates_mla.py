@@ -23,7 +23,7 @@ CONTEXT_LENGTHS = [2**k for k in range(8, 18)]  # 256 ... 131072
 LATENT_DIMS = [1024, 512, 256, 64]
 
 
-def kv_curves():
+def mla_curves():
     """{label: [GB per context length]} for MHA and MLA with each latent size."""
     nbytes = DTYPE_BYTES[DTYPE]
     curves = {"MHA": [calc_kv_bytes_total(BATCH, ctx, EMB_DIM, N_HEADS, N_HEADS, N_LAYERS,
@@ -36,9 +36,9 @@ def kv_curves():
 
 
 def plot_abs_kv_vs_context_multiple(output):
-    """Draw every curve of `kv_curves()` (log-2 x axis) and save the figure to `output`."""
+    """Draw every curve of `mla_curves()` (log-2 x axis) and save the figure to `output`."""
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for label, values in kv_curves().items():
+    for label, values in mla_curves().items():
         ax.plot(CONTEXT_LENGTHS, values, marker="o", label=label)
     ax.set_xscale("log", base=2)
     ax.set_xlabel("context length (tokens)")
@@ -47,11 +47,11 @@ def plot_abs_kv_vs_context_multiple(output):
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    save_figure(fig, output)
+    save_plot_atomically(fig, output)
 
 
 # Copied from ch04/04_gqa/plot_memory_estimates_gqa.py
-def save_figure(fig, output):
+def save_plot_atomically(fig, output):
     """Save atomically: a temporary file beside `output`, then a rename."""
     output = Path(output)
     temporary = output.with_name(f".{output.stem}.tmp{output.suffix}")
@@ -70,7 +70,7 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    for label, values in kv_curves().items():
+    for label, values in mla_curves().items():
         print(f"{label}: {values[-1]:.2f} GB at {CONTEXT_LENGTHS[-1]:,} tokens")
     plot_abs_kv_vs_context_multiple(args.output)
     print(f"Saved {args.output}")

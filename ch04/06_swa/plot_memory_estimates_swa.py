@@ -24,7 +24,7 @@ SERIES = {"total_mha_allfull": "MHA", "total_gqa_allfull": f"GQA ({N_KV_GROUPS} 
           "total_mixed_mha": "MHA + SWA", "total_mixed_gqa": "GQA + SWA"}
 
 
-def kv_curves(emb_dim, n_heads, n_layers, sliding_window_size, batch_size, dtype, swa_ratio):
+def swa_curves(emb_dim, n_heads, n_layers, sliding_window_size, batch_size, dtype, swa_ratio):
     """{label: [GB per context length]} for the four series."""
     totals = [estimate_totals(ctx, sliding_window_size, emb_dim, n_heads, n_layers, N_KV_GROUPS,
                               batch_size, dtype, swa_ratio) for ctx in CONTEXT_LENGTHS]
@@ -43,11 +43,11 @@ def plot_curves(curves, title, output):
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    save_figure(fig, output)
+    save_plot_atomically(fig, output)
 
 
 # Copied from ch04/04_gqa/plot_memory_estimates_gqa.py
-def save_figure(fig, output):
+def save_plot_atomically(fig, output):
     """Save atomically: a temporary file beside `output`, then a rename."""
     output = Path(output)
     temporary = output.with_name(f".{output.stem}.tmp{output.suffix}")
@@ -76,7 +76,7 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    curves = kv_curves(args.emb_dim, args.n_heads, args.n_layers, args.sliding_window_size,
+    curves = swa_curves(args.emb_dim, args.n_heads, args.n_layers, args.sliding_window_size,
                        args.batch_size, args.dtype, args.swa_ratio)
     for label, values in curves.items():
         print(f"{label}: {values[-1]:.2f} GB at {CONTEXT_LENGTHS[-1]:,} tokens")

@@ -74,7 +74,8 @@ def parse_args(argv=None):
                         help="size the experts so the MoE layer has the dense layer's parameters")
     args = parser.parse_args(argv)
     if args.top_k > args.num_experts:
-        parser.error(f"argument --top-k: {args.top_k} is more than --num-experts {args.num_experts}")
+        parser.error(f"argument --top-k: {args.top_k} is more than "
+                     f"--num-experts {args.num_experts}")
     return args
 
 

@@ -56,12 +56,12 @@ def plot_active_params_vs_experts(emb_dim, hidden_dim, ffn_type="swiglu", top_k=
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    save_figure(fig, save_path)
+    save_plot_atomically(fig, save_path)
     return counts, active, total
 
 
 # Copied from ch04/04_gqa/plot_memory_estimates_gqa.py
-def save_figure(fig, output):
+def save_plot_atomically(fig, output):
     """Save atomically: a temporary file beside `output`, then a rename."""
     output = Path(output)
     temporary = output.with_name(f".{output.stem}.tmp{output.suffix}")
@@ -82,7 +82,8 @@ def parse_args(argv=None):
     parser.add_argument("--no-match-dense", action="store_true")
     args = parser.parse_args(argv)
     if args.top_k > args.max_experts:
-        parser.error(f"argument --top-k: {args.top_k} is more than --max-experts {args.max_experts}")
+        parser.error(f"argument --top-k: {args.top_k} is more than "
+                     f"--max-experts {args.max_experts}")
     return args
 
 
@@ -91,7 +92,7 @@ def main(argv=None):
     counts, active, total = plot_active_params_vs_experts(
         args.emb_dim, args.hidden_dim, args.ffn_type, args.top_k, args.max_experts,
         y_log=not args.no_log, save_path=args.save, match_dense=not args.no_match_dense)
-    for n, a, t in zip(counts, active, total):
+    for n, a, t in zip(counts, active, total, strict=True):
         print(f"{n:>4} experts: {a:>14,} active, {t:>16,} total")
     print(f"Saved {args.save}")
 

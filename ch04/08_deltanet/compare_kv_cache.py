@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 from gpt_with_kv_deltanet import GPTModel as DeltaNetGPTModel
-from kv_gpt_skeleton import DTYPES, kv_cache_bytes
+from kv_gpt_skeleton import TORCH_DTYPES, kv_cache_bytes
 from plot_memory_estimates_gated_deltanet import DTYPE_BYTES, calc_hybrid_bytes_total
 from script_helpers import (ScriptArgumentParser, add_device_argument, positive_int,
                             synchronize)
@@ -64,7 +64,7 @@ def variants(shape):
     tokens, emb, heads, layers, dtype = (s["context_length"], s["emb_dim"], s["n_heads"],
                                          s["n_layers"], s["dtype"])
     # The GQA estimator counts query heads per key/value head; the model counts key/value heads.
-    gqa_bytes = gqa_estimator.estimate(tokens, emb, heads, layers, heads // s["n_kv_groups"],
+    gqa_bytes = gqa_estimator.gqa_estimates(tokens, emb, heads, layers, heads // s["n_kv_groups"],
                                        1, dtype)
     swa_bytes = swa_estimator.estimate_totals(tokens, s["sliding_window_size"], emb, heads, layers,
                                               1, 1, dtype, swa_ratio(s["sliding_window_stride"]))
@@ -89,7 +89,7 @@ def variants(shape):
     ]
 
 
-def measure(model, prompt, new_tokens, prefill_chunk, device):
+def measure_variant(model, prompt, new_tokens, prefill_chunk, device):
     """Fill the cache with `prompt`, generate `new_tokens`; (prefill s, decode s, cache bytes)."""
     model.reset_kv_cache()
     with torch.no_grad():
@@ -120,9 +120,9 @@ def compare(shape, new_tokens, prefill_chunk, device):
     rows = []
     for name, model_class, extra, holds, predicted in variants(shape):
         torch.manual_seed(123)
-        model = model_class({**cfg, **extra}).to(device=device, dtype=DTYPES[shape["dtype"]])
-        prefill_s, decode_s, measured = measure(model.eval(), prompt, new_tokens, prefill_chunk,
-                                                device)
+        model = model_class({**cfg, **extra}).to(device=device, dtype=TORCH_DTYPES[shape["dtype"]])
+        prefill_s, decode_s, measured = measure_variant(model.eval(), prompt, new_tokens,
+                                                        prefill_chunk, device)
         rows.append({"variant": name, "holds": holds, "measured": measured,
                      "predicted": predicted, "prefill_s": prefill_s,
                      "tokens_per_s": new_tokens / decode_s})
@@ -167,7 +167,7 @@ def parse_args(argv=None):
     parser.add_argument("--sliding-window-size", type=positive_int, default=512)
     parser.add_argument("--sliding-window-stride", type=int, default=3)
     parser.add_argument("--full-attention-interval", type=positive_int, default=4)
-    parser.add_argument("--dtype", choices=sorted(DTYPES), default="fp32")
+    parser.add_argument("--dtype", choices=sorted(TORCH_DTYPES), default="fp32")
     add_device_argument(parser)
     args = parser.parse_args(argv)
     if args.emb_dim % args.n_heads != 0:

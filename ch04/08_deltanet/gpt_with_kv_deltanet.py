@@ -90,7 +90,8 @@ def gated_delta_rule_chunked(q, k, v, g, beta, initial_state=None, chunk_size=64
         outputs.append(G.exp()[..., None] * (q_c @ state)
                        + ((q_c @ k_c.transpose(-1, -2)) * decay) @ u)
         to_end = (G[..., -1:] - G).exp()  # decay from each token to the chunk's end
-        state = G[..., -1, None, None].exp() * state + (k_c * to_end[..., None]).transpose(-1, -2) @ u
+        state = (G[..., -1, None, None].exp() * state
+                 + (k_c * to_end[..., None]).transpose(-1, -2) @ u)
     return torch.cat(outputs, dim=2).transpose(1, 2), state
 
 

@@ -30,7 +30,7 @@ from downloads import cache_gpt2_tokenizer_files
 from script_helpers import add_device_argument, positive_int, synchronize
 
 PROMPT = "Hello, I am"
-DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+TORCH_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 
 
 # Copied from ch04/01_main-chapter-code/gpt.py
@@ -286,7 +286,7 @@ def add_common_arguments(parser):
     parser.add_argument("--n-layers", type=positive_int, default=12, help="transformer blocks")
     parser.add_argument("--max-new-tokens", type=positive_int, default=200,
                         help="tokens to generate (the context is this plus the prompt)")
-    parser.add_argument("--dtype", choices=sorted(DTYPES), default="bf16",
+    parser.add_argument("--dtype", choices=sorted(TORCH_DTYPES), default="bf16",
                         help="the model's number format (the book uses bfloat16)")
     add_device_argument(parser)
 
@@ -301,7 +301,7 @@ def check_common_arguments(parser, args):
 def common_settings(args):
     """The common flags as plain values for `run_generation`."""
     return {"emb_dim": args.emb_dim, "n_heads": args.n_heads, "n_layers": args.n_layers,
-            "max_new_tokens": args.max_new_tokens, "dtype": DTYPES[args.dtype],
+            "max_new_tokens": args.max_new_tokens, "dtype": TORCH_DTYPES[args.dtype],
             "device": args.device}
 
 

@@ -66,7 +66,7 @@ def memory_curves(batch, emb_dim, n_heads, n_layers, dtype, min_ctx, max_ctx):
 
 
 # Copied from ch04/04_gqa/plot_memory_estimates_gqa.py
-def save_figure(fig, output):
+def save_plot_atomically(fig, output):
     """Save atomically: a temporary file beside `output`, then a rename."""
     output = Path(output)
     temporary = output.with_name(f".{output.stem}.tmp{output.suffix}")
@@ -110,7 +110,7 @@ def main(argv=None):
     ax.grid(True, alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    save_figure(fig, args.output)
+    save_plot_atomically(fig, args.output)
     print(f"Saved {args.output}")
 
 
