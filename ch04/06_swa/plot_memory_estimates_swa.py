@@ -20,7 +20,8 @@ from script_helpers import ScriptArgumentParser, positive_int, writable_file  # 
 
 N_KV_GROUPS = 4
 CONTEXT_LENGTHS = [2**k for k in range(8, 18)]  # 256 ... 131072
-SERIES = {"total_mha_allfull": "MHA", "total_gqa_allfull": f"GQA ({N_KV_GROUPS} groups)",
+SERIES = {"total_mha_allfull": "MHA",
+          "total_gqa_allfull": f"GQA ({N_KV_GROUPS} query heads per KV head)",
           "total_mixed_mha": "MHA + SWA", "total_mixed_gqa": "GQA + SWA"}
 
 
