@@ -19,7 +19,6 @@ checks that the copies stay identical):
   (`run_generation`).
 """
 
-import resource
 import sys
 import time
 
@@ -28,6 +27,11 @@ import torch
 import torch.nn as nn
 from downloads import cache_gpt2_tokenizer_files
 from script_helpers import add_device_argument, positive_int, synchronize
+
+try:
+    import resource  # Unix only: the peak RSS on a CPU
+except ImportError:
+    resource = None
 
 PROMPT = "Hello, I am"
 TORCH_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
@@ -309,6 +313,8 @@ def peak_memory_text(device):
     """Peak memory: what PyTorch allocated on a GPU, the process's peak RSS on a CPU."""
     if device.type == "cuda":
         return f"Max memory allocated: {torch.cuda.max_memory_allocated(device) / 1024**3:.2f} GB"
+    if resource is None:
+        return "Peak RSS: not measured on this platform (no `resource` module)"
     # ru_maxrss counts KiB on Linux and bytes on macOS.
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     peak *= 1 if sys.platform == "darwin" else 1024
