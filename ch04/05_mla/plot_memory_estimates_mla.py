@@ -37,13 +37,23 @@ def mla_curves():
 
 def plot_abs_kv_vs_context_multiple(output):
     """Draw every curve of `mla_curves()` (log-2 x axis) and save the figure to `output`."""
+    plot_lines(CONTEXT_LENGTHS, mla_curves(), "context length (tokens)", "KV cache (GB)",
+               f"KV cache, {N_LAYERS} layers, emb_dim {EMB_DIM}, {N_HEADS} heads, {DTYPE}", output)
+
+
+# Copied from ch04/04_gqa/plot_memory_estimates_gqa.py
+def plot_lines(x_values, curves, xlabel, ylabel, title, output, log_x=True, log_y=False):
+    """One line per curve ({label: y values}) over x_values, saved to `output`."""
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for label, values in mla_curves().items():
-        ax.plot(CONTEXT_LENGTHS, values, marker="o", label=label)
-    ax.set_xscale("log", base=2)
-    ax.set_xlabel("context length (tokens)")
-    ax.set_ylabel("KV cache (GB)")
-    ax.set_title(f"KV cache, {N_LAYERS} layers, emb_dim {EMB_DIM}, {N_HEADS} heads, {DTYPE}")
+    for label, values in curves.items():
+        ax.plot(x_values, values, marker="o" if len(x_values) <= 20 else None, label=label)
+    if log_x:
+        ax.set_xscale("log", base=2)
+    if log_y:
+        ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()

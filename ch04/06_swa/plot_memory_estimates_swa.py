@@ -32,14 +32,18 @@ def swa_curves(emb_dim, n_heads, n_layers, sliding_window_size, batch_size, dtyp
     return {label: [t[key] / 1000**3 for t in totals] for key, label in SERIES.items()}
 
 
-def plot_curves(curves, title, output):
-    """Draw the curves (log-2 x axis) and save the figure to `output`."""
+# Copied from ch04/04_gqa/plot_memory_estimates_gqa.py
+def plot_lines(x_values, curves, xlabel, ylabel, title, output, log_x=True, log_y=False):
+    """One line per curve ({label: y values}) over x_values, saved to `output`."""
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for label, values in curves.items():
-        ax.plot(CONTEXT_LENGTHS, values, marker="o", label=label)
-    ax.set_xscale("log", base=2)
-    ax.set_xlabel("context length (tokens)")
-    ax.set_ylabel("KV cache (GB)")
+        ax.plot(x_values, values, marker="o" if len(x_values) <= 20 else None, label=label)
+    if log_x:
+        ax.set_xscale("log", base=2)
+    if log_y:
+        ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
@@ -83,7 +87,8 @@ def main(argv=None):
         print(f"{label}: {values[-1]:.2f} GB at {CONTEXT_LENGTHS[-1]:,} tokens")
     title = (f"KV cache, {args.n_layers} layers, emb_dim {args.emb_dim}, {args.n_heads} heads, "
              f"window {args.sliding_window_size}, SWA ratio {args.swa_ratio}")
-    plot_curves(curves, title, args.output)
+    plot_lines(CONTEXT_LENGTHS, curves, "context length (tokens)", "KV cache (GB)", title,
+               args.output)
     print(f"Saved {args.output}")
 
 

@@ -42,22 +42,32 @@ def plot_active_params_vs_experts(emb_dim, hidden_dim, ffn_type="swiglu", top_k=
     counts, active, total = expert_curve(emb_dim, hidden_dim, ffn_type, top_k, max_experts,
                                          match_dense)
     dense = estimate_params_and_hidden(emb_dim, hidden_dim, ffn_type, 1)["dense_params"]
+    curves = {f"active per token (top-{top_k})": active, "total": total,
+              "dense FFN": [dense] * len(counts)}
+    title = (f"{ffn_type} MoE, emb_dim {emb_dim}, dense hidden {hidden_dim}"
+             + (", matched to dense" if match_dense else ""))
+    plot_lines(counts, curves, "number of experts", "parameters per MoE layer", title,
+               save_path, log_y=y_log)
+    return counts, active, total
+
+
+# Copied from ch04/04_gqa/plot_memory_estimates_gqa.py
+def plot_lines(x_values, curves, xlabel, ylabel, title, output, log_x=True, log_y=False):
+    """One line per curve ({label: y values}) over x_values, saved to `output`."""
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    ax.plot(counts, active, marker="o", label=f"active per token (top-{top_k})")
-    ax.plot(counts, total, marker="s", label="total")
-    ax.axhline(dense, color="gray", linestyle="--", label="dense FFN")
-    ax.set_xscale("log", base=2)
-    if y_log:
+    for label, values in curves.items():
+        ax.plot(x_values, values, marker="o" if len(x_values) <= 20 else None, label=label)
+    if log_x:
+        ax.set_xscale("log", base=2)
+    if log_y:
         ax.set_yscale("log")
-    ax.set_xlabel("number of experts")
-    ax.set_ylabel("parameters per MoE layer")
-    ax.set_title(f"{ffn_type} MoE, emb_dim {emb_dim}, dense hidden {hidden_dim}"
-                 + (", matched to dense" if match_dense else ""))
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    save_plot_atomically(fig, save_path)
-    return counts, active, total
+    save_plot_atomically(fig, output)
 
 
 # Copied from ch04/04_gqa/plot_memory_estimates_gqa.py

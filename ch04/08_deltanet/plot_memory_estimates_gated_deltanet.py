@@ -66,6 +66,25 @@ def memory_curves(batch, emb_dim, n_heads, n_layers, dtype, min_ctx, max_ctx):
 
 
 # Copied from ch04/04_gqa/plot_memory_estimates_gqa.py
+def plot_lines(x_values, curves, xlabel, ylabel, title, output, log_x=True, log_y=False):
+    """One line per curve ({label: y values}) over x_values, saved to `output`."""
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for label, values in curves.items():
+        ax.plot(x_values, values, marker="o" if len(x_values) <= 20 else None, label=label)
+    if log_x:
+        ax.set_xscale("log", base=2)
+    if log_y:
+        ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    save_plot_atomically(fig, output)
+
+
+# Copied from ch04/04_gqa/plot_memory_estimates_gqa.py
 def save_plot_atomically(fig, output):
     """Save atomically: a temporary file beside `output`, then a rename."""
     output = Path(output)
@@ -98,19 +117,13 @@ def main(argv=None):
     args = parse_args(argv)
     contexts, curves = memory_curves(args.batch, args.emb_dim, args.n_heads, args.n_layers,
                                      args.dtype, args.min_ctx, args.max_ctx)
-    fig, ax = plt.subplots(figsize=(7, 4.5))
     for label, values in curves.items():
-        ax.plot(contexts, values, label=label)
         print(f"{label}: {values[0]:.4f} GB at {contexts[0]:,} tokens, "
               f"{values[-1]:.4f} GB at {contexts[-1]:,} tokens")
-    ax.set_xlabel("context length (tokens)")
-    ax.set_ylabel("cache memory (GB)")
-    ax.set_title(f"{args.n_layers} layers, emb_dim {args.emb_dim}, {args.n_heads} heads, "
-                 f"{args.dtype}, batch {args.batch}")
-    ax.grid(True, alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    save_plot_atomically(fig, args.output)
+    title = (f"{args.n_layers} layers, emb_dim {args.emb_dim}, {args.n_heads} heads, "
+             f"{args.dtype}, batch {args.batch}")
+    plot_lines(contexts, curves, "context length (tokens)", "cache memory (GB)", title,
+               args.output, log_x=False)
     print(f"Saved {args.output}")
 
 
