@@ -15,6 +15,9 @@ import torch.nn.functional as F
 from gpt_with_kv_mha import GPTModel as MHAGPTModel
 from kv_gpt_skeleton import (add_common_arguments, check_common_arguments, common_settings,
                              run_generation)
+# The book's scripts each define these; `from gpt_with_kv_... import generate_text_simple_cached`
+# works here too.
+from kv_gpt_skeleton import generate_text_simple_cached, kv_cache_bytes  # noqa: F401
 from script_helpers import ScriptArgumentParser, positive_int, synchronize
 
 

@@ -13,6 +13,9 @@ import torch.nn as nn
 from kv_gpt_skeleton import (KVGPTModel, add_common_arguments, append_tokens, attend,
                              check_common_arguments, check_divisible, common_settings,
                              hidden_mask, run_generation, split_heads)
+# The book's scripts each define these; `from gpt_with_kv_... import generate_text_simple_cached`
+# works here too.
+from kv_gpt_skeleton import generate_text_simple_cached, kv_cache_bytes  # noqa: F401
 from script_helpers import ScriptArgumentParser
 
 
