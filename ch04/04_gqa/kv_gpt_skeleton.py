@@ -347,6 +347,6 @@ def run_generation(model_class, extra_cfg, emb_dim, n_heads, n_layers, max_new_t
     seconds = time.perf_counter() - start
     print(f"Output: {out.shape[1]} tokens, {tokenizer.decode(out[0].tolist())!r}")
     print(f"Time: {seconds:.2f} sec")
-    print(f"{int(max_new_tokens / seconds)} tokens/sec")
+    print(f"{max_new_tokens / seconds:.1f} tokens/sec")  # the book prints a whole number
     print(peak_memory_text(device))
     return out
