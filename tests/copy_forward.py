@@ -65,6 +65,8 @@ WHOLE_FILE_HOMES = {
     "downloads.py": "ch02/01_main-chapter-code/downloads.py",
     "script_helpers.py": "ch02/02_bonus_bytepair-encoder/script_helpers.py",
     "llm_client.py": "ch07/02_dataset-utilities/llm_client.py",
+    "kv_gpt_skeleton.py": "ch04/04_gqa/kv_gpt_skeleton.py",
+    "gpt_with_kv_mha.py": "ch04/04_gqa/gpt_with_kv_mha.py",
 }
 
 # Deliberate variants: (name, repository-relative path) -> why it differs.
@@ -93,6 +95,11 @@ OLMO3_RMSNORM = "Olmo 3's RMSNorm: eps 1e-6 by default, as Hugging Face's Olmo3R
 OLMO3_ROPE = "Olmo 3's RoPE tables with YaRN scaling (the book's signature)"
 QWEN3_5_FEEDFORWARD = "Qwen3.5's SwiGLU (fc1, fc2, fc3, no bias, dtype from cfg), not a GELU MLP"
 QWEN3_5_RMSNORM = "Qwen3.5's zero-centred RMSNorm: weight starts at 0, scales by (1 + weight)"
+# The chapter 4 bonus folders 04-08 share one KV-cache baseline file (copied whole).
+CH04_KV_VARIANT_FOLDERS = ("04_gqa", "05_mla", "06_swa", "07_moe", "08_deltanet")
+CH04_KV_MHA = ("the book's KV-cache MultiHeadAttention of the ch04 bonus scripts: no context "
+               "length, a cache of (batch, tokens, heads, head_dim)")
+CH04_KV_GPT = "the book's KV-cache GPTModel of the ch04 bonus scripts, built on KVGPTModel"
 VARIANTS = {
     ("GPT2_SIZES", "ch04/02_performance-analysis/performance.py"):
         "keyed by the short size names its --sizes flag takes (124M), not the book's labels",
@@ -197,6 +204,25 @@ VARIANTS = {
         "the cache-free Qwen3.5: forward(in_idx)",
     ("generate_text_basic_stream", "ch05/16_qwen3.5/qwen3.5.ipynb"):
         "the cache-free Qwen3.5 generator: reruns the whole sequence each step",
+    **{(name, f"ch04/{folder}/gpt_with_kv_mha.py"): reason
+       for folder in CH04_KV_VARIANT_FOLDERS
+       for name, reason in (("MultiHeadAttention", CH04_KV_MHA), ("GPTModel", CH04_KV_GPT))},
+    ("GroupedQueryAttention", "ch04/04_gqa/gpt_with_kv_gqa.py"):
+        "the ch04 bonus GQA: a KV cache, dropout, no RoPE (Llama's in ch05/07 is another class)",
+    ("GPTModel", "ch04/04_gqa/gpt_with_kv_gqa.py"):
+        "the book's KV-cache GPTModel with grouped-query attention",
+    ("GPTModel", "ch04/05_mla/gpt_with_kv_mla.py"):
+        "the book's KV-cache GPTModel with multi-head latent attention",
+    ("GPTModel", "ch04/06_swa/gpt_with_kv_swa.py"):
+        "the book's KV-cache GPTModel with sliding-window attention layers",
+    ("GPTModel", "ch04/07_moe/gpt_with_kv_ffn.py"):
+        "the book's KV-cache GPTModel with a SwiGLU feed-forward layer",
+    ("GPTModel", "ch04/07_moe/gpt_with_kv_moe.py"):
+        "the book's KV-cache GPTModel with mixture-of-experts feed-forward layers",
+    ("FeedForward", "ch04/07_moe/gpt_with_kv_ffn.py"):
+        "the book's SwiGLU feed-forward layer (fc1, fc2, fc3), not GPT-2's GELU one",
+    ("GPTModel", "ch04/08_deltanet/gpt_with_kv_deltanet.py"):
+        "the Gated DeltaNet / gated attention hybrid GPTModel with a KV cache",
 }
 # The package's key-value-cache models: chapter 4's layers under the same names
 # (so state dicts load both ways), computing only the new tokens from a cache.
@@ -260,6 +286,14 @@ for _path in QWEN3_5_NBS:
         ("LAYER_TYPES", _path): "Qwen3.5's layer types: Gated DeltaNet (linear) and full attention",
         ("check_layer_types", _path): "checks Qwen3.5's layer types (linear and full attention)",
     })
+VARIANTS.update({
+    ("l2norm", _path): "Qwen3.5's l2norm, written to match Hugging Face's (eps inside the root)"
+    for _path in QWEN3_5_NBS
+})
+VARIANTS.update({
+    ("MoEFeedForward", "ch05/11_qwen3/qwen3.py"): QWEN3,
+    ("MoEFeedForward", "ch05/11_qwen3/standalone-qwen3-moe.ipynb"): QWEN3,
+})
 VARIANTS.update({
     ("KVCache", QWEN3_5_NBS[1]):
         "Qwen3.5's cache also holds each DeltaNet layer's convolution and recurrent state",

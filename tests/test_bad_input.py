@@ -59,6 +59,9 @@ NEAR_DUPLICATES = "ch07/02_dataset-utilities/find_near_duplicates.py"
 ENV_CHECK = "setup/python_environment_check.py"
 PKG_BATCHED = "pkg/benchmarks/batched_generation.py"
 GEMMA3 = "ch05/12_gemma3/benchmark.py"
+CH04_KV = ("ch04/04_gqa", "ch04/05_mla", "ch04/06_swa", "ch04/07_moe", "ch04/08_deltanet")
+GQA_EST = "ch04/04_gqa/memory_estimator_gqa.py"
+GQA_ESTIMATOR_REQUIRED = ["--emb_dim", "4096", "--n_heads", "32", "--n_layers", "32"]
 
 UNWRITABLE = "a-file/out"
 
@@ -296,6 +299,57 @@ BAD_INPUT = [
     (INSTRUCT, ["--data-dir", UNWRITABLE], "--data-dir"),  # the data cannot be fetched there
     (HPARAM, ["--data-dir", "a-file"], "--data-dir"),
     (HPARAM, ["--data-dir", UNWRITABLE], "--data-dir"),
+    # ch04 bonus folders 04-08: the shared MHA baseline (one copy per folder), the variants,
+    # the estimators and plots.
+    *[(f"{folder}/gpt_with_kv_mha.py", ["--n_heads", "5"], "--n-heads") for folder in CH04_KV],
+    ("ch04/04_gqa/gpt_with_kv_mha.py", ["--max_new_tokens", "-1"], "--max-new-tokens"),
+    ("ch04/04_gqa/gpt_with_kv_mha.py", ["--dtype", "int4"], "--dtype"),
+    ("ch04/04_gqa/gpt_with_kv_gqa.py", ["--n_kv_groups", "5"], "--n-kv-groups"),
+    ("ch04/04_gqa/gpt_with_kv_gqa.py", ["--n_kv_groups", "0"], "--n-kv-groups"),
+    ("ch04/04_gqa/gpt_with_kv_gqa.py", ["--emb_dim", "100"], "--n-heads"),
+    (GQA_EST, [*GQA_ESTIMATOR_REQUIRED, "--n_kv_groups", "5"], "--n-kv-groups"),
+    (GQA_EST, ["--context_length", "-1"], "--context-length"),
+    ("ch04/04_gqa/plot_memory_estimates_gqa.py", ["--output", "no-such-folder/kv.pdf"],
+     "--output"),
+    ("ch04/05_mla/gpt_with_kv_mla.py", ["--latent_dim", "0"], "--latent-dim"),
+    ("ch04/05_mla/memory_estimator_mla.py", ["--latent_dim", "-4"], "--latent-dim"),
+    ("ch04/05_mla/memory_estimator_mla.py",
+     [*GQA_ESTIMATOR_REQUIRED, "--latent_dim", "8", "--n_kv_groups", "5"], "--n-kv-groups"),
+    ("ch04/05_mla/plot_memory_estimates_mla.py", ["--output", UNWRITABLE], "--output"),
+    ("ch04/06_swa/gpt_with_kv_swa.py", ["--sliding_window_size", "0"], "--sliding-window-size"),
+    ("ch04/06_swa/gpt_with_kv_swa.py", ["--sliding_window_stride", "x"],
+     "--sliding-window-stride"),
+    ("ch04/06_swa/memory_estimator_swa.py", ["--sliding_window_size", "0"],
+     "--sliding-window-size"),
+    ("ch04/06_swa/memory_estimator_swa.py", ["--swa_ratio", "0:0"], "--swa-ratio"),
+    ("ch04/06_swa/memory_estimator_swa.py", ["--batch_size", "-1"], "--batch-size"),
+    ("ch04/06_swa/memory_estimator_swa.py",
+     [*GQA_ESTIMATOR_REQUIRED, "--sliding_window_size", "4", "--n_kv_groups", "5"],
+     "--n-kv-groups"),
+    ("ch04/06_swa/plot_memory_estimates_swa.py",
+     ["--emb_dim", "96", "--n_heads", "6", "--n_layers", "4", "--sliding_window_size", "8"],
+     "--n-heads"),
+    ("ch04/06_swa/plot_memory_estimates_swa.py", ["--sliding_window_size", "0"],
+     "--sliding-window-size"),
+    ("ch04/07_moe/gpt_with_kv_ffn.py", ["--hidden_dim", "0"], "--hidden-dim"),
+    ("ch04/07_moe/gpt_with_kv_moe.py", ["--num_experts", "4", "--num_experts_per_tok", "5"],
+     "--num-experts-per-tok"),
+    ("ch04/07_moe/gpt_with_kv_moe.py", ["--num_experts", "-1"], "--num-experts"),
+    ("ch04/07_moe/memory_estimator_moe.py",
+     ["--emb_dim", "64", "--hidden_dim", "128", "--num_experts", "8", "--top_k", "9"], "--top-k"),
+    ("ch04/07_moe/memory_estimator_moe.py", ["--emb_dim", "-1"], "--emb-dim"),
+    ("ch04/07_moe/plot_memory_estimates_moe.py",
+     ["--emb_dim", "64", "--hidden_dim", "128", "--top_k", "600"], "--top-k"),
+    ("ch04/07_moe/plot_memory_estimates_moe.py", ["--save", "no-such-folder/moe.pdf"], "--save"),
+    ("ch04/08_deltanet/gpt_with_kv_deltanet.py", ["--full_attention_interval", "0"],
+     "--full-attention-interval"),
+    ("ch04/08_deltanet/plot_memory_estimates_gated_deltanet.py", ["--n_heads", "5"], "--n-heads"),
+    ("ch04/08_deltanet/plot_memory_estimates_gated_deltanet.py", ["--max_ctx", "100"],
+     "--max-ctx"),
+    ("ch04/08_deltanet/compare_kv_cache.py", ["--n_kv_groups", "3"], "--n-kv-groups"),
+    ("ch04/08_deltanet/compare_kv_cache.py", ["--new_tokens", "5000"], "--new-tokens"),
+    ("ch04/08_deltanet/compare_kv_cache.py", ["--n_heads", "5"], "--n-heads"),
+    ("ch04/08_deltanet/compare_kv_cache.py", ["--context_length", "0"], "--context-length"),
 ]
 
 def folder_state(folder):
