@@ -264,11 +264,26 @@ VARIANTS.update({
                         "GroupedQueryAttention": ["qwen3.py", "standalone-qwen3.ipynb"]}.items()
     for path in paths
 })
+# The package's Qwen3 (llms_from_scratch.qwen3) joins the chapter's family.
+VARIANTS.update({
+    (name, "pkg/llms_from_scratch/qwen3.py"): QWEN3
+    for name in ("FeedForward", "RMSNorm", "TransformerBlock", "GroupedQueryAttention")
+})
 VARIANTS.update({
     (name, f"ch05/11_qwen3/{path}"): QWEN3_KV
     for name in ("GroupedQueryAttention", "TransformerBlock", "Qwen3Model",
                  "generate_text_basic_stream")
     for path in ("qwen3_kvcache.py", "standalone-qwen3-plus-kvcache.ipynb")
+})
+VARIANTS.update({
+    (name, "pkg/llms_from_scratch/kv_cache/qwen3.py"): QWEN3_KV
+    for name in ("GroupedQueryAttention", "TransformerBlock", "Qwen3Model")
+})
+QWEN3_BATCHED = ("the package's batched KV-cache Qwen3: per-row positions (start_pos) for "
+                 "left-padded prompts; same weights as qwen3.py's")
+VARIANTS.update({
+    (name, "pkg/llms_from_scratch/kv_cache_batched/qwen3.py"): QWEN3_BATCHED
+    for name in ("apply_rope", "GroupedQueryAttention", "TransformerBlock", "Qwen3Model")
 })
 VARIANTS[("on_start", "ch05/11_qwen3/qwen3-chat-interface/qwen3-chat-interface-multiturn.py")] = (
     "the book repository's handler name; the multi-turn app also starts an empty history")

@@ -18,8 +18,6 @@ PACKAGE = REPO_ROOT / "pkg" / "llms_from_scratch"
 # Every module of the package, from its files, so a new module is tested too.
 ALL_MODULES = sorted(".".join(path.relative_to(PACKAGE).with_suffix("").parts)
                      for path in PACKAGE.rglob("*.py") if path.name != "__init__.py")
-NOT_LANDED = ["kv_cache.qwen3", "kv_cache_batched.qwen3", "qwen3"]
-MODULES = [name for name in ALL_MODULES if name not in NOT_LANDED]
 
 TINY_GPT = {"vocab_size": 97, "context_length": 24, "emb_dim": 32, "n_heads": 4,
             "n_layers": 2, "drop_rate": 0.0, "qkv_bias": True}
@@ -39,15 +37,9 @@ def test_every_book_module_is_there():
     assert book_modules <= set(ALL_MODULES)
 
 
-@pytest.mark.parametrize("name", MODULES)
+@pytest.mark.parametrize("name", ALL_MODULES)
 def test_module_imports(name):
     importlib.import_module(f"llms_from_scratch.{name}")
-
-
-@pytest.mark.parametrize("name", NOT_LANDED)
-def test_qwen3_modules_say_they_have_not_landed(name):
-    with pytest.raises(ImportError, match=r"Qwen3 code \(ch05/11_qwen3\) has not landed"):
-        importlib.import_module(f"llms_from_scratch.{name}")
 
 
 def test_chapter_2_loader_gives_shifted_windows():
