@@ -108,6 +108,23 @@ VARIANTS.update({
         "the book's batched cache: KVCache(n_layers, batch_size), rows read one by one",
 })
 
+# Gemma 4 (ch05/17_gemma4): the book's names, each notebook's own variant.
+GEMMA4_ROPE = ("Gemma 4's RoPE tables: rope_type 'proportional' rotates only a fraction of "
+               "the frequency pairs (the rest get frequency 0)")
+GEMMA4 = "ch05/17_gemma4/standalone-gemma4.ipynb"
+GEMMA4_KV = "ch05/17_gemma4/standalone-gemma4-plus-kvcache.ipynb"
+VARIANTS.update({
+    ("compute_rope_params", GEMMA4): GEMMA4_ROPE,
+    ("compute_rope_params", GEMMA4_KV): GEMMA4_ROPE,
+    ("apply_rope", GEMMA4): "the cache-free Gemma 4: rotates positions 0..seq-1 (no offset)",
+    ("Gemma4Attention", GEMMA4):
+        "the cache-free Gemma 4 attention: forward(..., shared_kv, return_kv)",
+    ("Gemma4DenseBlock", GEMMA4): "the cache-free Gemma 4 block: forward(..., shared_kv, return_kv)",
+    ("Gemma4DenseModel", GEMMA4): "the cache-free Gemma 4: forward(input_ids)",
+    ("generate_text_basic_stream", GEMMA4):
+        "the cache-free Gemma 4 generator: reruns the whole sequence each step",
+})
+
 PARAMETERS_TAG = "parameters"
 CONSTANT_NAME = re.compile(r"[A-Z][A-Z0-9_]*")
 MARKER = re.compile(

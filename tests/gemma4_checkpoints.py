@@ -30,7 +30,7 @@ GEMMA4_CHAT_TEMPLATE = (
 )
 # 7 layers: 4 own their keys/values, the last 3 share them (E2B's double-wide MLP too).
 TINY_GEMMA4_OVERRIDES = {
-    "vocab_size": 384, "vocab_size_per_layer_input": 384, "emb_dim": 48, "hidden_dim": 64,
+    "vocab_size": 640, "vocab_size_per_layer_input": 640, "emb_dim": 48, "hidden_dim": 64,
     "n_layers": 7, "n_heads": 4, "head_dim": 16, "n_kv_heads": 2, "global_head_dim": 32,
     "context_length": 128, "sliding_window": 8, "hidden_size_per_layer_input": 8,
     "num_kv_shared_layers": 3,
@@ -93,7 +93,7 @@ def random_hf_gemma4(cfg, seed=0):
     return model
 
 
-def write_gemma4_tokenizer(folder, vocab_size=300):
+def write_gemma4_tokenizer(folder, vocab_size=600):
     """tokenizer.json (Gemma-style BPE, trained on a short text) and tokenizer_config.json."""
     from llama_checkpoints import TRAINING_TEXT
     from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers, pre_tokenizers
@@ -105,7 +105,7 @@ def write_gemma4_tokenizer(folder, vocab_size=300):
     tokenizer.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback(),
                                            decoders.Fuse()])
     byte_tokens = [f"<0x{b:02X}>" for b in range(256)]
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size + len(byte_tokens),
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size,
                                   special_tokens=GEMMA4_SPECIAL_TOKENS + byte_tokens,
                                   show_progress=False)
     tokenizer.train_from_iterator(TRAINING_TEXT.splitlines(), trainer)

@@ -137,3 +137,20 @@ def llm_servers(tmp_path):
     for body in requests:
         settings = body.get("options", body)
         assert "seed" in settings and "temperature" in settings, body
+
+
+@contextmanager
+def gemma4_hub_cache(tmp_path):
+    """google/gemma-4-E2B(-it) in a local hub cache, tiny and random; the notebooks get its config."""
+    import torch
+    from gemma4_checkpoints import (GEMMA4_REPOS, TINY_GEMMA4_OVERRIDES, tiny_gemma4_config,
+                                    write_gemma4_repo)
+
+    files = Path(tmp_path) / "gemma4-files"
+    files.mkdir()
+    write_gemma4_repo(files, tiny_gemma4_config(torch.float32))
+    cache = Path(tmp_path) / "hub-cache"
+    for repo_id in GEMMA4_REPOS:
+        write_hub_snapshot(cache, repo_id, {p.name: p for p in files.iterdir()})
+    yield {"env": {"HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1"},
+           "parameters": {"CONFIG_OVERRIDES": TINY_GEMMA4_OVERRIDES}}
