@@ -119,7 +119,8 @@ VARIANTS.update({
     ("apply_rope", GEMMA4): "the cache-free Gemma 4: rotates positions 0..seq-1 (no offset)",
     ("Gemma4Attention", GEMMA4):
         "the cache-free Gemma 4 attention: forward(..., shared_kv, return_kv)",
-    ("Gemma4DenseBlock", GEMMA4): "the cache-free Gemma 4 block: forward(..., shared_kv, return_kv)",
+    ("Gemma4DenseBlock", GEMMA4):
+        "the cache-free Gemma 4 block: forward(..., shared_kv, return_kv)",
     ("Gemma4DenseModel", GEMMA4): "the cache-free Gemma 4: forward(input_ids)",
     ("generate_text_basic_stream", GEMMA4):
         "the cache-free Gemma 4 generator: reruns the whole sequence each step",

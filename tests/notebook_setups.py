@@ -141,7 +141,7 @@ def llm_servers(tmp_path):
 
 @contextmanager
 def gemma4_hub_cache(tmp_path):
-    """google/gemma-4-E2B(-it) in a local hub cache, tiny and random; the notebooks get its config."""
+    """google/gemma-4-E2B(-it) in a local hub cache, tiny and random, and its config."""
     import torch
     from gemma4_checkpoints import (GEMMA4_REPOS, TINY_GEMMA4_OVERRIDES, tiny_gemma4_config,
                                     write_gemma4_repo)
