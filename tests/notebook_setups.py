@@ -146,9 +146,19 @@ def gemma4_hub_cache(tmp_path):
     from gemma4_checkpoints import (GEMMA4_REPOS, TINY_GEMMA4_OVERRIDES, tiny_gemma4_config,
                                     write_gemma4_repo)
 
-    files = Path(tmp_path) / "gemma4-files"
-    files.mkdir()
-    write_gemma4_repo(files, tiny_gemma4_config(torch.float32))
+    # Seeded, so written once per machine and shared by both notebooks: a fresh folder is
+    # renamed into place whole, so a half-written one is never seen.
+    import tempfile
+
+    files = Path(tempfile.gettempdir()) / "llms-from-scratch-test-checkpoints" / "gemma4-tiny"
+    if not files.exists():
+        files.parent.mkdir(parents=True, exist_ok=True)
+        fresh = Path(tempfile.mkdtemp(dir=files.parent))
+        write_gemma4_repo(fresh, tiny_gemma4_config(torch.float32))
+        try:
+            fresh.rename(files)
+        except OSError:  # another run got there first
+            shutil.rmtree(fresh)
     cache = Path(tmp_path) / "hub-cache"
     for repo_id in GEMMA4_REPOS:
         write_hub_snapshot(cache, repo_id, {p.name: p for p in files.iterdir()})
