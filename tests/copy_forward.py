@@ -318,6 +318,40 @@ VARIANTS.update({
         "the Qwen3.5 KV notebook's timing: cached and uncached runs of its own generators",
 })
 
+# Gemma 4 (ch05/17_gemma4): the book's names, each notebook's own variant.
+GEMMA4_ROPE = ("Gemma 4's RoPE tables: rope_type 'proportional' rotates only a fraction of "
+               "the frequency pairs (the rest get frequency 0)")
+GEMMA4 = "ch05/17_gemma4/standalone-gemma4.ipynb"
+GEMMA4_KV = "ch05/17_gemma4/standalone-gemma4-plus-kvcache.ipynb"
+VARIANTS.update({
+    ("compute_rope_params", GEMMA4): GEMMA4_ROPE,
+    ("compute_rope_params", GEMMA4_KV): GEMMA4_ROPE,
+    ("apply_rope", GEMMA4): "the cache-free Gemma 4: rotates positions 0..seq-1 (no offset)",
+    ("Gemma4Attention", GEMMA4):
+        "the cache-free Gemma 4 attention: forward(..., shared_kv, return_kv)",
+    ("Gemma4DenseBlock", GEMMA4):
+        "the cache-free Gemma 4 block: forward(..., shared_kv, return_kv)",
+    ("Gemma4DenseModel", GEMMA4): "the cache-free Gemma 4: forward(input_ids)",
+    ("generate_text_basic_stream", GEMMA4):
+        "the cache-free Gemma 4 generator: reruns the whole sequence each step",
+})
+
+# Gemma 4 (ch05/17_gemma4): names it shares with earlier folders, bodies of its own
+GEMMA4_NBS = ("ch05/17_gemma4/standalone-gemma4.ipynb",
+              "ch05/17_gemma4/standalone-gemma4-plus-kvcache.ipynb")
+for _path in GEMMA4_NBS:
+    VARIANTS.update({
+        ("attend", _path): "Gemma 4's attention core: scaling 1.0 after q/k norms, shared KV",
+        ("GemmaTokenizer", _path): "Gemma 4's tokenizer: a turn opens with <|turn>, ends with <turn|>",
+        ("apply_chat_template", _path): "Gemma 4's chat format: <|turn>role ... <turn|>",
+    })
+VARIANTS.update({
+    ("apply_rope", GEMMA4_NBS[1]): "Gemma 4's RoPE with an offset for cached positions",
+    ("generate_text_basic_stream", GEMMA4_NBS[1]):
+        "Gemma 4's cached generator: shared-KV layers read their source layer's cache",
+    ("MoEFeedForward", "pkg/llms_from_scratch/qwen3.py"): QWEN3,
+})
+
 PARAMETERS_TAG = "parameters"
 CONSTANT_NAME = re.compile(r"[A-Z][A-Z0-9_]*")
 MARKER = re.compile(

@@ -235,3 +235,30 @@ def qwen3_5_hub_cache(tmp_path):
                        {p.name: p for p in files.iterdir() if p.name != ".complete"})
     yield {"env": {"HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1"},
            "parameters": {"CONFIG_OVERRIDES": TINY_QWEN3_5_OVERRIDES}}
+
+
+@contextmanager
+def gemma4_hub_cache(tmp_path):
+    """google/gemma-4-E2B(-it) in a local hub cache, tiny and random, and its config."""
+    import torch
+    from gemma4_checkpoints import (GEMMA4_REPOS, TINY_GEMMA4_OVERRIDES, tiny_gemma4_config,
+                                    write_gemma4_repo)
+
+    # Seeded, so written once per machine and shared by both notebooks: a fresh folder is
+    # renamed into place whole, so a half-written one is never seen.
+    import tempfile
+
+    files = Path(tempfile.gettempdir()) / "llms-from-scratch-test-checkpoints" / "gemma4-tiny"
+    if not files.exists():
+        files.parent.mkdir(parents=True, exist_ok=True)
+        fresh = Path(tempfile.mkdtemp(dir=files.parent))
+        write_gemma4_repo(fresh, tiny_gemma4_config(torch.float32))
+        try:
+            fresh.rename(files)
+        except OSError:  # another run got there first
+            shutil.rmtree(fresh)
+    cache = Path(tmp_path) / "hub-cache"
+    for repo_id in GEMMA4_REPOS:
+        write_hub_snapshot(cache, repo_id, {p.name: p for p in files.iterdir()})
+    yield {"env": {"HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1"},
+           "parameters": {"CONFIG_OVERRIDES": TINY_GEMMA4_OVERRIDES}}
