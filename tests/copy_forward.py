@@ -342,7 +342,7 @@ GEMMA4_NBS = ("ch05/17_gemma4/standalone-gemma4.ipynb",
 for _path in GEMMA4_NBS:
     VARIANTS.update({
         ("attend", _path): "Gemma 4's attention core: scaling 1.0 after q/k norms, shared KV",
-        ("GemmaTokenizer", _path): "Gemma 4's tokenizer: a turn opens with <|turn>, ends with <turn|>",
+        ("GemmaTokenizer", _path): "Gemma 4's tokenizer: turns open <|turn>, close <turn|>",
         ("apply_chat_template", _path): "Gemma 4's chat format: <|turn>role ... <turn|>",
     })
 VARIANTS.update({
