@@ -362,11 +362,8 @@ def find_training_text(text_file, data_dir):
     the user's: we refuse to replace it. Without network and mirror we still
     want a working run, so we say so in one line and use the shipped text.
     """
-    if text_file is not None:
-        path = Path(text_file)
-        if not path.is_file():
-            raise SettingError("text_file", f"no such file: {path}")
-        return path
+    if text_file is not None:  # checked by checked_settings
+        return Path(text_file)
     destination = Path(data_dir) / "the-verdict.txt"
     if destination.exists() and sha256_of(destination) != THE_VERDICT_SHA256:
         raise SettingError("data_dir", f"{destination} is not the book's the-verdict.txt and "
