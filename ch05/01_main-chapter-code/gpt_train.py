@@ -384,7 +384,8 @@ def parse_args(argv=None):
                     "The defaults are the book's run.",
     )
     for key, (flag, check, default, help_text) in SETTINGS.items():
-        parser.add_argument(flag, dest=key, type=check, default=default, help=help_text)
+        parser.add_argument(flag, dest=key, type=check, default=default, help=help_text,
+                            metavar=flag[2:].replace("-", "_").upper())
     parser.add_argument("--context-length", type=positive_int, default=256,
                         help="tokens per training sequence (and the model's context length); "
                              "at most the --model-config's")
