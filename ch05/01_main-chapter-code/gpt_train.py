@@ -10,7 +10,7 @@ or, as the book does it, from Python:
     train_losses, val_losses, tokens_seen, model = main(GPT_CONFIG, OTHER_SETTINGS)
 
 with OTHER_SETTINGS holding learning_rate, num_epochs, batch_size and
-weight_decay (and optionally the keys of `OPTIONAL_SETTINGS`).
+weight_decay (and optionally any other key of `SETTINGS`, or "device").
 
 It downloads Edith Wharton's short story "The Verdict" (or reads it from the
 folder named by $LLMS_FROM_SCRATCH_MIRROR), splits it 90/10 into training and
@@ -28,7 +28,7 @@ With no network and no mirror it says so in one line and trains on
 `fallback-text.txt`, a short original text shipped with this folder.
 """
 
-import os
+import argparse
 import sys
 import tempfile
 import time
@@ -37,7 +37,13 @@ from pathlib import Path
 
 import tiktoken
 import torch
-from downloads import DownloadError, cache_gpt2_tokenizer_files, download_file, sha256_of
+from downloads import (
+    DownloadError,
+    atomic_write,
+    cache_gpt2_tokenizer_files,
+    download_file,
+    sha256_of,
+)
 from gpt_utils import (
     THE_VERDICT_SHA256,
     THE_VERDICT_URL,
@@ -52,6 +58,7 @@ from script_helpers import (
     ScriptArgumentParser,
     add_device_argument,
     existing_file,
+    non_negative_float,
     non_negative_int,
     positive_float,
     positive_int,
@@ -69,31 +76,39 @@ MODEL_CONFIGS = {
     "tiny": {**GPT_CONFIG_124M, "emb_dim": 32, "n_heads": 2, "n_layers": 2},
 }
 
-# The book's four settings are required; these have our defaults (the notebook's).
-REQUIRED_SETTINGS = ("learning_rate", "num_epochs", "batch_size", "weight_decay")
-OPTIONAL_SETTINGS = {
-    "eval_freq": 5,          # measure the losses every this many optimizer steps
-    "eval_iter": 5,          # batches per loss measurement
-    "start_context": "Every effort moves you",  # prompt of the sample after each epoch
-    "seed": 123,             # seeds the weights and the shuffling
-    "device": "auto",        # auto, cpu, cuda or mps (or a torch.device)
-    "text_file": None,       # train on this file instead of the-verdict.txt
-    "data_dir": None,        # where the-verdict.txt is kept (None: this folder)
+# Every setting, once: its flag, its checked type (argparse applies it to the
+# command line, `checked_settings` to a dict from Python), default and help.
+# The book's four come first: required from Python, the book's run on the shell.
+SETTINGS = {
+    "num_epochs": ("--epochs", positive_int, 10, "passes over the training text"),
+    "learning_rate": ("--lr", positive_float, 4e-4, "AdamW learning rate"),
+    "batch_size": ("--batch-size", positive_int, 2, "sequences per batch"),
+    "weight_decay": ("--weight-decay", non_negative_float, 0.1, "AdamW weight decay"),
+    "eval_freq": ("--eval-freq", positive_int, 5,
+                  "measure the losses every this many optimizer steps"),
+    "eval_iter": ("--eval-iter", positive_int, 5, "batches per loss measurement"),
+    "start_context": ("--start-context", None, "Every effort moves you",
+                      "prompt for the samples printed after each epoch"),
+    "seed": ("--seed", int, 123, "seed for weights and shuffling"),
+    "text_file": ("--text-file", existing_file, None,
+                  "train on this UTF-8 text file instead of the-verdict.txt"),
+    "data_dir": ("--data-dir", None, None,
+                 "where the downloaded the-verdict.txt is kept (None: this script's folder)"),
     # Appendix D's extras, all off by default so the book's run is unchanged:
-    "warmup_steps": None,    # linear warm-up from initial_lr to learning_rate over N steps
-    "initial_lr": 1e-5,      # where the warm-up starts
-    "min_lr": None,          # end of the cosine decay (None: no decay)
-    "max_grad_norm": None,   # clip the gradients' global norm after the warm-up
+    "warmup_steps": ("--warmup-steps", non_negative_int, None,
+                     "linear learning-rate warm-up over this many steps (appendix D)"),
+    "initial_lr": ("--initial-lr", positive_float, 1e-5,
+                   "learning rate at the start of the warm-up"),
+    "min_lr": ("--min-lr", positive_float, None,
+               "decay the learning rate along a cosine to this value"),
+    "max_grad_norm": ("--max-grad-norm", positive_float, None,
+                      "clip the gradients' global norm to this value after the warm-up"),
 }
-# The command-line flag behind each setting, so an error names what the user typed.
-FLAGS = {
-    "learning_rate": "--lr", "num_epochs": "--epochs", "batch_size": "--batch-size",
-    "weight_decay": "--weight-decay", "eval_freq": "--eval-freq", "eval_iter": "--eval-iter",
-    "start_context": "--start-context", "seed": "--seed", "device": "--device",
-    "text_file": "--text-file", "data_dir": "--data-dir", "context_length": "--context-length",
-    "output_dir": "--output-dir", "warmup_steps": "--warmup-steps",
-    "initial_lr": "--initial-lr", "min_lr": "--min-lr", "max_grad_norm": "--max-grad-norm",
-}
+REQUIRED_SETTINGS = ("learning_rate", "num_epochs", "batch_size", "weight_decay")
+WHOLE_NUMBERS = (positive_int, non_negative_int, int)
+# The flags of the checks that are not one SETTINGS entry, so that an error names them.
+OTHER_FLAGS = {"device": "--device", "context_length": "--context-length",
+               "output_dir": "--output-dir"}
 
 
 class SettingError(ValueError):
@@ -103,6 +118,11 @@ class SettingError(ValueError):
         super().__init__(f"{key}: {problem}")
         self.key = key
         self.problem = problem
+
+    @property
+    def flag(self):
+        """The command-line flag of this setting."""
+        return SETTINGS[self.key][0] if self.key in SETTINGS else OTHER_FLAGS[self.key]
 
 
 @dataclass
@@ -125,15 +145,14 @@ def main(gpt_config, settings):
     script does. Settings are checked before training; a bad one raises
     `SettingError` (a ValueError) naming it.
     """
-    run = prepare_training(gpt_config, settings)
+    run = prepare_training(gpt_config, checked_settings(gpt_config, settings))
     train_losses, val_losses, tokens_seen = train_with_progress(run)
     return train_losses, val_losses, tokens_seen, run.model
 
 
 def prepare_training(gpt_config, settings):
-    """Check the settings, get the text, build loaders, model and optimizer."""
-    settings = checked_settings(gpt_config, settings)
-    device = device_setting(settings["device"])
+    """Get the text, build loaders, model and optimizer, from checked settings."""
+    device = settings["device"]
     print(f"torch {torch.__version__}, device: {device}")
 
     cache_gpt2_tokenizer_files()  # lets tiktoken load GPT-2's BPE with no network
@@ -219,43 +238,40 @@ def learning_rate_schedule(settings, total_steps):
 
 
 def checked_settings(gpt_config, settings):
-    """The settings with defaults filled in; SettingError for the first bad one."""
+    """The settings with defaults filled in; SettingError for the first bad one.
+
+    Each value goes through the type its flag has on the command line, so a
+    dict from Python and a command line meet the same checks.
+    """
     missing = [key for key in REQUIRED_SETTINGS if key not in settings]
     if missing:
         raise SettingError(missing[0], "missing from the settings (the book's four are "
                                        f"{', '.join(REQUIRED_SETTINGS)})")
-    unknown = sorted(set(settings) - set(REQUIRED_SETTINGS) - set(OPTIONAL_SETTINGS))
+    unknown = sorted(set(settings) - set(SETTINGS) - {"device"})
     if unknown:
         raise SettingError(unknown[0], "not a setting of this script")
-    settings = {**OPTIONAL_SETTINGS, **settings}
-    for key, minimum, why in (
-        ("num_epochs", 1, "0 epochs would save an untrained model"),
-        ("batch_size", 1, "a batch needs at least one sequence"),
-        ("eval_freq", 1, "losses are measured every eval_freq steps"),
-        ("eval_iter", 1, "a loss measurement needs at least one batch"),
-    ):
-        value = settings[key]
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            raise SettingError(key, f"must be a whole number >= {minimum}, got {value!r} ({why})")
-    if not settings["learning_rate"] > 0:
-        raise SettingError("learning_rate", f"must be > 0, got {settings['learning_rate']!r}")
-    for key in ("initial_lr", "min_lr", "max_grad_norm"):
-        if settings[key] is not None and not settings[key] > 0:
-            raise SettingError(key, f"must be > 0, got {settings[key]!r}")
+    defaults = {key: default for key, (_, _, default, _) in SETTINGS.items()}
+    settings = {**defaults, "device": "auto", **settings}
+    for key, (_, check, _, _) in SETTINGS.items():
+        settings[key] = checked_value(key, settings[key], check)
+    settings["device"] = device_setting(settings["device"])
     if settings["min_lr"] is not None and settings["min_lr"] > settings["learning_rate"]:
         raise SettingError("min_lr", "must not exceed the peak learning rate "
                            f"{settings['learning_rate']!r}")
-    warmup = settings["warmup_steps"]
-    if warmup is not None and (isinstance(warmup, bool) or not isinstance(warmup, int)
-                               or warmup < 0):
-        raise SettingError("warmup_steps", f"must be a whole number >= 0, got {warmup!r}")
-    if not settings["weight_decay"] >= 0:
-        raise SettingError("weight_decay", f"must be >= 0, got {settings['weight_decay']!r}")
-    context_length = gpt_config.get("context_length")
-    if isinstance(context_length, bool) or not isinstance(context_length, int) \
-            or context_length < 1:
-        raise SettingError("context_length", f"must be a whole number >= 1, got {context_length!r}")
+    checked_value("context_length", gpt_config.get("context_length"), positive_int)
     return settings
+
+
+def checked_value(key, value, check):
+    """`value` through its flag's type (None stays None); SettingError naming `key`."""
+    if value is None or check is None:
+        return value
+    if check in WHOLE_NUMBERS and (isinstance(value, bool) or not isinstance(value, int)):
+        raise SettingError(key, f"must be a whole number, got {value!r}")
+    try:
+        return check(value)
+    except (argparse.ArgumentTypeError, TypeError, ValueError) as err:
+        raise SettingError(key, str(err)) from None
 
 
 def device_setting(name):
@@ -346,11 +362,8 @@ def find_training_text(text_file, data_dir):
     the user's: we refuse to replace it. Without network and mirror we still
     want a working run, so we say so in one line and use the shipped text.
     """
-    if text_file is not None:
-        path = Path(text_file)
-        if not path.is_file():
-            raise SettingError("text_file", f"no such file: {path}")
-        return path
+    if text_file is not None:  # checked by checked_settings
+        return Path(text_file)
     destination = Path(data_dir) / "the-verdict.txt"
     if destination.exists() and sha256_of(destination) != THE_VERDICT_SHA256:
         raise SettingError("data_dir", f"{destination} is not the book's the-verdict.txt and "
@@ -365,73 +378,48 @@ def find_training_text(text_file, data_dir):
 
 
 def parse_args(argv=None):
-    """The command line as (parser, args); the settings' own checks come later."""
+    """The command line as plain values: (gpt_config, settings, output_dir), all checked."""
     parser = ScriptArgumentParser(
         description="Pretrain a GPT model on a short text (chapter 5). "
                     "The defaults are the book's run.",
     )
-    parser.add_argument("--epochs", type=positive_int, default=10,
-                        help="passes over the training text")
-    parser.add_argument("--lr", type=positive_float, default=4e-4, help="AdamW learning rate")
-    parser.add_argument("--weight-decay", type=float, default=0.1, help="AdamW weight decay")
-    parser.add_argument("--batch-size", type=positive_int, default=2, help="sequences per batch")
+    for key, (flag, check, default, help_text) in SETTINGS.items():
+        parser.add_argument(flag, dest=key, type=check, default=default, help=help_text,
+                            metavar=flag[2:].replace("-", "_").upper())
     parser.add_argument("--context-length", type=positive_int, default=256,
                         help="tokens per training sequence (and the model's context length); "
                              "at most the --model-config's")
-    parser.add_argument("--text-file", type=existing_file, default=None,
-                        help="train on this UTF-8 text file instead of the-verdict.txt")
-    parser.add_argument("--data-dir", default=None,
-                        help="where the downloaded the-verdict.txt is kept "
-                             "(None: this script's folder)")
-    parser.add_argument("--output-dir", default=".",
-                        help="where to write model.pth and loss-plot.pdf")
-    parser.add_argument("--seed", type=int, default=123, help="seed for weights and shuffling")
-    add_device_argument(parser)
-    parser.add_argument("--eval-freq", type=positive_int, default=5,
-                        help="measure the losses every this many optimizer steps")
-    parser.add_argument("--eval-iter", type=positive_int, default=5,
-                        help="batches per loss measurement")
     parser.add_argument("--model-config", choices=sorted(MODEL_CONFIGS), default="124M",
                         help="model size; 'tiny' trains in seconds (for tests)")
-    parser.add_argument("--warmup-steps", type=non_negative_int, default=None,
-                        help="linear learning-rate warm-up over this many steps (appendix D)")
-    parser.add_argument("--initial-lr", type=positive_float, default=1e-5,
-                        help="learning rate at the start of the warm-up")
-    parser.add_argument("--min-lr", type=positive_float, default=None,
-                        help="decay the learning rate along a cosine to this value")
-    parser.add_argument("--max-grad-norm", type=positive_float, default=None,
-                        help="clip the gradients' global norm to this value after the warm-up")
-    parser.add_argument("--start-context", default="Every effort moves you",
-                        help="prompt for the samples printed after each epoch")
-    return parser, parser.parse_args(argv)
+    parser.add_argument("--output-dir", type=Path, default=Path("."),
+                        help="where to write model.pth and loss-plot.pdf")
+    add_device_argument(parser)
+    args = parser.parse_args(argv)
+
+    base_config = MODEL_CONFIGS[args.model_config]
+    if args.context_length > base_config["context_length"]:
+        parser.error(f"argument --context-length: {args.context_length} is longer than the "
+                     f"{args.model_config} model's {base_config['context_length']}")
+    gpt_config = {**base_config, "context_length": args.context_length}
+    settings = {key: getattr(args, key) for key in [*SETTINGS, "device"]}
+    try:
+        settings = checked_settings(gpt_config, settings)
+    except SettingError as err:
+        parser.error(f"argument {err.flag}: {err.problem}")
+    return gpt_config, settings, args.output_dir
 
 
 def run_from_command_line(argv=None):
     """Check everything, train, save the model first, then the plot."""
-    parser, args = parse_args(argv)
-    base_config = MODEL_CONFIGS[args.model_config]
-    gpt_config = {**base_config, "context_length": args.context_length}
-    settings = {
-        "learning_rate": args.lr, "num_epochs": args.epochs, "batch_size": args.batch_size,
-        "weight_decay": args.weight_decay, "eval_freq": args.eval_freq,
-        "eval_iter": args.eval_iter, "start_context": args.start_context, "seed": args.seed,
-        "device": args.device, "text_file": args.text_file, "data_dir": args.data_dir,
-        "warmup_steps": args.warmup_steps, "initial_lr": args.initial_lr,
-        "min_lr": args.min_lr, "max_grad_norm": args.max_grad_norm,
-    }
-    output_dir = Path(args.output_dir)
+    gpt_config, settings, output_dir = parse_args(argv)
     created = []
     try:
-        if args.context_length > base_config["context_length"]:
-            raise SettingError("context_length", f"{args.context_length} is longer than the "
-                               f"{args.model_config} model's {base_config['context_length']}")
-        checked_settings(gpt_config, settings)  # cheap checks first: nothing is written yet
-        created = check_writable_folder(output_dir)
+        created = check_writable_folder(output_dir)  # cheap checks came first: nothing written
         run = prepare_training(gpt_config, settings)
     except SettingError as err:
         for folder in reversed(created):  # leave no trace of a run that never started
             folder.rmdir()
-        parser.error(f"argument {FLAGS.get(err.key, err.key)}: {err.problem}")
+        ScriptArgumentParser().error(f"argument {err.flag}: {err.problem}")
 
     train_losses, val_losses, tokens_seen = train_with_progress(run)
 
@@ -442,26 +430,14 @@ def run_from_command_line(argv=None):
 
     plot_path = output_dir / "loss-plot.pdf"
     try:
-        epochs_seen = torch.linspace(0, args.epochs, len(train_losses))
+        epochs_seen = torch.linspace(0, settings["num_epochs"], len(train_losses))
         fig = plot_losses(epochs_seen, tokens_seen, train_losses, val_losses)
-        save_figure(fig, plot_path)
+        with atomic_write(plot_path, "wb") as f:  # a failure leaves no half-written plot
+            fig.savefig(f, format="pdf")
     except Exception as err:  # the model is safe; report the plot's failure in one line
         sys.exit(f"error: could not save the loss plot to {plot_path} ({err}); "
                  f"the model is saved in {model_path}")
     print(f"Saved the loss plot to {plot_path}")
-
-
-def save_figure(fig, path):
-    """Save a PDF through a temporary file, so a failure leaves no half-written plot."""
-    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.",
-                                     suffix=".part", delete=False) as tmp:
-        temp_path = tmp.name
-    try:
-        fig.savefig(temp_path, format="pdf")
-        os.replace(temp_path, path)
-    except BaseException:
-        os.remove(temp_path)
-        raise
 
 
 if __name__ == "__main__":

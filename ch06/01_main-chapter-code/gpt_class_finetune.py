@@ -388,36 +388,40 @@ def write_splits(data_file_path, data_dir):
     return paths
 
 
-def make_loaders(csv_paths, tokenizer, args):
-    """Loaders for the three splits, and the length messages are padded to."""
-    if args.context_length == "longest_training_example":
+def make_loaders(csv_paths, tokenizer, context_length, batch_size, seed, test_mode=False):
+    """Loaders for the three splits, and the length messages are padded to.
+
+    `context_length` is a --context-length value: longest_training_example,
+    model_context_length or a number of tokens.
+    """
+    if context_length == "longest_training_example":
         max_length = None
-    elif args.context_length == "model_context_length":
+    elif context_length == "model_context_length":
         max_length = GPT2_CONTEXT_LENGTH
     else:
-        max_length = int(args.context_length)
+        max_length = int(context_length)
     train_dataset = SpamDataset(csv_paths[0], tokenizer, max_length=max_length)
     datasets = [train_dataset] + [SpamDataset(path, tokenizer, max_length=train_dataset.max_length)
                                   for path in csv_paths[1:]]
     print(f"Messages padded to {train_dataset.max_length} tokens")
-    if args.test_mode:
+    if test_mode:
         datasets = [Subset(d, range(min(TEST_MODE_EXAMPLES, len(d)))) for d in datasets]
 
-    if len(datasets[0]) < args.batch_size:  # drop_last would leave no batch to train on
-        raise ValueError(f"argument --batch-size: {args.batch_size} is more than the "
+    if len(datasets[0]) < batch_size:  # drop_last would leave no batch to train on
+        raise ValueError(f"argument --batch-size: {batch_size} is more than the "
                          f"{len(datasets[0])} training messages (0 training batches)")
-    torch.manual_seed(args.seed)  # the training loader's shuffling
-    loaders = [DataLoader(d, batch_size=args.batch_size, shuffle=(i == 0), drop_last=(i == 0))
+    torch.manual_seed(seed)  # the training loader's shuffling
+    loaders = [DataLoader(d, batch_size=batch_size, shuffle=(i == 0), drop_last=(i == 0))
                for i, d in enumerate(datasets)]
     return loaders, train_dataset.max_length
 
 
-def load_base_model(args):
-    """OpenAI's GPT-2 (or, in test mode, a tiny random GPT) and its configuration."""
-    if args.test_mode:
-        torch.manual_seed(args.seed)
+def load_base_model(model_size, models_dir, seed, test_mode=False):
+    """OpenAI's GPT-2 (or, in test mode, a tiny random GPT seeded with `seed`) and its config."""
+    if test_mode:
+        torch.manual_seed(seed)
         return GPTModel(TEST_MODE_CONFIG), dict(TEST_MODE_CONFIG)
-    settings, params = download_and_load_gpt2(args.model_size, args.models_dir)
+    settings, params = download_and_load_gpt2(model_size, models_dir)
     config = gpt_config_from_hparams(settings)
     model = GPTModel(config)
     load_weights_into_gpt(model, params)
@@ -488,7 +492,11 @@ def build_parser():
 
 
 def parse_args(argv=None):
-    """Parse and check the command line; bad values exit 2 naming the option."""
+    """The command line, checked (bad values exit 2 naming the option), as plain values.
+
+    Only `main` reads the result; it hands each function below the values
+    it needs, so those functions work the same from a notebook.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     existing = [name for name in OUTPUT_FILES if (args.output_dir / name).exists()]
@@ -519,8 +527,10 @@ def main(argv=None):
         cache_gpt2_tokenizer_files()  # lets tiktoken load GPT-2's BPE with no network
         tokenizer = tiktoken.get_encoding("gpt2")
         (train_loader, val_loader, test_loader), max_length = make_loaders(
-            csv_paths, tokenizer, args)
-        model, config = load_base_model(args)
+            csv_paths, tokenizer, args.context_length, args.batch_size, args.seed,
+            args.test_mode)
+        model, config = load_base_model(args.model_size, args.models_dir, args.seed,
+                                        args.test_mode)
     except (ValueError, ImportError) as err:
         fail(str(err).splitlines()[0])
     except DownloadError as err:

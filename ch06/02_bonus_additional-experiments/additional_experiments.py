@@ -127,21 +127,21 @@ class ClassificationDataset(Dataset):
         return len(self.labels)
 
 
-def build_gpt(args):
+def build_gpt(model_size, weights="pretrained", models_dir="gpt2", seed=123, test_mode=False):
     """The GPT of --model-size with OpenAI's weights or random ones, and its configuration.
 
     Random weights use the pretrained model's configuration (full context,
     query/key/value biases, no dropout), so the two differ only in where the
     weights come from. --test-mode with random weights builds a tiny model.
     """
-    if args.weights == "random":
-        shape = EXPERIMENT_TEST_CONFIG if args.test_mode else GPT2_SHAPES[args.model_size]
+    if weights == "random":
+        shape = EXPERIMENT_TEST_CONFIG if test_mode else GPT2_SHAPES[model_size]
         config = {**GPT_CONFIG_124M, "context_length": GPT2_CONTEXT_LENGTH, "drop_rate": 0.0,
                   "qkv_bias": True, "emb_dim": shape["emb_dim"], "n_heads": shape["n_heads"],
                   "n_layers": shape["n_layers"]}
-        torch.manual_seed(args.seed)
+        torch.manual_seed(seed)
         return GPTModel(config), config
-    settings, params = download_and_load_gpt2(args.model_size, args.models_dir)
+    settings, params = download_and_load_gpt2(model_size, models_dir)
     config = gpt_config_from_hparams(settings)
     model = GPTModel(config)
     load_weights_into_gpt(model, params)
@@ -214,16 +214,19 @@ def class_logits(model, input_batch, num_tokens, token_pos="last", average_embed
     return logits[:, -1, :]
 
 
-def experiment_loss(batch, model, device, args):
-    """Cross-entropy of one batch's class logits (targets equal to --ignore-index left out)."""
+def experiment_loss(batch, model, device, token_pos="last", average_embeddings=False,
+                    ignore_index=-100):
+    """Cross-entropy of one batch's class logits (targets equal to `ignore_index` left out).
+
+    `token_pos` and `average_embeddings` choose the logits as `class_logits` does.
+    """
     input_batch, target_batch, num_tokens = (t.to(device) for t in batch)
-    logits = class_logits(model, input_batch, num_tokens, args.trainable_token_pos,
-                          args.average_embeddings)
-    return torch.nn.functional.cross_entropy(logits, target_batch,
-                                             ignore_index=args.ignore_index)
+    logits = class_logits(model, input_batch, num_tokens, token_pos, average_embeddings)
+    return torch.nn.functional.cross_entropy(logits, target_batch, ignore_index=ignore_index)
 
 
-def experiment_accuracy(data_loader, model, device, args, num_batches=None):
+def experiment_accuracy(data_loader, model, device, num_batches=None, token_pos="last",
+                        average_embeddings=False):
     """Share of correctly classified texts in the first `num_batches` batches (all by default)."""
     if len(data_loader) == 0:
         return float("nan")
@@ -236,16 +239,18 @@ def experiment_accuracy(data_loader, model, device, args, num_batches=None):
             if i >= num_batches:
                 break
             input_batch, target_batch, num_tokens = (t.to(device) for t in batch)
-            logits = class_logits(model, input_batch, num_tokens, args.trainable_token_pos,
-                                  args.average_embeddings)
+            logits = class_logits(model, input_batch, num_tokens, token_pos, average_embeddings)
             correct += (logits.argmax(dim=-1) == target_batch).sum().item()
             seen += target_batch.shape[0]
         progress.close()
     return correct / seen
 
 
-def experiment_loss_loader(data_loader, model, device, args, num_batches):
-    """Average batch loss over the first `num_batches` batches, without dropout."""
+def experiment_loss_loader(data_loader, model, device, num_batches, **loss_options):
+    """Average batch loss over the first `num_batches` batches, without dropout.
+
+    `loss_options` are `experiment_loss`'s keyword arguments.
+    """
     model.eval()
     num_batches = min(num_batches, len(data_loader))
     total = 0.0
@@ -253,40 +258,45 @@ def experiment_loss_loader(data_loader, model, device, args, num_batches):
         for i, batch in enumerate(data_loader):
             if i >= num_batches:
                 break
-            total += experiment_loss(batch, model, device, args).item()
+            total += experiment_loss(batch, model, device, **loss_options).item()
     model.train()
     return total / max(num_batches, 1)
 
 
-def train_experiment(model, train_loader, val_loader, optimizer, device, args):
+def train_experiment(model, train_loader, val_loader, optimizer, device, num_epochs, eval_freq,
+                     eval_iter, accumulation_steps=1, token_pos="last", average_embeddings=False,
+                     ignore_index=-100):
     """Chapter 6's training loop with gradient accumulation.
 
-    The gradients of `args.accumulation_steps` batches are summed (each loss
+    The gradients of `accumulation_steps` batches are summed (each loss
     divided by that number) before one optimizer step, which behaves like one
     batch that many times larger: how --no-padding's batches of one can still
     learn from several texts per step. Losses are printed every `eval_freq`
     optimizer steps, accuracies after each epoch (`eval_iter` batches each).
+    The last three arguments choose the logits and the loss (`experiment_loss`).
     """
-    steps, global_step = args.accumulation_steps, -1
-    for epoch in range(args.num_epochs):
+    readout = {"token_pos": token_pos, "average_embeddings": average_embeddings}
+    loss_options = {**readout, "ignore_index": ignore_index}
+    steps, global_step = accumulation_steps, -1
+    for epoch in range(num_epochs):
         model.train()
         optimizer.zero_grad()
         batches = tqdm(train_loader, desc=f"epoch {epoch + 1}", leave=False)
         for batch_index, batch in enumerate(batches, start=1):
-            (experiment_loss(batch, model, device, args) / steps).backward()
+            (experiment_loss(batch, model, device, **loss_options) / steps).backward()
             if batch_index % steps and batch_index != len(train_loader):
                 continue
             optimizer.step()
             optimizer.zero_grad()
             global_step += 1
-            if global_step % args.eval_freq == 0:
+            if global_step % eval_freq == 0:
                 train_loss, val_loss = (
-                    experiment_loss_loader(loader, model, device, args, args.eval_iter)
+                    experiment_loss_loader(loader, model, device, eval_iter, **loss_options)
                     for loader in (train_loader, val_loader))
                 tqdm.write(f"Ep {epoch + 1} (Step {global_step:06d}): "
                            f"Train loss {train_loss:.3f}, Val loss {val_loss:.3f}")
         train_acc, val_acc = (
-            experiment_accuracy(loader, model, device, args, num_batches=args.eval_iter)
+            experiment_accuracy(loader, model, device, eval_iter, **readout)
             for loader in (train_loader, val_loader))
         tqdm.write(f"Training accuracy: {train_acc * 100:.2f}% | "
                    f"Validation accuracy: {val_acc * 100:.2f}%")
@@ -382,7 +392,10 @@ def cannot_compile_reason(device):
 
 
 def check_experiment_args(parser, args):
-    """Checks that involve several options or the results file; exit 2 on a problem."""
+    """Checks that involve several options or the results file; exit 2 on a problem.
+
+    It only checks: `args` is returned unchanged.
+    """
     try:
         results_header(args.results_csv)
     except ValueError as err:
@@ -390,12 +403,6 @@ def check_experiment_args(parser, args):
     reason = cannot_compile_reason(args.device) if args.compile else None
     if reason:
         parser.error(f"argument --compile: {reason}")
-    if args.no_padding and args.batch_size != 1:
-        # texts of different lengths cannot share a batch without padding
-        print(f"--no-padding: batches of one text instead of {args.batch_size}")
-        args.batch_size = 1
-    if args.test_mode and not args.max_examples:
-        args.max_examples = TEST_MODE_EXAMPLES
     return args
 
 
@@ -434,59 +441,82 @@ def append_result(path, row):
         f.write(old + new_row.getvalue())
 
 
-def make_experiment_loaders(csv_paths, tokenizer, args, model_context_length):
-    """Loaders for the train/validation/test CSVs, and the padding length (None without padding)."""
-    if args.context_length == "model_context_length":
+def make_experiment_loaders(csv_paths, tokenizer, model_context_length, context_length,
+                            batch_size, seed, no_padding=False, max_examples=0):
+    """Loaders for the train/validation/test CSVs, and the padding length (None without padding).
+
+    `context_length` is a --context-length value; `max_examples` (0: all)
+    limits every split.
+    """
+    if context_length == "model_context_length":
         max_length = model_context_length
-    elif args.context_length == "longest_training_example":
+    elif context_length == "longest_training_example":
         max_length = None
     else:
-        max_length = min(int(args.context_length), model_context_length)
-    train = ClassificationDataset(csv_paths[0], tokenizer, max_length, no_padding=args.no_padding,
+        max_length = min(int(context_length), model_context_length)
+    train = ClassificationDataset(csv_paths[0], tokenizer, max_length, no_padding=no_padding,
                                   context_length=model_context_length)
     datasets = [train] + [ClassificationDataset(path, tokenizer, train.max_length,
-                                                no_padding=args.no_padding)
+                                                no_padding=no_padding)
                           for path in csv_paths[1:]]
-    if args.max_examples:
-        datasets = [Subset(d, range(min(args.max_examples, len(d)))) for d in datasets]
-    torch.manual_seed(args.seed)  # the training loader's shuffling
-    loaders = [DataLoader(d, batch_size=args.batch_size, shuffle=(i == 0), drop_last=(i == 0))
+    if max_examples:
+        datasets = [Subset(d, range(min(max_examples, len(d)))) for d in datasets]
+    torch.manual_seed(seed)  # the training loader's shuffling
+    loaders = [DataLoader(d, batch_size=batch_size, shuffle=(i == 0), drop_last=(i == 0))
                for i, d in enumerate(datasets)]
-    return loaders, (None if args.no_padding else train.max_length)
+    return loaders, (None if no_padding else train.max_length)
 
 
-def run_experiment(args, csv_paths, script_name):
-    """Build, finetune and evaluate the classifier `args` describes; append the results row.
+def run_experiment(settings, csv_paths, script_name):
+    """Build, finetune and evaluate the classifier `settings` describes; append the results row.
 
-    Returns the row (a dict). ValueError, ImportError and DownloadError reach
-    the caller, which reports them in one line.
+    `settings` is a dict of plain values with the experiment options' names
+    (`vars()` of the parsed command line). Returns the row (a dict).
+    ValueError, ImportError and DownloadError reach the caller, which reports
+    them in one line.
     """
+    settings = dict(settings)
+    if settings["no_padding"] and settings["batch_size"] != 1:
+        print(f"--no-padding: batches of one text instead of {settings['batch_size']} "
+              "(texts of different lengths cannot share a batch without padding)")
+        settings["batch_size"] = 1
+    device = settings["device"]
     cache_gpt2_tokenizer_files()  # lets tiktoken load GPT-2's BPE with no network
     tokenizer = tiktoken.get_encoding("gpt2")
-    model, config = build_gpt(args)
+    model, config = build_gpt(settings["model_size"], settings["weights"],
+                              settings["models_dir"], settings["seed"], settings["test_mode"])
     (train_loader, val_loader, test_loader), max_length = make_experiment_loaders(
-        csv_paths, tokenizer, args, config["context_length"])
+        csv_paths, tokenizer, config["context_length"], settings["context_length"],
+        settings["batch_size"], settings["seed"], settings["no_padding"],
+        settings["max_examples"] or (TEST_MODE_EXAMPLES if settings["test_mode"] else 0))
     print("Texts are not padded (batches of one)" if max_length is None
           else f"Texts padded to {max_length} tokens")
     print(f"{len(train_loader)} training, {len(val_loader)} validation and "
           f"{len(test_loader)} test batches")
 
-    configure_trainable_layers(model, args.trainable_layers, args.lora_rank, args.lora_alpha)
-    if args.disable_causal_mask:
+    configure_trainable_layers(model, settings["trainable_layers"], settings["lora_rank"],
+                               settings["lora_alpha"])
+    if settings["disable_causal_mask"]:
         disable_causal_mask(model)
-    model.to(args.device)
+    model.to(device)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     print(f"Trainable parameters: {trainable:,}")
-    if args.compile:
+    if settings["compile"]:
         model = torch.compile(model)
 
-    torch.manual_seed(args.seed)
+    torch.manual_seed(settings["seed"])
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad],
-                                  lr=args.learning_rate, weight_decay=args.weight_decay)
-    synchronize(args.device)
+                                  lr=settings["learning_rate"],
+                                  weight_decay=settings["weight_decay"])
+    readout = {"token_pos": settings["trainable_token_pos"],
+               "average_embeddings": settings["average_embeddings"]}
+    synchronize(device)
     start = time.perf_counter()
-    train_experiment(model, train_loader, val_loader, optimizer, args.device, args)
-    synchronize(args.device)
+    train_experiment(model, train_loader, val_loader, optimizer, device,
+                     settings["num_epochs"], settings["eval_freq"], settings["eval_iter"],
+                     settings["accumulation_steps"], ignore_index=settings["ignore_index"],
+                     **readout)
+    synchronize(device)
     train_time = time.perf_counter() - start
     print(f"Training completed in {train_time / 60:.2f} minutes.")
 
@@ -494,27 +524,24 @@ def run_experiment(args, csv_paths, script_name):
     for name, key, loader in (("Training", "train_acc", train_loader),
                               ("Validation", "val_acc", val_loader),
                               ("Test", "test_acc", test_loader)):
-        accuracies[key] = experiment_accuracy(loader, model, args.device, args)
+        accuracies[key] = experiment_accuracy(loader, model, device, **readout)
         print(f"{name} accuracy: {accuracies[key] * 100:.2f}%")
 
-    settings = ("weights", "trainable_layers", "lora_rank", "lora_alpha", "trainable_token_pos",
-                "average_embeddings", "no_padding", "batch_size", "accumulation_steps",
-                "disable_causal_mask", "ignore_index", "num_epochs", "learning_rate", "seed",
-                "test_mode")
-    row = {"script": script_name,
-           "model_size": "tiny" if args.test_mode and args.weights == "random"
-           else args.model_size,
-           **{name: getattr(args, name) for name in settings},
+    row = {**{name: settings.get(name) for name in EXPERIMENT_FIELDS},
+           "script": script_name,
+           "model_size": "tiny" if settings["test_mode"] and settings["weights"] == "random"
+           else settings["model_size"],
            "context_length": "none" if max_length is None else max_length,
-           "device": args.device.type, "trainable_params": trainable,
+           "device": device.type, "trainable_params": trainable,
            **{key: f"{value:.4f}" for key, value in accuracies.items()},
            "train_time_s": f"{train_time:.1f}"}
-    append_result(args.results_csv, row)
-    print(f"Appended the results to {args.results_csv}")
+    append_result(settings["results_csv"], row)
+    print(f"Appended the results to {settings['results_csv']}")
     return row
 
 
 def parse_args(argv=None):
+    """The command line, checked (a bad value exits 2 naming its flag)."""
     parser = ScriptArgumentParser(
         description="Chapter 6's spam classifier with one choice changed at a time. "
                     "The defaults are the chapter's run.")
@@ -533,7 +560,7 @@ def main(argv=None):
             SMS_SPAM_URL, data_dir / "sms_spam_collection.zip", data_dir,
             data_dir / "SMSSpamCollection.tsv")
         csv_paths = write_splits(data_file, data_dir)
-        run_experiment(args, csv_paths, Path(__file__).name)
+        run_experiment(vars(args), csv_paths, Path(__file__).name)
     except (ValueError, ImportError, DownloadError) as err:
         raise SystemExit(f"{Path(__file__).name}: error: {err}") from None
 

@@ -39,7 +39,7 @@ def main(argv=None):
     args = parse_args(argv)
     print(f"torch {torch.__version__}, device: {args.device}")
     try:
-        run_experiment(args, args.csv_paths, Path(__file__).name)
+        run_experiment(vars(args), args.csv_paths, Path(__file__).name)
     except (ValueError, ImportError, DownloadError) as err:
         raise SystemExit(f"{Path(__file__).name}: error: {err}") from None
 

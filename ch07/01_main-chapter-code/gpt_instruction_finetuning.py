@@ -323,47 +323,48 @@ def output_files(args, suffix=""):
             LOSS_PLOT_FILE.replace(".pdf", f"{stem}.pdf")]
 
 
-def split_for_run(data, args):
+def split_for_run(data, test_mode=False, max_train_entries=None, max_test_entries=None):
     """The three splits of `data`; test mode and the --max-*-entries flags keep fewer."""
     train_data, test_data, val_data = split_instruction_data(data)
-    if args.test_mode:
+    if test_mode:
         train_data, test_data, val_data = (split[:TEST_MODE_ENTRIES]
                                            for split in (train_data, test_data, val_data))
-    train_data = train_data[:args.max_train_entries]
-    test_data = test_data[:args.max_test_entries]
+    train_data = train_data[:max_train_entries]
+    test_data = test_data[:max_test_entries]
     print(f"{len(data):,} entries: {len(train_data)} for training, {len(val_data)} for "
           f"validation, {len(test_data)} for testing")
     return train_data, val_data, test_data
 
 
-def load_model(args):
+def load_model(model_size, models_dir, test_mode=False):
     """GPT-2 with OpenAI's weights (or --test-mode's tiny random model) and its config."""
-    if args.test_mode:
+    if test_mode:
         return GPTModel(TEST_MODE_CONFIG), TEST_MODE_CONFIG
     try:
-        model = load_openai_gpt2(args.model_size, args.models_dir)
+        model = load_openai_gpt2(model_size, models_dir)
     except DownloadError:
-        sys.exit(f"error: could not download GPT-2 {args.model_size} (no network?). Set "
-                 f"{MIRROR_ENV_VAR} to a folder holding gpt-2/models/{args.model_size}/, or "
-                 f"place OpenAI's files in {args.models_dir}/{args.model_size}/.")
-    hparams = Path(args.models_dir, args.model_size, "hparams.json").read_text(encoding="utf-8")
+        sys.exit(f"error: could not download GPT-2 {model_size} (no network?). Set "
+                 f"{MIRROR_ENV_VAR} to a folder holding gpt-2/models/{model_size}/, or "
+                 f"place OpenAI's files in {models_dir}/{model_size}/.")
+    hparams = Path(models_dir, model_size, "hparams.json").read_text(encoding="utf-8")
     return model, gpt_config_from_hparams(json.loads(hparams))
 
 
-def finetune(model, train_loader, val_loader, start_context, tokenizer, device, args):
+def finetune(model, train_loader, val_loader, start_context, tokenizer, device, num_epochs,
+             eval_freq, eval_iter, learning_rate, weight_decay, seed):
     """Chapter 5's training loop on the instruction batches; returns the loss history."""
     with torch.no_grad():  # the losses before finetuning, for comparison
         train_loss = calc_loss_loader(train_loader, model, device, num_batches=5)
         val_loss = calc_loss_loader(val_loader, model, device, num_batches=5)
     print(f"Before finetuning: training loss {train_loss:.3f}, validation loss {val_loss:.3f}")
 
-    torch.manual_seed(args.seed)
+    torch.manual_seed(seed)
     trainable = [param for param in model.parameters() if param.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=args.lr, weight_decay=args.weight_decay)
+    optimizer = torch.optim.AdamW(trainable, lr=learning_rate, weight_decay=weight_decay)
     start = time.perf_counter()
     history = train_model_simple(
         model, train_loader, val_loader, optimizer, device,
-        num_epochs=args.epochs, eval_freq=args.eval_freq, eval_iter=args.eval_iter,
+        num_epochs=num_epochs, eval_freq=eval_freq, eval_iter=eval_iter,
         start_context=start_context, tokenizer=tokenizer,
     )
     print(f"Training took {(time.perf_counter() - start) / 60:.2f} minutes.")
@@ -375,7 +376,9 @@ def run(args, data, dataset_class=InstructionDataset, collate_fn=custom_collate_
         allowed_max_length=None, suffix=""):
     """Finetune on `data` and write the model, the test answers and the loss plot.
 
-    The keyword arguments are what the exercises (exercise_experiments.py)
+    `args` is the parsed command line of either script; `run` hands each
+    function below it the plain values it needs. The keyword arguments are
+    what the exercises (exercise_experiments.py)
     change: the dataset class and collate function, the prompt style, a
     function applied to the loaded model (LoRA) and the longest sequence.
     Returns the training losses, validation losses and answered test entries.
@@ -388,7 +391,8 @@ def run(args, data, dataset_class=InstructionDataset, collate_fn=custom_collate_
 
     cache_gpt2_tokenizer_files()  # lets tiktoken load GPT-2's BPE with no network
     tokenizer = tiktoken.get_encoding("gpt2")
-    train_data, val_data, test_data = split_for_run(data, args)
+    train_data, val_data, test_data = split_for_run(data, args.test_mode, args.max_train_entries,
+                                                    args.max_test_entries)
     if len(train_data) < args.batch_size:  # checked before the model is loaded
         print(f"{Path(__file__).name}: error: argument --batch-size: {args.batch_size} is "
               f"more than the {len(train_data)} training entries (0 training batches) "
@@ -396,7 +400,7 @@ def run(args, data, dataset_class=InstructionDataset, collate_fn=custom_collate_
         sys.exit(2)
 
     torch.manual_seed(args.seed)
-    model, config = load_model(args)
+    model, config = load_model(args.model_size, args.models_dir, args.test_mode)
     if prepare_model is not None:
         prepare_model(model)
     model.to(device)
@@ -408,7 +412,8 @@ def run(args, data, dataset_class=InstructionDataset, collate_fn=custom_collate_
         dataset_class=dataset_class)
 
     train_losses, val_losses, tokens_seen = finetune(
-        model, train_loader, val_loader, format_prompt(val_data[0]), tokenizer, device, args)
+        model, train_loader, val_loader, format_prompt(val_data[0]), tokenizer, device,
+        args.epochs, args.eval_freq, args.eval_iter, args.lr, args.weight_decay, args.seed)
 
     max_new_tokens = min(args.max_new_tokens, TEST_MODE_MAX_NEW_TOKENS) if args.test_mode \
         else args.max_new_tokens

@@ -77,18 +77,15 @@ def test_disable_causal_mask_lets_later_tokens_change_earlier_outputs(experiment
 
 
 def test_accumulated_small_batches_make_the_same_step_as_one_large_batch(experiments):
-    args = experiments.parse_args(["--accumulation-steps", "2", "--batch-size", "1",
-                                   "--num-epochs", "1", "--eval-freq", "1000",
-                                   "--eval-iter", "1", "--device", "cpu"])
     ids = torch.randint(0, 100, (2, 5))
     batch = (ids, torch.tensor([0, 1]), torch.tensor([5, 5]))
     models = []
     for loader, steps in (([tuple(t[:1] for t in batch), tuple(t[1:] for t in batch)], 2),
                           ([batch], 1)):
-        args.accumulation_steps = steps
         model = experiments.configure_trainable_layers(tiny_gpt(experiments), "last_block")
         optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
-        experiments.train_experiment(model, loader, loader, optimizer, "cpu", args)
+        experiments.train_experiment(model, loader, loader, optimizer, "cpu", num_epochs=1,
+                                     eval_freq=1000, eval_iter=1, accumulation_steps=steps)
         models.append(model)
     for (name, a), (_, b) in zip(models[0].named_parameters(), models[1].named_parameters(),
                                  strict=True):

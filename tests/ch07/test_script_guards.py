@@ -20,7 +20,7 @@ def test_a_batch_larger_than_the_training_entries_is_refused(ch07, tmp_path, cap
                                                              monkeypatch):
     data = tmp_path / "instruction-data.json"
     data.write_text(json.dumps([ENTRY] * 40))  # the reader's own file: 34 training entries
-    monkeypatch.setattr(ch07, "load_model", lambda args: pytest.fail("the model was loaded"))
+    monkeypatch.setattr(ch07, "load_model", lambda *args: pytest.fail("the model was loaded"))
     error = exit_line(capsys, ch07.main, ["--test-mode", "--batch-size", "64", "--device", "cpu",
                                           "--data-dir", str(tmp_path),
                                           "--output-dir", str(tmp_path / "out")])
