@@ -23,8 +23,10 @@ changes the speed and nothing else. `00_orig.py`, `01_opt_single_gpu.py` and
 `02_opt_multi_gpu_ddp.py` are the command-line faces of this module.
 """
 
+import json
 import os
 import resource
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,7 +48,16 @@ from previous_chapters import (
     generate_and_print_sample,
     plot_losses,
 )
-from script_helpers import synchronize
+from script_helpers import (
+    add_device_argument,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    resolve_device,
+    synchronize,
+    writable_file,
+    writable_folder,
+)
 
 SCRIPT_DIR = Path(__file__).resolve().parent
 FALLBACK_TEXT = SCRIPT_DIR / "fallback-text.txt"
@@ -128,7 +139,6 @@ def steps_that_cannot_run(steps, device, has_compiler=None):
 
 def has_c_compiler():
     """torch.compile's CPU code is C++, built with the compiler `cc`/`$CXX` names."""
-    import shutil
     return any(shutil.which(name) for name in (os.environ.get("CXX", "c++"), "g++", "cc"))
 
 
@@ -523,7 +533,6 @@ def device_for(settings):
     """The torch.device of the settings, with every chosen step able to run there."""
     device = settings["device"]
     if not isinstance(device, torch.device):
-        from script_helpers import resolve_device
         try:
             device = resolve_device(device)
         except ValueError as err:
@@ -578,7 +587,6 @@ def describe_steps(steps):
 
 
 def write_json_atomically(path, data):
-    import json
     path = Path(path)
     tmp = path.with_name(f".{path.name}.part")
     tmp.write_text(json.dumps(data, indent=1))
@@ -651,10 +659,10 @@ def automatic_steps(device):
 
 def add_ladder_arguments(parser, defaults):
     """The flags shared by the three scripts; `defaults` holds each script's book values."""
-    from script_helpers import add_device_argument, non_negative_int, positive_float, \
-        positive_int, writable_file, writable_folder
     parser.add_argument("--model", choices=sorted(MODEL_CONFIGS), default="124M",
                         help="model size: the book's 124M, or 'small'/'tiny' for CPUs")
+    parser.add_argument("--drop-rate", type=float, default=None,
+                        help="dropout rate (default: the model's, the book's 0.1)")
     parser.add_argument("--context-length", type=positive_int, default=None,
                         help="tokens per training sequence (default: the model's; the "
                              "book's 1,024 for 124M)")
@@ -703,6 +711,10 @@ def config_and_settings(parser, args, steps):
         except ValueError as err:
             parser.error(f"argument --steps: {err}")
     gpt_config = {**base, "context_length": context_length}
+    if args.drop_rate is not None:
+        if not 0.0 <= args.drop_rate < 1.0:
+            parser.error(f"argument --drop-rate: must be in [0, 1), got {args.drop_rate}")
+        gpt_config["drop_rate"] = args.drop_rate
     settings = {
         "learning_rate": args.lr, "num_epochs": args.epochs, "batch_size": args.batch_size,
         "weight_decay": args.weight_decay, "steps": steps, "device": args.device,
