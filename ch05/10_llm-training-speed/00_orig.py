@@ -9,7 +9,7 @@ or, as the book repository does it, from Python:
     train_losses, val_losses, tokens_seen, model = main(GPT_CONFIG_124M, OTHER_SETTINGS)
 
 with OTHER_SETTINGS holding learning_rate, num_epochs, batch_size and
-weight_decay (the other keys are in speed_ladder.OPTIONAL_SETTINGS). It trains
+weight_decay (the other keys are in speed_ladder.LADDER_DEFAULTS). It trains
 on Middlemarch (Project Gutenberg #145), downloaded once beside this file; with
 no network it says so and trains on the-verdict.txt. Every step prints its
 tokens per second; the end prints the average and the peak memory.

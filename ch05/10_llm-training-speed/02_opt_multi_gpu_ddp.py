@@ -36,7 +36,7 @@ from speed_ladder import (
     run_report,
     save_loss_plot,
     train_model_simple_with_timing,
-    write_json_atomically,
+    write_report_json,
 )
 from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader, DistributedSampler
@@ -115,7 +115,7 @@ def train_distributed(gpt_config, settings, rank, world_size):
             max_steps=settings["max_steps"], step_log=step_log, eval_model=model)
         report = global_report(settings, device, step_log, world_size)
         if rank == 0 and settings["loss_log"] is not None:
-            write_json_atomically(settings["loss_log"], report)
+            write_report_json(settings["loss_log"], report)
         if rank == 0 and settings["output_dir"] is not None:
             os.makedirs(settings["output_dir"], exist_ok=True)
             save_loss_plot(Path(settings["output_dir"]) / "loss.pdf", settings["num_epochs"],

@@ -65,7 +65,7 @@ MIDDLEMARCH_URL = "https://www.gutenberg.org/cache/epub/145/pg145.txt"
 PADDED_VOCAB_SIZE = 50_304  # 50,257 rounded up to a multiple of 64 (= 786 x 64)
 
 # The book repository's model, and smaller ones that a CPU trains in reasonable time.
-MODEL_CONFIGS = {
+LADDER_MODELS = {
     "124M": GPT_CONFIG_124M,
     "small": {**GPT_CONFIG_124M, "context_length": 256, "emb_dim": 256, "n_heads": 4,
               "n_layers": 4},
@@ -335,7 +335,7 @@ def count_batches(text, tokenizer, context_length, batch_size, train_ratio=0.90)
     return windows(text[:split_idx]) // batch_size, -(-windows(text[split_idx:]) // batch_size)
 
 
-def make_loaders(text, context_length, batch_size, pin_memory=False, num_workers=0,
+def ladder_loaders(text, context_length, batch_size, pin_memory=False, num_workers=0,
                  train_ratio=0.90):
     """The book repository's split (90/10, stride = context) and loaders."""
     split_idx = int(train_ratio * len(text))
@@ -456,7 +456,7 @@ def save_loss_plot(path, num_epochs, tokens_seen, train_losses, val_losses):
 # ---------------------------------------------------------------- settings and the run
 
 REQUIRED_SETTINGS = ("learning_rate", "num_epochs", "batch_size", "weight_decay")
-OPTIONAL_SETTINGS = {
+LADDER_DEFAULTS = {
     "steps": (),              # the ladder's steps to switch on (numbers 1-10)
     "device": "auto",         # auto, cpu, cuda or mps (or a torch.device)
     "threads": None,          # CPU threads for PyTorch (None: its default)
@@ -473,10 +473,11 @@ OPTIONAL_SETTINGS = {
     "loss_log": None,         # a JSON file for every step's loss and the speed
 }
 # The command-line flag behind each setting, so an error names what the user typed.
-FLAGS = {"learning_rate": "--lr", "num_epochs": "--epochs", "batch_size": "--batch-size",
+SETTING_FLAGS = {"learning_rate": "--lr", "num_epochs": "--epochs", "batch_size": "--batch-size",
          "weight_decay": "--weight-decay", "context_length": "--context-length"}
 
 
+# Copied from ch05/01_main-chapter-code/gpt_train.py::SettingError
 class SettingError(ValueError):
     """A setting that cannot work, found before training starts."""
 
@@ -485,20 +486,21 @@ class SettingError(ValueError):
         self.key = key
         self.problem = problem
 
-    @property
-    def flag(self):
-        return FLAGS.get(self.key, "--" + self.key.replace("_", "-"))
+
+def flag_of(key):
+    """The command-line flag behind a setting, so an error names what the user typed."""
+    return SETTING_FLAGS.get(key, "--" + key.replace("_", "-"))
 
 
-def checked_settings(settings):
+def checked_ladder_settings(settings):
     """The settings with defaults filled in; SettingError naming the first bad one."""
     missing = [key for key in REQUIRED_SETTINGS if key not in settings]
     if missing:
         raise SettingError(missing[0], "missing from the settings")
-    unknown = sorted(set(settings) - set(REQUIRED_SETTINGS) - set(OPTIONAL_SETTINGS))
+    unknown = sorted(set(settings) - set(REQUIRED_SETTINGS) - set(LADDER_DEFAULTS))
     if unknown:
         raise SettingError(unknown[0], "not a setting of this script")
-    settings = {**OPTIONAL_SETTINGS, **settings}
+    settings = {**LADDER_DEFAULTS, **settings}
     steps = settings["steps"]
     if isinstance(steps, str):
         try:
@@ -554,7 +556,7 @@ class PreparedRun:
 
 def prepare(gpt_config, settings, world_size=1):
     """Check everything that can fail before training: settings, device, text, batches."""
-    settings = checked_settings(settings)
+    settings = checked_ladder_settings(settings)
     context_length = gpt_config.get("context_length")
     if isinstance(context_length, bool) or not isinstance(context_length, int) \
             or context_length < 1:
@@ -586,7 +588,7 @@ def describe_steps(steps):
     return ", ".join(f"{n}. {STEPS[n].name}" for n in steps) or "none (the book's baseline)"
 
 
-def write_json_atomically(path, data):
+def write_report_json(path, data):
     path = Path(path)
     tmp = path.with_name(f".{path.name}.part")
     tmp.write_text(json.dumps(data, indent=1))
@@ -616,7 +618,7 @@ def train_single_process(gpt_config, settings):
           f"steps: {describe_steps(steps)}")
 
     torch.manual_seed(settings["seed"])
-    train_loader, val_loader = make_loaders(
+    train_loader, val_loader = ladder_loaders(
         run.text, gpt_config["context_length"], run.batch_size, pin_memory=4 in steps,
         num_workers=settings["num_workers"])
     model = build_model(gpt_config, steps, device, settings["seed"])
@@ -631,7 +633,7 @@ def train_single_process(gpt_config, settings):
         run.tokenizer if settings["sample"] else None, max_steps=settings["max_steps"],
         step_log=step_log, eval_model=model)
     if settings["loss_log"] is not None:
-        write_json_atomically(settings["loss_log"], run_report(settings, device, step_log))
+        write_report_json(settings["loss_log"], run_report(settings, device, step_log))
     if settings["output_dir"] is not None:
         Path(settings["output_dir"]).mkdir(parents=True, exist_ok=True)
         save_loss_plot(Path(settings["output_dir"]) / "loss.pdf", settings["num_epochs"],
@@ -659,7 +661,7 @@ def automatic_steps(device):
 
 def add_ladder_arguments(parser, defaults):
     """The flags shared by the three scripts; `defaults` holds each script's book values."""
-    parser.add_argument("--model", choices=sorted(MODEL_CONFIGS), default="124M",
+    parser.add_argument("--model", choices=sorted(LADDER_MODELS), default="124M",
                         help="model size: the book's 124M, or 'small'/'tiny' for CPUs")
     parser.add_argument("--drop-rate", type=float, default=None,
                         help="dropout rate (default: the model's, the book's 0.1)")
@@ -700,7 +702,7 @@ def add_ladder_arguments(parser, defaults):
 
 def config_and_settings(parser, args, steps):
     """(gpt_config, settings) from parsed flags; one-line errors for multi-flag problems."""
-    base = MODEL_CONFIGS[args.model]
+    base = LADDER_MODELS[args.model]
     context_length = args.context_length or base["context_length"]
     if context_length > base["context_length"]:
         parser.error(f"argument --context-length: {context_length} is longer than the "
@@ -725,10 +727,10 @@ def config_and_settings(parser, args, steps):
         "loss_log": args.loss_log,
     }
     try:
-        checked_settings(settings)
-        device_for(checked_settings(settings))
+        checked_ladder_settings(settings)
+        device_for(checked_ladder_settings(settings))
     except SettingError as err:
-        parser.error(f"argument {err.flag}: {err.problem}")
+        parser.error(f"argument {flag_of(err.key)}: {err.problem}")
     return gpt_config, settings
 
 
@@ -737,4 +739,4 @@ def run_or_exit(parser, function, *args):
     try:
         return function(*args)
     except SettingError as err:
-        parser.error(f"argument {err.flag}: {err.problem}")
+        parser.error(f"argument {flag_of(err.key)}: {err.problem}")

@@ -29,7 +29,7 @@ def ladder():
 @pytest.fixture(scope="module")
 def tiny(ladder):
     # The book's dropout stays on: steps that keep the modules' order draw the same masks.
-    return {**ladder.MODEL_CONFIGS["tiny"], "drop_rate": 0.1}
+    return {**ladder.LADDER_MODELS["tiny"], "drop_rate": 0.1}
 
 
 @pytest.fixture(scope="module")
