@@ -31,7 +31,6 @@ from speed_ladder import STEPS, steps_that_cannot_run
 
 SCRIPT = Path(__file__).resolve().parent / "01_opt_single_gpu.py"
 JEMALLOC = "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"            # Debian: libjemalloc2
-TCMALLOC = "/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4"    # libtcmalloc-minimal4
 # glibc's own levers, no install needed: blocks up to 32 MiB (the largest threshold glibc
 # accepts) come from the heap instead of fresh mmaps that are unmapped again on free, and
 # the heap is never trimmed, so freed memory is reused without new page faults.
@@ -73,7 +72,6 @@ def ladder_rows(device, cpu_levers, threads):
     if cpu and cpu_levers:
         best = tuple(kept)
         for name, env in (("jemalloc", {"LD_PRELOAD": JEMALLOC}),
-                          ("tcmalloc", {"LD_PRELOAD": TCMALLOC}),
                           ("glibc malloc tunables", {"GLIBC_TUNABLES": GLIBC_TUNABLES})):
             if "LD_PRELOAD" in env and not Path(env["LD_PRELOAD"]).exists():
                 print(f"skipping {name}: {env['LD_PRELOAD']} is not installed")
@@ -130,11 +128,11 @@ def parse_args(argv=None):
                         help="model size (01_opt_single_gpu.py --model)")
     parser.add_argument("--context-length", type=positive_int, default=128,
                         help="tokens per sequence")
-    parser.add_argument("--batch-size", type=positive_int, default=4,
+    parser.add_argument("--batch-size", type=positive_int, default=2,
                         help="sequences per batch")
-    parser.add_argument("--large-batch-size", type=positive_int, default=8,
+    parser.add_argument("--large-batch-size", type=positive_int, default=4,
                         help="sequences per batch under step 10")
-    parser.add_argument("--max-steps", type=positive_int, default=5,
+    parser.add_argument("--max-steps", type=positive_int, default=3,
                         help="training steps per run (the first is left out as warm-up)")
     parser.add_argument("--rounds", type=positive_int, default=2,
                         help="times every row is run, round-robin")

@@ -664,9 +664,9 @@ def add_ladder_arguments(parser, defaults):
     parser.add_argument("--model", choices=sorted(LADDER_MODELS), default="124M",
                         help="model size: the book's 124M, or 'small'/'tiny' for CPUs")
     parser.add_argument("--drop-rate", type=float, default=None,
-                        help="dropout rate (default: the model's, the book's 0.1)")
+                        help="dropout rate (None: the model's, the book's 0.1)")
     parser.add_argument("--context-length", type=positive_int, default=None,
-                        help="tokens per training sequence (default: the model's; the "
+                        help="tokens per training sequence (None: the model's; the "
                              "book's 1,024 for 124M)")
     parser.add_argument("--epochs", type=positive_int, default=defaults["num_epochs"],
                         help="passes over the training text")
@@ -685,7 +685,7 @@ def add_ladder_arguments(parser, defaults):
     parser.add_argument("--data-dir", type=str, default=None,
                         help="train on the .txt files in this folder instead of Middlemarch")
     parser.add_argument("--threads", type=positive_int, default=None,
-                        help="CPU threads for PyTorch (default: PyTorch's choice)")
+                        help="CPU threads for PyTorch (None: PyTorch's choice)")
     parser.add_argument("--num-workers", type=non_negative_int, default=0,
                         help="data-loader worker processes (the book's 4 only help with "
                              "cores to spare)")
@@ -693,7 +693,7 @@ def add_ladder_arguments(parser, defaults):
     parser.add_argument("--no-sample", action="store_true",
                         help="skip the greedy sample after each epoch")
     parser.add_argument("--output-dir", type=writable_folder, default=None,
-                        help="write loss.pdf there (default: no plot)")
+                        help="write loss.pdf there (None: no plot)")
     parser.add_argument("--loss-log", type=writable_file, default=None,
                         help="write every step's loss, tokens/s and peak memory to this "
                              "JSON file")
