@@ -36,7 +36,7 @@ def parse_args(argv=None):
     parser = ScriptArgumentParser(
         description="Chapter 5's training loop with timing: the speed ladder's baseline. "
                     "Defaults are the book repository's run.")
-    add_ladder_arguments(parser, {"num_epochs": 15, "eval_freq": 15})
+    add_ladder_arguments(parser, {"num_epochs": 15, "eval_freq": 15}, steps=False)
     args = parser.parse_args(argv)
     return parser, *config_and_settings(parser, args, ())
 

@@ -33,10 +33,6 @@ def parse_args(argv=None):
         description="Chapter 5's training loop with the speed ladder's steps switched on. "
                     "Defaults are the book repository's run.")
     add_ladder_arguments(parser, {"num_epochs": 15, "eval_freq": 10})
-    parser.add_argument("--steps", default="auto",
-                        help="steps to switch on: e.g. 1,3,6-9, 'all', 'none', or 'auto' "
-                             "(every step that makes this device faster: all ten on a GPU; "
-                             "1,3,6,7,8,9 on a CPU)")
     args = parser.parse_args(argv)
     return parser, *config_and_settings(parser, args, args.steps)
 

@@ -145,9 +145,6 @@ def parse_args(argv=None, environ=os.environ):
         description="Chapter 5's training loop with the speed ladder on several processes "
                     "(start it with torchrun). Defaults are the book repository's run.")
     add_ladder_arguments(parser, {"num_epochs": 50, "eval_freq": 5})
-    parser.add_argument("--steps", default="auto",
-                        help="steps to switch on: e.g. 1,3,6-9, 'all', 'none', or 'auto' "
-                             "(every step that makes this device faster)")
     args = parser.parse_args(argv)
     numbers = {}
     for name, default, minimum in (("WORLD_SIZE", "1", 1), ("RANK", "0", 0)):

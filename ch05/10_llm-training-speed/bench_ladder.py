@@ -163,8 +163,13 @@ def main(argv=None):
                 load = os.getloadavg()[0]
                 result = run_row(row, args, Path(folder) / f"row{index}.json")
                 row.results.append(result)
+                diff = max(abs(a - b) for a, b in zip(result["losses"],
+                                                      rows[0].results[-1]["losses"],
+                                                      strict=True))
                 print(f"round {round_number + 1}, {row.label}: "
-                      f"{result['tokens_per_second']:,.0f} tok/s, load {load:.2f}", flush=True)
+                      f"{result['tokens_per_second']:,.0f} tok/s, peak "
+                      f"{result['peak_memory_gb']:.2f} GB, max loss difference {diff:.1e}, "
+                      f"load before {load:.2f}", flush=True)
     print_ladder_table(rows, args)
     print(f"\nLoad average at the end (1, 5, 15 min): {os.getloadavg()}")
 

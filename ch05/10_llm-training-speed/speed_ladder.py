@@ -659,8 +659,13 @@ def automatic_steps(device):
     return tuple(chosen)
 
 
-def add_ladder_arguments(parser, defaults):
+def add_ladder_arguments(parser, defaults, steps=True):
     """The flags shared by the three scripts; `defaults` holds each script's book values."""
+    if steps:
+        parser.add_argument("--steps", default="auto",
+                            help="steps to switch on: e.g. 1,3,6-9, 'all', 'none', or 'auto' "
+                                 "(every step that makes this device faster: all ten on a "
+                                 "GPU; 1,3,6,7,8,9 on a CPU)")
     parser.add_argument("--model", choices=sorted(LADDER_MODELS), default="124M",
                         help="model size: the book's 124M, or 'small'/'tiny' for CPUs")
     parser.add_argument("--drop-rate", type=float, default=None,
