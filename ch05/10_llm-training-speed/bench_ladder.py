@@ -93,8 +93,9 @@ def run_row(row, args, log_path):
                "--large-batch-size", str(args.large_batch_size), "--max-steps",
                str(args.max_steps), "--epochs", "1000", "--eval-freq", "100000",
                "--no-sample", "--device", args.device.type, "--loss-log", str(log_path)]
-    if row.threads is not None:
-        command += ["--threads", str(row.threads)]
+    threads = row.threads if row.threads is not None else args.all_threads
+    if threads is not None:
+        command += ["--threads", str(threads)]
     result = subprocess.run(command, capture_output=True, text=True,
                             env={**os.environ, **row.env})
     if result.returncode != 0:
@@ -139,7 +140,9 @@ def parse_args(argv=None):
     parser.add_argument("--threads", default="1",
                         help="comma-separated thread counts to measure as extra rows")
     parser.add_argument("--no-cpu-levers", action="store_true",
-                        help="leave out the allocator and thread rows")
+                        help="leave out the allocator, thread and torch.compile rows on CPUs")
+    parser.add_argument("--all-threads", type=positive_int, default=None,
+                        help="run every row with this many threads (None: PyTorch's choice)")
     add_device_argument(parser)
     args = parser.parse_args(argv)
     try:
@@ -154,6 +157,7 @@ def main(argv=None):
     rows = ladder_rows(args.device, not args.no_cpu_levers, args.threads)
     print(f"{platform.processor() or platform.machine()}, {cpu_model()}, {os.cpu_count()} "
           f"cores, torch {torch.__version__}, device {args.device}")
+    print(f"threads: {args.all_threads or 'PyTorch default'} (unless a row says otherwise)")
     print(f"model {args.model}, context {args.context_length}, batch {args.batch_size}, "
           f"{args.max_steps} steps per run, "
           f"{args.rounds} round(s) of {len(rows)} rows")
