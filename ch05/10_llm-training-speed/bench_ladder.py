@@ -107,7 +107,7 @@ def print_ladder_table(rows, args):
     baseline = statistics.median(r["tokens_per_second"] for r in rows[0].results)
     base_losses = rows[0].results[0]["losses"]
     print(f"\n| Step (cumulative) | tok/s (median of {args.rounds}) | x baseline "
-          "| peak memory (GB) | max |loss - baseline loss| |")
+          "| peak memory (GB) | largest loss difference to the baseline |")
     print("|---|---|---|---|---|")
     for row in rows:
         speed = statistics.median(r["tokens_per_second"] for r in row.results)
