@@ -55,6 +55,9 @@ JUDGE = "ch07/01_main-chapter-code/ollama_evaluate.py"
 NEAR_DUPLICATES = "ch07/02_dataset-utilities/find_near_duplicates.py"
 ENV_CHECK = "setup/python_environment_check.py"
 PKG_BATCHED = "pkg/benchmarks/batched_generation.py"
+SPEED = "ch05/10_llm-training-speed"
+SPEED_ORIG, SPEED_OPT = f"{SPEED}/00_orig.py", f"{SPEED}/01_opt_single_gpu.py"
+SPEED_DDP, SPEED_BENCH = f"{SPEED}/02_opt_multi_gpu_ddp.py", f"{SPEED}/bench_ladder.py"
 
 UNWRITABLE = "a-file/out"
 
@@ -215,6 +218,23 @@ BAD_INPUT = [
     (PKG_BATCHED, ["--prompts", "0"], "--prompts"),
     (PKG_BATCHED, ["--max-new-tokens", "1000"], "--max-new-tokens"),
     (PKG_BATCHED, ["--threads", "two"], "--threads"),
+    (SPEED_ORIG, ["--batch_size", "0"], "--batch-size"),
+    (SPEED_ORIG, ["--model", "tiny", "--context-length", "64"], "--context-length"),
+    # notes.txt is far too short for one batch: found before any training
+    (SPEED_ORIG, ["--model", "tiny", "--data-dir", ".", "--device", "cpu"], "--batch-size"),
+    (SPEED_OPT, ["--steps", "11"], "--steps"),
+    (SPEED_OPT, ["--steps", "1,x"], "--steps"),
+    (SPEED_OPT, ["--steps", "2", "--device", "cpu"], "--steps"),  # TF32: no tensor cores
+    (SPEED_OPT, ["--steps", "4", "--device", "cpu"], "--steps"),  # pinned memory: no GPU
+    (SPEED_OPT, ["--data-dir", "missing"], "--data-dir"),
+    (SPEED_OPT, ["--data-dir", "a-file"], "--data-dir"),
+    (SPEED_OPT, ["--loss-log", f"{UNWRITABLE}/log.json"], "--loss-log"),
+    (SPEED_OPT, ["--device", "tpu"], "--device"),
+    (SPEED_DDP, ["--steps", "0"], "--steps"),
+    (SPEED_DDP, ["--drop-rate", "1.5"], "--drop-rate"),
+    (SPEED_DDP, ["--max_steps", "0"], "--max-steps"),
+    (SPEED_BENCH, ["--rounds", "0"], "--rounds"),
+    (SPEED_BENCH, ["--threads", "0"], "--threads"),
 ]
 
 def folder_state(folder):
