@@ -175,12 +175,14 @@ class OnTheFlyMaskAttention(MultiHeadAttention):
 
 
 class PyTorchMultiHeadAttention(nn.Module):
-    """Step 7: one projection for queries, keys and values, then PyTorch's fused attention.
+    """`MultiHeadAttention` computed by PyTorch's fused scaled-dot-product attention.
 
-    `scaled_dot_product_attention(..., is_causal=True)` computes softmax(QK^T /
-    sqrt(d)) V without ever storing the (tokens x tokens) weights
-    (FlashAttention on GPUs, a blocked kernel on CPUs). Dropout on the attention
-    weights happens inside the kernel, with its own random numbers.
+    One linear layer `qkv` makes queries, keys and values together (its weight
+    is W_query, W_key and W_value stacked), and `proj` is the output
+    projection. `F.scaled_dot_product_attention(..., is_causal=True)` applies
+    the causal mask, the 1/sqrt(head_dim) scaling, softmax and attention
+    dropout in one call (a flash or memory-efficient kernel where one exists),
+    so no mask buffer and no context length are needed.
     """
 
     def __init__(self, d_in, d_out, num_heads, dropout=0.0, qkv_bias=False):
@@ -192,16 +194,17 @@ class PyTorchMultiHeadAttention(nn.Module):
         self.d_out = d_out
         self.qkv = nn.Linear(d_in, 3 * d_out, bias=qkv_bias)
         self.proj = nn.Linear(d_out, d_out)
-        self.dropout = dropout  # a probability for the kernel, not a module
+        self.dropout = dropout  # a probability: SDPA applies it only while training
 
     def forward(self, x):
         batch_size, num_tokens, _ = x.shape
         qkv = self.qkv(x).view(batch_size, num_tokens, 3, self.num_heads, self.head_dim)
-        queries, keys, values = qkv.permute(2, 0, 3, 1, 4)  # 3 x (batch, heads, tokens, hd)
+        queries, keys, values = qkv.permute(2, 0, 3, 1, 4)  # each (b, heads, tokens, head_dim)
         context = F.scaled_dot_product_attention(
             queries, keys, values, dropout_p=self.dropout if self.training else 0.0,
-            is_causal=True)
-        context = context.transpose(1, 2).contiguous().view(batch_size, num_tokens, self.d_out)
+            is_causal=True,
+        )
+        context = context.transpose(1, 2).reshape(batch_size, num_tokens, self.d_out)
         return self.proj(context)
 
 
