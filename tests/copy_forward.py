@@ -107,6 +107,13 @@ VARIANTS.update({
     ("KVCache", "pkg/llms_from_scratch/kv_cache_batched/utils.py"):
         "the book's batched cache: KVCache(n_layers, batch_size), rows read one by one",
 })
+# ch05/14: chapter 5's loop for Llama 3.2 and Qwen3 (the book repository's ch05/14 names).
+VARIANTS.update({
+    ("create_dataloader_v1", "ch05/14_ch05_with_other_llms/previous_chapters.py"):
+        "the book's ch05/14 signature: takes the tokenizer (Llama's or Qwen's, not GPT-2's)",
+    ("generate_and_print_sample", "ch05/14_ch05_with_other_llms/previous_chapters.py"):
+        "RoPE models have no pos_emb: the context length is the length of the cos table",
+})
 
 PARAMETERS_TAG = "parameters"
 CONSTANT_NAME = re.compile(r"[A-Z][A-Z0-9_]*")

@@ -137,3 +137,19 @@ def llm_servers(tmp_path):
     for body in requests:
         settings = body.get("options", body)
         assert "seed" in settings and "temperature" in settings, body
+
+
+@contextmanager
+def llama32_tokenizer_hub(tmp_path):
+    """A hub cache holding only Llama 3.2's `original/tokenizer.model` (a small BPE).
+
+    For notebooks that train from random weights and need Meta's gated tokenizer
+    file only; much faster than `hf_hub_repos`, which also writes a model.
+    """
+    from llama_checkpoints import write_tiktoken_bpe
+
+    cache = Path(tmp_path) / "llama-tokenizer-hub"
+    snapshot = write_hub_snapshot(cache, "meta-llama/Llama-3.2-1B-Instruct", {})
+    (snapshot / "original").mkdir()
+    write_tiktoken_bpe(snapshot / "original" / "tokenizer.model")
+    yield {"env": {"HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1"}}

@@ -92,8 +92,11 @@ def inject_parameters(nb, parameters):
     """Insert a cell overriding `parameters` right after the 'parameters' cell.
 
     The same idea as papermill: the reader-facing cell keeps the book's
-    defaults and the test adds assignments after it.
+    defaults and the test adds assignments after it. A cell injected before (the
+    committed record of a reduced run, `refresh_notebook.py --parameters`) is
+    replaced, so each run's own values are the ones that count.
     """
+    nb.cells = [cell for cell in nb.cells if INJECTED_TAG not in cell_tags(cell)]
     if not parameters:
         return nb
     index = parameters_cell_index(nb)
