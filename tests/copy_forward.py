@@ -114,6 +114,21 @@ VARIANTS.update({
     ("generate_and_print_sample", "ch05/14_ch05_with_other_llms/previous_chapters.py"):
         "RoPE models have no pos_emb: the context length is the length of the cos table",
 })
+# ch05/14's copies of Qwen3's blocks join ch05/11_qwen3's family (the same reason string).
+VARIANTS.update({
+    (name, "ch05/14_ch05_with_other_llms/qwen3.py"):
+        "Qwen3's version of the name (book repository's ch05/11_qwen3): SwiGLU, QK-norm, "
+        "fixed head_dim"
+    for name in ("FeedForward", "RMSNorm", "TransformerBlock", "GroupedQueryAttention")
+})
+VARIANTS.update({
+    ("LLAMA32_CONFIG", "ch05/14_ch05_with_other_llms/ch05-llama32.ipynb"):
+        "the book's ch05/14 training configuration: 1B plus overrides and train_context_length",
+    ("QWEN3_CONFIG", "ch05/14_ch05_with_other_llms/ch05-qwen3.ipynb"):
+        "the book's ch05/14 training configuration: 0.6B plus overrides and train_context_length",
+    ("compute_rope_params", "pkg/llms_from_scratch/llama3.py"):
+        "the package's Llama 3 RoPE (freq_config); Qwen3's (ch05/11) has no frequency scaling",
+})
 
 PARAMETERS_TAG = "parameters"
 CONSTANT_NAME = re.compile(r"[A-Z][A-Z0-9_]*")
