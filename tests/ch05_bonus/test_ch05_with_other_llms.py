@@ -13,11 +13,15 @@ import pytest
 import torch
 from course_imports import import_course_module
 from llama_checkpoints import write_tiktoken_bpe
+from qwen3_checkpoints import write_qwen3_tokenizer_json
 
 FOLDER = "ch05/14_ch05_with_other_llms"
 MIRRORED_VERDICT = Path(os.environ.get("LLMS_FROM_SCRATCH_MIRROR", "")) / "the-verdict.txt"
 TINY_LLAMA_CHANGES = {"vocab_size": 768, "context_length": 256, "emb_dim": 32, "n_heads": 4,
                       "n_layers": 1, "hidden_dim": 64, "n_kv_groups": 2,
+                      "dtype": torch.float32}
+TINY_QWEN3_CHANGES = {"vocab_size": 512, "context_length": 256, "emb_dim": 32, "n_heads": 4,
+                      "head_dim": 8, "n_layers": 1, "hidden_dim": 64, "n_kv_groups": 2,
                       "dtype": torch.float32}
 
 
@@ -38,6 +42,19 @@ def llama_tokenizer(tmp_path_factory):
     llama32 = import_course_module(f"{FOLDER}/llama32.py")
     path = write_tiktoken_bpe(tmp_path_factory.mktemp("llama") / "tokenizer.model")
     return llama32.Llama3Tokenizer(path)
+
+
+@pytest.fixture(scope="module")
+def qwen_tokenizer(tmp_path_factory):
+    """Qwen3Tokenizer with chapter 5's encode signature, as ch05-qwen3.ipynb defines it."""
+    qwen3 = import_course_module(f"{FOLDER}/qwen3.py")
+
+    class PretrainingTokenizer(qwen3.Qwen3Tokenizer):
+        def encode(self, text, allowed_special=None):
+            return super().encode(text, chat_wrapped=False)
+
+    path = write_qwen3_tokenizer_json(tmp_path_factory.mktemp("qwen") / "tokenizer.json")
+    return PretrainingTokenizer(path, repo_id="Qwen/Qwen3-0.6B-Base", apply_chat_template=False)
 
 
 def tiny_llama():
@@ -76,6 +93,16 @@ def test_llama_loss_falls_with_chapter_5s_loop(chapter, llama_tokenizer, verdict
     assert last < first - 1.0
     printed = capsys.readouterr().out
     assert printed.count("Every effort moves you") == 4  # one sample per epoch
+
+
+def test_qwen3_loss_falls_with_chapter_5s_loop(chapter, qwen_tokenizer, verdict, capsys):
+    qwen3 = import_course_module(f"{FOLDER}/qwen3.py")
+    torch.manual_seed(123)
+    model = qwen3.Qwen3Model({**qwen3.QWEN_CONFIG_06_B, **TINY_QWEN3_CHANGES})
+    first, last = train_a_little(chapter, model, qwen_tokenizer, verdict[:2000])
+    assert first > 5.5  # about ln(512) = 6.24 from random weights
+    assert last < first - 1.0
+    assert capsys.readouterr().out.count("Every effort moves you") == 4
 
 
 def test_the_sample_is_cropped_to_the_rope_table(chapter, llama_tokenizer, capsys):
