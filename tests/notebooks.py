@@ -5,6 +5,7 @@ Used by `test_notebooks.py` (every notebook, small parameters) and by
 """
 
 import json
+import pprint
 import time
 from pathlib import Path
 
@@ -102,7 +103,8 @@ def inject_parameters(nb, parameters):
     index = parameters_cell_index(nb)
     if index is None:
         raise ValueError("parameters were given but no cell is tagged 'parameters'")
-    source = "\n".join(f"{name} = {value!r}" for name, value in parameters.items())
+    source = "\n".join(f"{name} = {pprint.pformat(value, width=90, sort_dicts=False)}"
+                       for name, value in parameters.items())  # lines that ruff accepts
     cell = nbformat.v4.new_code_cell(source, metadata={"tags": [INJECTED_TAG]})
     nb.cells.insert(index + 1, cell)
     return nb
