@@ -351,8 +351,32 @@ VARIANTS.update({
         "Gemma 4's cached generator: shared-KV layers read their source layer's cache",
     ("MoEFeedForward", "pkg/llms_from_scratch/qwen3.py"): QWEN3,
 })
+# ch05/14: chapter 5's loop for Llama 3.2 and Qwen3 (the book repository's ch05/14 names).
+VARIANTS.update({
+    ("create_dataloader_v1", "ch05/14_ch05_with_other_llms/previous_chapters.py"):
+        "the book's ch05/14 signature: takes the tokenizer (Llama's or Qwen's, not GPT-2's)",
+    ("generate_and_print_sample", "ch05/14_ch05_with_other_llms/previous_chapters.py"):
+        "RoPE models have no pos_emb: the context length is the length of the cos table",
+})
+# ch05/14's copies of Qwen3's blocks join ch05/11_qwen3's family (the same reason string).
+VARIANTS.update({
+    (name, "ch05/14_ch05_with_other_llms/qwen3.py"):
+        "Qwen3's version of the name (book repository's ch05/11_qwen3): SwiGLU, QK-norm, "
+        "fixed head_dim"
+    for name in ("FeedForward", "RMSNorm", "TransformerBlock", "GroupedQueryAttention")
+})
+VARIANTS.update({
+    ("LLAMA32_CONFIG", "ch05/14_ch05_with_other_llms/ch05-llama32.ipynb"):
+        "the book's ch05/14 training configuration: 1B plus overrides and train_context_length",
+    ("QWEN3_CONFIG", "ch05/14_ch05_with_other_llms/ch05-qwen3.ipynb"):
+        "the book's ch05/14 training configuration: 0.6B plus overrides and train_context_length",
+    ("compute_rope_params", "pkg/llms_from_scratch/llama3.py"):
+        "the package's Llama 3 RoPE (freq_config); Qwen3's (ch05/11) has no frequency scaling",
+    ("SettingError", "ch05/10_llm-training-speed/speed_ladder.py"):
+        "the ladder's settings have no flag table: flag_of(key) names the flag instead",
+})
 
-PARAMETERS_TAG = "parameters"
+KNOB_TAGS = {"parameters", "injected-parameters"}
 CONSTANT_NAME = re.compile(r"[A-Z][A-Z0-9_]*")
 MARKER = re.compile(
     r"#\s*Copied from\s+(?P<path>[^\s:]+)(?:::(?P<name>\w+))?"
@@ -508,7 +532,8 @@ def _sources_of(path):
     """(cell index or None, source text, holds knobs?) for each code unit in the file.
 
     A notebook's cell tagged `parameters` holds that notebook's own knobs
-    (`NUM_EPOCHS = 10`): same names in two notebooks are not copies.
+    (`NUM_EPOCHS = 10`), and so does the `injected-parameters` cell a reduced run
+    adds after it: same names in two notebooks are not copies.
     """
     if path.suffix == ".py":
         yield None, path.read_text(), False
@@ -517,7 +542,7 @@ def _sources_of(path):
     for index, cell in enumerate(nb.cells):
         if cell.cell_type == "code":
             tags = cell.get("metadata", {}).get("tags", [])
-            yield index, cell.source, PARAMETERS_TAG in tags
+            yield index, cell.source, bool(KNOB_TAGS & set(tags))
 
 
 def find_definitions(root=REPO_ROOT):

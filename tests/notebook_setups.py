@@ -77,6 +77,36 @@ def gpt2_hub_cache(tmp_path):
     yield {"env": {"HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1"}}
 
 
+@contextmanager
+def llama32_tokenizer_hub(tmp_path):
+    """A hub cache holding only Llama 3.2's `original/tokenizer.model` (a small BPE).
+
+    For notebooks that train from random weights and need Meta's gated tokenizer
+    file only; much faster than `hf_hub_repos`, which also writes a model.
+    """
+    from llama_checkpoints import write_tiktoken_bpe
+
+    cache = Path(tmp_path) / "llama-tokenizer-hub"
+    snapshot = write_hub_snapshot(cache, "meta-llama/Llama-3.2-1B-Instruct", {})
+    (snapshot / "original").mkdir()
+    write_tiktoken_bpe(snapshot / "original" / "tokenizer.model")
+    yield {"env": {"HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1"}}
+
+
+@contextmanager
+def qwen3_tokenizer_hub(tmp_path):
+    """A hub cache holding only Qwen/Qwen3-0.6B-Base's `tokenizer.json` (a small BPE).
+
+    For notebooks that train Qwen3 from random weights: they need the tokenizer file only.
+    """
+    from qwen3_checkpoints import write_qwen3_tokenizer_json
+
+    cache = Path(tmp_path) / "qwen3-tokenizer-hub"
+    staging = write_qwen3_tokenizer_json(Path(tmp_path) / "tokenizer.json")
+    write_hub_snapshot(cache, "Qwen/Qwen3-0.6B-Base", {"tokenizer.json": staging})
+    yield {"env": {"HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1"}}
+
+
 # The small model that stands in for chapter 7's finetuned GPT-2 in the DPO notebook
 TINY_GPT_CHANGES = {"emb_dim": 32, "n_heads": 2, "n_layers": 2}
 

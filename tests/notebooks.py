@@ -5,6 +5,7 @@ Used by `test_notebooks.py` (every notebook, small parameters) and by
 """
 
 import json
+import pprint
 import time
 from pathlib import Path
 
@@ -92,14 +93,18 @@ def inject_parameters(nb, parameters):
     """Insert a cell overriding `parameters` right after the 'parameters' cell.
 
     The same idea as papermill: the reader-facing cell keeps the book's
-    defaults and the test adds assignments after it.
+    defaults and the test adds assignments after it. A cell injected before (the
+    committed record of a reduced run, `refresh_notebook.py --parameters`) is
+    replaced, so each run's own values are the ones that count.
     """
+    nb.cells = [cell for cell in nb.cells if INJECTED_TAG not in cell_tags(cell)]
     if not parameters:
         return nb
     index = parameters_cell_index(nb)
     if index is None:
         raise ValueError("parameters were given but no cell is tagged 'parameters'")
-    source = "\n".join(f"{name} = {value!r}" for name, value in parameters.items())
+    source = "\n".join(f"{name} = {pprint.pformat(value, width=90, sort_dicts=False)}"
+                       for name, value in parameters.items())  # lines that ruff accepts
     cell = nbformat.v4.new_code_cell(source, metadata={"tags": [INJECTED_TAG]})
     nb.cells.insert(index + 1, cell)
     return nb

@@ -11,6 +11,7 @@ LLM server (Ollama, the OpenAI API) answers (their markdown explains why).
 """
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -37,9 +38,9 @@ def ensure_environment_cell(path):
     nbformat.write(nb, path)
 
 
-def refresh(path, timeout):
+def refresh(path, timeout, parameters=None):
     ensure_environment_cell(path)
-    nb = execute_notebook(path, timeout=timeout, skip_pretrained=True)
+    nb = execute_notebook(path, parameters=parameters, timeout=timeout, skip_pretrained=True)
     nbformat.write(nb, path)
 
 
@@ -48,10 +49,14 @@ def main():
     parser.add_argument("notebooks", nargs="+", type=Path)
     parser.add_argument("--timeout", type=int, default=4 * 3600,
                         help="seconds allowed for each notebook (default: 4 hours)")
+    parser.add_argument("--parameters", type=json.loads, default=None,
+                        help="a JSON object of parameter values for a run smaller than the "
+                             "book's (kept visible as an injected cell after the "
+                             "'parameters' cell; say so in the README)")
     args = parser.parse_args()
     for path in args.notebooks:
         print(f"refreshing {path} ...", flush=True)
-        refresh(path.resolve(), args.timeout)
+        refresh(path.resolve(), args.timeout, args.parameters)
         print(f"  saved {path}")
     return 0
 

@@ -62,6 +62,9 @@ GEMMA3 = "ch05/12_gemma3/benchmark.py"
 CH04_KV = ("ch04/04_gqa", "ch04/05_mla", "ch04/06_swa", "ch04/07_moe", "ch04/08_deltanet")
 GQA_EST = "ch04/04_gqa/memory_estimator_gqa.py"
 GQA_ESTIMATOR_REQUIRED = ["--emb_dim", "4096", "--n_heads", "32", "--n_layers", "32"]
+SPEED = "ch05/10_llm-training-speed"
+SPEED_ORIG, SPEED_OPT = f"{SPEED}/00_orig.py", f"{SPEED}/01_opt_single_gpu.py"
+SPEED_DDP, SPEED_BENCH = f"{SPEED}/02_opt_multi_gpu_ddp.py", f"{SPEED}/bench_ladder.py"
 
 UNWRITABLE = "a-file/out"
 
@@ -350,6 +353,23 @@ BAD_INPUT = [
     ("ch04/08_deltanet/compare_kv_cache.py", ["--new_tokens", "5000"], "--new-tokens"),
     ("ch04/08_deltanet/compare_kv_cache.py", ["--n_heads", "5"], "--n-heads"),
     ("ch04/08_deltanet/compare_kv_cache.py", ["--context_length", "0"], "--context-length"),
+    (SPEED_ORIG, ["--batch_size", "0"], "--batch-size"),
+    (SPEED_ORIG, ["--model", "tiny", "--context-length", "64"], "--context-length"),
+    # notes.txt is far too short for one batch: found before any training
+    (SPEED_ORIG, ["--model", "tiny", "--data-dir", ".", "--device", "cpu"], "--batch-size"),
+    (SPEED_OPT, ["--steps", "11"], "--steps"),
+    (SPEED_OPT, ["--steps", "1,x"], "--steps"),
+    (SPEED_OPT, ["--steps", "2", "--device", "cpu"], "--steps"),  # TF32: no tensor cores
+    (SPEED_OPT, ["--steps", "4", "--device", "cpu"], "--steps"),  # pinned memory: no GPU
+    (SPEED_OPT, ["--data-dir", "missing"], "--data-dir"),
+    (SPEED_OPT, ["--data-dir", "a-file"], "--data-dir"),
+    (SPEED_OPT, ["--loss-log", f"{UNWRITABLE}/log.json"], "--loss-log"),
+    (SPEED_OPT, ["--device", "tpu"], "--device"),
+    (SPEED_DDP, ["--steps", "0"], "--steps"),
+    (SPEED_DDP, ["--drop-rate", "1.5"], "--drop-rate"),
+    (SPEED_DDP, ["--max_steps", "0"], "--max-steps"),
+    (SPEED_BENCH, ["--rounds", "0"], "--rounds"),
+    (SPEED_BENCH, ["--threads", "0"], "--threads"),
 ]
 
 def folder_state(folder):

@@ -185,6 +185,7 @@ class MultiHeadAttention(nn.Module):
         return x.transpose(1, 2)
 
 
+# Copied from ch05/10_llm-training-speed/speed_ladder.py::PyTorchMultiHeadAttention
 class PyTorchMultiHeadAttention(nn.Module):
     """`MultiHeadAttention` computed by PyTorch's fused scaled-dot-product attention.
 
