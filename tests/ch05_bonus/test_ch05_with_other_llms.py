@@ -6,9 +6,6 @@ the loss must fall, and the data loader must cut the same windows as slicing
 the token ids by hand.
 """
 
-import os
-from pathlib import Path
-
 import pytest
 import torch
 from course_imports import import_course_module
@@ -16,7 +13,6 @@ from llama_checkpoints import write_tiktoken_bpe
 from qwen3_checkpoints import write_qwen3_tokenizer_json
 
 FOLDER = "ch05/14_ch05_with_other_llms"
-MIRRORED_VERDICT = Path(os.environ.get("LLMS_FROM_SCRATCH_MIRROR", "")) / "the-verdict.txt"
 TINY_LLAMA_CHANGES = {"vocab_size": 768, "context_length": 256, "emb_dim": 32, "n_heads": 4,
                       "n_layers": 1, "hidden_dim": 64, "n_kv_groups": 2,
                       "dtype": torch.float32}
@@ -31,10 +27,8 @@ def chapter():
 
 
 @pytest.fixture(scope="module")
-def verdict():
-    if not MIRRORED_VERDICT.is_file():
-        pytest.skip("needs the-verdict.txt in LLMS_FROM_SCRATCH_MIRROR")
-    return MIRRORED_VERDICT.read_text(encoding="utf-8")
+def verdict(needs_mirror):
+    return (needs_mirror / "the-verdict.txt").read_text(encoding="utf-8")
 
 
 @pytest.fixture(scope="module")
