@@ -1,4 +1,4 @@
-"""The definitions of the Llama (and Gemma 3) notebooks, importable by the tests.
+"""The definitions of the model notebooks (Llama, Gemma, Qwen3.5, ...), importable by the tests.
 
 The notebooks are the reader-facing code, so the tests run *their*
 definitions, not a second copy: `notebook_definitions(path)` executes every

@@ -13,6 +13,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from downloads import atomic_write  # noqa: E402
 from memory_estimator_gqa import DTYPE_BYTES, calc_kv_bytes_total  # noqa: E402
 from script_helpers import ScriptArgumentParser, writable_file  # noqa: E402
 
@@ -70,12 +71,11 @@ def plot_lines(x_values, curves, xlabel, ylabel, title, output, log_x=True, log_
 
 
 def save_plot_atomically(fig, output):
-    """Save atomically: a temporary file beside `output`, then a rename."""
+    """Save through the course's `atomic_write`: an interruption never leaves half a figure."""
     output = Path(output)
-    temporary = output.with_name(f".{output.stem}.tmp{output.suffix}")
-    fig.savefig(temporary, dpi=150)
+    with atomic_write(output, "wb") as f:
+        fig.savefig(f, format=output.suffix.lstrip(".") or "png", dpi=150)
     plt.close(fig)
-    temporary.replace(output)
 
 
 def parse_args(argv=None):

@@ -6,39 +6,19 @@ and per-layer embeddings; the tokenizer is compared with transformers' tokenizer
 from the same tokenizer.json.
 """
 
-import ast
-import types
-
-import nbformat
 import pytest
 import torch
-from course_imports import REPO_ROOT
+from llama_notebook_code import notebook_definitions
 from gemma4_checkpoints import (hf_gemma4_config, hf_gemma4_tokenizer, random_hf_gemma4,
                                 tiny_gemma4_config, write_gemma4_tokenizer)
 
-FOLDER = REPO_ROOT / "ch05/17_gemma4"
+FOLDER = "ch05/17_gemma4"
 NOTEBOOKS = {"plain": "standalone-gemma4.ipynb", "kv": "standalone-gemma4-plus-kvcache.ipynb"}
-
-
-def _is_definition(node):
-    return isinstance(node, (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.ClassDef))
-
-
-def notebook_definitions(name):
-    """Imports, functions and classes of a notebook, as a namespace."""
-    nb = nbformat.read(FOLDER / name, as_version=4)
-    namespace = {"__name__": f"notebook_{name.replace('-', '_').replace('.', '_')}"}
-    for index, cell in enumerate(nb.cells):
-        if cell.cell_type == "code":
-            tree = ast.parse(cell.source)
-            kept = ast.Module(body=[n for n in tree.body if _is_definition(n)], type_ignores=[])
-            exec(compile(kept, f"{name} (cell {index})", "exec"), namespace)
-    return types.SimpleNamespace(**namespace)
 
 
 @pytest.fixture(scope="module")
 def nbs():
-    return {key: notebook_definitions(name) for key, name in NOTEBOOKS.items()}
+    return {key: notebook_definitions(name, FOLDER) for key, name in NOTEBOOKS.items()}
 
 
 @pytest.fixture(scope="module")

@@ -5,42 +5,19 @@ cache, its recurrent one with a cache) on a tiny random model with every kind of
 the tokenizer is compared with transformers' tokenizer built from the same tokenizer.json.
 """
 
-import ast
-import types
-
-import nbformat
 import pytest
 import torch
-from course_imports import REPO_ROOT
+from llama_notebook_code import notebook_definitions
 from qwen3_5_checkpoints import (QWEN3_5_REPO_ID, hf_qwen3_5_tokenizer, random_hf_qwen3_5,
                                  tiny_qwen3_5_config, write_qwen_tokenizer_json)
 
-FOLDER = REPO_ROOT / "ch05/16_qwen3.5"
+FOLDER = "ch05/16_qwen3.5"
 NOTEBOOKS = {"plain": "qwen3.5.ipynb", "kv": "qwen3.5-plus-kv-cache.ipynb"}
-
-
-def _is_definition(node):
-    if isinstance(node, (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.ClassDef)):
-        return True
-    return isinstance(node, ast.Assign) and all(
-        isinstance(target, ast.Name) and target.id.isupper() for target in node.targets)
-
-
-def notebook_definitions(name):
-    """Imports, functions, classes and UPPER_CASE constants of a notebook, as a namespace."""
-    nb = nbformat.read(FOLDER / name, as_version=4)
-    namespace = {"__name__": f"notebook_{name.replace('-', '_').replace('.', '_')}"}
-    for index, cell in enumerate(nb.cells):
-        if cell.cell_type == "code":
-            tree = ast.parse(cell.source)
-            kept = ast.Module(body=[n for n in tree.body if _is_definition(n)], type_ignores=[])
-            exec(compile(kept, f"{name} (cell {index})", "exec"), namespace)
-    return types.SimpleNamespace(**namespace)
 
 
 @pytest.fixture(scope="module")
 def nbs():
-    return {key: notebook_definitions(name) for key, name in NOTEBOOKS.items()}
+    return {key: notebook_definitions(name, FOLDER) for key, name in NOTEBOOKS.items()}
 
 
 @pytest.fixture(scope="module")
