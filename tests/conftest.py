@@ -79,7 +79,7 @@ def openai_release_folder(model_size, hparams_override=None):
     `hparams_override` (e.g. {"n_embd": 32, "n_head": 2, "n_layer": 2}) makes a
     smaller model with the same files, for notebooks that only need to run.
     """
-    from openai_gpt2 import write_openai_gpt2_release
+    from support.openai_gpt2 import write_openai_gpt2_release
 
     real_size, standin_override = SMALL_STANDINS.get(model_size, (model_size, None))
     hparams_override = hparams_override or standin_override

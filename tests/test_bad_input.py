@@ -21,8 +21,8 @@ which makes it the unwritable output folder of every script that writes.
 import json
 
 import pytest
-from course_imports import REPO_ROOT
-from helpers import run_script, run_script_in_process
+from support.course_imports import REPO_ROOT
+from support.helpers import run_script, run_script_in_process
 
 DDP = "appendix-A/01_main-chapter-code/DDP-script.py"
 LORA = "appendix-E/01_main-chapter-code/lora_benchmark.py"

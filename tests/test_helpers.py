@@ -3,7 +3,7 @@
 import json
 
 import pytest
-from helpers import run_script_in_process, tiny_gpt_config
+from support.helpers import run_script_in_process, tiny_gpt_config
 from notebooks import load_test_settings
 
 

@@ -20,7 +20,7 @@ import tarfile
 import matplotlib
 import pytest
 import torch
-from course_imports import import_course_module
+from support.course_imports import import_course_module
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402 (after choosing the backend)

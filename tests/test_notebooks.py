@@ -14,7 +14,7 @@ import shutil
 import subprocess
 
 import nbformat
-import notebook_setups
+from support import notebook_setups
 import pytest
 from conftest import running_in_ci
 from notebooks import (
@@ -64,7 +64,7 @@ def test_notebook_runs(notebook, tmp_path, course_mirror):
         env["LLMS_FROM_SCRATCH_MIRROR"] = str(mirror)
     if settings.get("hf_hub_repos"):
         # Gated hub files (Meta's Llama): tiny stand-ins in a local hub cache, offline.
-        from llama_checkpoints import fake_hub_cache
+        from support.llama_checkpoints import fake_hub_cache
         hub_cache = fake_hub_cache(tmp_path / "hf-hub-cache", settings["hf_hub_repos"])
         env.update(HF_HUB_CACHE=str(hub_cache), HF_HUB_OFFLINE="1")
 
@@ -135,4 +135,4 @@ def test_committed_notebook_is_portable_and_dated(notebook):
             f"{notebook}: first code cell must be the tagged 'environment' cell"
         printed = "".join(output.get("text", "") for output in first.outputs)
         assert "torch " in printed and "device" in printed, \
-            f"{notebook}: refresh it with tests/refresh_notebook.py"
+            f"{notebook}: refresh it with tools/refresh_notebook.py"

@@ -1,15 +1,15 @@
 """Scripts never write to a user's input, and unlucky settings do not crash a run.
 
 (The download helper's part: permissions, full disk, read-only or missing
-folders, SIGTERM, is tested in tests/foundation/test_downloads.py.)
+folders, SIGTERM, is tested in tests/ch02/test_downloads.py.)
 """
 
 import os
 
 import pytest
 import torch
-from course_imports import import_course_module
-from helpers import run_script_in_process
+from support.course_imports import import_course_module
+from support.helpers import run_script_in_process
 
 USERS_TEXT = "My own notes, which happen to be called the-verdict.txt.\n" * 3
 

@@ -3,7 +3,7 @@
 Copied unchanged from the chapters that introduce it (home of each definition:
 the ch02-ch05 main notebooks). A test checks that every copy is byte-identical
 to its home, so do not edit these definitions here: change them at home and
-re-run the copy tool (python tests/copy_forward.py --fix).
+re-run the copy tool (python tools/copy_forward.py --fix).
 """
 
 import matplotlib.pyplot as plt

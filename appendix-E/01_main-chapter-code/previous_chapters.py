@@ -5,7 +5,7 @@ Copied unchanged from the chapters that introduce it: the GPT model (chapters
 the spam-classification data, loaders and training loop (chapter 6, home:
 ch06/01_main-chapter-code/ch06.ipynb). A test checks that every copy is
 byte-identical to its home, so do not edit these definitions here: change them
-at home and re-run `python tests/copy_forward.py --fix`.
+at home and re-run `python tools/copy_forward.py --fix`.
 
 Reading OpenAI's checkpoints needs TensorFlow (`pip install tensorflow-cpu`);
 it is imported only when a checkpoint is read.

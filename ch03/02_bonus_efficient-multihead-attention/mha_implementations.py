@@ -16,7 +16,7 @@ MultiHeadAttentionCombinedQKV, MHAEinsum, MHAPyTorchScaledDotProduct,
 MHAPyTorchSDPAWithoutFlash, MHAPyTorchClass, MHAPyTorchFlexAttention).
 Their home is the notebook `mha-implementations.ipynb`, which shows and
 explains each one; the definitions here are byte-identical copies, kept so by
-`tests/copy_forward.py`.
+`tools/copy_forward.py`.
 """
 
 import warnings

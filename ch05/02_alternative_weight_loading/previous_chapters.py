@@ -3,7 +3,7 @@
 Copied unchanged from the chapters that introduce it: the GPT model (chapter 4's
 gpt.py), the converter from Hugging Face's GPT-2 names and layout to ours (chapter 4's
 hf_conversion.py), and text generation (chapter 5). A test checks that every copy still
-equals its home, so change a definition at home and re-run `python tests/copy_forward.py
+equals its home, so change a definition at home and re-run `python tools/copy_forward.py
 --fix`.
 """
 

@@ -3,7 +3,7 @@
 Copied unchanged from the chapters that introduce it (homes: the ch03, ch04
 and ch05 main notebooks). A test checks that every copy is byte-identical to
 its home, so do not edit these definitions here: change them at home and
-re-run `python tests/copy_forward.py --fix`.
+re-run `python tools/copy_forward.py --fix`.
 """
 
 import torch

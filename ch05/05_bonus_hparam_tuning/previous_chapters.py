@@ -1,7 +1,7 @@
 """Code from chapters 2-5 and appendix D that the search builds on.
 
 Copied unchanged from the chapters that introduce it; a test checks that every copy still
-equals its home, so change a definition at home and re-run `python tests/copy_forward.py
+equals its home, so change a definition at home and re-run `python tools/copy_forward.py
 --fix`.
 """
 

@@ -4,7 +4,7 @@ Copied unchanged from the chapters that introduce it: the GPT model from
 chapters 3 and 4 (the starting point of converting-gpt-to-llama2.ipynb) and
 `generate` from chapter 5. A test checks that every copy is byte-identical to
 its home, so do not edit these definitions here: change them at home and run
-`python tests/copy_forward.py --fix`.
+`python tools/copy_forward.py --fix`.
 """
 
 import torch

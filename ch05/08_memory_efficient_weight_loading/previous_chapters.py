@@ -1,7 +1,7 @@
 """Chapter 4's GPT model, which this folder loads.
 
 Copied unchanged from ch04/01_main-chapter-code/gpt.py; a test checks that every copy still
-equals its home, so change the model there and re-run `python tests/copy_forward.py --fix`.
+equals its home, so change the model there and re-run `python tools/copy_forward.py --fix`.
 """
 
 import torch

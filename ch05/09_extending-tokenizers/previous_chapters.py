@@ -1,8 +1,8 @@
 """Chapter 4's GPT model, which the tokenizer-extension notebook grows, copied unchanged.
 
 Each definition is a copy of its home, named in the comment above it:
-`tests/copy_forward.py` checks that the copies stay identical, and
-`python tests/copy_forward.py --fix` rewrites them from their homes.
+`tools/copy_forward.py` checks that the copies stay identical, and
+`python tools/copy_forward.py --fix` rewrites them from their homes.
 """
 
 import torch

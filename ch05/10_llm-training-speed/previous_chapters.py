@@ -3,7 +3,7 @@
 Copied unchanged from the chapters that introduce it (homes: the ch02-ch05 main
 notebooks and ch05/01_main-chapter-code). A test checks that every copy is
 byte-identical to its home, so do not edit these definitions here: change them
-at home and re-run `python tests/copy_forward.py --fix`.
+at home and re-run `python tools/copy_forward.py --fix`.
 """
 
 

@@ -1,6 +1,6 @@
 """Llama 3.2's architecture, from ch05/07_gpt_to_llama, for training from scratch.
 
-Copies (kept identical by tests/copy_forward.py): the model `Llama3Model`, its
+Copies (kept identical by tools/copy_forward.py): the model `Llama3Model`, its
 1B configuration and the tokenizer for Meta's `original/tokenizer.model`.
 ch05/07_gpt_to_llama/standalone-llama32.ipynb explains each part.
 """

@@ -1,6 +1,6 @@
 """Chapter 5's pretraining code, for models other than chapter 4's GPT.
 
-Copies from ch05/01_main-chapter-code (kept identical by tests/copy_forward.py),
+Copies from ch05/01_main-chapter-code (kept identical by tools/copy_forward.py),
 and two deliberate variants, as in the book repository's ch05/14 notebooks:
 `create_dataloader_v1` takes the tokenizer (Llama's or Qwen's, not GPT-2's), and
 `generate_and_print_sample` reads the context length from the model's RoPE

@@ -1,6 +1,6 @@
 """Qwen3's architecture, from ch05/11_qwen3, for training from scratch.
 
-Copies (kept identical by tests/copy_forward.py): the model `Qwen3Model` (with
+Copies (kept identical by tools/copy_forward.py): the model `Qwen3Model` (with
 the mixture-of-experts layer its block can choose), the 0.6B configuration and
 the tokenizer for the hub's `tokenizer.json`. ch05/11_qwen3/standalone-qwen3.ipynb
 explains each part.

@@ -6,7 +6,7 @@ save and load checkpoints, and download OpenAI's GPT-2 and copy its weights
 into our model (homes: ch05.ipynb, gpt_train.py, gpt_download.py and
 gpt_generate.py in ch05/01_main-chapter-code). A test checks that every copy is
 byte-identical to its home, so do not edit these definitions here: change them
-at home and re-run `python tests/copy_forward.py --fix`.
+at home and re-run `python tools/copy_forward.py --fix`.
 
 Reading OpenAI's checkpoints needs TensorFlow (`pip install tensorflow-cpu`);
 it is imported only when a checkpoint is read.

@@ -6,7 +6,7 @@ SMS Spam Collection and its splits (chapter 6: ch06.ipynb and
 gpt_class_finetune.py), and LoRA (appendix E's code, whose home is chapter 7's
 exercise_experiments.py). A test checks that every copy is byte-identical to
 its home, so do not edit these definitions here: change them at home and
-re-run `python tests/copy_forward.py --fix`.
+re-run `python tools/copy_forward.py --fix`.
 
 Reading OpenAI's checkpoints needs TensorFlow (`pip install tensorflow-cpu`);
 it is imported only when a checkpoint is read.

@@ -8,7 +8,7 @@ home is chapter 7's exercise_experiments.py), and the experiment code of
 ../02_bonus_additional-experiments/additional_experiments.py (the classifier
 with its options, the training loop, the results CSV). A test checks that
 every copy is byte-identical to its home, so do not edit these definitions
-here: change them at home and re-run `python tests/copy_forward.py --fix`.
+here: change them at home and re-run `python tools/copy_forward.py --fix`.
 
 Reading OpenAI's checkpoints needs TensorFlow (`pip install tensorflow-cpu`);
 it is imported only when a checkpoint is read.

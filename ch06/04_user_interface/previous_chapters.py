@@ -1,8 +1,8 @@
 """Code from chapters 3 to 6 that the spam classifier app builds on, copied unchanged.
 
 Each definition is a copy of its home, named in the comment above it:
-`tests/copy_forward.py` checks that the copies stay identical, and
-`python tests/copy_forward.py --fix` rewrites them from their homes.
+`tools/copy_forward.py` checks that the copies stay identical, and
+`python tools/copy_forward.py --fix` rewrites them from their homes.
 
 - chapters 3 and 4: the GPT model (`GPTModel` and its parts);
 - chapter 5: reading a checkpoint (`load_checkpoint` names every tensor that

@@ -3,7 +3,7 @@
 Copied unchanged from the chapters that introduce it (the GPT model of chapter 4, text
 generation of chapter 5, the instruction data and prompt format of chapter 7); a test checks
 that every copy still equals its home, so change a definition at home and re-run
-`python tests/copy_forward.py --fix`.
+`python tools/copy_forward.py --fix`.
 """
 
 import json

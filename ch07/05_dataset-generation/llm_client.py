@@ -4,7 +4,7 @@
 The chapter 7 bonus notebooks send hundreds of requests, one or two per dataset
 entry. This module holds what they share; its home is
 ch07/02_dataset-utilities/llm_client.py and every bonus folder that talks to an
-LLM has an identical copy (tests/copy_forward.py keeps them identical), so each
+LLM has an identical copy (tools/copy_forward.py keeps them identical), so each
 folder runs on its own.
 
 - Ollama: chapter 7's client (`check_ollama`, `query_model`, `parse_score`, ...,

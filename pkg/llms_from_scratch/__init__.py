@@ -4,5 +4,5 @@ One module per chapter (`ch02` ... `ch07`, `appendix_a`, `appendix_d`,
 `appendix_e`), the Llama 3 model (`llama3`), and models with a key-value cache
 for fast generation (`kv_cache`, `kv_cache_batched`). Every definition that
 also appears in a chapter folder is a copy of the chapter's code, checked by
-the repository's `tests/copy_forward.py`. See README.md beside this file.
+the repository's `tools/copy_forward.py`. See README.md beside this file.
 """

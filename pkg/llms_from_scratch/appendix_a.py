@@ -1,7 +1,7 @@
 """Appendix A: the toy dataset and the small neural network of the PyTorch introduction.
 
 Copied from appendix-A/01_main-chapter-code (home: code-part1.ipynb);
-`tests/copy_forward.py` keeps every definition identical to its home.
+`tools/copy_forward.py` keeps every definition identical to its home.
 """
 
 import torch

@@ -1,7 +1,7 @@
 """Appendix D: the training loop with warm-up, cosine decay and gradient clipping.
 
 Copied from appendix-D/01_main-chapter-code/appendix-D.ipynb (the home);
-`tests/copy_forward.py` keeps every definition identical to it.
+`tools/copy_forward.py` keeps every definition identical to it.
 """
 
 import math

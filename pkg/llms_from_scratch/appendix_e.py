@@ -1,7 +1,7 @@
 """Appendix E: low-rank adaptation (LoRA) layers.
 
 Copied from the course's code (home: the chapter 7 exercise solutions, which
-introduce them before appendix E does); `tests/copy_forward.py` keeps every
+introduce them before appendix E does); `tools/copy_forward.py` keeps every
 definition identical to its home.
 """
 

@@ -1,7 +1,7 @@
 """Chapter 2: the sliding-window dataset and data loader for GPT-2 token ids.
 
 Copied from the chapter's code (home: ch02/01_main-chapter-code/ch02.ipynb);
-`tests/copy_forward.py` keeps every definition identical to its home.
+`tools/copy_forward.py` keeps every definition identical to its home.
 """
 
 import tiktoken

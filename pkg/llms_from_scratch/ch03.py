@@ -1,6 +1,6 @@
 """Chapter 3: self-attention, causal attention and multi-head attention.
 
-Copied from ch03/01_main-chapter-code/ch03.ipynb (the home); `tests/copy_forward.py`
+Copied from ch03/01_main-chapter-code/ch03.ipynb (the home); `tools/copy_forward.py`
 keeps every definition identical to it. `PyTorchMultiHeadAttention` lives here
 only: the same attention through `torch.nn.functional.scaled_dot_product_attention`.
 """

@@ -1,7 +1,7 @@
 """Chapter 4: the GPT model, and generation by repeated greedy choice.
 
 Copied from the chapter's code (home: ch04/01_main-chapter-code/ch04.ipynb);
-`tests/copy_forward.py` keeps every definition identical to it. The `...Fast`
+`tools/copy_forward.py` keeps every definition identical to it. The `...Fast`
 classes live here only: the same model built from PyTorch's fused layers
 (`nn.LayerNorm`, `nn.GELU(approximate="tanh")`, scaled-dot-product attention),
 with the same results up to rounding.

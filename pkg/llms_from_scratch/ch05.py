@@ -2,7 +2,7 @@
 
 Copied from the chapter's code (home: ch05/01_main-chapter-code/ch05.ipynb; the
 download and TensorFlow-checkpoint reader from gpt_download.py);
-`tests/copy_forward.py` keeps every definition identical to its home.
+`tools/copy_forward.py` keeps every definition identical to its home.
 """
 
 import json

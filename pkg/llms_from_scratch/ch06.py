@@ -1,7 +1,7 @@
 """Chapter 6: finetuning a GPT model to classify text messages as spam or not spam.
 
 Copied from the chapter's code (home: ch06/01_main-chapter-code/ch06.ipynb);
-`tests/copy_forward.py` keeps every definition identical to its home. The loss
+`tools/copy_forward.py` keeps every definition identical to its home. The loss
 functions here are the classification ones (last token's logits), not chapter 5's.
 """
 

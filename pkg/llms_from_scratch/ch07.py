@@ -1,7 +1,7 @@
 """Chapter 7: instruction data, batching with padding and masking, and an LLM judge.
 
 Copied from the chapter's code (home: ch07/01_main-chapter-code/ch07.ipynb; the
-judge from ollama_evaluate.py); `tests/copy_forward.py` keeps every definition
+judge from ollama_evaluate.py); `tools/copy_forward.py` keeps every definition
 identical to its home. The judge talks to Ollama over HTTP (`query_model`).
 """
 

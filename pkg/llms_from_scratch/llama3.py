@@ -2,7 +2,7 @@
 
 Copied from ch05/07_gpt_to_llama (homes: converting-llama2-to-llama3.ipynb and
 standalone-llama32.ipynb; the model code as in standalone_llama32.py);
-`tests/copy_forward.py` keeps every definition identical to its home.
+`tools/copy_forward.py` keeps every definition identical to its home.
 
 The chapter's names follow the book's notebooks. The book's package calls some
 of them differently; those names work here too: `TransformerBlock` (the same

@@ -1,7 +1,7 @@
 """Qwen3 (llms_from_scratch.qwen3): the dense models and the 30B-A3B mixture of experts.
 
 Copied from ch05/11_qwen3/qwen3.py (the code of standalone-qwen3.ipynb);
-`tests/copy_forward.py` keeps every definition identical to its home. The
+`tools/copy_forward.py` keeps every definition identical to its home. The
 names, signatures and configuration keys are the book package's, so
 `load_weights_into_qwen` reads Hugging Face's Qwen3 checkpoints. One
 difference: the mixture-of-experts hidden size is `moe_hidden_dim` in the

@@ -6,8 +6,8 @@ import types
 
 import pytest
 import tiktoken
-from course_imports import import_course_module
-from helpers import run_notebook_code
+from support.course_imports import import_course_module
+from support.helpers import run_notebook_code
 
 MAIN_FOLDER = "ch02/01_main-chapter-code"
 VERDICT_URL = (

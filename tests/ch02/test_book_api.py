@@ -9,7 +9,7 @@ ch02/05_bpe-from-scratch (train, encode, decode, save and load, OpenAI's files).
 import re
 
 import pytest
-from course_imports import import_course_module
+from support.course_imports import import_course_module
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

@@ -11,8 +11,8 @@ from collections import Counter
 from itertools import pairwise
 
 import pytest
-from course_imports import import_course_module
-from gpt2_test_texts import EOT, texts_with_tricky_pieces
+from support.course_imports import import_course_module
+from support.gpt2_test_texts import EOT, texts_with_tricky_pieces
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

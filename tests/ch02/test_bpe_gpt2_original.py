@@ -7,8 +7,8 @@ so it is compared with `encode(..., allowed_special="all")`.
 
 
 import pytest
-from course_imports import import_course_module
-from gpt2_test_texts import EOT, texts_with_tricky_pieces
+from support.course_imports import import_course_module
+from support.gpt2_test_texts import EOT, texts_with_tricky_pieces
 from hypothesis import given, settings
 
 FOLDER = "ch02/02_bonus_bytepair-encoder"

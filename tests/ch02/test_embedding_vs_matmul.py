@@ -5,8 +5,8 @@ import re
 import pytest
 import torch
 import torch.nn as nn
-from course_imports import import_course_module
-from helpers import run_script
+from support.course_imports import import_course_module
+from support.helpers import run_script
 
 FOLDER = "ch02/03_bonus_embedding-vs-matmul"
 bonus = import_course_module(f"{FOLDER}/embedding_vs_matmul.py")

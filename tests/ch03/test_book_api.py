@@ -12,7 +12,7 @@ import nbformat
 import pytest
 import torch
 import torch.nn.functional as F
-from course_imports import REPO_ROOT, import_course_module
+from support.course_imports import REPO_ROOT, import_course_module
 
 FOLDER = "ch03/02_bonus_efficient-multihead-attention"
 mha = import_course_module(f"{FOLDER}/mha_implementations.py")

@@ -11,8 +11,8 @@ import math
 
 import pytest
 import torch
-from course_imports import REPO_ROOT
-from helpers import run_notebook_code
+from support.course_imports import REPO_ROOT
+from support.helpers import run_notebook_code
 
 CHAPTER = REPO_ROOT / "ch03/01_main-chapter-code"
 ATOL = 1e-4

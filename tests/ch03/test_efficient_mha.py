@@ -12,7 +12,7 @@ import functools
 import pytest
 import torch
 import torch.nn.functional as F
-from course_imports import import_course_module
+from support.course_imports import import_course_module
 
 mha = import_course_module(
     "ch03/02_bonus_efficient-multihead-attention/mha_implementations.py"

@@ -1,8 +1,8 @@
 """The attention benchmark: its bookkeeping (on made-up timings) and a tiny real run."""
 
 import pytest
-from course_imports import import_course_module
-from helpers import run_script
+from support.course_imports import import_course_module
+from support.helpers import run_script
 
 SCRIPT = "ch03/02_bonus_efficient-multihead-attention/benchmark.py"
 benchmark = import_course_module(SCRIPT)

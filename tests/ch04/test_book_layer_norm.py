@@ -3,13 +3,13 @@
 The book computes the unbiased variance in the walkthrough (mean
 [[0.1324], [0.2170]], variance [[0.0231], [0.0398]]) and then builds
 `LayerNorm` with the biased one. Both the values and the notebook's printed
-outputs (made by tests/refresh_notebook.py) must show the book's numbers.
+outputs (made by tools/refresh_notebook.py) must show the book's numbers.
 """
 
 import nbformat
 import torch
 import torch.nn as nn
-from course_imports import REPO_ROOT, import_course_module
+from support.course_imports import REPO_ROOT, import_course_module
 
 gpt = import_course_module("ch04/01_main-chapter-code/gpt.py")
 NOTEBOOK = REPO_ROOT / "ch04/01_main-chapter-code/ch04.ipynb"

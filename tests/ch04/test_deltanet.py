@@ -3,8 +3,8 @@ torch fallback), the Gated DeltaNet layer, the hybrid GPT, the memory plot and t
 
 import pytest
 import torch
-from course_imports import import_course_module
-from kv_variant_helpers import (TINY_SCRIPT_ARGS, assert_cached_equals_uncached,
+from support.course_imports import import_course_module
+from support.kv_variant_helpers import (TINY_SCRIPT_ARGS, assert_cached_equals_uncached,
                                 assert_generation_report, random_ids, run_main, tiny_model)
 
 deltanet = import_course_module("ch04/08_deltanet/gpt_with_kv_deltanet.py")

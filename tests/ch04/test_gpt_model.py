@@ -3,8 +3,8 @@
 import pytest
 import torch
 import torch.nn as nn
-from course_imports import import_course_module
-from helpers import tiny_gpt_config
+from support.course_imports import import_course_module
+from support.helpers import tiny_gpt_config
 
 gpt = import_course_module("ch04/01_main-chapter-code/gpt.py")
 

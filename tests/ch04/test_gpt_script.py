@@ -5,8 +5,8 @@ import re
 import sys
 
 import pytest
-from course_imports import import_course_module
-from helpers import run_script_in_process
+from support.course_imports import import_course_module
+from support.helpers import run_script_in_process
 
 BOOK_TEXT = "Hello, I am Featureiman Byeswickattribute argue logger Normandy Compton analogous"
 BOOK_IDS = [15496, 11, 314, 716, 27018, 24086, 47843, 30961, 42348, 7267, 49706, 43231,

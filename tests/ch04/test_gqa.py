@@ -2,8 +2,8 @@
 
 import pytest
 import torch
-from course_imports import import_course_module
-from kv_variant_helpers import (TINY_CFG, TINY_SCRIPT_ARGS, assert_cached_equals_uncached,
+from support.course_imports import import_course_module
+from support.kv_variant_helpers import (TINY_CFG, TINY_SCRIPT_ARGS, assert_cached_equals_uncached,
                                 assert_generation_report, random_ids, run_main, tiny_model)
 
 mha = import_course_module("ch04/04_gqa/gpt_with_kv_mha.py")

@@ -10,7 +10,7 @@ shape while keeping the test fast.
 
 import pytest
 import torch
-from course_imports import import_course_module
+from support.course_imports import import_course_module
 from transformers import GPT2Config, GPT2LMHeadModel, GPT2Model
 
 hf_conversion = import_course_module("ch04/01_main-chapter-code/hf_conversion.py")

@@ -7,8 +7,8 @@ below any gap between the two most likely tokens.
 
 import pytest
 import torch
-from course_imports import import_course_module
-from helpers import run_script_in_process
+from support.course_imports import import_course_module
+from support.helpers import run_script_in_process
 
 kv = import_course_module("ch04/03_kv-cache/gpt_with_kv_cache.py")
 prev = import_course_module("ch04/03_kv-cache/previous_chapters.py")

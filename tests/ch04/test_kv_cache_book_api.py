@@ -15,7 +15,7 @@ import sys
 
 import pytest
 import torch
-from course_imports import REPO_ROOT, import_course_module
+from support.course_imports import REPO_ROOT, import_course_module
 
 KV_FOLDER = REPO_ROOT / "ch04" / "03_kv-cache"
 kv = import_course_module("ch04/03_kv-cache/gpt_with_kv_cache.py")

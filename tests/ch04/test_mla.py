@@ -1,8 +1,8 @@
 """ch04/05_mla: multi-head latent attention, its cache, the MLA memory estimator and plot."""
 
 import torch
-from course_imports import import_course_module
-from kv_variant_helpers import (TINY_SCRIPT_ARGS, assert_cached_equals_uncached,
+from support.course_imports import import_course_module
+from support.kv_variant_helpers import (TINY_SCRIPT_ARGS, assert_cached_equals_uncached,
                                 assert_generation_report, random_ids, run_main, tiny_model)
 
 mla = import_course_module("ch04/05_mla/gpt_with_kv_mla.py")

@@ -2,8 +2,8 @@
 expert load, the parameter estimator and its plot."""
 
 import torch
-from course_imports import import_course_module
-from kv_variant_helpers import (TINY_SCRIPT_ARGS, assert_cached_equals_uncached,
+from support.course_imports import import_course_module
+from support.kv_variant_helpers import (TINY_SCRIPT_ARGS, assert_cached_equals_uncached,
                                 assert_generation_report, run_main, tiny_model)
 
 moe = import_course_module("ch04/07_moe/gpt_with_kv_moe.py")

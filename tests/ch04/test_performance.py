@@ -2,8 +2,8 @@
 
 import pytest
 import torch
-from course_imports import import_course_module
-from helpers import run_script, tiny_gpt_config
+from support.course_imports import import_course_module
+from support.helpers import run_script, tiny_gpt_config
 
 perf = import_course_module("ch04/02_performance-analysis/performance.py")
 

@@ -10,7 +10,7 @@ import re
 
 import nbformat
 import torch
-from course_imports import REPO_ROOT
+from support.course_imports import REPO_ROOT
 
 NOTEBOOK = REPO_ROOT / "ch05/01_main-chapter-code/ch05.ipynb"
 VOCAB = ["closer", "every", "effort", "forward", "inches", "moves", "pizza", "toward", "you"]

@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from course_imports import import_course_module
+from support.course_imports import import_course_module
 
 ch05 = import_course_module("ch05/01_main-chapter-code/gpt_train.py")
 ch05_utils = import_course_module("ch05/01_main-chapter-code/gpt_utils.py")

@@ -8,8 +8,8 @@ import sys
 
 import numpy as np
 import pytest
-from course_imports import import_course_module
-from openai_gpt2 import random_openai_weights, write_openai_gpt2_mirror
+from support.course_imports import import_course_module
+from support.openai_gpt2 import random_openai_weights, write_openai_gpt2_mirror
 
 gpt_download = import_course_module("ch05/01_main-chapter-code/gpt_download.py")
 

@@ -11,9 +11,9 @@ import os
 import pytest
 import tiktoken
 import torch
-from course_imports import import_course_module
-from helpers import run_script, run_script_in_process, tiny_gpt_config
-from openai_gpt2 import random_hf_gpt2, write_openai_gpt2_mirror
+from support.course_imports import import_course_module
+from support.helpers import run_script, run_script_in_process, tiny_gpt_config
+from support.openai_gpt2 import random_hf_gpt2, write_openai_gpt2_mirror
 
 gpt_generate = import_course_module("ch05/01_main-chapter-code/gpt_generate.py")
 gpt_utils = import_course_module("ch05/01_main-chapter-code/gpt_utils.py")

@@ -10,8 +10,8 @@ import math
 
 import pytest
 import torch
-from course_imports import REPO_ROOT, import_course_module
-from helpers import tiny_gpt_config
+from support.course_imports import REPO_ROOT, import_course_module
+from support.helpers import tiny_gpt_config
 
 gpt_train = import_course_module("ch05/01_main-chapter-code/gpt_train.py")
 gpt_utils = import_course_module("ch05/01_main-chapter-code/gpt_utils.py")

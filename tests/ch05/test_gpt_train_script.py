@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from course_imports import REPO_ROOT, import_course_module
-from helpers import run_script, run_script_in_process
+from support.course_imports import REPO_ROOT, import_course_module
+from support.helpers import run_script, run_script_in_process
 
 SCRIPT = "ch05/01_main-chapter-code/gpt_train.py"
 SCRIPT_DIR = (REPO_ROOT / SCRIPT).parent

@@ -8,8 +8,8 @@ any weight is misplaced, transposed or split wrongly, the logits differ.
 
 import pytest
 import torch
-from course_imports import import_course_module
-from openai_gpt2 import (
+from support.course_imports import import_course_module
+from support.openai_gpt2 import (
     OPENAI_HPARAMS,
     openai_variable_shapes,
     random_hf_gpt2,

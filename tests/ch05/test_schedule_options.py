@@ -4,7 +4,7 @@ import math
 
 import pytest
 import torch
-from course_imports import import_course_module
+from support.course_imports import import_course_module
 
 gpt_train = import_course_module("ch05/01_main-chapter-code/gpt_train.py")
 BOOK_SETTINGS = {"learning_rate": 4e-4, "num_epochs": 1, "batch_size": 2, "weight_decay": 0.1}

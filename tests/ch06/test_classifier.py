@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from helpers import tiny_gpt_config
+from support.helpers import tiny_gpt_config
 from torch.utils.data import DataLoader, TensorDataset
 
 TINY = tiny_gpt_config(n_heads=2, qkv_bias=True)

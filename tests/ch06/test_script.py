@@ -6,7 +6,7 @@ import zipfile
 
 import pytest
 import torch
-from openai_gpt2 import OPENAI_HPARAMS, random_openai_weights
+from support.openai_gpt2 import OPENAI_HPARAMS, random_openai_weights
 
 # GPT-2's vocabulary and context with a 32-dimensional, 2-layer model: quick to train
 SMALL_OVERRIDE = {"n_embd": 32, "n_head": 2, "n_layer": 2}

@@ -1,7 +1,7 @@
 """Fixtures for the chapter 7 tests: the chapter's modules, tokenizer and data."""
 
 import pytest
-from course_imports import import_course_module
+from support.course_imports import import_course_module
 
 MAIN_FOLDER = "ch07/01_main-chapter-code"
 

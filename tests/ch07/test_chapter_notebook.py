@@ -3,7 +3,7 @@
 import json
 
 import pytest
-from course_imports import REPO_ROOT
+from support.course_imports import REPO_ROOT
 
 NOTEBOOK = REPO_ROOT / "ch07/01_main-chapter-code/ch07.ipynb"
 

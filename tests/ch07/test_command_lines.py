@@ -16,7 +16,7 @@ import subprocess
 import sys
 
 import pytest
-from course_imports import REPO_ROOT, import_course_module
+from support.course_imports import REPO_ROOT, import_course_module
 
 MAIN = "ch07/01_main-chapter-code"
 UTILITIES = "ch07/02_dataset-utilities"

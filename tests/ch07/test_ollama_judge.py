@@ -1,6 +1,6 @@
 """The LLM judge against a real HTTP server on 127.0.0.1 that speaks Ollama's API.
 
-The server (tests/llm_servers.py) answers GET /api/tags with a model list and POST
+The server (tests/support/llm_servers.py) answers GET /api/tags with a model list and POST
 /api/chat with replies taken in turn from a script: text (200), an HTTP status, or a
 delay. It records every request body, so the tests check what the client really sent.
 """
@@ -11,7 +11,7 @@ import socket
 
 import pytest
 import requests
-from llm_servers import FakeOllama
+from support.llm_servers import FakeOllama
 
 ENTRIES = [
     {"instruction": "Name a color.", "input": "", "output": "Blue.", "model_response": "Red."},
@@ -22,7 +22,7 @@ ENTRIES = [
 
 @pytest.fixture(scope="module")
 def judge():
-    from course_imports import import_course_module
+    from support.course_imports import import_course_module
 
     return import_course_module("ch07/01_main-chapter-code/ollama_evaluate.py")
 

@@ -1,7 +1,7 @@
 """Finetuning mechanics on a tiny random GPT: the loss falls, answers are extracted."""
 
 import torch
-from helpers import tiny_gpt_config
+from support.helpers import tiny_gpt_config
 
 TINY_CONFIG = tiny_gpt_config(context_length=128, emb_dim=16, n_heads=2, n_layers=1,
                               qkv_bias=True)

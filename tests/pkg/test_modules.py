@@ -1,6 +1,6 @@
 """Every module of the package imports, and its main classes run on tiny configurations.
 
-The package's chapter modules are copies of the chapters' code (tests/copy_forward.py
+The package's chapter modules are copies of the chapters' code (tools/copy_forward.py
 checks that); these tests check that the copies work as a package: relative
 imports, the names and signatures of the book's package, and the classes that
 live only here (`PyTorchMultiHeadAttention`, the `...Fast` models) against the
@@ -12,7 +12,7 @@ import importlib
 import pandas as pd
 import pytest
 import torch
-from course_imports import REPO_ROOT
+from support.course_imports import REPO_ROOT
 
 PACKAGE = REPO_ROOT / "pkg" / "llms_from_scratch"
 # Every module of the package, from its files, so a new module is tested too.

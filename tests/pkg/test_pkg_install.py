@@ -13,7 +13,7 @@ import subprocess
 import sys
 
 import pytest
-from course_imports import REPO_ROOT
+from support.course_imports import REPO_ROOT
 
 pytest.importorskip("setuptools")  # the build backend (tests/requirements.txt)
 

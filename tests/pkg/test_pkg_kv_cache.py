@@ -7,7 +7,7 @@ in float64 so that different summation orders cannot flip a greedy choice.
 
 import pytest
 import torch
-from helpers import run_script_in_process
+from support.helpers import run_script_in_process
 from llms_from_scratch.ch04 import GPTModel, generate_text_simple
 from llms_from_scratch.kv_cache import generate as kv_generate
 from llms_from_scratch.kv_cache import gpt2 as kv_gpt2

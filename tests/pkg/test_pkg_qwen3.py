@@ -8,7 +8,7 @@ different summation orders cannot flip a greedy choice.
 
 import pytest
 import torch
-from course_imports import import_course_module
+from support.course_imports import import_course_module
 from llms_from_scratch import qwen3
 from llms_from_scratch.ch04 import generate_text_simple
 from llms_from_scratch.kv_cache import generate as kv_generate

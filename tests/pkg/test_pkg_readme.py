@@ -10,7 +10,7 @@ import contextlib
 import io
 import re
 
-from course_imports import REPO_ROOT
+from support.course_imports import REPO_ROOT
 
 README = REPO_ROOT / "pkg" / "llms_from_scratch" / "README.md"
 BLOCK = re.compile(r"(<!-- not run by the tests:[^>]*-->\n)?```python\n(.*?)```", re.DOTALL)
