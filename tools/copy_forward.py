@@ -43,12 +43,14 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 # The rule, word for word as CONTRIBUTING.md states it (a test compares them).
 HOME_RULE = (
-    "The home of a name is the chapter that introduces it: the earliest chapter "
-    "that defines it, and within that chapter the main notebook `chNN.ipynb`, then "
-    "the files of the main code folder, then the bonus folders (each group in path "
-    "order). `previous_chapters.py` is a home only when no other file defines the name. "
-    "The package `pkg/llms_from_scratch` comes last: it is the home only of the names "
-    "no chapter folder defines."
+    "The home of a name is the main notebook that introduces it: the earliest "
+    "`chNN.ipynb` or `appendix-X.ipynb` that defines it (chapters before appendices), "
+    "so appendix E's LoRA code lives in appendix E even though a chapter 7 exercise "
+    "uses it first. A name that no main notebook defines lives in the earliest chapter "
+    "that defines it: the files of its main code folder first, then its bonus folders "
+    "(each group in path order). `previous_chapters.py` is a home only when no other "
+    "file defines the name. The package `pkg/llms_from_scratch` comes last: it is the "
+    "home only of the names no chapter folder defines."
 )
 
 # Folders that are not course code (the tests and the repository tools have their own helpers).
@@ -63,7 +65,7 @@ SCRIPT_ENTRY_POINTS = {"main", "parse_args", "build_parser"}
 # Files copied whole into every folder that needs them: file name -> home.
 WHOLE_FILE_HOMES = {
     "downloads.py": "ch02/01_main-chapter-code/downloads.py",
-    "script_helpers.py": "ch02/02_bonus_bytepair-encoder/script_helpers.py",
+    "script_helpers.py": "ch02/01_main-chapter-code/script_helpers.py",
     "llm_client.py": "ch07/02_dataset-utilities/llm_client.py",
     "kv_gpt_skeleton.py": "ch04/04_gqa/kv_gpt_skeleton.py",
     "gpt_with_kv_mha.py": "ch04/04_gqa/gpt_with_kv_mha.py",
@@ -580,7 +582,7 @@ def home_rank(path, cell=None, start=0):
     in_main_folder = len(parts) > 1 and parts[1] == "01_main-chapter-code"
     is_copy_file = filename == "previous_chapters.py"
     in_package = parts[0] == PACKAGE_FOLDER
-    return (in_package, is_copy_file, chapter, not is_main_notebook, not in_main_folder,
+    return (in_package, is_copy_file, not is_main_notebook, chapter, not in_main_folder,
             path, cell or 0, start)
 
 

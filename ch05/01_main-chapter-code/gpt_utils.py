@@ -270,6 +270,7 @@ def read_checkpoint_config(path):
 
 
 # Appendix D's schedule (warm-up, then cosine decay), for gpt_train.py's schedule options
+# Copied from appendix-D/01_main-chapter-code/appendix-D.ipynb::learning_rate_at
 def learning_rate_at(step, total_steps, warmup_steps, initial_lr, peak_lr, min_lr):
     """Learning rate for optimizer step `step` (counting from 0).
 

@@ -263,7 +263,7 @@ def calc_loss_loader(data_loader, model, device, num_batches=None):
     return total_loss / num_batches
 
 
-# Copied from ch02/02_bonus_bytepair-encoder/script_helpers.py::default_device
+# Copied from ch02/01_main-chapter-code/script_helpers.py::default_device
 def default_device():
     return torch.device(
         "cuda" if torch.cuda.is_available()
@@ -272,7 +272,7 @@ def default_device():
     )
 
 
-# Copied from ch05/01_main-chapter-code/gpt_utils.py::learning_rate_at
+# Copied from appendix-D/01_main-chapter-code/appendix-D.ipynb::learning_rate_at
 def learning_rate_at(step, total_steps, warmup_steps, initial_lr, peak_lr, min_lr):
     """Learning rate for optimizer step `step` (counting from 0).
 

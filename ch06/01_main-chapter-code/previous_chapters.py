@@ -293,7 +293,7 @@ def read_checkpoint_config(path):
     return checkpoint["config"]
 
 
-# Copied from ch02/02_bonus_bytepair-encoder/script_helpers.py::default_device
+# Copied from ch02/01_main-chapter-code/script_helpers.py::default_device
 def default_device():
     return torch.device(
         "cuda" if torch.cuda.is_available()

@@ -653,7 +653,7 @@ def context_length_arg(value):
     return value
 
 
-# Copied from ch07/01_main-chapter-code/exercise-solutions.ipynb::LoRALayer
+# Copied from appendix-E/01_main-chapter-code/appendix-E.ipynb::LoRALayer
 class LoRALayer(torch.nn.Module):
     """The low-rank update (alpha / rank) * x A B that LoRA adds to a frozen layer.
 
@@ -680,7 +680,7 @@ class LoRALayer(torch.nn.Module):
         return f"in_dim={in_dim}, out_dim={out_dim}, rank={self.rank}, alpha={self.alpha}"
 
 
-# Copied from ch07/01_main-chapter-code/exercise-solutions.ipynb::LinearWithLoRA
+# Copied from appendix-E/01_main-chapter-code/appendix-E.ipynb::LinearWithLoRA
 class LinearWithLoRA(torch.nn.Module):
     """An nn.Linear `linear` plus a LoRA update of the given rank and alpha."""
 
@@ -696,7 +696,7 @@ class LinearWithLoRA(torch.nn.Module):
         return self.linear(x) + self.lora(x)
 
 
-# Copied from ch07/01_main-chapter-code/exercise-solutions.ipynb::replace_linear_with_lora
+# Copied from appendix-E/01_main-chapter-code/appendix-E.ipynb::replace_linear_with_lora
 def replace_linear_with_lora(model, rank, alpha):
     """Wrap every nn.Linear inside `model` (at any depth) in a LinearWithLoRA, in place."""
     for name, module in model.named_children():

@@ -1,4 +1,4 @@
-# Copied from ch02/02_bonus_bytepair-encoder/script_helpers.py
+# Copied from ch02/01_main-chapter-code/script_helpers.py
 """What every course script shares on its command line, and timing on a GPU.
 
 Every folder with scripts has an identical copy of this file (a test keeps

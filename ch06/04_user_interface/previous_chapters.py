@@ -229,7 +229,7 @@ def load_checkpoint(path, model, optimizer=None, map_location="cpu"):
     return checkpoint
 
 
-# Copied from ch02/02_bonus_bytepair-encoder/script_helpers.py::default_device
+# Copied from ch02/01_main-chapter-code/script_helpers.py::default_device
 def default_device():
     return torch.device(
         "cuda" if torch.cuda.is_available()

@@ -522,7 +522,7 @@ def load_openai_gpt2(model_size, models_dir):
     return model
 
 
-# Copied from ch02/02_bonus_bytepair-encoder/script_helpers.py::default_device
+# Copied from ch02/01_main-chapter-code/script_helpers.py::default_device
 def default_device():
     return torch.device(
         "cuda" if torch.cuda.is_available()

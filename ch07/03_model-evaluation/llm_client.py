@@ -197,7 +197,7 @@ def summarize_scores(scores):
     return average, len(parsed), len(scores)
 
 
-# Copied from ch02/05_bpe-from-scratch/bpe-from-scratch.ipynb::write_json_atomically
+# Copied from ch07/01_main-chapter-code/ch07.ipynb::write_json_atomically
 def write_json_atomically(path, data):
     """Write JSON all at once (downloads.atomic_write): never a half-written file."""
     path = Path(path)

@@ -11,7 +11,7 @@ import torch
 from .ch05 import calc_loss_batch, evaluate_model, generate_and_print_sample
 
 
-# Copied from ch05/01_main-chapter-code/gpt_utils.py::learning_rate_at
+# Copied from appendix-D/01_main-chapter-code/appendix-D.ipynb::learning_rate_at
 def learning_rate_at(step, total_steps, warmup_steps, initial_lr, peak_lr, min_lr):
     """Learning rate for optimizer step `step` (counting from 0).
 
