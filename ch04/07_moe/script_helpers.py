@@ -9,6 +9,9 @@ the copies in sync), so each folder still runs on its own.
   (`--batch_size`) work for our hyphenated flags (`--batch-size`) without
   cluttering `--help`; a bad value ends the script with one line that names
   the argument (exit status 2), before any long work starts.
+- `exit_with_error(message)`: the same one line and exit status for a check
+  that needs the data a flag names (too few entries for one batch, a damaged
+  file), made after `parse_args` but still before the long work.
 - Checked types for `add_argument(type=...)`: `positive_int`,
   `non_negative_int`, `positive_float`, `non_negative_float`, `existing_file`,
   `writable_file`, `writable_folder`. The float types refuse `inf` and `nan`:
@@ -180,6 +183,16 @@ def _device_argument(text):
         return resolve_device(text)
     except ValueError as err:
         raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def exit_with_error(message):
+    """Stop like a bad command line: one line naming the argument, exit status 2.
+
+    `message` starts with the argument, as argparse's own do ("argument
+    --data-dir: ..."); the script's name comes first, as in `parser.error`.
+    """
+    print(f"{Path(sys.argv[0]).name}: error: {message} (see --help)", file=sys.stderr)
+    sys.exit(2)
 
 
 def add_device_argument(parser):

@@ -38,6 +38,7 @@ from previous_chapters import (
 )
 from script_helpers import (
     ScriptArgumentParser,
+    exit_with_error,
     add_device_argument,
     existing_file,
     non_negative_int,
@@ -231,12 +232,6 @@ def read_grid(parser, path):
         if bad:
             parser.error(f"argument --grid: {name} values must be {expected}, got {bad[0]!r}")
     return grid
-
-
-def exit_with_error(message):
-    """Exit 2 with one line naming the argument, like the parser (for checks that need data)."""
-    print(f"{Path(__file__).name}: error: {message} (see --help)", file=sys.stderr)
-    sys.exit(2)
 
 
 def main(argv=None):

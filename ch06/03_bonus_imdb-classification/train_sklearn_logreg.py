@@ -13,12 +13,11 @@ a majority-class baseline: always answer the most frequent training label.
 A GPT or BERT classifier is only interesting where it beats these numbers.
 """
 
-import sys
 import time
 from pathlib import Path
 
 from download_prepare_dataset import SPLIT_NAMES, read_split, split_paths
-from script_helpers import ScriptArgumentParser, positive_float, positive_int
+from script_helpers import ScriptArgumentParser, exit_with_error, positive_float, positive_int
 
 
 def accuracy(predictions, labels):
@@ -79,20 +78,14 @@ def parse_args(argv=None):
     return args
 
 
-def exit_naming_argument(message):
-    """One line naming the argument, exit status 2: the same as a bad command line."""
-    print(f"{Path(__file__).name}: error: {message} (see --help)", file=sys.stderr)
-    sys.exit(2)
-
-
 def check_splits_fit_options(splits, min_df):
     """Before any fitting: a classifier needs two classes; --min-df needs enough texts."""
     texts, labels = splits["train"]
     if len(set(labels)) < 2:
-        exit_naming_argument(f"argument --data-dir: the training split has "
+        exit_with_error(f"argument --data-dir: the training split has "
                              f"{len(set(labels))} class(es); a classifier needs at least 2")
     if min_df > len(texts):
-        exit_naming_argument(f"argument --min-df: {min_df} is more than the {len(texts)} "
+        exit_with_error(f"argument --min-df: {min_df} is more than the {len(texts)} "
                              "training texts (no word could be kept)")
 
 
@@ -108,7 +101,7 @@ def main(argv=None):
         splits = {name: read_split(path)
                   for name, path in zip(SPLIT_NAMES, args.csv_paths, strict=True)}
     except (ValueError, IndexError, UnicodeDecodeError) as err:
-        exit_naming_argument(f"argument --data-dir: {err}")
+        exit_with_error(f"argument --data-dir: {err}")
     check_splits_fit_options(splits, args.min_df)
     print(", ".join(f"{len(labels):,} {name}" for name, (_, labels) in splits.items()),
           "texts")
@@ -116,7 +109,7 @@ def main(argv=None):
         results, train_time = train_and_evaluate(splits, args.features, args.ngram_max,
                                                  args.min_df, args.c, args.max_iter)
     except ValueError as err:  # scikit-learn: e.g. "After pruning, no terms remain"
-        exit_naming_argument(f"argument --min-df: scikit-learn refused the data ({err})")
+        exit_with_error(f"argument --min-df: scikit-learn refused the data ({err})")
     for method, accuracies in results.items():
         print(f"{method}: " + ", ".join(f"{name} accuracy {value * 100:.2f}%"
                                          for name, value in accuracies.items()))
