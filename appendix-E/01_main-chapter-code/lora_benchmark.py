@@ -118,6 +118,7 @@ def describe_machine(device):
 
 
 def parse_args(argv=None):
+    """The command line as plain values: (--child's mode or None, device, run_mode's settings)."""
     parser = ScriptArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=positive_int, default=10,
                         help="timed training steps per mode")
@@ -136,14 +137,16 @@ def parse_args(argv=None):
     # the parent runs each mode in a child process: --child names that mode
     parser.add_argument("--child", choices=FINETUNING_MODES, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    settings = {key: getattr(args, key) for key in ("steps", "warmup_steps", "batch_size",
+                                                    "seq_len", "lora_rank", "lora_alpha", "seed")}
     if args.test_mode:
-        for name, value in TEST_MODE_SETTINGS.items():
-            setattr(args, name, value)
-    model_config = TINY_MODEL if args.test_mode else BOOK_MODEL
-    if args.seq_len > model_config["context_length"]:
-        parser.error(f"argument --seq-len: must be at most {model_config['context_length']}, "
+        settings.update(TEST_MODE_SETTINGS)
+    settings["model_config"] = TINY_MODEL if args.test_mode else BOOK_MODEL
+    context_length = settings["model_config"]["context_length"]
+    if settings["seq_len"] > context_length:
+        parser.error(f"argument --seq-len: must be at most {context_length}, "
                      "the model's context length")
-    return args
+    return args.child, args.device, settings
 
 
 def build_classifier(model_config, mode, rank, alpha):
@@ -175,16 +178,15 @@ def peak_memory_bytes(device):
     return peak if sys.platform == "darwin" else peak * 1024  # macOS: bytes; Linux: KiB
 
 
-def run_mode(mode, args, device):
+def run_mode(mode, device, model_config, steps, warmup_steps, batch_size, seq_len,
+             lora_rank, lora_alpha, seed):
     """Train `mode` for warm-up plus timed steps; return its measurements."""
-    model_config = TINY_MODEL if args.test_mode else BOOK_MODEL
-    torch.manual_seed(args.seed)
-    model = build_classifier(model_config, mode, args.lora_rank, args.lora_alpha).to(device)
+    torch.manual_seed(seed)
+    model = build_classifier(model_config, mode, lora_rank, lora_alpha).to(device)
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=5e-5, weight_decay=0.1)
-    inputs = torch.randint(0, model_config["vocab_size"], (args.batch_size, args.seq_len),
-                           device=device)
-    labels = torch.randint(0, 2, (args.batch_size,), device=device)
+    inputs = torch.randint(0, model_config["vocab_size"], (batch_size, seq_len), device=device)
+    labels = torch.randint(0, 2, (batch_size,), device=device)
 
     def train_step():
         optimizer.zero_grad(set_to_none=False)  # keep gradient memory in the measurement
@@ -193,11 +195,11 @@ def run_mode(mode, args, device):
         optimizer.step()
         return loss
 
-    for _ in tqdm(range(args.warmup_steps), desc=f"{mode}: warm-up", leave=False):
+    for _ in tqdm(range(warmup_steps), desc=f"{mode}: warm-up", leave=False):
         train_step()
     synchronize(device)
     start = time.perf_counter()
-    for _ in tqdm(range(args.steps), desc=f"{mode}: timed steps", leave=False):
+    for _ in tqdm(range(steps), desc=f"{mode}: timed steps", leave=False):
         loss = train_step()
     synchronize(device)
     seconds = time.perf_counter() - start
@@ -210,7 +212,7 @@ def run_mode(mode, args, device):
         "optimizer_state_bytes": tensor_bytes(state),
         "gradient_bytes": tensor_bytes(p.grad for p in trainable),
         "peak_memory_bytes": peak_memory_bytes(device),
-        "steps_per_second": args.steps / seconds,
+        "steps_per_second": steps / seconds,
         "final_loss": loss.item(),
     }
 
@@ -251,14 +253,14 @@ def print_table(results):
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
-    args = parse_args(argv)
-    device = args.device
-    if args.child:
-        print(json.dumps(run_mode(args.child, args, device)))
+    child, device, settings = parse_args(argv)
+    if child:
+        print(json.dumps(run_mode(child, device, **settings)))
         return 0
     print(f"torch {torch.__version__}, device: {device} ({describe_machine(device)})")
-    print(f"batch {args.batch_size} x {args.seq_len} tokens, {args.warmup_steps} warm-up + "
-          f"{args.steps} timed steps, LoRA rank {args.lora_rank}, alpha {args.lora_alpha:g}")
+    print(f"batch {settings['batch_size']} x {settings['seq_len']} tokens, "
+          f"{settings['warmup_steps']} warm-up + {settings['steps']} timed steps, "
+          f"LoRA rank {settings['lora_rank']}, alpha {settings['lora_alpha']:g}")
     results = [run_child(mode, argv) for mode in FINETUNING_MODES]
     print_table(results)
     return 0

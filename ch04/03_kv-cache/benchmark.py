@@ -51,6 +51,7 @@ HF_MISSING = ("Hugging Face generate: skipped, it needs the `transformers` packa
 
 
 def parse_args(argv=None):
+    """The command line as plain values: (the model's config, the run's settings)."""
     parser = ScriptArgumentParser(
         description="Tokens per second of greedy generation with and without a KV cache.",
     )
@@ -72,10 +73,15 @@ def parse_args(argv=None):
     if args.emb_dim % args.n_heads != 0:
         parser.error(f"argument --n-heads: must divide --emb-dim {args.emb_dim}, "
                      f"got {args.n_heads}")
-    return args
+    config = {**GPT_CONFIG_124M, "context_length": args.context_length,
+              "emb_dim": args.emb_dim, "n_layers": args.n_layers, "n_heads": args.n_heads,
+              "drop_rate": 0.0, "qkv_bias": True}
+    settings = {key: getattr(args, key)
+                for key in ("prompt", "max_new_tokens", "repeats", "seed", "device")}
+    return config, settings
 
 
-def build_models(args, device):
+def build_models(config, seed, device):
     """Random GPT-2 weights in each model; Hugging Face's model too when installed.
 
     With `transformers` the weights come from a random GPT2LMHeadModel (so its
@@ -83,10 +89,7 @@ def build_models(args, device):
     GPTModel, and the Hugging Face row is skipped. Returns the models in the
     order of `generation_methods`, None for the missing one.
     """
-    config = {**GPT_CONFIG_124M, "context_length": args.context_length,
-              "emb_dim": args.emb_dim, "n_layers": args.n_layers, "n_heads": args.n_heads,
-              "drop_rate": 0.0, "qkv_bias": True}
-    torch.manual_seed(args.seed)
+    torch.manual_seed(seed)
     hf_model = random_hf_model(config)
     if hf_model is None:
         print(HF_MISSING)
@@ -191,27 +194,28 @@ def print_results(best, max_new_tokens):
 
 
 def main(argv=None):
-    args = parse_args(argv)
-    device = args.device
-    models = build_models(args, device)
+    config, settings = parse_args(argv)
+    device, prompt, repeats = settings["device"], settings["prompt"], settings["repeats"]
+    max_new_tokens = settings["max_new_tokens"]
+    models = build_models(config, settings["seed"], device)
 
     cache_gpt2_tokenizer_files()  # lets tiktoken load GPT-2's BPE with no network
     tokenizer = tiktoken.get_encoding("gpt2")
-    idx = torch.tensor([tokenizer.encode(args.prompt)], device=device)
+    idx = torch.tensor([tokenizer.encode(prompt)], device=device)
 
     print(f"torch {torch.__version__}, device: {device}, threads: {torch.get_num_threads()}")
-    print(f"model: emb_dim={args.emb_dim}, n_layers={args.n_layers}, n_heads={args.n_heads}, "
-          f"random weights; prompt {args.prompt!r} ({idx.shape[1]} tokens), batch size 1, "
-          f"best of {args.repeats}")
+    print(f"model: emb_dim={config['emb_dim']}, n_layers={config['n_layers']}, "
+          f"n_heads={config['n_heads']}, random weights; prompt {prompt!r} "
+          f"({idx.shape[1]} tokens), batch size 1, best of {repeats}")
 
-    methods = generation_methods(*models, args.context_length)
-    best, outputs = time_methods(methods, idx, args.max_new_tokens, args.repeats, device)
+    methods = generation_methods(*models, config["context_length"])
+    best, outputs = time_methods(methods, idx, max_new_tokens, repeats, device)
 
     reference = next(iter(outputs.values()))
     identical = all(torch.equal(reference, out) for out in outputs.values())
     print(f"all {len(outputs)} methods produced the same {reference.shape[1]} token ids: "
           f"{identical}")
-    print_results(best, args.max_new_tokens)
+    print_results(best, max_new_tokens)
     if not identical:
         raise SystemExit("the methods disagree; the timings compare different work")
 

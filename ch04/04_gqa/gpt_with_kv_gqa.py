@@ -9,8 +9,8 @@ n_heads key/value heads per layer and token: n_heads / n_kv_groups times less.
 
 import torch.nn as nn
 from kv_gpt_skeleton import (KVGPTModel, add_common_arguments, append_tokens, attend,
-                             check_common_arguments, check_divisible, common_settings,
-                             hidden_mask, run_generation, split_heads)
+                             check_divisible, hidden_mask, parse_common_arguments,
+                             run_generation, split_heads)
 # The book's scripts each define these; `from gpt_with_kv_... import generate_text_simple_cached`
 # works here too.
 from kv_gpt_skeleton import generate_text_simple_cached, kv_cache_bytes  # noqa: F401
@@ -77,21 +77,21 @@ class GPTModel(KVGPTModel):
 
 
 def parse_args(argv=None):
+    """The command line as plain values: (the variant's config keys, run_generation's settings)."""
     parser = ScriptArgumentParser(description="Run GPT with grouped-query attention.")
     add_common_arguments(parser)
     parser.add_argument("--n-kv-groups", type=positive_int, default=2,
                         help="key/value heads, each shared by n_heads / n_kv_groups query heads")
-    args = parser.parse_args(argv)
-    check_common_arguments(parser, args)
+    args, settings = parse_common_arguments(parser, argv)
     if args.n_heads % args.n_kv_groups != 0:
         parser.error(f"argument --n-kv-groups: {args.n_kv_groups} groups do not divide "
                      f"--n-heads {args.n_heads}")
-    return args
+    return {"n_kv_groups": args.n_kv_groups}, settings
 
 
 def main(argv=None):
-    args = parse_args(argv)
-    run_generation(GPTModel, {"n_kv_groups": args.n_kv_groups}, **common_settings(args))
+    extra_cfg, settings = parse_args(argv)
+    run_generation(GPTModel, extra_cfg, **settings)
 
 
 if __name__ == "__main__":

@@ -12,8 +12,8 @@ The same file sits in each of those folders (a test keeps the copies equal).
 
 import torch.nn as nn
 from kv_gpt_skeleton import (KVGPTModel, add_common_arguments, append_tokens, attend,
-                             check_common_arguments, check_divisible, common_settings,
-                             hidden_mask, run_generation, split_heads)
+                             check_divisible, hidden_mask, parse_common_arguments,
+                             run_generation, split_heads)
 # The book's scripts each define these; `from gpt_with_kv_... import generate_text_simple_cached`
 # works here too.
 from kv_gpt_skeleton import generate_text_simple_cached, kv_cache_bytes  # noqa: F401
@@ -79,16 +79,16 @@ class GPTModel(KVGPTModel):
 
 
 def parse_args(argv=None):
+    """The command line as plain values: `run_generation`'s settings."""
     parser = ScriptArgumentParser(description="Run GPT with standard multi-head attention.")
     add_common_arguments(parser)
-    args = parser.parse_args(argv)
-    check_common_arguments(parser, args)
-    return args
+    _, settings = parse_common_arguments(parser, argv)
+    return settings
 
 
 def main(argv=None):
-    args = parse_args(argv)
-    run_generation(GPTModel, {}, **common_settings(args))
+    settings = parse_args(argv)
+    run_generation(GPTModel, {}, **settings)
 
 
 if __name__ == "__main__":

@@ -10,8 +10,8 @@ holds latent_dim numbers instead of MHA's 2 x emb_dim.
 
 import torch.nn as nn
 from kv_gpt_skeleton import (KVGPTModel, add_common_arguments, append_tokens, attend,
-                             check_common_arguments, check_divisible, common_settings,
-                             hidden_mask, run_generation, split_heads)
+                             check_divisible, hidden_mask, parse_common_arguments,
+                             run_generation, split_heads)
 # The book's scripts each define these; `from gpt_with_kv_... import generate_text_simple_cached`
 # works here too.
 from kv_gpt_skeleton import generate_text_simple_cached, kv_cache_bytes  # noqa: F401
@@ -78,18 +78,18 @@ class GPTModel(KVGPTModel):
 
 
 def parse_args(argv=None):
+    """The command line as plain values: (the variant's config keys, run_generation's settings)."""
     parser = ScriptArgumentParser(description="Run GPT with multi-head latent attention.")
     add_common_arguments(parser)
     parser.add_argument("--latent-dim", type=positive_int, default=None,
                         help="cached numbers per token and layer (default: max(16, emb_dim // 8))")
-    args = parser.parse_args(argv)
-    check_common_arguments(parser, args)
-    return args
+    args, settings = parse_common_arguments(parser, argv)
+    return {"latent_dim": args.latent_dim}, settings
 
 
 def main(argv=None):
-    args = parse_args(argv)
-    run_generation(GPTModel, {"latent_dim": args.latent_dim}, **common_settings(args))
+    extra_cfg, settings = parse_args(argv)
+    run_generation(GPTModel, extra_cfg, **settings)
 
 
 if __name__ == "__main__":

@@ -12,8 +12,7 @@ layers are followed by one regular layer (K = 0: all regular; K < 0: all sliding
 
 from gpt_with_kv_mha import MultiHeadAttention
 from kv_gpt_skeleton import (KVGPTModel, add_common_arguments, append_tokens, attend,
-                             check_common_arguments, common_settings, hidden_mask,
-                             run_generation, split_heads)
+                             hidden_mask, parse_common_arguments, run_generation, split_heads)
 # The book's scripts each define these; `from gpt_with_kv_... import generate_text_simple_cached`
 # works here too.
 from kv_gpt_skeleton import generate_text_simple_cached, kv_cache_bytes  # noqa: F401
@@ -94,6 +93,7 @@ class GPTModel(KVGPTModel):
 
 
 def parse_args(argv=None):
+    """The command line as plain values: (the variant's config keys, run_generation's settings)."""
     parser = ScriptArgumentParser(description="Run GPT with sliding-window attention.")
     add_common_arguments(parser)
     parser.add_argument("--sliding-window-size", type=positive_int, default=1024,
@@ -101,16 +101,14 @@ def parse_args(argv=None):
     parser.add_argument("--sliding-window-stride", type=int, default=2,
                         help="K sliding-window layers, then one regular layer "
                              "(0: all regular, negative: all sliding)")
-    args = parser.parse_args(argv)
-    check_common_arguments(parser, args)
-    return args
+    args, settings = parse_common_arguments(parser, argv)
+    return ({"sliding_window_size": args.sliding_window_size,
+             "sliding_window_stride": args.sliding_window_stride}, settings)
 
 
 def main(argv=None):
-    args = parse_args(argv)
-    run_generation(GPTModel, {"sliding_window_size": args.sliding_window_size,
-                              "sliding_window_stride": args.sliding_window_stride},
-                   **common_settings(args))
+    extra_cfg, settings = parse_args(argv)
+    run_generation(GPTModel, extra_cfg, **settings)
 
 
 if __name__ == "__main__":

@@ -13,8 +13,7 @@ import time
 import torch.nn as nn
 import torch.nn.functional as F
 from gpt_with_kv_mha import GPTModel as MHAGPTModel
-from kv_gpt_skeleton import (add_common_arguments, check_common_arguments, common_settings,
-                             run_generation)
+from kv_gpt_skeleton import add_common_arguments, parse_common_arguments, run_generation
 # The book's scripts each define these; `from gpt_with_kv_... import generate_text_simple_cached`
 # works here too.
 from kv_gpt_skeleton import generate_text_simple_cached, kv_cache_bytes  # noqa: F401
@@ -59,7 +58,7 @@ def time_forward_calls(modules, device):
     return times_ms
 
 
-def run_timed(model_class, cfg_extra, settings, use_cache, label):
+def run_timed(model_class, cfg_extra, settings, label):
     """`run_generation` with every block's feed-forward layer timed; returns the model."""
     built = {}
 
@@ -69,27 +68,26 @@ def run_timed(model_class, cfg_extra, settings, use_cache, label):
                                             settings["device"])
         return model
 
-    run_generation(build, cfg_extra, use_cache=use_cache, **settings)
+    run_generation(build, cfg_extra, **settings)
     times = built["times"]
     print(f"Avg {label} time/call: {sum(times) / len(times):.3f} ms ({len(times)} calls)")
     return built["model"]
 
 
 def parse_args(argv=None):
+    """The command line as plain values: (the variant's config keys, run_generation's settings)."""
     parser = ScriptArgumentParser(description="Run GPT with a dense SwiGLU feed-forward layer.")
     add_common_arguments(parser)
     parser.add_argument("--hidden-dim", type=positive_int, default=768 * 4,
                         help="the feed-forward layer's hidden size")
     parser.add_argument("--no-kv-cache", action="store_true", help="generate without the cache")
-    args = parser.parse_args(argv)
-    check_common_arguments(parser, args)
-    return args
+    args, settings = parse_common_arguments(parser, argv)
+    return {"hidden_dim": args.hidden_dim}, {**settings, "use_cache": not args.no_kv_cache}
 
 
 def main(argv=None):
-    args = parse_args(argv)
-    run_timed(GPTModel, {"hidden_dim": args.hidden_dim}, common_settings(args),
-              use_cache=not args.no_kv_cache, label="FFN")
+    extra_cfg, settings = parse_args(argv)
+    run_timed(GPTModel, extra_cfg, settings, label="FFN")
 
 
 if __name__ == "__main__":

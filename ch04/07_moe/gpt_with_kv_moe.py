@@ -19,7 +19,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from gpt_with_kv_ffn import FeedForward, run_timed
 from gpt_with_kv_mha import GPTModel as MHAGPTModel
-from kv_gpt_skeleton import add_common_arguments, check_common_arguments, common_settings
+from kv_gpt_skeleton import add_common_arguments, parse_common_arguments
 # The book's scripts each define these; `from gpt_with_kv_... import generate_text_simple_cached`
 # works here too.
 from kv_gpt_skeleton import generate_text_simple_cached, kv_cache_bytes  # noqa: F401
@@ -87,6 +87,7 @@ def expert_load(model):
 
 
 def parse_args(argv=None):
+    """The command line as plain values: (the variant's config keys, run_generation's settings)."""
     parser = ScriptArgumentParser(description="Run GPT with mixture-of-experts layers.")
     add_common_arguments(parser)
     parser.add_argument("--hidden-dim", type=positive_int, default=768 * 4,
@@ -96,20 +97,18 @@ def parse_args(argv=None):
                         help="experts per MoE layer; 0: a dense SwiGLU layer")
     parser.add_argument("--num-experts-per-tok", type=positive_int, default=2,
                         help="experts each token is routed to (top-k)")
-    args = parser.parse_args(argv)
-    check_common_arguments(parser, args)
+    args, settings = parse_common_arguments(parser, argv)
     if 0 < args.num_experts < args.num_experts_per_tok:
         parser.error(f"argument --num-experts-per-tok: {args.num_experts_per_tok} is more "
                      f"than --num-experts {args.num_experts}")
-    return args
+    cfg_extra = {"hidden_dim": args.hidden_dim, "num_experts": args.num_experts,
+                 "num_experts_per_tok": args.num_experts_per_tok if args.num_experts else 0}
+    return cfg_extra, {**settings, "use_cache": not args.no_kv_cache}
 
 
 def main(argv=None):
-    args = parse_args(argv)
-    cfg_extra = {"hidden_dim": args.hidden_dim, "num_experts": args.num_experts,
-                 "num_experts_per_tok": args.num_experts_per_tok if args.num_experts else 0}
-    model = run_timed(GPTModel, cfg_extra, common_settings(args),
-                      use_cache=not args.no_kv_cache, label="MoE FF")
+    cfg_extra, settings = parse_args(argv)
+    model = run_timed(GPTModel, cfg_extra, settings, label="MoE FF")
     load = expert_load(model)
     if load is not None:
         total = sum(load)

@@ -24,8 +24,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from gpt_with_kv_mha import MultiHeadAttention
-from kv_gpt_skeleton import (KVGPTModel, add_common_arguments, check_common_arguments,
-                             check_divisible, common_settings, run_generation, split_heads)
+from kv_gpt_skeleton import (KVGPTModel, add_common_arguments, check_divisible,
+                             parse_common_arguments, run_generation, split_heads)
 # The book's scripts each define these; `from gpt_with_kv_... import generate_text_simple_cached`
 # works here too.
 from kv_gpt_skeleton import generate_text_simple_cached, kv_cache_bytes  # noqa: F401
@@ -191,21 +191,20 @@ class GPTModel(KVGPTModel):
 
 
 def parse_args(argv=None):
+    """The command line as plain values: (the variant's config keys, run_generation's settings)."""
     parser = ScriptArgumentParser(description="Run GPT with Gated DeltaNet and gated attention "
                                               "(a Qwen3-Next-style hybrid).")
     add_common_arguments(parser)
     parser.add_argument("--full-attention-interval", type=positive_int, default=4,
                         help="every N-th block uses attention, the others Gated DeltaNet "
                              "(1: attention only)")
-    args = parser.parse_args(argv)
-    check_common_arguments(parser, args)
-    return args
+    args, settings = parse_common_arguments(parser, argv)
+    return {"full_attention_interval": args.full_attention_interval}, settings
 
 
 def main(argv=None):
-    args = parse_args(argv)
-    run_generation(GPTModel, {"full_attention_interval": args.full_attention_interval},
-                   **common_settings(args))
+    extra_cfg, settings = parse_args(argv)
+    run_generation(GPTModel, extra_cfg, **settings)
 
 
 if __name__ == "__main__":

@@ -16,8 +16,8 @@ checks that the copies stay identical):
   (and which feed-forward) layer each block gets. A variant subclasses it under
   the book's name `GPTModel` and defines `make_attention(cfg, layer_idx)`;
 - `kv_cache_bytes(model)`: what the caches of all layers hold right now;
-- the command line (`add_common_arguments`) and the measured run
-  (`run_generation`).
+- the command line (`add_common_arguments`, `parse_common_arguments`) and the
+  measured run (`run_generation`).
 """
 
 import sys
@@ -296,18 +296,21 @@ def add_common_arguments(parser):
     add_device_argument(parser)
 
 
-def check_common_arguments(parser, args):
-    """Checks that involve several of the common flags."""
+def parse_common_arguments(parser, argv):
+    """Parse `argv`; return the parsed flags and `run_generation`'s settings as plain values.
+
+    The script reads its own flags from the first and passes the second to
+    `run_generation` unchanged. Checks that involve several of the common
+    flags exit here, with one line naming the flag.
+    """
+    args = parser.parse_args(argv)
     if args.emb_dim % args.n_heads != 0:
         parser.error(f"argument --n-heads: {args.n_heads} heads do not divide "
                      f"--emb-dim {args.emb_dim} into equal parts")
-
-
-def common_settings(args):
-    """The common flags as plain values for `run_generation`."""
-    return {"emb_dim": args.emb_dim, "n_heads": args.n_heads, "n_layers": args.n_layers,
-            "max_new_tokens": args.max_new_tokens, "dtype": TORCH_DTYPES[args.dtype],
-            "device": args.device}
+    settings = {"emb_dim": args.emb_dim, "n_heads": args.n_heads, "n_layers": args.n_layers,
+                "max_new_tokens": args.max_new_tokens, "dtype": TORCH_DTYPES[args.dtype],
+                "device": args.device}
+    return args, settings
 
 
 def peak_memory_text(device):

@@ -106,44 +106,48 @@ def bench_prepare(books_dir, work_dir):
     return work_dir / "shards-2"
 
 
-def training_setup(shards_dir, work_dir, args_in, dtype, name):
-    """pretraining_simple's objects for one timed run, from its own argument parser."""
-    args = parse_args([
+def training_setup(shards_dir, work_dir, bench, dtype, name):
+    """pretraining_simple's objects for one timed run, from its own argument parser.
+
+    `bench` holds this script's settings (what `parse_bench_args` returns).
+    """
+    _, settings = parse_args([
         "--data-dir", str(shards_dir), "--output-dir", str(work_dir / name),
-        "--context-length", str(args_in.context_length), "--batch-size", str(args_in.batch_size),
-        "--max-steps", str(args_in.steps), "--eval-freq", str(10**9), "--eval-iter", "1",
-        "--print-sample-iter", str(10**9), "--save-ckpt-freq", str(10**9), "--drop-rate", "0",
-        "--dtype", dtype, "--device", args_in.device.type, "--no-progress"])
-    config = {**MODELS[args_in.model], "context_length": args_in.context_length,
+        "--context-length", str(bench["context_length"]),
+        "--batch-size", str(bench["batch_size"]), "--max-steps", str(bench["steps"]),
+        "--eval-freq", str(10**9), "--eval-iter", "1", "--print-sample-iter", str(10**9),
+        "--save-ckpt-freq", str(10**9), "--drop-rate", "0", "--dtype", dtype,
+        "--device", bench["device"].type, "--no-progress"])
+    config = {**MODELS[bench["model"]], "context_length": bench["context_length"],
               "drop_rate": 0.0}
-    windows = Windows(TokenShards(shards_dir), config["context_length"], args.val_fraction)
-    device = device_for_process(args.device, Cluster())
-    torch.manual_seed(args.seed)
+    windows = Windows(TokenShards(shards_dir), config["context_length"], settings["val_fraction"])
+    device = device_for_process(settings["device"], Cluster())
+    torch.manual_seed(settings["seed"])
     model = GPTModel(config).to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.1)
-    return args, config, windows, device, model, optimizer
+    optimizer = torch.optim.AdamW(model.parameters(), lr=settings["lr"], weight_decay=0.1)
+    return settings, config, windows, device, model, optimizer
 
 
-def run_pretrain(shards_dir, work_dir, bench_args, dtype, tokenizer):
-    args, config, windows, device, model, optimizer = training_setup(
-        shards_dir, work_dir, bench_args, dtype, f"pretrain-{dtype}")
+def run_pretrain(shards_dir, work_dir, bench, dtype, tokenizer):
+    settings, config, windows, device, model, optimizer = training_setup(
+        shards_dir, work_dir, bench, dtype, f"pretrain-{dtype}")
     # The same outer autocast as for train_model_simple, so that both print their
     # sample under it (pretrain() itself applies autocast to its training steps).
     with autocast_for(device, dtype):
-        _, tokens_per_s = pretrain(model, optimizer, windows, args, Position(), Cluster(),
+        _, tokens_per_s = pretrain(model, optimizer, windows, settings, Position(), Cluster(),
                                    device, tokenizer, {}, config)
     return tokens_per_s, model
 
 
-def run_train_model_simple(shards_dir, work_dir, bench_args, dtype, tokenizer):
+def run_train_model_simple(shards_dir, work_dir, bench, dtype, tokenizer):
     """Chapter 5's loop on exactly the batches pretraining_simple.py's loop draws."""
-    args, _, windows, device, model, optimizer = training_setup(
-        shards_dir, work_dir, bench_args, dtype, f"simple-{dtype}")
-    order = windows.epoch_order(args.seed, 0).tolist()
-    train_batches = [windows.batch(order[i * args.batch_size:(i + 1) * args.batch_size])
-                     for i in range(args.max_steps)]
-    val_batches = [windows.batch(range(windows.num_train,
-                                       windows.num_train + args.batch_size))]
+    settings, config, windows, device, model, optimizer = training_setup(
+        shards_dir, work_dir, bench, dtype, f"simple-{dtype}")
+    batch_size, steps = settings["batch_size"], settings["max_steps"]
+    order = windows.epoch_order(settings["seed"], 0).tolist()
+    train_batches = [windows.batch(order[i * batch_size:(i + 1) * batch_size])
+                     for i in range(steps)]
+    val_batches = [windows.batch(range(windows.num_train, windows.num_train + batch_size))]
     synchronize(device)
     start = time.perf_counter()
     with autocast_for(device, dtype):
@@ -152,22 +156,23 @@ def run_train_model_simple(shards_dir, work_dir, bench_args, dtype, tokenizer):
                            tokenizer=tokenizer)
     synchronize(device)
     seconds = time.perf_counter() - start
-    return args.max_steps * args.batch_size * args.context_length / seconds, model
+    return steps * batch_size * config["context_length"] / seconds, model
 
 
-def bench_training(shards_dir, work_dir, bench_args):
-    config = MODELS[bench_args.model]
-    print(f"\nPart 2: training GPT ({bench_args.model}: {config['n_layers']} layers, "
-          f"{config['emb_dim']}-dim) with batches of {bench_args.batch_size} x "
-          f"{bench_args.context_length} tokens, {bench_args.steps} steps per run")
+def bench_training(shards_dir, work_dir, bench):
+    """Part 2: both training loops in float32 and bfloat16; `bench` as parse_bench_args returns."""
+    config = MODELS[bench["model"]]
+    print(f"\nPart 2: training GPT ({bench['model']}: {config['n_layers']} layers, "
+          f"{config['emb_dim']}-dim) with batches of {bench['batch_size']} x "
+          f"{bench['context_length']} tokens, {bench['steps']} steps per run")
     cache_gpt2_tokenizer_files()
     tokenizer = tiktoken.get_encoding("gpt2")
     results, models = {}, {}
     for dtype in ("float32", "bfloat16"):
         for name, run in (("pretraining_simple.py", run_pretrain),
                           ("train_model_simple", run_train_model_simple)):
-            results[name, dtype], models[name, dtype] = run(shards_dir, work_dir, bench_args,
-                                                            dtype, tokenizer)
+            results[name, dtype], models[name, dtype] = run(shards_dir, work_dir, bench, dtype,
+                                                            tokenizer)
             print(f"  {name}, {dtype}: {results[name, dtype]:,.1f} tokens/s", flush=True)
     same = all(torch.equal(a, b) for a, b in zip(
         models["pretraining_simple.py", "float32"].state_dict().values(),
@@ -183,6 +188,7 @@ def bench_training(shards_dir, work_dir, bench_args):
 
 
 def parse_bench_args(argv=None):
+    """The command line as a dict of plain values, one per flag."""
     parser = ScriptArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--books-dir", default=None,
                         help="a folder of .txt books (None: make synthetic ones)")
@@ -200,7 +206,7 @@ def parse_bench_args(argv=None):
     args = parser.parse_args(argv)
     if args.books_dir is not None and not Path(args.books_dir).is_dir():
         parser.error(f"argument --books-dir: {args.books_dir} is not a folder")
-    return args
+    return vars(args)
 
 
 def load_average():
@@ -211,19 +217,19 @@ def load_average():
 
 
 def main(argv=None):
-    args = parse_bench_args(argv)
-    print(f"torch {torch.__version__}, device: {args.device}, {torch.get_num_threads()} "
+    bench = parse_bench_args(argv)
+    print(f"torch {torch.__version__}, device: {bench['device']}, {torch.get_num_threads()} "
           f"threads, {os.cpu_count()} CPU cores, {platform.processor() or platform.machine()}, "
           f"Python {platform.python_version()}, {load_average()}")
     with tempfile.TemporaryDirectory() as temp:
         work_dir = Path(temp)
-        books_dir = Path(args.books_dir) if args.books_dir else work_dir / "books"
-        if not args.books_dir:
+        books_dir = Path(bench["books_dir"]) if bench["books_dir"] else work_dir / "books"
+        if not bench["books_dir"]:
             books_dir.mkdir()
-            make_books(books_dir, args.num_books, args.book_repeats)
+            make_books(books_dir, bench["num_books"], bench["book_repeats"])
         shards_dir = bench_prepare(books_dir, work_dir)
-        if not args.skip_training:
-            bench_training(shards_dir, work_dir, args)
+        if not bench["skip_training"]:
+            bench_training(shards_dir, work_dir, bench)
 
 
 if __name__ == "__main__":

@@ -328,16 +328,22 @@ class StepLog:
                 file.writelines(json.dumps(record) + "\n" for record in records)
 
 
-def pretrain(model, optimizer, windows, args, position, cluster, device, tokenizer,
+def pretrain(model, optimizer, windows, settings, position, cluster, device, tokenizer,
              run_facts, config):
-    """The training loop: the book's train_model_simple, resumable and distributed."""
+    """The training loop: the book's train_model_simple, resumable and distributed.
+
+    `settings` is a dict of plain values with the command line's names (what
+    `parse_args` returns beside the model configuration).
+    """
     raw_model = model.module if isinstance(model, DistributedDataParallel) else model
-    Path(args.output_dir).mkdir(parents=True, exist_ok=True)
-    log = StepLog(args.output_dir, cluster)
-    steps_per_epoch = windows.num_train // args.batch_size
-    last_step = args.n_epochs * steps_per_epoch - 1
-    if args.max_steps is not None:
-        last_step = min(last_step, args.max_steps - 1)
+    output_dir, batch_size = Path(settings["output_dir"]), settings["batch_size"]
+    dtype = settings["dtype"]
+    output_dir.mkdir(parents=True, exist_ok=True)
+    log = StepLog(output_dir, cluster)
+    steps_per_epoch = windows.num_train // batch_size
+    last_step = settings["n_epochs"] * steps_per_epoch - 1
+    if settings["max_steps"] is not None:
+        last_step = min(last_step, settings["max_steps"] - 1)
 
     saved_step = position.step
 
@@ -345,45 +351,45 @@ def pretrain(model, optimizer, windows, args, position, cluster, device, tokeniz
         nonlocal saved_step
         log.flush()
         saved_step = position.step
-        save_training_state(Path(args.output_dir) / f"model_pg_{position.step}.pth", raw_model,
+        save_training_state(output_dir / f"model_pg_{position.step}.pth", raw_model,
                             optimizer, position, config, run_facts, cluster, device)
 
     bar = tqdm(total=last_step + 1, initial=position.step + 1, unit="step",
-               disable=cluster.rank != 0 or not args.progress, file=sys.stderr)
+               disable=cluster.rank != 0 or not settings["progress"], file=sys.stderr)
     start_time, start_tokens = time.perf_counter(), position.tokens_seen
     model.train()
     while position.step < last_step:
-        order = windows.epoch_order(args.seed, position.epoch)
+        order = windows.epoch_order(settings["seed"], position.epoch)
         while position.batch < steps_per_epoch and position.step < last_step:
-            if args.fail_rank == cluster.rank and position.step + 1 == args.fail_step:
+            if settings["fail_rank"] == cluster.rank and position.step + 1 == settings["fail_step"]:
                 raise RuntimeError(f"rank {cluster.rank}: simulated failure (--fail-rank)")
-            ids = order[position.batch * args.batch_size:(position.batch + 1) * args.batch_size]
+            ids = order[position.batch * batch_size:(position.batch + 1) * batch_size]
             optimizer.zero_grad()
-            with autocast_for(device, args.dtype):
+            with autocast_for(device, dtype):
                 loss = calc_loss_batch(*windows.batch(cluster.share(ids.tolist())), model, device)
             loss.backward()  # under DDP this also averages the gradients of all ranks
             optimizer.step()
             position.batch += 1
             position.step += 1
-            position.tokens_seen += args.batch_size * windows.length
+            position.tokens_seen += batch_size * windows.length
             log.add_step(position.step, position.tokens_seen, loss)
             tokens_per_s = (position.tokens_seen - start_tokens) / (
                 time.perf_counter() - start_time)
             bar.update()
             bar.set_postfix_str(f"{tokens_per_s:,.0f} tokens/s", refresh=False)
 
-            if position.step % args.eval_freq == 0:
+            if position.step % settings["eval_freq"] == 0:
                 train_loss, val_loss = evaluate_windows(model, windows, cluster, device,
-                                                args.batch_size, args.eval_iter, args.dtype)
+                                                        batch_size, settings["eval_iter"], dtype)
                 log.flush({"step": position.step, "train_loss": train_loss,
                            "val_loss": val_loss})
                 if cluster.rank == 0:
                     bar.write(f"Ep {position.epoch + 1} (Step {position.step:06d}): "
                               f"Train loss {train_loss:.3f}, Val loss {val_loss:.3f}, "
                               f"{tokens_per_s:,.0f} tokens/s", file=sys.stdout)
-            if position.step % args.print_sample_iter == 0 and cluster.rank == 0:
+            if position.step % settings["print_sample_iter"] == 0 and cluster.rank == 0:
                 generate_and_print_sample(raw_model, tokenizer, device, START_CONTEXT)
-            if (position.step + 1) % args.save_ckpt_freq == 0:
+            if (position.step + 1) % settings["save_ckpt_freq"] == 0:
                 checkpoint()
         if position.batch == steps_per_epoch:
             position.epoch, position.batch = position.epoch + 1, 0
@@ -396,6 +402,12 @@ def pretrain(model, optimizer, windows, args, position, cluster, device, tokeniz
 
 
 def parse_args(argv=None):
+    """The command line as plain values: (the model configuration, the settings dict).
+
+    The settings hold every flag's value under its name, and `shard_dir`: the
+    folder of token shards to train on. Everything is checked here, before any
+    long work starts: a bad value exits 2 with one line naming its flag.
+    """
     parser = ScriptArgumentParser(
         description="Pretrain GPT on tokenized Project Gutenberg books (one or many processes).",
     )
@@ -442,8 +454,9 @@ def parse_args(argv=None):
     option("--no-progress", dest="progress", action="store_false",
            help="no progress bar")
     args = parser.parse_args(argv)
-    check_training_args(parser, args)
-    return args
+    config = model_config(args.debug, args.context_length, args.drop_rate)
+    shard_dir = check_training_args(parser, args, config["context_length"])
+    return config, {**vars(args), "shard_dir": shard_dir}
 
 
 def debug_switch(text):
@@ -454,8 +467,11 @@ def debug_switch(text):
     return answers[text.lower()]
 
 
-def check_training_args(parser, args):
-    """Exit with one line naming the argument when flags cannot work together."""
+def check_training_args(parser, args, context_length):
+    """Exit with one line naming the argument when flags cannot work together.
+
+    Part of parsing (`parse_args` calls it). Returns the folder of the shards.
+    """
     if not 0 < args.val_fraction < 1:
         parser.error("argument --val-fraction: must be between 0 and 1")
     if args.drop_rate is not None and not 0 <= args.drop_rate < 1:
@@ -470,9 +486,10 @@ def check_training_args(parser, args):
             and not torch.cuda.is_bf16_supported()):
         parser.error("argument --dtype: this GPU does not support bfloat16")
 
-    args.shard_dir = shard_folder(parser, args, cluster)
-    if args.shard_dir == args.data_dir:
-        check_shard_folder(args, parser.error)
+    shard_dir = shard_folder(args.data_dir, args.output_dir, cluster.world_size, parser.error)
+    if shard_dir == args.data_dir:
+        check_shard_folder(shard_dir, args.data_dir, context_length, args.val_fraction,
+                           args.batch_size, parser.error)
     output_dir = args.output_dir
     found = training_checkpoints(output_dir) if output_dir.is_dir() else []
     if args.resume and not any(map(is_whole_checkpoint, found)):
@@ -480,60 +497,62 @@ def check_training_args(parser, args):
     if found and not args.resume:
         parser.error(f"argument --output-dir: {output_dir} already holds checkpoints; "
                      "pass --resume to continue, or choose another folder")
+    return shard_dir
 
 
-def shard_folder(parser, args, cluster):
-    """Where the shards are: --data-dir itself, or the token cache for plain .txt files."""
-    data_dir = Path(args.data_dir)
-    if data_dir.exists() and not data_dir.is_dir():
-        parser.error(f"argument --data-dir: {data_dir} is a file, not a folder")
+def shard_folder(data_dir, output_dir, world_size, error):
+    """Where the shards are: --data-dir itself, or the token cache for plain .txt files.
+
+    `error(message)` is called (and must not return) when there are none.
+    """
+    folder = Path(data_dir)
+    if folder.exists() and not folder.is_dir():
+        error(f"argument --data-dir: {folder} is a file, not a folder")
     try:
-        index = read_index(data_dir)
+        index = read_index(folder)
     except DamagedIndex as err:
-        parser.error(f"argument --data-dir: {err}; run prepare_dataset.py again to repair it")
+        error(f"argument --data-dir: {err}; run prepare_dataset.py again to repair it")
     if index is not None:
-        return args.data_dir
-    if not data_dir.is_dir() or not list_books(data_dir):
-        parser.error(f"argument --data-dir: no {INDEX_NAME} and no .txt files in "
-                     f"{args.data_dir} (run prepare_dataset.py first)")
-    if cluster.world_size > 1:
-        parser.error(f"argument --data-dir: {args.data_dir} holds plain .txt files; with "
-                     "several processes, tokenize them first with prepare_dataset.py")
-    return Path(args.output_dir) / TOKEN_CACHE
+        return data_dir
+    if not folder.is_dir() or not list_books(folder):
+        error(f"argument --data-dir: no {INDEX_NAME} and no .txt files in "
+              f"{data_dir} (run prepare_dataset.py first)")
+    if world_size > 1:
+        error(f"argument --data-dir: {data_dir} holds plain .txt files; with "
+              "several processes, tokenize them first with prepare_dataset.py")
+    return Path(output_dir) / TOKEN_CACHE
 
 
-def check_shard_folder(args, error):
+def check_shard_folder(shard_dir, data_dir, context_length, val_fraction, batch_size, error):
     """Are the shards whole, and do they make enough windows? If not, `error(message)`."""
-    index = read_index(args.shard_dir)
+    index = read_index(shard_dir)
     if not index["complete"]:
-        error(f"argument --data-dir: {args.data_dir} is incomplete "
-                     "(rerun prepare_dataset.py to finish it)")
+        error(f"argument --data-dir: {data_dir} is incomplete "
+              "(rerun prepare_dataset.py to finish it)")
     for shard in index["shards"]:
-        path = Path(args.shard_dir) / shard["file"]
+        path = Path(shard_dir) / shard["file"]
         if not path.is_file() or path.stat().st_size != shard["tokens"] * TOKEN_DTYPE.itemsize:
             error(f"argument --data-dir: {path} is missing or has the wrong size")
-    length = args.context_length or (DEBUG_CONFIG if args.debug else GPT_CONFIG_124M)[
-        "context_length"]
-    windows = len(range(0, index["total_tokens"] - length, length))
-    num_val = math.ceil(windows * args.val_fraction)
-    if min(windows - num_val, num_val) < args.batch_size:
+    windows = len(range(0, index["total_tokens"] - context_length, context_length))
+    num_val = math.ceil(windows * val_fraction)
+    if min(windows - num_val, num_val) < batch_size:
         error(f"argument --data-dir: {index['total_tokens']:,} tokens make "
-                     f"{windows - num_val} training and {num_val} validation windows of "
-                     f"{length} tokens; each needs at least --batch-size {args.batch_size}")
+              f"{windows - num_val} training and {num_val} validation windows of "
+              f"{context_length} tokens; each needs at least --batch-size {batch_size}")
 
 
-def tokenize_text_folder(args):
+def tokenize_text_folder(data_dir, shard_dir, context_length, val_fraction, batch_size,
+                         progress=True):
     """Plain .txt files in --data-dir: tokenize them into the cache (once), then check them."""
-    print(f"{args.data_dir} holds plain .txt files: tokenizing them into {args.shard_dir}")
-    tokenize_to_shards(args.data_dir, args.shard_dir,
-                       int(TOKEN_CACHE_SHARD_MB * MB) // TOKEN_DTYPE.itemsize,
-                       progress=args.progress)
+    print(f"{data_dir} holds plain .txt files: tokenizing them into {shard_dir}")
+    tokenize_to_shards(data_dir, shard_dir, int(TOKEN_CACHE_SHARD_MB * MB) // TOKEN_DTYPE.itemsize,
+                       progress=progress)
 
     def error(message):
         print(f"{Path(__file__).name}: error: {message} (see --help)", file=sys.stderr)
         sys.exit(2)
 
-    check_shard_folder(args, error)
+    check_shard_folder(shard_dir, data_dir, context_length, val_fraction, batch_size, error)
 
 
 def report_peak_memory(device):
@@ -551,12 +570,13 @@ def report_peak_memory(device):
     print(f"Peak memory (RSS) of this process: {peak_bytes / 1e9:.2f} GB")
 
 
-def config_from_args(args):
-    config = dict(DEBUG_CONFIG if args.debug else GPT_CONFIG_124M)
-    if args.context_length is not None:
-        config["context_length"] = args.context_length
-    if args.drop_rate is not None:
-        config["drop_rate"] = args.drop_rate
+def model_config(debug=False, context_length=None, drop_rate=None):
+    """The GPT configuration: 124M (or the tiny debug model), with the overrides that are set."""
+    config = dict(DEBUG_CONFIG if debug else GPT_CONFIG_124M)
+    if context_length is not None:
+        config["context_length"] = context_length
+    if drop_rate is not None:
+        config["drop_rate"] = drop_rate
     return config
 
 
@@ -574,41 +594,44 @@ def check_resume_matches(path, config, run_facts):
 
 @record  # under torchrun, a failing rank's error is shown in torchrun's summary
 def main(argv=None):
-    args = parse_args(argv)
+    config, settings = parse_args(argv)
     cluster = cluster_from_environment()
-    device = device_for_process(args.device, cluster)
-    config = config_from_args(args)
-    if args.shard_dir != args.data_dir:
-        tokenize_text_folder(args)
-    windows = Windows(TokenShards(args.shard_dir), config["context_length"], args.val_fraction)
-    run_facts = {"total_tokens": windows.shards.total_tokens, "batch_size": args.batch_size,
-                 "val_fraction": args.val_fraction, "seed": args.seed}
+    device = device_for_process(settings["device"], cluster)
+    data_dir, shard_dir = settings["data_dir"], settings["shard_dir"]
+    output_dir, seed = Path(settings["output_dir"]), settings["seed"]
+    batch_size, val_fraction = settings["batch_size"], settings["val_fraction"]
+    if shard_dir != data_dir:
+        tokenize_text_folder(data_dir, shard_dir, config["context_length"], val_fraction,
+                             batch_size, settings["progress"])
+    windows = Windows(TokenShards(shard_dir), config["context_length"], val_fraction)
+    run_facts = {"total_tokens": windows.shards.total_tokens, "batch_size": batch_size,
+                 "val_fraction": val_fraction, "seed": seed}
     checkpoint_path = None
-    if args.resume:
+    if settings["resume"]:
         checkpoint_path = latest_training_checkpoint(
-            args.output_dir, say=print if cluster.rank == 0 else lambda message: None)
+            output_dir, say=print if cluster.rank == 0 else lambda message: None)
     if checkpoint_path is not None:
         check_resume_matches(checkpoint_path, config, run_facts)
 
-    start_process_group(cluster, device, args.dist_timeout)
+    start_process_group(cluster, device, settings["dist_timeout"])
     try:
         if cluster.rank == 0:
             print(f"torch {torch.__version__}, {cluster.world_size} process(es) on {device.type}"
-                  f"{', bfloat16 autocast' if args.dtype == 'bfloat16' else ''}; "
+                  f"{', bfloat16 autocast' if settings['dtype'] == 'bfloat16' else ''}; "
                   f"{windows.shards.total_tokens:,} tokens: {windows.num_train:,} training and "
                   f"{windows.num_val:,} validation windows of {windows.length} tokens")
         cache_gpt2_tokenizer_files()
         tokenizer = tiktoken.get_encoding("gpt2")
 
-        torch.manual_seed(args.seed)  # the same initial weights in every process
+        torch.manual_seed(seed)  # the same initial weights in every process
         model = GPTModel(config).to(device)
-        optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr,
-                                      weight_decay=args.weight_decay)
-        torch.manual_seed(args.seed + cluster.rank)  # but different dropout masks
+        optimizer = torch.optim.AdamW(model.parameters(), lr=settings["lr"],
+                                      weight_decay=settings["weight_decay"])
+        torch.manual_seed(seed + cluster.rank)  # but different dropout masks
         position = Position()
         if checkpoint_path is not None:
             position = load_training_state(checkpoint_path, model, optimizer, cluster, device)
-            StepLog(args.output_dir, cluster).keep_until(position.step)
+            StepLog(output_dir, cluster).keep_until(position.step)
             if cluster.rank == 0:
                 print(f"Resuming from {checkpoint_path.name}: epoch {position.epoch + 1}, "
                       f"step {position.step}")
@@ -619,12 +642,12 @@ def main(argv=None):
                 model, device_ids=[device.index] if device.type == "cuda" else None,
                 broadcast_buffers=False)
 
-        position, tokens_per_s = pretrain(model, optimizer, windows, args, position, cluster,
+        position, tokens_per_s = pretrain(model, optimizer, windows, settings, position, cluster,
                                           device, tokenizer, run_facts, config)
         if cluster.rank == 0:
             print(f"Done: step {position.step}, {position.tokens_seen:,} tokens seen, "
                   f"{tokens_per_s:,.0f} tokens/s; checkpoint "
-                  f"{Path(args.output_dir) / f'model_pg_{position.step}.pth'}")
+                  f"{output_dir / f'model_pg_{position.step}.pth'}")
             report_peak_memory(device)
     finally:
         if cluster.distributed:

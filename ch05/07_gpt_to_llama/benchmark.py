@@ -44,6 +44,7 @@ CONFIGS = {"1B": LLAMA32_CONFIG_1B, "3B": LLAMA32_CONFIG_3B,
 DTYPES = {"bfloat16": torch.bfloat16, "float32": torch.float32}
 
 def parse_args(argv=None):
+    """The command line as a dict of plain values, one per flag (checked)."""
     parser = ScriptArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", choices=list(CONFIGS), default="1B",
                         help="Llama 3.2 configuration to build with random weights")
@@ -57,7 +58,7 @@ def parse_args(argv=None):
     parser.add_argument("--seed", type=int, default=123,
                         help="seed for the weights and the prompt")
     add_device_argument(parser)
-    return parser.parse_args(argv)
+    return vars(parser.parse_args(argv))
 
 
 def hf_config(cfg):
@@ -174,18 +175,20 @@ def format_bytes(num_bytes):
     return "n/a" if num_bytes is None else f"{num_bytes / 1024**2:,.0f} MiB"
 
 
-def print_report(results, args, device, weight_bytes):
+def print_report(results, settings, weight_bytes):
+    """The table of `results` and how the two runs compare; `settings` as parse_args returns."""
     import transformers
 
+    dtype, max_new_tokens = settings["dtype"], settings["max_new_tokens"]
     print(f"torch {torch.__version__}, transformers {transformers.__version__}, "
-          f"device: {device}, CPU threads: {torch.get_num_threads()}")
-    print(f"Llama 3.2 {args.model}-shaped model, random {args.dtype} weights "
-          f"({weight_bytes / 1024**3:.2f} GiB), prompt {args.prompt_length} random tokens, "
-          f"{args.max_new_tokens} new tokens (greedy), batch size 1, best of {args.repeats}\n")
+          f"device: {settings['device']}, CPU threads: {torch.get_num_threads()}")
+    print(f"Llama 3.2 {settings['model']}-shaped model, random {dtype} weights "
+          f"({weight_bytes / 1024**3:.2f} GiB), prompt {settings['prompt_length']} random tokens, "
+          f"{max_new_tokens} new tokens (greedy), batch size 1, best of {settings['repeats']}\n")
     print("| implementation | seconds | tokens/s | peak memory during generation |")
     print("|---|---:|---:|---:|")
     for name, (seconds, peak, _) in results.items():
-        print(f"| {name} | {seconds:.2f} | {args.max_new_tokens / seconds:.1f} | "
+        print(f"| {name} | {seconds:.2f} | {max_new_tokens / seconds:.1f} | "
               f"{format_bytes(peak)} |")
     (ours_s, _, ours_ids), (hf_s, _, hf_ids) = results.values()
     print(f"\nspeed relative to Hugging Face (> 1: ours faster): {hf_s / ours_s:.2f}x")
@@ -195,21 +198,22 @@ def print_report(results, args, device, weight_bytes):
     else:
         differs = (ours_ids[0] != hf_ids[0]).nonzero()
         print(f"token ids differ from position {differs[0].item() if len(differs) else '?'} "
-              f"on (rounding differences in {args.dtype} between near-tied random logits)")
+              f"on (rounding differences in {dtype} between near-tied random logits)")
     return same
 
 
 def main(argv=None):
-    args = parse_args(argv)
-    device = args.device
-    cfg = CONFIGS[args.model]
-    ours, hf_model = build_shared_models(cfg, DTYPES[args.dtype], device, args.seed)
+    settings = parse_args(argv)
+    device, seed = settings["device"], settings["seed"]
+    cfg = CONFIGS[settings["model"]]
+    ours, hf_model = build_shared_models(cfg, DTYPES[settings["dtype"]], device, seed)
     weight_bytes = sum(p.numel() * p.element_size() for p in ours.parameters())
-    generator = torch.Generator().manual_seed(args.seed)
-    prompt = torch.randint(0, cfg["vocab_size"], (1, args.prompt_length),
+    generator = torch.Generator().manual_seed(seed)
+    prompt = torch.randint(0, cfg["vocab_size"], (1, settings["prompt_length"]),
                            generator=generator).to(device)
-    results = benchmark(ours, hf_model, prompt, args.max_new_tokens, args.repeats, device)
-    print_report(results, args, device, weight_bytes)
+    results = benchmark(ours, hf_model, prompt, settings["max_new_tokens"], settings["repeats"],
+                        device)
+    print_report(results, settings, weight_bytes)
     return 0
 
 

@@ -86,14 +86,19 @@ def ladder_rows(device, cpu_levers, threads):
     return rows
 
 
-def run_row(row, args, log_path):
-    command = [sys.executable, str(SCRIPT), "--model", args.model, "--context-length",
-               str(args.context_length), "--steps",
-               ",".join(map(str, row.steps)) or "none", "--batch-size", str(args.batch_size),
-               "--large-batch-size", str(args.large_batch_size), "--max-steps",
-               str(args.max_steps), "--epochs", "1000", "--eval-freq", "100000",
-               "--no-sample", "--device", args.device.type, "--loss-log", str(log_path)]
-    threads = row.threads if row.threads is not None else args.all_threads
+def runner_command(model, context_length, batch_size, large_batch_size, max_steps, device):
+    """The 01_opt_single_gpu.py command line that every row shares (a row adds its steps)."""
+    return [sys.executable, str(SCRIPT), "--model", model, "--context-length",
+            str(context_length), "--batch-size", str(batch_size), "--large-batch-size",
+            str(large_batch_size), "--max-steps", str(max_steps), "--epochs", "1000",
+            "--eval-freq", "100000", "--no-sample", "--device", device.type]
+
+
+def run_row(row, command, all_threads, log_path):
+    """Run `row` with the shared `command`; its results from the JSON file it writes."""
+    command = [*command, "--steps", ",".join(map(str, row.steps)) or "none",
+               "--loss-log", str(log_path)]
+    threads = row.threads if row.threads is not None else all_threads
     if threads is not None:
         command += ["--threads", str(threads)]
     result = subprocess.run(command, capture_output=True, text=True,
@@ -103,10 +108,10 @@ def run_row(row, args, log_path):
     return json.loads(log_path.read_text())
 
 
-def print_ladder_table(rows, args):
+def print_ladder_table(rows, rounds):
     baseline = statistics.median(r["tokens_per_second"] for r in rows[0].results)
     base_losses = rows[0].results[0]["losses"]
-    print(f"\n| Step (cumulative) | tok/s (median of {args.rounds}) | x baseline "
+    print(f"\n| Step (cumulative) | tok/s (median of {rounds}) | x baseline "
           "| peak memory (GB) | largest loss difference to the baseline |")
     print("|---|---|---|---|---|")
     for row in rows:
@@ -123,6 +128,7 @@ def print_ladder_table(rows, args):
 
 
 def parse_args(argv=None):
+    """The command line as a dict of plain values, one per flag (--threads: a list)."""
     parser = ScriptArgumentParser(description="Measure the training-speed ladder on this "
                                               "machine, every row in a fresh process.")
     parser.add_argument("--model", choices=("124M", "small", "tiny"), default="small",
@@ -144,28 +150,32 @@ def parse_args(argv=None):
     parser.add_argument("--all-threads", type=positive_int, default=None,
                         help="run every row with this many threads (None: PyTorch's choice)")
     add_device_argument(parser)
-    args = parser.parse_args(argv)
+    settings = vars(parser.parse_args(argv))
     try:
-        args.threads = [positive_int(t) for t in args.threads.split(",") if t]
+        settings["threads"] = [positive_int(t) for t in settings["threads"].split(",") if t]
     except Exception as err:
         parser.error(f"argument --threads: {err}")
-    return args
+    return settings
 
 
 def main(argv=None):
-    args = parse_args(argv)
-    rows = ladder_rows(args.device, not args.no_cpu_levers, args.threads)
+    settings = parse_args(argv)
+    device, rounds, all_threads = settings["device"], settings["rounds"], settings["all_threads"]
+    rows = ladder_rows(device, not settings["no_cpu_levers"], settings["threads"])
+    command = runner_command(settings["model"], settings["context_length"],
+                             settings["batch_size"], settings["large_batch_size"],
+                             settings["max_steps"], device)
     print(f"{platform.processor() or platform.machine()}, {cpu_model()}, {os.cpu_count()} "
-          f"cores, torch {torch.__version__}, device {args.device}")
-    print(f"threads: {args.all_threads or 'PyTorch default'} (unless a row says otherwise)")
-    print(f"model {args.model}, context {args.context_length}, batch {args.batch_size}, "
-          f"{args.max_steps} steps per run, "
-          f"{args.rounds} round(s) of {len(rows)} rows")
+          f"cores, torch {torch.__version__}, device {device}")
+    print(f"threads: {all_threads or 'PyTorch default'} (unless a row says otherwise)")
+    print(f"model {settings['model']}, context {settings['context_length']}, "
+          f"batch {settings['batch_size']}, {settings['max_steps']} steps per run, "
+          f"{rounds} round(s) of {len(rows)} rows")
     with tempfile.TemporaryDirectory() as folder:
-        for round_number in range(args.rounds):
+        for round_number in range(rounds):
             for index, row in enumerate(rows):
                 load = os.getloadavg()[0]
-                result = run_row(row, args, Path(folder) / f"row{index}.json")
+                result = run_row(row, command, all_threads, Path(folder) / f"row{index}.json")
                 row.results.append(result)
                 diff = max(abs(a - b) for a, b in zip(result["losses"],
                                                       rows[0].results[-1]["losses"],
@@ -174,7 +184,7 @@ def main(argv=None):
                       f"{result['tokens_per_second']:,.0f} tok/s, peak "
                       f"{result['peak_memory_gb']:.2f} GB, max loss difference {diff:.1e}, "
                       f"load before {load:.2f}", flush=True)
-    print_ladder_table(rows, args)
+    print_ladder_table(rows, rounds)
     print(f"\nLoad average at the end (1, 5, 15 min): {os.getloadavg()}")
 
 

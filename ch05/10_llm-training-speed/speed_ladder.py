@@ -737,7 +737,6 @@ def config_and_settings(parser, args, steps):
         "loss_log": args.loss_log,
     }
     try:
-        checked_ladder_settings(settings)
         device_for(checked_ladder_settings(settings))
     except SettingError as err:
         parser.error(f"argument {flag_of(err.key)}: {err.problem}")

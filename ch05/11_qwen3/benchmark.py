@@ -57,6 +57,7 @@ HF_TO_OURS = {"model.embed_tokens.": "tok_emb.", "model.norm.weight": "final_nor
 
 
 def parse_args(argv=None):
+    """The command line as a dict of plain values, one per flag (checked)."""
     parser = ScriptArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", choices=list(BENCHMARK_CONFIGS), default="0.6B",
                         help="Qwen3 configuration to build with random weights")
@@ -76,7 +77,7 @@ def parse_args(argv=None):
         parser.error(f"argument --max-new-tokens: the prompt and the new tokens "
                      f"({args.prompt_length} + {args.max_new_tokens}) exceed the "
                      f"context length of {context}")
-    return args
+    return vars(args)
 
 
 def our_name(hf_name):
@@ -198,20 +199,22 @@ def cpu_name():
     return platform.processor() or platform.machine()
 
 
-def print_comparison(results, args, device, weight_bytes, load_before):
+def print_comparison(results, settings, weight_bytes, load_before):
+    """The table of `results` and how the runs compare; `settings` as parse_args returns."""
     import transformers
 
+    dtype, max_new_tokens = settings["dtype"], settings["max_new_tokens"]
     print(f"torch {torch.__version__}, transformers {transformers.__version__}, "
-          f"device: {device}, CPU: {cpu_name()}, threads: {torch.get_num_threads()}")
+          f"device: {settings['device']}, CPU: {cpu_name()}, threads: {torch.get_num_threads()}")
     print(f"load average (1 min) before: {load_before:.1f}, after: {os.getloadavg()[0]:.1f} "
           f"on {os.cpu_count()} cores")
-    print(f"Qwen3 {args.model}-shaped model, random {args.dtype} weights "
-          f"({weight_bytes / 1024**3:.2f} GiB), prompt {args.prompt_length} random tokens, "
-          f"{args.max_new_tokens} new tokens (greedy), batch size 1, best of {args.repeats}\n")
+    print(f"Qwen3 {settings['model']}-shaped model, random {dtype} weights "
+          f"({weight_bytes / 1024**3:.2f} GiB), prompt {settings['prompt_length']} random tokens, "
+          f"{max_new_tokens} new tokens (greedy), batch size 1, best of {settings['repeats']}\n")
     print("| implementation | seconds | tokens/s | peak memory during generation |")
     print("|---|---:|---:|---:|")
     for name, (seconds, peak, _) in results.items():
-        print(f"| {name} | {seconds:.2f} | {args.max_new_tokens / seconds:.1f} | "
+        print(f"| {name} | {seconds:.2f} | {max_new_tokens / seconds:.1f} | "
               f"{format_bytes(peak)} |")
     (plain_s, _, plain_ids), (kv_s, _, kv_ids), (hf_s, _, hf_ids) = results.values()
     print(f"\nKV cache against no cache: {plain_s / kv_s:.2f}x faster")
@@ -222,23 +225,23 @@ def print_comparison(results, args, device, weight_bytes, load_before):
         else:
             differs = (ids[0] != kv_ids[0]).nonzero()[0].item()
             print(f"KV cache and {label}: token ids differ from position {differs} on "
-                  f"(rounding differences in {args.dtype} between near-tied random logits)")
+                  f"(rounding differences in {dtype} between near-tied random logits)")
 
 
 def main(argv=None):
-    args = parse_args(argv)
-    device = args.device
+    settings = parse_args(argv)
+    device, seed = settings["device"], settings["seed"]
     load_before = os.getloadavg()[0]
-    cfg = BENCHMARK_CONFIGS[args.model]
-    plain, cached, hf_model = build_models_sharing_weights(cfg, DTYPES[args.dtype], device,
-                                                           args.seed)
+    cfg = BENCHMARK_CONFIGS[settings["model"]]
+    plain, cached, hf_model = build_models_sharing_weights(cfg, DTYPES[settings["dtype"]], device,
+                                                           seed)
     weight_bytes = sum(p.numel() * p.element_size() for p in hf_model.parameters())
-    generator = torch.Generator().manual_seed(args.seed)
-    prompt = torch.randint(0, cfg["vocab_size"], (1, args.prompt_length),
+    generator = torch.Generator().manual_seed(seed)
+    prompt = torch.randint(0, cfg["vocab_size"], (1, settings["prompt_length"]),
                            generator=generator).to(device)
-    results = compare_generation(plain, cached, hf_model, prompt, args.max_new_tokens, args.repeats,
-                        device)
-    print_comparison(results, args, device, weight_bytes, load_before)
+    results = compare_generation(plain, cached, hf_model, prompt, settings["max_new_tokens"],
+                                 settings["repeats"], device)
+    print_comparison(results, settings, weight_bytes, load_before)
     return 0
 
 

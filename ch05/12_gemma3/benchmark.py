@@ -53,6 +53,7 @@ DTYPES = {"bfloat16": torch.bfloat16, "float32": torch.float32}
 
 
 def parse_args(argv=None):
+    """The command line as a dict of plain values, one per flag (checked)."""
     parser = ScriptArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", choices=list(BENCH_CONFIGS), default="270m",
                         help="Gemma 3 configuration to build with random weights")
@@ -72,7 +73,7 @@ def parse_args(argv=None):
     if args.prompt_length + args.max_new_tokens > context_length:
         parser.error(f"argument --max-new-tokens: the prompt and the new tokens exceed the "
                      f"context length {context_length}")
-    return args
+    return vars(args)
 
 
 def random_hf_gemma3(cfg, dtype, device, seed):
@@ -215,23 +216,26 @@ def format_bytes(num_bytes):
     return "n/a" if num_bytes is None else f"{num_bytes / 1024**2:,.0f} MiB"
 
 
-def report_results(results, args, device, weight_bytes):
+def report_results(results, settings, weight_bytes):
+    """The table of `results` and how the runs compare; `settings` as parse_args returns."""
     import transformers
 
+    device, dtype = settings["device"], settings["dtype"]
+    max_new_tokens = settings["max_new_tokens"]
     print(f"torch {torch.__version__}, transformers {transformers.__version__}, "
           f"device: {device}, CPU threads: {torch.get_num_threads()}")
     if device.type == "cpu":
         load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
         print(f"CPU: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
               f"load average (1, 5, 15 min) at the end: {load}")
-    print(f"Gemma 3 {args.model}-shaped model, random {args.dtype} weights "
-          f"({weight_bytes / 1024**3:.2f} GiB, head tied), prompt {args.prompt_length} random "
-          f"tokens, {args.max_new_tokens} new tokens (greedy), batch size 1, "
-          f"best of {args.repeats}\n")
+    print(f"Gemma 3 {settings['model']}-shaped model, random {dtype} weights "
+          f"({weight_bytes / 1024**3:.2f} GiB, head tied), prompt {settings['prompt_length']} "
+          f"random tokens, {max_new_tokens} new tokens (greedy), batch size 1, "
+          f"best of {settings['repeats']}\n")
     print("| implementation | seconds | tokens/s | peak memory during generation |")
     print("|---|---:|---:|---:|")
     for name, (seconds, peak, _) in results.items():
-        print(f"| {name} | {seconds:.2f} | {args.max_new_tokens / seconds:.1f} | "
+        print(f"| {name} | {seconds:.2f} | {max_new_tokens / seconds:.1f} | "
               f"{format_bytes(peak)} |")
     ours_s = results["ours: Gemma3Model + KV cache (generate_text_basic_stream)"][0]
     hf_s = results["Hugging Face: Gemma3ForCausalLM.generate"][0]
@@ -241,23 +245,24 @@ def report_results(results, args, device, weight_bytes):
     if same:
         print("all four produced the same token ids")
     else:
-        print(f"token ids differ between the runs (rounding differences in {args.dtype} "
+        print(f"token ids differ between the runs (rounding differences in {dtype} "
               "between near-tied random logits)")
     return same
 
 
 def main(argv=None):
-    args = parse_args(argv)
-    device = args.device
-    cfg = BENCH_CONFIGS[args.model]
-    generator = torch.Generator().manual_seed(args.seed)
-    prompt = torch.randint(0, cfg["vocab_size"], (1, args.prompt_length),
+    settings = parse_args(argv)
+    device, seed = settings["device"], settings["seed"]
+    max_new_tokens, repeats = settings["max_new_tokens"], settings["repeats"]
+    cfg = BENCH_CONFIGS[settings["model"]]
+    generator = torch.Generator().manual_seed(seed)
+    prompt = torch.randint(0, cfg["vocab_size"], (1, settings["prompt_length"]),
                            generator=generator).to(device)
-    results, ours = measure_hugging_face(cfg, DTYPES[args.dtype], prompt, args.max_new_tokens,
-                                         args.repeats, device, args.seed)
-    results.update(measure_ours(ours, prompt, args.max_new_tokens, args.repeats, device))
+    results, ours = measure_hugging_face(cfg, DTYPES[settings["dtype"]], prompt, max_new_tokens,
+                                         repeats, device, seed)
+    results.update(measure_ours(ours, prompt, max_new_tokens, repeats, device))
     weight_bytes = sum(p.numel() * p.element_size() for p in ours.parameters())
-    report_results(results, args, device, weight_bytes)
+    report_results(results, settings, weight_bytes)
     return 0
 
 

@@ -394,7 +394,8 @@ def cannot_compile_reason(device):
 def check_experiment_args(parser, args):
     """Checks that involve several options or the results file; exit 2 on a problem.
 
-    It only checks: `args` is returned unchanged.
+    Part of parsing (`parse_args` calls it before it returns): it only checks,
+    and changes nothing.
     """
     try:
         results_header(args.results_csv)
@@ -403,7 +404,6 @@ def check_experiment_args(parser, args):
     reason = cannot_compile_reason(args.device) if args.compile else None
     if reason:
         parser.error(f"argument --compile: {reason}")
-    return args
 
 
 def results_header(path):
@@ -471,7 +471,7 @@ def run_experiment(settings, csv_paths, script_name):
     """Build, finetune and evaluate the classifier `settings` describes; append the results row.
 
     `settings` is a dict of plain values with the experiment options' names
-    (`vars()` of the parsed command line). Returns the row (a dict).
+    (what `parse_args` returns). Returns the row (a dict).
     ValueError, ImportError and DownloadError reach the caller, which reports
     them in one line.
     """
@@ -541,26 +541,29 @@ def run_experiment(settings, csv_paths, script_name):
 
 
 def parse_args(argv=None):
-    """The command line, checked (a bad value exits 2 naming its flag)."""
+    """The command line as a dict of plain values, one per flag (checked: a bad value exits 2
+    naming its flag); `run_experiment` takes it as its settings."""
     parser = ScriptArgumentParser(
         description="Chapter 6's spam classifier with one choice changed at a time. "
                     "The defaults are the chapter's run.")
     add_experiment_arguments(parser)
     parser.add_argument("--data-dir", default="sms_spam_collection",
                         help="where the SMS Spam Collection is downloaded and split")
-    return check_experiment_args(parser, parser.parse_args(argv))
+    args = parser.parse_args(argv)
+    check_experiment_args(parser, args)
+    return vars(args)
 
 
 def main(argv=None):
-    args = parse_args(argv)
-    print(f"torch {torch.__version__}, device: {args.device}")
-    data_dir = Path(args.data_dir)
+    settings = parse_args(argv)
+    print(f"torch {torch.__version__}, device: {settings['device']}")
+    data_dir = Path(settings["data_dir"])
     try:
         data_file = download_and_unzip_spam_data(
             SMS_SPAM_URL, data_dir / "sms_spam_collection.zip", data_dir,
             data_dir / "SMSSpamCollection.tsv")
         csv_paths = write_splits(data_file, data_dir)
-        run_experiment(vars(args), csv_paths, Path(__file__).name)
+        run_experiment(settings, csv_paths, Path(__file__).name)
     except (ValueError, ImportError, DownloadError) as err:
         raise SystemExit(f"{Path(__file__).name}: error: {err}") from None
 

@@ -1090,7 +1090,8 @@ def cannot_compile_reason(device):
 def check_experiment_args(parser, args):
     """Checks that involve several options or the results file; exit 2 on a problem.
 
-    It only checks: `args` is returned unchanged.
+    Part of parsing (`parse_args` calls it before it returns): it only checks,
+    and changes nothing.
     """
     try:
         results_header(args.results_csv)
@@ -1099,7 +1100,6 @@ def check_experiment_args(parser, args):
     reason = cannot_compile_reason(args.device) if args.compile else None
     if reason:
         parser.error(f"argument --compile: {reason}")
-    return args
 
 
 # Copied from ch06/02_bonus_additional-experiments/additional_experiments.py::results_header
@@ -1171,7 +1171,7 @@ def run_experiment(settings, csv_paths, script_name):
     """Build, finetune and evaluate the classifier `settings` describes; append the results row.
 
     `settings` is a dict of plain values with the experiment options' names
-    (`vars()` of the parsed command line). Returns the row (a dict).
+    (what `parse_args` returns). Returns the row (a dict).
     ValueError, ImportError and DownloadError reach the caller, which reports
     them in one line.
     """

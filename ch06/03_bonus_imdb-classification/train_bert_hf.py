@@ -103,20 +103,24 @@ def set_trainable_layers(model, trainable_layers):
     return sum(param.numel() for param in model.parameters() if param.requires_grad)
 
 
-def make_loader(texts, labels, tokenizer, args, shuffle):
-    """Batches of tokenized texts, padded to the longest text in the batch (cut at --max-length)."""
+def make_loader(texts, labels, tokenizer, batch_size, max_length, use_attention_mask=True,
+                max_examples=0, shuffle=False):
+    """Batches of tokenized texts, padded to the longest text in the batch, cut at `max_length`.
+
+    `max_examples` (0: all) keeps only the first texts.
+    """
     def collate(batch):
         encoded = tokenizer([text for text, _ in batch], padding=True, truncation=True,
-                            max_length=args.max_length, return_tensors="pt")
-        if not args.use_attention_mask:
+                            max_length=max_length, return_tensors="pt")
+        if not use_attention_mask:
             encoded.pop("attention_mask")
         encoded["labels"] = torch.tensor([label for _, label in batch])
         return encoded
 
     pairs = list(zip(texts, labels, strict=True))
-    if args.max_examples:
-        pairs = pairs[:args.max_examples]
-    return DataLoader(pairs, batch_size=args.batch_size, shuffle=shuffle, collate_fn=collate)
+    if max_examples:
+        pairs = pairs[:max_examples]
+    return DataLoader(pairs, batch_size=batch_size, shuffle=shuffle, collate_fn=collate)
 
 
 def evaluate(model, loader, device):
@@ -174,47 +178,54 @@ def add_encoder_arguments(parser):
 
 
 def parse_args(argv=None):
+    """The command line as plain values: (`finetune_and_evaluate`'s settings, the CSV paths)."""
     parser = ScriptArgumentParser(
         description="Finetune a BERT-style encoder (transformers) on the IMDB splits.")
     add_encoder_arguments(parser)
     parser.add_argument("--data-dir", default="imdb_data",
                         help="folder with train.csv, validation.csv and test.csv")
     args = parser.parse_args(argv)
-    args.csv_paths = split_paths(args.data_dir, parser)
-    return args
+    return vars(args), split_paths(args.data_dir, parser)
 
 
 def main(argv=None):
-    args = parse_args(argv)
-    print(f"torch {torch.__version__}, device: {args.device}")
-    finetune_and_evaluate(args, args.csv_paths, Path(__file__).name)
+    settings, csv_paths = parse_args(argv)
+    print(f"torch {torch.__version__}, device: {settings['device']}")
+    finetune_and_evaluate(settings, csv_paths, Path(__file__).name)
 
 
-def finetune_and_evaluate(args, csv_paths, script_name):
-    """Load the encoder, finetune it on the training CSV and print the three accuracies."""
+def finetune_and_evaluate(settings, csv_paths, script_name):
+    """Load the encoder, finetune it on the training CSV and print the three accuracies.
+
+    `settings` is a dict of plain values with the names of `add_encoder_arguments`'
+    options (what `parse_args` returns).
+    """
+    device, seed = settings["device"], settings["seed"]
     try:
         splits = {name: read_split(path)
                   for name, path in zip(SPLIT_NAMES, csv_paths, strict=True)}
-        torch.manual_seed(args.seed)  # the new head's weights
-        tokenizer, model = load_encoder(args.model)
+        torch.manual_seed(seed)  # the new head's weights
+        tokenizer, model = load_encoder(settings["model"])
     except (ValueError, ImportError, IndexError) as err:
         raise SystemExit(f"{script_name}: error: {err}") from None
-    trainable = set_trainable_layers(model, args.trainable_layers)
+    trainable = set_trainable_layers(model, settings["trainable_layers"])
     print(f"{type(model).__name__}: {trainable:,} trainable parameters")
-    model.to(args.device)
+    model.to(device)
 
-    torch.manual_seed(args.seed)  # the shuffling
-    loaders = {name: make_loader(texts, labels, tokenizer, args, shuffle=(name == "train"))
+    torch.manual_seed(seed)  # the shuffling
+    loaders = {name: make_loader(texts, labels, tokenizer, settings["batch_size"],
+                                 settings["max_length"], settings["use_attention_mask"],
+                                 settings["max_examples"], shuffle=(name == "train"))
                for name, (texts, labels) in splits.items()}
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad],
-                                  lr=args.learning_rate)
-    synchronize(args.device)
+                                  lr=settings["learning_rate"])
+    synchronize(device)
     start = time.perf_counter()
-    finetune_encoder(model, loaders["train"], optimizer, args.device, args.num_epochs)
-    synchronize(args.device)
+    finetune_encoder(model, loaders["train"], optimizer, device, settings["num_epochs"])
+    synchronize(device)
     print(f"Training completed in {(time.perf_counter() - start) / 60:.2f} minutes.")
     for label, name in (("Training", "train"), ("Validation", "validation"), ("Test", "test")):
-        print(f"{label} accuracy: {evaluate(model, loaders[name], args.device) * 100:.2f}%")
+        print(f"{label} accuracy: {evaluate(model, loaders[name], device) * 100:.2f}%")
 
 
 if __name__ == "__main__":

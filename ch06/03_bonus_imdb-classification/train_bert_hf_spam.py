@@ -21,20 +21,21 @@ from train_bert_hf import add_encoder_arguments, finetune_and_evaluate
 
 
 def parse_args(argv=None):
+    """The command line as a dict of plain values, one per flag."""
     parser = ScriptArgumentParser(
         description="Finetune a BERT-style encoder (transformers) on chapter 6's SMS spam "
                     "splits.")
     add_encoder_arguments(parser)
     parser.add_argument("--data-dir", type=writable_folder, default="sms_spam_collection",
                         help="where the SMS Spam Collection is downloaded and split")
-    return parser.parse_args(argv)
+    return vars(parser.parse_args(argv))
 
 
 def main(argv=None):
-    args = parse_args(argv)
-    print(f"torch {torch.__version__}, device: {args.device}")
+    settings = parse_args(argv)
+    print(f"torch {torch.__version__}, device: {settings['device']}")
     script_name = Path(__file__).name
-    data_dir = Path(args.data_dir)
+    data_dir = Path(settings["data_dir"])
     try:
         data_file = download_and_unzip_spam_data(
             SMS_SPAM_URL, data_dir / "sms_spam_collection.zip", data_dir,
@@ -42,7 +43,7 @@ def main(argv=None):
         csv_paths = write_splits(data_file, data_dir)
     except (ValueError, DownloadError) as err:
         raise SystemExit(f"{script_name}: error: {err}") from None
-    finetune_and_evaluate(args, csv_paths, script_name)
+    finetune_and_evaluate(settings, csv_paths, script_name)
 
 
 if __name__ == "__main__":

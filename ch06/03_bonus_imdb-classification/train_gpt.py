@@ -22,6 +22,7 @@ from script_helpers import ScriptArgumentParser
 
 
 def parse_args(argv=None):
+    """The command line as plain values: (`run_experiment`'s settings, the three CSV paths)."""
     parser = ScriptArgumentParser(
         description="Finetune GPT-2 to tell positive from negative movie reviews (IMDB).")
     add_experiment_arguments(parser)
@@ -30,16 +31,16 @@ def parse_args(argv=None):
     parser.set_defaults(num_epochs=1, context_length="256")
     parser.add_argument("--data-dir", default="imdb_data",
                         help="folder with train.csv, validation.csv and test.csv")
-    args = check_experiment_args(parser, parser.parse_args(argv))
-    args.csv_paths = split_paths(args.data_dir, parser)
-    return args
+    args = parser.parse_args(argv)
+    check_experiment_args(parser, args)
+    return vars(args), split_paths(args.data_dir, parser)
 
 
 def main(argv=None):
-    args = parse_args(argv)
-    print(f"torch {torch.__version__}, device: {args.device}")
+    settings, csv_paths = parse_args(argv)
+    print(f"torch {torch.__version__}, device: {settings['device']}")
     try:
-        run_experiment(vars(args), args.csv_paths, Path(__file__).name)
+        run_experiment(settings, csv_paths, Path(__file__).name)
     except (ValueError, ImportError, DownloadError) as err:
         raise SystemExit(f"{Path(__file__).name}: error: {err}") from None
 

@@ -12,9 +12,9 @@ bench = import_course_module("appendix-E/01_main-chapter-code/lora_benchmark.py"
 
 @pytest.mark.usefixtures("single_thread_torch")
 def test_lora_trains_far_fewer_parameters_with_far_less_optimizer_state():
-    args = bench.parse_args(["--test-mode", "--device", "cpu"])
-    full, lora = (bench.run_mode(mode, args, bench.torch.device("cpu"))
-                  for mode in bench.FINETUNING_MODES)
+    child, device, settings = bench.parse_args(["--test-mode", "--device", "cpu"])
+    assert child is None and device == bench.torch.device("cpu")
+    full, lora = (bench.run_mode(mode, device, **settings) for mode in bench.FINETUNING_MODES)
     emb, layers = bench.TINY_MODEL["emb_dim"], bench.TINY_MODEL["n_layers"]
     # every linear layer gets rank * (in + out) LoRA parameters
     per_block = 16 * (4 * 2 * emb + 2 * 5 * emb)

@@ -46,9 +46,9 @@ def books(tmp_path_factory):
 ])
 def test_debug_accepts_the_book_repositorys_true_and_false(training, books, tmp_path,
                                                            flags, debug):
-    args = training.parse_args(["--data_dir", str(books), "--output_dir", str(tmp_path),
-                                "--batch-size", "1", *flags, "--n_epochs", "1"])
-    assert args.debug is debug
+    _, settings = training.parse_args(["--data_dir", str(books), "--output_dir", str(tmp_path),
+                                       "--batch-size", "1", *flags, "--n_epochs", "1"])
+    assert settings["debug"] is debug
 
 
 def test_test_only_failure_flags_are_not_in_help(training, capsys):

@@ -75,13 +75,14 @@ def torchrun_job(shards, tmp_path_factory):
 
 
 def test_book_repository_flag_spellings_are_accepted(training, shards, tmp_path):
-    args = training.parse_args([
+    _, settings = training.parse_args([
         "--data_dir", str(shards), "--output_dir", str(tmp_path / "out"), "--n_epochs", "3",
         "--print_sample_iter", "7", "--eval_freq", "5", "--save_ckpt_freq", "9", "--lr", "1e-3",
         "--batch_size", "2", "--debug"])
-    assert (args.n_epochs, args.print_sample_iter, args.eval_freq, args.save_ckpt_freq,
-            args.lr, args.batch_size, args.debug) == (3, 7, 5, 9, 1e-3, 2, True)
-    assert args.data_dir == str(shards)
+    assert tuple(settings[key] for key in (
+        "n_epochs", "print_sample_iter", "eval_freq", "save_ckpt_freq", "lr", "batch_size",
+        "debug")) == (3, 7, 5, 9, 1e-3, 2, True)
+    assert settings["data_dir"] == str(shards)
 
 
 # (tests/test_bad_input.py has the cases that need no shards)

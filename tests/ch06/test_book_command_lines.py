@@ -27,9 +27,9 @@ def pasted(line):
 def test_experiments_take_the_books_model_size_spelling(experiments, book_name, size, tmp_path):
     line = (f'python additional_experiments.py --model_size "{book_name}" '
             f"--results_csv {tmp_path / 'r.csv'}")
-    assert experiments.parse_args(pasted(line)).model_size == size
+    assert experiments.parse_args(pasted(line))["model_size"] == size
     # ours still works, and a wrong size is still refused
-    assert experiments.parse_args(["--model-size", size]).model_size == size
+    assert experiments.parse_args(["--model-size", size])["model_size"] == size
     with pytest.raises(SystemExit):
         experiments.parse_args(["--model-size", "gpt2-huge (9B)"])
 
@@ -37,16 +37,18 @@ def test_experiments_take_the_books_model_size_spelling(experiments, book_name, 
 def test_train_gpt_takes_the_books_lines(imdb_data_dir, tmp_path):
     train_gpt = import_course_module(f"{IMDB}/train_gpt.py")
     data = f"--data_dir {imdb_data_dir} --results_csv {tmp_path / 'r.csv'}"
-    args = train_gpt.parse_args(pasted(
+    settings, _ = train_gpt.parse_args(pasted(
         f'python train_gpt.py --model_size "gpt2-medium (355M)" --trainable_layers '
         f'"lora_alternative" --lora_rank 16 --lora_alpha 16 {data}'))
-    assert (args.model_size, args.trainable_layers, args.lora_rank) == (
+    assert (settings["model_size"], settings["trainable_layers"], settings["lora_rank"]) == (
         "355M", "lora_alternative", 16)
-    args = train_gpt.parse_args(pasted(
+    settings, _ = train_gpt.parse_args(pasted(
         f'python train_gpt.py --trainable_layers "all" --num_epochs 1 --compile {data} '
         "--device cpu"))
-    assert args.compile and args.trainable_layers == "all" and args.num_epochs == 1
-    assert not train_gpt.parse_args(pasted(f"python train_gpt.py {data}")).compile
+    assert (settings["compile"] and settings["trainable_layers"] == "all"
+            and settings["num_epochs"] == 1)
+    settings, _ = train_gpt.parse_args(pasted(f"python train_gpt.py {data}"))
+    assert not settings["compile"]
 
 
 @pytest.mark.parametrize("model, hub_name", [
@@ -57,12 +59,12 @@ def test_train_gpt_takes_the_books_lines(imdb_data_dir, tmp_path):
 ])
 def test_train_bert_hf_takes_the_books_model_shortcuts(imdb_data_dir, model, hub_name):
     bert = import_course_module(f"{IMDB}/train_bert_hf.py")
-    args = bert.parse_args(pasted(
+    settings, _ = bert.parse_args(pasted(
         f'python train_bert_hf.py --trainable_layers "all" --num_epochs 1 --model "{model}" '
         f"--data_dir {imdb_data_dir}"))
-    assert bert.HUB_MODELS[args.model] == hub_name
-    assert args.learning_rate == 5e-6  # the book's default
-    assert (args.trainable_layers, args.num_epochs) == ("all", 1)
+    assert bert.HUB_MODELS[settings["model"]] == hub_name
+    assert settings["learning_rate"] == 5e-6  # the book's default
+    assert (settings["trainable_layers"], settings["num_epochs"]) == ("all", 1)
 
 
 def test_lora_merged_layer_equals_lora_layer():

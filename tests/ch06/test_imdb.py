@@ -191,8 +191,8 @@ def test_train_bert_hf_spam_finetunes_a_local_encoder_on_the_sms_splits(
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     encoder = tiny_encoder(tmp_path / "tiny-distilbert")
     spam = import_course_module(f"{IMDB}/train_bert_hf_spam.py")
-    args = spam.parse_args(["--model", str(encoder), "--data_dir", str(sms_data_dir)])
-    assert args.learning_rate == 5e-6  # the book's default for the encoders
+    settings = spam.parse_args(["--model", str(encoder), "--data_dir", str(sms_data_dir)])
+    assert settings["learning_rate"] == 5e-6  # the book's default for the encoders
     spam.main(["--model", str(encoder), "--max-examples", "8", "--batch-size", "4",
                "--num-epochs", "1", "--learning-rate", "1e-3", "--max-length", "32",
                "--data-dir", str(sms_data_dir), "--device", "cpu"])
