@@ -38,6 +38,7 @@ from previous_chapters import (
     GPT2_MODEL_SIZES,
     GPT_CONFIG_124M,
     GPTModel,
+    add_settings,
     download_and_load_gpt2,
     gpt_config_from_hparams,
     load_weights_into_gpt,
@@ -484,18 +485,6 @@ SETTINGS = {
     "test_mode": ("--test-mode", bool, False,
                   "a tiny random-weight GPT (no download) on a few examples, for tests"),
 }
-
-
-def add_settings(parser, settings):
-    """One flag per entry of a SETTINGS table; each value lands under the entry's key."""
-    for key, (flag, kind, default, help_text) in settings.items():
-        if kind is bool:  # a switch, off by default
-            parser.add_argument(flag, dest=key, action="store_true", help=help_text)
-        elif isinstance(kind, tuple):  # one of these words
-            parser.add_argument(flag, dest=key, choices=kind, default=default, help=help_text)
-        else:
-            parser.add_argument(flag, dest=key, type=kind, default=default, help=help_text,
-                                metavar=flag[2:].replace("-", "_").upper())
 
 
 def refuse_to_replace(parser, output_dir, names, overwrite):

@@ -9,8 +9,9 @@ Each definition below is a copy of its home (named in the comment above it);
   tokens (`train_model_simple`), the loss plot, `generate` with temperature,
   top-k and an end-of-text id, saving and loading checkpoints, and copying
   OpenAI's GPT-2 weights into `GPTModel`;
-- chapter 6's script: a settings table becomes command-line flags
-  (`add_settings`), and an earlier run's files are replaced only with --overwrite.
+- the scripts' helpers: a SETTINGS table becomes command-line flags
+  (`add_settings`, chapter 5), and an earlier run's files are replaced only
+  with --overwrite (`refuse_to_replace`, chapter 6).
 """
 
 from pathlib import Path
@@ -533,7 +534,7 @@ def default_device():
     )
 
 
-# Copied from ch06/01_main-chapter-code/gpt_class_finetune.py::add_settings
+# Copied from ch05/01_main-chapter-code/gpt_utils.py::add_settings
 def add_settings(parser, settings):
     """One flag per entry of a SETTINGS table; each value lands under the entry's key."""
     for key, (flag, kind, default, help_text) in settings.items():
