@@ -169,8 +169,7 @@ def load_trained_gpt(checkpoint_path, fallback_config):
     return model
 
 
-# Every setting, once: its flag, its kind (a checked type from script_helpers, a
-# tuple of choices, or bool for a switch), default and help, as in gpt_train.py.
+# Every setting, once, as `add_settings` reads it: key: (flag, kind, default, help).
 # parse_args returns a dict of these keys, plus "device".
 SETTINGS = {
     "model_size": ("--model-size", GPT2_MODEL_SIZES, "124M",

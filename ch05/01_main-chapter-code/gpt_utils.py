@@ -47,7 +47,11 @@ def training_progress(optimizer, total_steps, tokens_per_step):
 
 
 def add_settings(parser, settings):
-    """One flag per entry of a SETTINGS table; each value lands under the entry's key."""
+    """One flag per entry of a SETTINGS table; each value lands under the entry's key.
+
+    An entry is `key: (flag, kind, default, help)`; the kind is a checked type
+    from script_helpers (or None: text), a tuple of choices, or bool for a switch.
+    """
     for key, (flag, kind, default, help_text) in settings.items():
         if kind is bool:  # a switch, off by default
             parser.add_argument(flag, dest=key, action="store_true", help=help_text)

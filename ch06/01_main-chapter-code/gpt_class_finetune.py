@@ -452,9 +452,8 @@ def context_length_arg(value):
     return value
 
 
-# Every setting, once: its flag, its kind (a checked type from script_helpers, a
-# tuple of choices, or bool for a switch), default and help. parse_args returns a
-# dict of these keys (the book's names), plus "device".
+# Every setting, once, as `add_settings` reads it: key: (flag, kind, default, help).
+# parse_args returns a dict of these keys (the book's names), plus "device".
 SETTINGS = {
     "model_size": ("--model-size", GPT2_MODEL_SIZES, "124M", "which OpenAI GPT-2 to finetune"),
     "num_epochs": ("--epochs", positive_int, 5, "passes over the data"),
@@ -587,17 +586,12 @@ def run_from_command_line(argv=None):
     settings = parse_args(argv)
     try:
         run = prepare_run(settings)
-    except (ValueError, ImportError) as err:
-        fail(str(err).splitlines()[0])
-    except DownloadError as err:
-        fail(str(err))  # several lines: what was tried and how to provide the file
+    except (ValueError, ImportError, DownloadError) as err:
+        # one line; a DownloadError's several say what was tried and where to put the file
+        message = str(err) if isinstance(err, DownloadError) else str(err).splitlines()[0]
+        print(f"{Path(__file__).name}: error: {message}", file=sys.stderr)
+        sys.exit(2)
     finetune_and_save(*run, settings)
-
-
-def fail(message):
-    """Report a problem with the input in one line and exit with status 2."""
-    print(f"{Path(__file__).name}: error: {message}", file=sys.stderr)
-    sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -265,10 +265,9 @@ def finetuned_model_file(choose_model):
     return f"{re.sub(r'[ ()]', '', choose_model)}-sft.pth"
 
 
-# Every setting, once: its flag, its kind (a checked type from script_helpers, a
-# tuple of choices, or bool for a switch), default and help, as in gpt_train.py
-# and gpt_class_finetune.py. parse_args returns a dict of these keys, plus "device";
-# exercise_experiments.py adds its own entries.
+# Every setting, once, as `add_settings` reads it: key: (flag, kind, default, help).
+# parse_args returns a dict of these keys, plus "device"; exercise_experiments.py
+# adds its own entries.
 SETTINGS = {
     "model_size": ("--model-size", GPT2_MODEL_SIZES, "355M", "which OpenAI GPT-2 to finetune"),
     "models_dir": ("--models-dir", str, "gpt2", "folder that holds (or receives) GPT-2's files"),

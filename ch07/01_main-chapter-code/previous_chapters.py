@@ -536,7 +536,11 @@ def default_device():
 
 # Copied from ch05/01_main-chapter-code/gpt_utils.py::add_settings
 def add_settings(parser, settings):
-    """One flag per entry of a SETTINGS table; each value lands under the entry's key."""
+    """One flag per entry of a SETTINGS table; each value lands under the entry's key.
+
+    An entry is `key: (flag, kind, default, help)`; the kind is a checked type
+    from script_helpers (or None: text), a tuple of choices, or bool for a switch.
+    """
     for key, (flag, kind, default, help_text) in settings.items():
         if kind is bool:  # a switch, off by default
             parser.add_argument(flag, dest=key, action="store_true", help=help_text)
