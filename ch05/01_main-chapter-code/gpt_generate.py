@@ -26,6 +26,7 @@ from gpt_download import (
     download_and_load_gpt2,
 )
 from gpt_utils import (
+    add_settings,
     generate,
     load_checkpoint,
     read_checkpoint_config,
@@ -37,6 +38,7 @@ from script_helpers import (
     ScriptArgumentParser,
     add_device_argument,
     existing_file,
+    non_negative_float,
     non_negative_int,
     positive_int,
 )
@@ -167,106 +169,139 @@ def load_trained_gpt(checkpoint_path, fallback_config):
     return model
 
 
+# Every setting, once, as `add_settings` reads it: key: (flag, kind, default, help).
+# parse_args returns a dict of these keys, plus "device".
+SETTINGS = {
+    "model_size": ("--model-size", GPT2_MODEL_SIZES, "124M",
+                   "which OpenAI GPT-2 to load; with a --checkpoint that stores no "
+                   "configuration, the size of the model it holds"),
+    "checkpoint": ("--checkpoint", existing_file, None,
+                   "use this model.pth instead of GPT-2: one saved by gpt_train.py, "
+                   "or the book's torch.save(model.state_dict(), ...)"),
+    "context_length": ("--context-length", positive_int, 256,
+                       "context length of a --checkpoint that stores no configuration "
+                       "(chapter 5 trains with 256)"),
+    "qkv_bias": ("--qkv-bias", bool, False,
+                 "a --checkpoint that stores no configuration has query/key/value biases "
+                 "(true for models fine-tuned from OpenAI's weights)"),
+    "models_dir": ("--models-dir", str, "gpt2",
+                   "folder that holds (or receives) the downloaded GPT-2 files"),
+    "prompt": ("--prompt", str, "Every effort moves you", "text to continue"),
+    "max_new_tokens": ("--max-new-tokens", non_negative_int, 25, "how many tokens to generate"),
+    "temperature": ("--temperature", non_negative_float, 1.5,
+                    "sampling temperature; 0 picks the most likely token (greedy)"),
+    "top_k": ("--top-k", non_negative_int, 50,
+              "sample only among the k most likely tokens (0: all of them)"),
+    "seed": ("--seed", int, 123, "seed for sampling"),
+}
+
+
+class ModelMismatch(ValueError):
+    """A setting that does not fit the model it loads, found before generating."""
+
+    def __init__(self, flag, problem):
+        super().__init__(f"argument {flag}: {problem}")
+
+
 def parse_args(argv=None):
+    """The command line as a plain settings dict, checked: a bad value exits 2 naming it."""
     parser = ScriptArgumentParser(
         description="Generate text with OpenAI's GPT-2 or a model saved by gpt_train.py "
                     "(chapter 5). The defaults are the book's settings.",
     )
-    parser.add_argument("--model-size", choices=GPT2_MODEL_SIZES, default="124M",
-                        help="which OpenAI GPT-2 to load; with a --checkpoint that stores no "
-                             "configuration, the size of the model it holds")
-    parser.add_argument("--checkpoint", type=existing_file, default=None,
-                        help="use this model.pth instead of GPT-2: one saved by gpt_train.py, "
-                             "or the book's torch.save(model.state_dict(), ...)")
-    parser.add_argument("--context-length", type=positive_int, default=256,
-                        help="context length of a --checkpoint that stores no configuration "
-                             "(chapter 5 trains with 256)")
-    parser.add_argument("--qkv-bias", action="store_true",
-                        help="a --checkpoint that stores no configuration has query/key/value "
-                             "biases (true for models fine-tuned from OpenAI's weights)")
-    parser.add_argument("--models-dir", default="gpt2",
-                        help="folder that holds (or receives) the downloaded GPT-2 files")
-    parser.add_argument("--prompt", default="Every effort moves you", help="text to continue")
-    parser.add_argument("--max-new-tokens", type=non_negative_int, default=25,
-                        help="how many tokens to generate")
-    parser.add_argument("--temperature", type=float, default=1.5,
-                        help="sampling temperature; 0 picks the most likely token (greedy)")
-    parser.add_argument("--top-k", type=non_negative_int, default=50,
-                        help="sample only among the k most likely tokens (0: all of them)")
-    parser.add_argument("--seed", type=int, default=123, help="seed for sampling")
+    add_settings(parser, SETTINGS)
     add_device_argument(parser)
-    args = parser.parse_args(argv)
-    if not args.prompt:
+    settings = vars(parser.parse_args(argv))
+    if not settings["prompt"]:
         parser.error("argument --prompt: must not be empty: the model needs a token to continue")
-    if not args.temperature >= 0:  # also rejects nan
-        parser.error(f"argument --temperature: must be 0 or more, got {args.temperature}")
-    return parser, args
+    return settings
 
 
-def checkpoint_config(args):
+def main(settings):
+    """Load the model `settings` (parse_args's dict) names; print and return its text."""
+    return generate_text(load_chosen_model(settings), settings)
+
+
+def load_chosen_model(settings):
+    """OpenAI's GPT-2 or the --checkpoint's model, on the device, ready to generate.
+
+    A checkpoint that does not fit, or a --top-k beyond the model's vocabulary,
+    raises ModelMismatch (one line naming the flag).
+    """
+    if settings["checkpoint"] is None:
+        model = load_openai_gpt2(settings["model_size"], settings["models_dir"])
+    else:
+        model = load_checkpoint_model(settings["checkpoint"], settings["model_size"],
+                                      settings["context_length"], settings["qkv_bias"])
+    vocab_size = model.out_head.weight.shape[0]
+    if settings["top_k"] > vocab_size:
+        raise ModelMismatch("--top-k", f"must be at most the vocabulary size {vocab_size}")
+    return model.to(settings["device"]).eval()
+
+
+def checkpoint_config(model_size, context_length, qkv_bias):
     """The model a --checkpoint without a stored configuration is read as."""
-    return {**GPT_CONFIG_124M, **GPT2_SHAPES[args.model_size],
-            "context_length": args.context_length, "drop_rate": 0.0,
-            "qkv_bias": args.qkv_bias}
+    return {**GPT_CONFIG_124M, **GPT2_SHAPES[model_size], "context_length": context_length,
+            "drop_rate": 0.0, "qkv_bias": qkv_bias}
 
 
-def load_checkpoint_or_exit(parser, args):
-    """The checkpoint's model, or one line naming --checkpoint and what does not fit."""
-    path = args.checkpoint
+def load_checkpoint_model(path, model_size, context_length, qkv_bias):
+    """The checkpoint's model; ModelMismatch (one line) naming what does not fit."""
     try:
-        return load_trained_gpt(path, checkpoint_config(args))
+        return load_trained_gpt(path, checkpoint_config(model_size, context_length, qkv_bias))
     except ValueError as err:
         # load_checkpoint lists one mismatch per line: the first few, on one line.
         summary, *mismatches = str(err).split("\n  ")
         if len(mismatches) > 3:
             mismatches = [*mismatches[:3], f"{len(mismatches) - 3} more"]
-        flags = f"--model-size {args.model_size} --context-length {args.context_length}"
-        parser.error(f"argument --checkpoint: {summary.rstrip(':')}: {'; '.join(mismatches)} "
-                     f"(without a stored configuration the model is built from {flags}"
-                     f"{' --qkv-bias' if args.qkv_bias else ''})")
+        flags = f"--model-size {model_size} --context-length {context_length}"
+        raise ModelMismatch("--checkpoint", f"{summary.rstrip(':')}: {'; '.join(mismatches)} "
+                            f"(without a stored configuration the model is built from {flags}"
+                            f"{' --qkv-bias' if qkv_bias else ''})") from None
     except Exception as err:  # torch.load's errors differ by cause; their text is long
-        parser.error(f"argument --checkpoint: cannot read {path} as a PyTorch checkpoint "
-                     f"({type(err).__name__}): not written by torch.save, damaged, or "
-                     "holding objects other than tensors, which weights_only=True refuses")
+        raise ModelMismatch("--checkpoint", f"cannot read {path} as a PyTorch checkpoint "
+                            f"({type(err).__name__}): not written by torch.save, damaged, or "
+                            "holding objects other than tensors, which weights_only=True "
+                            "refuses") from None
 
 
-def main(argv=None):
-    parser, args = parse_args(argv)
-    device = args.device
-
-    if args.checkpoint is not None:
-        model = load_checkpoint_or_exit(parser, args)
-    else:
-        try:
-            model = load_openai_gpt2(args.model_size, args.models_dir)
-        except DamagedFileError as err:
-            sys.exit(f"error: {err}")
-        except DownloadError:
-            sys.exit(
-                f"error: could not download GPT-2 {args.model_size} (no network?). Either set "
-                f"{MIRROR_ENV_VAR} to a folder holding gpt-2/models/{args.model_size}/ with "
-                f"OpenAI's seven files, or place them in {args.models_dir}/{args.model_size}/ "
-                f"(from {GPT2_BASE_URL}/{args.model_size}/)."
-            )
-    model.to(device).eval()
-    vocab_size = model.out_head.weight.shape[0]
-    if args.top_k > vocab_size:
-        parser.error(f"argument --top-k: must be at most the vocabulary size {vocab_size}")
-
+def generate_text(model, settings):
+    """Continue the prompt with the sampling settings; print and return the text."""
     cache_gpt2_tokenizer_files()  # lets tiktoken load GPT-2's BPE with no network
     tokenizer = tiktoken.get_encoding("gpt2")
-
-    torch.manual_seed(args.seed)
+    torch.manual_seed(settings["seed"])
     token_ids = generate(
         model=model,
-        idx=text_to_token_ids(args.prompt, tokenizer).to(device),
-        max_new_tokens=args.max_new_tokens,
+        idx=text_to_token_ids(settings["prompt"], tokenizer).to(settings["device"]),
+        max_new_tokens=settings["max_new_tokens"],
         context_size=model.pos_emb.weight.shape[0],
-        temperature=args.temperature,
-        top_k=args.top_k or None,
+        temperature=settings["temperature"],
+        top_k=settings["top_k"] or None,
     )
-    print(token_ids_to_text(token_ids.cpu(), tokenizer))
+    text = token_ids_to_text(token_ids.cpu(), tokenizer)
+    print(text)
+    return text
+
+
+def run_from_command_line(argv=None):
+    """Parse, load the model (a problem ends in one line), then generate."""
+    settings = parse_args(argv)
+    model_size = settings["model_size"]
+    try:
+        model = load_chosen_model(settings)
+    except ModelMismatch as err:
+        ScriptArgumentParser().error(str(err))
+    except DamagedFileError as err:
+        sys.exit(f"error: {err}")
+    except DownloadError:
+        sys.exit(
+            f"error: could not download GPT-2 {model_size} (no network?). Either set "
+            f"{MIRROR_ENV_VAR} to a folder holding gpt-2/models/{model_size}/ with "
+            f"OpenAI's seven files, or place them in {settings['models_dir']}/{model_size}/ "
+            f"(from {GPT2_BASE_URL}/{model_size}/)."
+        )
+    generate_text(model, settings)
 
 
 if __name__ == "__main__":
-    main()
+    run_from_command_line()

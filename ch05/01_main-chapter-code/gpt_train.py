@@ -47,6 +47,7 @@ from downloads import (
 from gpt_utils import (
     THE_VERDICT_SHA256,
     THE_VERDICT_URL,
+    add_settings,
     learning_rate_at,
     plot_losses,
     save_checkpoint,
@@ -383,9 +384,7 @@ def parse_args(argv=None):
         description="Pretrain a GPT model on a short text (chapter 5). "
                     "The defaults are the book's run.",
     )
-    for key, (flag, check, default, help_text) in SETTINGS.items():
-        parser.add_argument(flag, dest=key, type=check, default=default, help=help_text,
-                            metavar=flag[2:].replace("-", "_").upper())
+    add_settings(parser, SETTINGS)
     parser.add_argument("--context-length", type=positive_int, default=256,
                         help="tokens per training sequence (and the model's context length); "
                              "at most the --model-config's")

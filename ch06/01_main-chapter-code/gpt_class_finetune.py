@@ -38,6 +38,7 @@ from previous_chapters import (
     GPT2_MODEL_SIZES,
     GPT_CONFIG_124M,
     GPTModel,
+    add_settings,
     download_and_load_gpt2,
     gpt_config_from_hparams,
     load_weights_into_gpt,
@@ -451,128 +452,147 @@ def context_length_arg(value):
     return value
 
 
-def build_parser():
-    parser = ScriptArgumentParser(
-        prog=Path(__file__).name,  # also when main() is called from a notebook
-        description="Finetune OpenAI's GPT-2 to classify text messages as spam or not "
-                    "(chapter 6). The defaults are the book's run.",
-    )
-    option = parser.add_argument
-    option("--model-size", choices=GPT2_MODEL_SIZES, default="124M",
-           help="which OpenAI GPT-2 to finetune")
-    option("--epochs", type=positive_int, default=5, help="passes over the data")
-    option("--lr", type=positive_float, default=5e-5, help="AdamW learning rate")
-    option("--weight-decay", type=non_negative_float, default=0.1, help="AdamW weight decay")
-    option("--batch-size", type=positive_int, default=8, help="messages per batch")
-    option("--seed", type=int, default=123,
-           help="seed for data shuffling (and the test-mode model)")
-    add_device_argument(parser)
-    option("--eval-freq", type=positive_int, default=50,
-           help="measure the losses every this many optimizer steps")
-    option("--eval-iter", type=positive_int, default=5,
-           help="batches per loss and accuracy measurement during training")
-    option("--output-dir", type=writable_folder, default=".",
-           help="where to write review_classifier.pth and the plots")
-    option("--data-dir", type=writable_folder, default="sms_spam_collection",
-           help="where the data is downloaded and the CSV splits are written")
-    option("--models-dir", default="gpt2",
-           help="folder that holds (or receives) OpenAI's GPT-2 files")
-    option("--context-length", type=context_length_arg, default="longest_training_example",
-           help="pad messages to the longest training message, to the model's "
-                "context (model_context_length, exercise 6.1) or to a number of tokens")
-    option("--trainable-layers", choices=("last_block", "all"), default="last_block",
-           help="finetune the last block, final norm and head, or all layers (exercise 6.2)")
-    option("--trainable-token-pos", choices=("last", "first"), default="last",
-           help="classify from the last or the first token's output (exercise 6.3)")
-    option("--overwrite", action="store_true",
-           help="replace the model and plots of an earlier run in --output-dir")
-    option("--test-mode", action="store_true",
-           help="a tiny random-weight GPT (no download) on a few examples, for tests")
-    return parser
+# Every setting, once, as `add_settings` reads it: key: (flag, kind, default, help).
+# parse_args returns a dict of these keys (the book's names), plus "device".
+SETTINGS = {
+    "model_size": ("--model-size", GPT2_MODEL_SIZES, "124M", "which OpenAI GPT-2 to finetune"),
+    "num_epochs": ("--epochs", positive_int, 5, "passes over the data"),
+    "learning_rate": ("--lr", positive_float, 5e-5, "AdamW learning rate"),
+    "weight_decay": ("--weight-decay", non_negative_float, 0.1, "AdamW weight decay"),
+    "batch_size": ("--batch-size", positive_int, 8, "messages per batch"),
+    "seed": ("--seed", int, 123, "seed for data shuffling (and the test-mode model)"),
+    "eval_freq": ("--eval-freq", positive_int, 50,
+                  "measure the losses every this many optimizer steps"),
+    "eval_iter": ("--eval-iter", positive_int, 5,
+                  "batches per loss and accuracy measurement during training"),
+    "output_dir": ("--output-dir", writable_folder, ".",
+                   "where to write review_classifier.pth and the plots"),
+    "data_dir": ("--data-dir", writable_folder, "sms_spam_collection",
+                 "where the data is downloaded and the CSV splits are written"),
+    "models_dir": ("--models-dir", str, "gpt2",
+                   "folder that holds (or receives) OpenAI's GPT-2 files"),
+    "context_length": ("--context-length", context_length_arg, "longest_training_example",
+                       "pad messages to the longest training message, to the model's context "
+                       "(model_context_length, exercise 6.1) or to a number of tokens"),
+    "trainable_layers": ("--trainable-layers", ("last_block", "all"), "last_block",
+                         "finetune the last block, final norm and head, or all layers "
+                         "(exercise 6.2)"),
+    "trainable_token_pos": ("--trainable-token-pos", ("last", "first"), "last",
+                            "classify from the last or the first token's output (exercise 6.3)"),
+    "overwrite": ("--overwrite", bool, False,
+                  "replace the model and plots of an earlier run in --output-dir"),
+    "test_mode": ("--test-mode", bool, False,
+                  "a tiny random-weight GPT (no download) on a few examples, for tests"),
+}
+
+
+def refuse_to_replace(parser, output_dir, names, overwrite):
+    """Exit 2 naming --output-dir if it holds one of `names` and `overwrite` is off."""
+    existing = [name for name in names if (Path(output_dir) / name).exists()]
+    if existing and not overwrite:
+        parser.error(f"argument --output-dir: {output_dir} already holds "
+                     f"{', '.join(existing)}; pass --overwrite to replace")
 
 
 def parse_args(argv=None):
-    """The command line, checked (bad values exit 2 naming the option), as plain values.
+    """The command line as a plain settings dict, checked: a bad value exits 2 naming it."""
+    parser = ScriptArgumentParser(
+        prog=Path(__file__).name,  # also when called from a notebook
+        description="Finetune OpenAI's GPT-2 to classify text messages as spam or not "
+                    "(chapter 6). The defaults are the book's run.",
+    )
+    add_settings(parser, SETTINGS)
+    add_device_argument(parser)
+    settings = vars(parser.parse_args(argv))
+    refuse_to_replace(parser, settings["output_dir"], OUTPUT_FILES, settings["overwrite"])
+    return settings
 
-    Only `main` reads the result; it hands each function below the values
-    it needs, so those functions work the same from a notebook.
+
+def main(settings):
+    """Finetune as `settings` (parse_args's dict) says; save the model and the plots.
+
+    Returns (train_losses, val_losses, train_accs, val_accs, examples_seen).
     """
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    existing = [name for name in OUTPUT_FILES if (args.output_dir / name).exists()]
-    if existing and not args.overwrite:
-        parser.error(f"argument --output-dir: {args.output_dir} already holds "
-                     f"{', '.join(existing)}; pass --overwrite to replace")
-    return args
+    return finetune_and_save(*prepare_run(settings), settings)
 
 
-def fail(message):
-    """Report a problem with the input in one line and exit with status 2."""
-    print(f"{Path(__file__).name}: error: {message}", file=sys.stderr)
-    sys.exit(2)
+def prepare_run(settings):
+    """The loaders and GPT-2 with its two-class head: everything a bad input can stop.
 
-
-def main(argv=None):
-    args = parse_args(argv)
-    device = args.device
+    Returns (model, config, loaders); the config is what load-finetuned-model.ipynb
+    needs to rebuild the model and prepare texts.
+    """
+    device, data_dir = settings["device"], settings["data_dir"]
     print(f"torch {torch.__version__}, device: {device}")
-    output_dir, data_dir = args.output_dir, args.data_dir
-    output_dir.mkdir(parents=True, exist_ok=True)  # checked writable by parse_args
+    settings["output_dir"].mkdir(parents=True, exist_ok=True)  # checked by parse_args
 
-    try:
-        data_file = download_and_unzip_spam_data(
-            SMS_SPAM_URL, data_dir / "sms_spam_collection.zip", data_dir,
-            data_dir / "SMSSpamCollection.tsv")
-        csv_paths = write_splits(data_file, data_dir)
-        cache_gpt2_tokenizer_files()  # lets tiktoken load GPT-2's BPE with no network
-        tokenizer = tiktoken.get_encoding("gpt2")
-        (train_loader, val_loader, test_loader), max_length = make_loaders(
-            csv_paths, tokenizer, args.context_length, args.batch_size, args.seed,
-            args.test_mode)
-        model, config = load_base_model(args.model_size, args.models_dir, args.seed,
-                                        args.test_mode)
-    except (ValueError, ImportError) as err:
-        fail(str(err).splitlines()[0])
-    except DownloadError as err:
-        fail(str(err))  # several lines: what was tried and how to provide the file
-    print(f"{len(train_loader)} training, {len(val_loader)} validation and "
-          f"{len(test_loader)} test batches")
+    data_file = download_and_unzip_spam_data(
+        SMS_SPAM_URL, data_dir / "sms_spam_collection.zip", data_dir,
+        data_dir / "SMSSpamCollection.tsv")
+    csv_paths = write_splits(data_file, data_dir)
+    cache_gpt2_tokenizer_files()  # lets tiktoken load GPT-2's BPE with no network
+    tokenizer = tiktoken.get_encoding("gpt2")
+    loaders, max_length = make_loaders(csv_paths, tokenizer, settings["context_length"],
+                                       settings["batch_size"], settings["seed"],
+                                       settings["test_mode"])
+    model, config = load_base_model(settings["model_size"], settings["models_dir"],
+                                    settings["seed"], settings["test_mode"])
+    print(f"{len(loaders[0])} training, {len(loaders[1])} validation and "
+          f"{len(loaders[2])} test batches")
 
-    prepare_classifier(model, config["emb_dim"], args.trainable_layers)
-    if args.trainable_token_pos == "first":
+    prepare_classifier(model, config["emb_dim"], settings["trainable_layers"])
+    if settings["trainable_token_pos"] == "first":
         classify_from_first_token(model)
     model.to(device)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     print(f"Trainable parameters: {trainable:,}")
+    return model, {**config, "num_classes": NUM_CLASSES, "max_length": max_length}, loaders
 
+
+def finetune_and_save(model, config, loaders, settings):
+    """Train, print the three accuracies, then save the model and the plots."""
+    train_loader, val_loader, test_loader = loaders
+    device, num_epochs = settings["device"], settings["num_epochs"]
     # as in ch06.ipynb: the same seed right before training, so the shuffling of the
     # training data does not depend on what drew random numbers before
-    torch.manual_seed(args.seed)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    torch.manual_seed(settings["seed"])
+    optimizer = torch.optim.AdamW(model.parameters(), lr=settings["learning_rate"],
+                                  weight_decay=settings["weight_decay"])
     start = time.perf_counter()
-    train_losses, val_losses, train_accs, val_accs, examples_seen = train_classifier_simple(
-        model, train_loader, val_loader, optimizer, device,
-        num_epochs=args.epochs, eval_freq=args.eval_freq, eval_iter=args.eval_iter,
-    )
+    history = train_classifier_simple(
+        model, train_loader, val_loader, optimizer, device, num_epochs=num_epochs,
+        eval_freq=settings["eval_freq"], eval_iter=settings["eval_iter"])
     print(f"Training completed in {(time.perf_counter() - start) / 60:.2f} minutes.")
-
     for name, loader in (("Training", train_loader), ("Validation", val_loader),
                          ("Test", test_loader)):
         print(f"{name} accuracy: {calc_accuracy_loader(loader, model, device) * 100:.2f}%")
 
-    # what load-finetuned-model.ipynb needs to rebuild the model and prepare texts
-    config = {**config, "num_classes": NUM_CLASSES,
-              "max_length": max_length}
+    output_dir = settings["output_dir"]
     save_checkpoint(output_dir / "review_classifier.pth", model, config=config)
     print(f"Saved the finetuned model to {output_dir / 'review_classifier.pth'}")
+    train_losses, val_losses, train_accs, val_accs, examples_seen = history
     for label, train_values, val_values in (("loss", train_losses, val_losses),
                                             ("accuracy", train_accs, val_accs)):
-        epochs_seen = torch.linspace(0, args.epochs, len(train_values))
+        epochs_seen = torch.linspace(0, num_epochs, len(train_values))
         examples = torch.linspace(0, examples_seen, len(train_values))
         save_plot(plot_values(epochs_seen, examples, train_values, val_values, label),
-                    output_dir / f"{label}-plot.pdf")
+                  output_dir / f"{label}-plot.pdf")
     print(f"Saved loss-plot.pdf and accuracy-plot.pdf to {output_dir}")
+    return history
+
+
+def run_from_command_line(argv=None):
+    """Parse, prepare (a bad input exits 2 with one line), then train and save."""
+    settings = parse_args(argv)
+    try:
+        run = prepare_run(settings)
+    except (ValueError, ImportError, DownloadError) as err:
+        # one line; a DownloadError's several say what was tried and where to put the file
+        message = str(err) if isinstance(err, DownloadError) else str(err).splitlines()[0]
+        print(f"{Path(__file__).name}: error: {message}", file=sys.stderr)
+        sys.exit(2)
+    finetune_and_save(*run, settings)
 
 
 if __name__ == "__main__":
-    main()
+    run_from_command_line()

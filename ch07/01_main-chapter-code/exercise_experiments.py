@@ -30,21 +30,22 @@ E's.
 """
 
 import math
-from pathlib import Path
 
 import torch
 from gpt_instruction_finetuning import (
     INSTRUCTION_DATA_SHA256,
     INSTRUCTION_DATA_URL,
+    SETTINGS,
     InstructionDataset,
     build_parser,
     custom_collate_fn,
+    data_folder,
     download_and_load_file,
     format_input,
     output_files,
     run,
-    validate_args,
 )
+from previous_chapters import refuse_to_replace
 from script_helpers import positive_float, positive_int
 
 # Copied from ch07/01_main-chapter-code/exercise-solutions.ipynb::ALPACA_DATA_URL
@@ -52,6 +53,13 @@ ALPACA_DATA_URL = (
     "https://raw.githubusercontent.com/tatsu-lab/stanford_alpaca/main/alpaca_data.json"
 )
 EXERCISES = ("baseline", "phi3_prompt", "mask_instructions", "alpaca_52k", "lora")
+# The chapter script's settings (gpt_instruction_finetuning.SETTINGS) and these.
+EXERCISE_SETTINGS = {
+    "exercise_solution": ("--exercise-solution", EXERCISES, "baseline",
+                          "which exercise to run (baseline: the chapter's finetuning)"),
+    "lora_rank": ("--lora-rank", positive_int, 16, "rank of the LoRA layers (7.4)"),
+    "lora_alpha": ("--lora-alpha", positive_float, 16, "LoRA scaling alpha (7.4)"),
+}
 
 
 # Copied from ch07/01_main-chapter-code/exercise-solutions.ipynb::format_input_phi
@@ -176,48 +184,53 @@ def freeze_and_add_lora(model, rank=16, alpha=16):
 
 
 def parse_args(argv=None):
+    """The command line as a plain settings dict, checked: a bad value exits 2 naming it."""
     parser = build_parser("The chapter 7 exercises: finetuning GPT-2 with one change each. "
-                          "The other defaults are the book's run.")
-    parser.add_argument("--exercise-solution", choices=EXERCISES, default="baseline",
-                        help="which exercise to run (baseline: the chapter's finetuning)")
-    parser.add_argument("--lora-rank", type=positive_int, default=16,
-                        help="rank of the LoRA layers (7.4)")
-    parser.add_argument("--lora-alpha", type=positive_float, default=16,
-                        help="LoRA scaling alpha (7.4)")
-    args = parser.parse_args(argv)
-    if args.exercise_solution == "alpaca_52k":
+                          "The other defaults are the book's run.",
+                          {**SETTINGS, **EXERCISE_SETTINGS})
+    settings = vars(parser.parse_args(argv))
+    if settings["exercise_solution"] == "alpaca_52k":
         # the book's solution: 52k entries, some long, need smaller batches
         parser.set_defaults(batch_size=4)
-        args = parser.parse_args(argv)
-    validate_args(parser, args, output_files(args, suffix(args)))
-    return args
+        settings = vars(parser.parse_args(argv))
+    names = output_files(settings["model_size"], settings["test_mode"],
+                         suffix(settings["exercise_solution"]))
+    refuse_to_replace(parser, settings["output_dir"], names, settings["overwrite"])
+    return settings
 
 
-def suffix(args):
-    return args.exercise_solution.replace("_", "-")
+def suffix(exercise_solution):
+    """The exercise's part of the output file names (`mask_instructions`: `mask-instructions`)."""
+    return exercise_solution.replace("_", "-")
 
 
-def main(argv=None):
-    args = parse_args(argv)
-    data_dir = Path(args.data_dir) if args.data_dir else Path(__file__).resolve().parent
-    options = {"suffix": suffix(args)}
-    if args.exercise_solution == "alpaca_52k":
+def main(settings):
+    """Run the chapter's finetuning with the exercise's one change (parse_args's settings)."""
+    exercise = settings["exercise_solution"]
+    data_dir = data_folder(settings["data_dir"])
+    options = {"suffix": suffix(exercise)}
+    if exercise == "alpaca_52k":
         data = download_and_load_file(data_dir / "alpaca_data.json", ALPACA_DATA_URL)
         options["allowed_max_length"] = 512
     else:
         data = download_and_load_file(data_dir / "instruction-data.json", INSTRUCTION_DATA_URL,
                                       sha256=INSTRUCTION_DATA_SHA256)
-    if args.exercise_solution == "phi3_prompt":
+    if exercise == "phi3_prompt":
         options.update(dataset_class=InstructionDatasetPhi, format_prompt=format_input_phi,
                        extract=extract_response_phi)
-    elif args.exercise_solution == "mask_instructions":
+    elif exercise == "mask_instructions":
         options.update(dataset_class=InstructionDatasetWithMasking,
                        collate_fn=custom_collate_with_masking)
-    elif args.exercise_solution == "lora":
-        options["prepare_model"] = lambda model: freeze_and_add_lora(
-            model, rank=args.lora_rank, alpha=args.lora_alpha)
-    return run(args, data, **options)
+    elif exercise == "lora":
+        rank, alpha = settings["lora_rank"], settings["lora_alpha"]
+        options["prepare_model"] = lambda model: freeze_and_add_lora(model, rank, alpha)
+    return run(settings, data, **options)
+
+
+def run_from_command_line(argv=None):
+    """Parse the command line (a bad value exits 2 naming it), then run `main`."""
+    return main(parse_args(argv))
 
 
 if __name__ == "__main__":
-    main()
+    run_from_command_line()

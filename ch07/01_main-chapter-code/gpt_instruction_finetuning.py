@@ -33,11 +33,13 @@ from downloads import (MIRROR_ENV_VAR, DownloadError, atomic_write, cache_gpt2_t
 from gpt_download import GPT2_MODEL_SIZES
 from previous_chapters import (
     GPTModel,
+    add_settings,
     calc_loss_loader,
     generate,
     gpt_config_from_hparams,
     load_openai_gpt2,
     plot_losses,
+    refuse_to_replace,
     save_checkpoint,
     text_to_token_ids,
     token_ids_to_text,
@@ -263,64 +265,74 @@ def finetuned_model_file(choose_model):
     return f"{re.sub(r'[ ()]', '', choose_model)}-sft.pth"
 
 
-def build_parser(description):
-    """The options shared by this script and exercise_experiments.py (book defaults)."""
+# Every setting, once, as `add_settings` reads it: key: (flag, kind, default, help).
+# parse_args returns a dict of these keys, plus "device"; exercise_experiments.py
+# adds its own entries.
+SETTINGS = {
+    "model_size": ("--model-size", GPT2_MODEL_SIZES, "355M", "which OpenAI GPT-2 to finetune"),
+    "models_dir": ("--models-dir", str, "gpt2", "folder that holds (or receives) GPT-2's files"),
+    "data_dir": ("--data-dir", str, None,
+                 "where the dataset's JSON file is kept (None: this script's folder)"),
+    "output_dir": ("--output-dir", writable_folder, ".",
+                   "where the model, responses and plot are written"),
+    "num_epochs": ("--epochs", positive_int, 2, "passes over the training entries"),
+    "learning_rate": ("--lr", positive_float, 5e-5, "AdamW learning rate"),
+    "weight_decay": ("--weight-decay", non_negative_float, 0.1, "AdamW weight decay"),
+    "batch_size": ("--batch-size", positive_int, 8, "entries per batch"),
+    "seed": ("--seed", int, 123, "seed for shuffling and dropout"),
+    "eval_freq": ("--eval-freq", positive_int, 5, "measure the losses every this many steps"),
+    "eval_iter": ("--eval-iter", positive_int, 5, "batches per loss measurement"),
+    "max_new_tokens": ("--max-new-tokens", positive_int, 256,
+                       "longest generated answer, in tokens"),
+    "max_train_entries": ("--max-train-entries", positive_int, None,
+                          "finetune on only the first N training entries (None: all)"),
+    "max_test_entries": ("--max-test-entries", positive_int, None,
+                         "generate answers for only the first N test entries (None: all)"),
+    "overwrite": ("--overwrite", bool, False, "replace output files from an earlier run"),
+    "test_mode": ("--test-mode", bool, False,
+                  "a tiny random-weight model, 8 entries per split and at most 8 new tokens "
+                  "per answer: runs in seconds (for tests)"),
+}
+
+
+def build_parser(description, settings=SETTINGS):
+    """A parser for a SETTINGS table: this script's, or exercise_experiments.py's."""
     parser = ScriptArgumentParser(description=description)
-    add = parser.add_argument
-    add("--model-size", choices=GPT2_MODEL_SIZES, default="355M",
-        help="which OpenAI GPT-2 to finetune")
-    add("--models-dir", default="gpt2", help="folder that holds (or receives) GPT-2's files")
-    add("--data-dir", default=None,
-        help="where the dataset's JSON file is kept (None: this script's folder)")
-    add("--output-dir", type=writable_folder, default=".",
-        help="where the model, responses and plot are written")
-    add("--epochs", type=positive_int, default=2, help="passes over the training entries")
-    add("--lr", type=positive_float, default=5e-5, help="AdamW learning rate")
-    add("--weight-decay", type=non_negative_float, default=0.1, help="AdamW weight decay")
-    add("--batch-size", type=positive_int, default=8, help="entries per batch")
-    add("--seed", type=int, default=123, help="seed for shuffling and dropout")
+    add_settings(parser, settings)
     add_device_argument(parser)
-    add("--eval-freq", type=positive_int, default=5,
-        help="measure the losses every this many steps")
-    add("--eval-iter", type=positive_int, default=5, help="batches per loss measurement")
-    add("--max-new-tokens", type=positive_int, default=256,
-        help="longest generated answer, in tokens")
-    add("--max-train-entries", type=positive_int, default=None,
-        help="finetune on only the first N training entries (None: all)")
-    add("--max-test-entries", type=positive_int, default=None,
-        help="generate answers for only the first N test entries (None: all)")
-    add("--overwrite", action="store_true", help="replace output files from an earlier run")
-    add("--test-mode", action="store_true",
-        help="a tiny random-weight model, 8 entries per split and at most 8 new tokens "
-             "per answer: runs in seconds (for tests)")
     return parser
 
 
-def validate_args(parser, args, output_names):
-    """Checks that involve several flags, before the long work starts; exit 2 naming one."""
-    existing = [name for name in output_names if (args.output_dir / name).exists()]
-    if existing and not args.overwrite:
-        parser.error(f"argument --output-dir: {args.output_dir} already holds "
-                     f"{', '.join(existing)}; pass --overwrite to replace")
-
-
 def parse_args(argv=None):
+    """The command line as a plain settings dict, checked: a bad value exits 2 naming it."""
     parser = build_parser("Finetune GPT-2 to follow instructions (chapter 7). "
                           "The defaults are the book's run.")
-    args = parser.parse_args(argv)
-    validate_args(parser, args, output_files(args))
-    return args
+    settings = vars(parser.parse_args(argv))
+    refuse_to_replace(parser, settings["output_dir"],
+                      output_files(settings["model_size"], settings["test_mode"]),
+                      settings["overwrite"])
+    return settings
 
 
-def output_files(args, suffix=""):
+def output_files(model_size, test_mode=False, suffix=""):
     """Names of the model, responses and plot files a run writes into --output-dir."""
-    choose_model = "test-model" if args.test_mode else GPT2_MODEL_NAMES[args.model_size]
+    choose_model = "test-model" if test_mode else GPT2_MODEL_NAMES[model_size]
     model_file = finetuned_model_file(choose_model)
     if suffix:
         model_file = model_file.replace("-sft.pth", f"-sft-{suffix}.pth")
     stem = f"-{suffix}" if suffix else ""
     return [model_file, RESPONSES_FILE.replace(".json", f"{stem}.json"),
             LOSS_PLOT_FILE.replace(".pdf", f"{stem}.pdf")]
+
+
+def data_folder(data_dir):
+    """The --data-dir folder: the given one, else this script's."""
+    return Path(data_dir) if data_dir else Path(__file__).resolve().parent
+
+
+def input_error(message):
+    """Exit 2 with one line, as a bad command-line value does (also from exercise_experiments)."""
+    ScriptArgumentParser(prog=Path(__file__).name).error(message)
 
 
 def split_for_run(data, test_mode=False, max_train_entries=None, max_test_entries=None):
@@ -371,52 +383,52 @@ def finetune(model, train_loader, val_loader, start_context, tokenizer, device, 
     return history
 
 
-def run(args, data, dataset_class=InstructionDataset, collate_fn=custom_collate_fn,
+def run(settings, data, dataset_class=InstructionDataset, collate_fn=custom_collate_fn,
         format_prompt=format_input, extract=extract_response, prepare_model=None,
         allowed_max_length=None, suffix=""):
     """Finetune on `data` and write the model, the test answers and the loss plot.
 
-    `args` is the parsed command line of either script; `run` hands each
-    function below it the plain values it needs. The keyword arguments are
-    what the exercises (exercise_experiments.py)
-    change: the dataset class and collate function, the prompt style, a
-    function applied to the loaded model (LoRA) and the longest sequence.
-    Returns the training losses, validation losses and answered test entries.
+    `settings` is the plain dict parse_args returns (of either script); `run`
+    hands each function below it the values it needs. The keyword arguments
+    are what the exercises (exercise_experiments.py) change: the dataset class
+    and collate function, the prompt style, a function applied to the loaded
+    model (LoRA) and the longest sequence. Returns the training losses,
+    validation losses and answered test entries.
     """
-    device = args.device
+    device, test_mode = settings["device"], settings["test_mode"]
+    batch_size, output_dir = settings["batch_size"], settings["output_dir"]
     print(f"torch {torch.__version__}, device: {device}")
-    model_file, responses_file, plot_file = output_files(args, suffix)
-    output_dir = args.output_dir
+    model_file, responses_file, plot_file = output_files(settings["model_size"], test_mode, suffix)
     output_dir.mkdir(parents=True, exist_ok=True)
 
     cache_gpt2_tokenizer_files()  # lets tiktoken load GPT-2's BPE with no network
     tokenizer = tiktoken.get_encoding("gpt2")
-    train_data, val_data, test_data = split_for_run(data, args.test_mode, args.max_train_entries,
-                                                    args.max_test_entries)
-    if len(train_data) < args.batch_size:  # checked before the model is loaded
-        print(f"{Path(__file__).name}: error: argument --batch-size: {args.batch_size} is "
-              f"more than the {len(train_data)} training entries (0 training batches) "
-              "(see --help)", file=sys.stderr)
-        sys.exit(2)
+    train_data, val_data, test_data = split_for_run(
+        data, test_mode, settings["max_train_entries"], settings["max_test_entries"])
+    if len(train_data) < batch_size:  # checked before the model is loaded
+        input_error(f"argument --batch-size: {batch_size} is more than the {len(train_data)} "
+                    "training entries (0 training batches)")
 
-    torch.manual_seed(args.seed)
-    model, config = load_model(args.model_size, args.models_dir, args.test_mode)
+    torch.manual_seed(settings["seed"])
+    model, config = load_model(settings["model_size"], settings["models_dir"], test_mode)
     if prepare_model is not None:
         prepare_model(model)
     model.to(device)
     collate = partial(collate_fn, device=device,
                       allowed_max_length=allowed_max_length or config["context_length"])
-    torch.manual_seed(args.seed)
+    torch.manual_seed(settings["seed"])
     train_loader, val_loader, _ = create_instruction_loaders(
-        train_data, val_data, test_data, tokenizer, collate, batch_size=args.batch_size,
+        train_data, val_data, test_data, tokenizer, collate, batch_size=batch_size,
         dataset_class=dataset_class)
 
     train_losses, val_losses, tokens_seen = finetune(
         model, train_loader, val_loader, format_prompt(val_data[0]), tokenizer, device,
-        args.epochs, args.eval_freq, args.eval_iter, args.lr, args.weight_decay, args.seed)
+        settings["num_epochs"], settings["eval_freq"], settings["eval_iter"],
+        settings["learning_rate"], settings["weight_decay"], settings["seed"])
 
-    max_new_tokens = min(args.max_new_tokens, TEST_MODE_MAX_NEW_TOKENS) if args.test_mode \
-        else args.max_new_tokens
+    max_new_tokens = settings["max_new_tokens"]
+    if test_mode:
+        max_new_tokens = min(max_new_tokens, TEST_MODE_MAX_NEW_TOKENS)
     generate_test_responses(model, test_data, tokenizer, device, max_new_tokens,
                             format_prompt=format_prompt, extract=extract)
     write_json_atomically(output_dir / responses_file, test_data)
@@ -425,7 +437,7 @@ def run(args, data, dataset_class=InstructionDataset, collate_fn=custom_collate_
     print(f"Saved the finetuned model to {output_dir / model_file}")
 
     if train_losses:
-        epochs_seen = torch.linspace(0, args.epochs, len(train_losses))
+        epochs_seen = torch.linspace(0, settings["num_epochs"], len(train_losses))
         figure = plot_losses(epochs_seen, tokens_seen, train_losses, val_losses)
         with atomic_write(output_dir / plot_file, "wb") as f:  # never a half-written PDF
             figure.savefig(f, format=Path(plot_file).suffix.lstrip(".") or None)
@@ -433,12 +445,15 @@ def run(args, data, dataset_class=InstructionDataset, collate_fn=custom_collate_
     return train_losses, val_losses, test_data
 
 
-def main(argv=None):
-    """The chapter's run: the instruction dataset, GPT-2, finetuning, answers, files."""
-    args = parse_args(argv)
-    data_dir = Path(args.data_dir) if args.data_dir else Path(__file__).resolve().parent
-    data = load_checked_instruction_data(data_dir / "instruction-data.json")
-    return run(args, data)
+def main(settings):
+    """The chapter's run from parse_args's settings: the data, GPT-2, finetuning, files."""
+    data_path = data_folder(settings["data_dir"]) / "instruction-data.json"
+    return run(settings, load_checked_instruction_data(data_path))
+
+
+def run_from_command_line(argv=None):
+    """Parse the command line (a bad value exits 2 naming it), then run `main`."""
+    return main(parse_args(argv))
 
 
 def load_checked_instruction_data(path):
@@ -455,9 +470,7 @@ def load_checked_instruction_data(path):
     except (ValueError, RecursionError, OSError, argparse.ArgumentTypeError) as err:
         # ValueError covers bad JSON and non-UTF-8 bytes; RecursionError, absurd nesting
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-        print(f"{Path(__file__).name}: error: argument --data-dir: {reason} (see --help)",
-              file=sys.stderr)
-        sys.exit(2)
+        input_error(f"argument --data-dir: {reason}")
     return data
 
 
@@ -476,4 +489,4 @@ def check_instruction_entries(data, path):
 
 
 if __name__ == "__main__":
-    main()
+    run_from_command_line()

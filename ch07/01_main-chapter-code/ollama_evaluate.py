@@ -203,6 +203,7 @@ def summarize_scores(scores):
 
 
 def parse_args(argv=None):
+    """The command line as a plain settings dict, checked: a bad value exits 2 naming it."""
     # the book repository's --file_path names our --file (--json_key needs no entry)
     parser = ScriptArgumentParser(
         description="Score a model's answers (the 'model_response' of each entry) with a "
@@ -223,17 +224,17 @@ def parse_args(argv=None):
     parser.add_argument("--timeout", type=positive_float, default=120,
                         help="seconds to wait for one reply before retrying")
     parser.add_argument("--retries", type=non_negative_int, default=3, help="retries per entry")
-    args = parser.parse_args(argv)
-    if args.download_book_responses and args.file is not None:
+    settings = vars(parser.parse_args(argv))
+    if settings["download_book_responses"] and settings["file"] is not None:
         parser.error("argument --download-book-responses: scores the book's file; "
                      "leave out --file")
-    if args.file is None and not args.download_book_responses:
+    if settings["file"] is None and not settings["download_book_responses"]:
         if not Path(RESPONSES_FILE).is_file():
             parser.error(f"argument --file: no {RESPONSES_FILE} here; "
                          "gpt_instruction_finetuning.py writes it (or pass "
                          "--download-book-responses to score the book's published answers)")
-        args.file = Path(RESPONSES_FILE)
-    return args
+        settings["file"] = Path(RESPONSES_FILE)
+    return settings
 
 
 def book_responses_file():
@@ -256,23 +257,23 @@ def load_entries(path, json_key):
     return entries
 
 
-def main(argv=None):
-    args = parse_args(argv)
+def main(settings):
+    """Score the answers as `settings` (parse_args's dict) says; return the exit status."""
+    json_key, model = settings["json_key"], settings["model"]
     try:
-        path = book_responses_file() if args.download_book_responses else args.file
+        path = book_responses_file() if settings["download_book_responses"] else settings["file"]
     except DownloadError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     try:
-        entries = load_entries(path, args.json_key)
+        entries = load_entries(path, json_key)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     try:
-        base_url = check_ollama(args.model, args.host)
-        scores = generate_model_scores(entries, args.json_key, args.model,
-                                       url=f"{base_url}/api/chat", timeout=args.timeout,
-                                       retries=args.retries)
+        base_url = check_ollama(model, settings["host"])
+        scores = generate_model_scores(entries, json_key, model, url=f"{base_url}/api/chat",
+                                       timeout=settings["timeout"], retries=settings["retries"])
     except OllamaError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
@@ -286,5 +287,10 @@ def main(argv=None):
     return 0 if n_parsed else 1
 
 
+def run_from_command_line(argv=None):
+    """Parse the command line (a bad value exits 2 naming it); return main's exit status."""
+    return main(parse_args(argv))
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_from_command_line())

@@ -128,7 +128,8 @@ def test_a_checkpoint_that_does_not_fit_the_flags_names_the_shapes(tmp_path, cap
     torch.manual_seed(0)
     torch.save(gpt_generate.GPTModel(TINY).state_dict(), tmp_path / "model.pth")
     with pytest.raises(SystemExit) as excinfo:
-        gpt_generate.main(["--checkpoint", str(tmp_path / "model.pth"), "--device", "cpu"])
+        gpt_generate.run_from_command_line(["--checkpoint", str(tmp_path / "model.pth"),
+                                           "--device", "cpu"])
     assert excinfo.value.code == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1

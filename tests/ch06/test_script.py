@@ -27,7 +27,7 @@ def no_temporary_files(*folders):
 
 def test_help_lists_hyphenated_options_only(ch06, capsys):
     with pytest.raises(SystemExit) as info:
-        ch06.main(["--help"])
+        ch06.run_from_command_line(["--help"])
     assert info.value.code == 0
     help_text = capsys.readouterr().out
     for option in ("--model-size", "--epochs", "--lr", "--batch-size", "--seed", "--device",
@@ -41,8 +41,9 @@ def test_help_lists_hyphenated_options_only(ch06, capsys):
 def test_test_mode_runs_end_to_end(tmp_path, ch06, previous_chapters, tokenizer, capsys):
     out = tmp_path / "out"
     # the book repository's spellings of the options work too
-    ch06.main(["--test_mode", "--epochs", "2", "--eval_freq", "1", "--eval_iter", "1",
-               "--device", "cpu", "--output_dir", str(out), "--data-dir", str(tmp_path / "data")])
+    ch06.run_from_command_line(["--test_mode", "--epochs", "2", "--eval_freq", "1",
+                                "--eval_iter", "1", "--device", "cpu", "--output_dir", str(out),
+                                "--data-dir", str(tmp_path / "data")])
     stdout = capsys.readouterr().out
     assert "Messages padded to 120 tokens" in stdout
     assert "2 training, 2 validation and 2 test batches" in stdout  # 16 examples each
@@ -69,10 +70,10 @@ def test_finetunes_openai_gpt2_and_saves_a_reloadable_model(
     mirror = course_mirror(["124M"], SMALL_OVERRIDE)
     monkeypatch.setenv("LLMS_FROM_SCRATCH_MIRROR", str(mirror))
     out = tmp_path / "out"
-    ch06.main(["--model-size", "124M", "--epochs", "1", "--batch-size", "64",
-               "--eval-freq", "8", "--eval-iter", "1", "--device", "cpu",
-               "--output-dir", str(out), "--data-dir", str(tmp_path / "data"),
-               "--models-dir", str(tmp_path / "gpt2")])
+    ch06.run_from_command_line([
+        "--model-size", "124M", "--epochs", "1", "--batch-size", "64", "--eval-freq", "8",
+        "--eval-iter", "1", "--device", "cpu", "--output-dir", str(out),
+        "--data-dir", str(tmp_path / "data"), "--models-dir", str(tmp_path / "gpt2")])
     stdout = capsys.readouterr().out
     # the last block, the final norm and the head of a 32-dimensional GPT-2
     assert "Trainable parameters: 12,834" in stdout
@@ -103,7 +104,7 @@ def test_finetunes_openai_gpt2_and_saves_a_reloadable_model(
 
 def run_expecting_exit_2(ch06, capsys, argv):
     with pytest.raises(SystemExit) as info:
-        ch06.main(argv)
+        ch06.run_from_command_line(argv)
     assert info.value.code == 2
     return capsys.readouterr().err.strip().splitlines()
 

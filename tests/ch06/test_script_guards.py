@@ -8,8 +8,8 @@ import pytest
 def test_a_batch_larger_than_the_training_data_is_refused(tmp_path, ch06, capsys):
     out = tmp_path / "out"
     with pytest.raises(SystemExit) as info:
-        ch06.main(["--test-mode", "--batch-size", "100", "--device", "cpu",
-                   "--output-dir", str(out), "--data-dir", str(tmp_path / "data")])
+        ch06.run_from_command_line(["--test-mode", "--batch-size", "100", "--device", "cpu",
+                                    "--output-dir", str(out), "--data-dir", str(tmp_path / "data")])
     assert info.value.code == 2
     error = capsys.readouterr().err.strip()
     assert "\n" not in error and "--batch-size" in error and "0 training batches" in error
@@ -23,7 +23,7 @@ def test_an_earlier_model_is_replaced_only_with_overwrite(tmp_path, ch06, capsys
     assert info.value.code == 2
     error = capsys.readouterr().err.strip()
     assert "--output-dir" in error and "--overwrite" in error
-    assert ch06.parse_args(["--output-dir", str(tmp_path), "--overwrite"]).overwrite
+    assert ch06.parse_args(["--output-dir", str(tmp_path), "--overwrite"])["overwrite"]
 
 
 def test_a_users_own_sms_collection_is_used_as_it_is(tmp_path, ch06, capsys):

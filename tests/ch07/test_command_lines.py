@@ -108,8 +108,8 @@ def test_pasted_command_line_is_accepted(folder, command, reader_folders, monkey
 def test_exercise_solution_defaults_to_the_baseline(reader_folders, monkeypatch):
     for command in ("python exercise_experiments.py",
                     "python exercise_experiments.py --exercise_solution baseline"):
-        args = parse_pasted(MAIN, command, reader_folders, monkeypatch)
-        assert args.exercise_solution == "baseline"
+        settings = parse_pasted(MAIN, command, reader_folders, monkeypatch)
+        assert settings["exercise_solution"] == "baseline"
 
 
 def test_book_near_duplicate_command_searches_every_text_field(reader_folders, monkeypatch):

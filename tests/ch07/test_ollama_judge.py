@@ -54,7 +54,7 @@ def test_request_body_and_reply(judge):
 
 def test_scores_are_parsed_and_averaged(judge, responses_file, capsys):
     with FakeOllama(["85", "Score: 70.", "90/100"]) as server:
-        status = judge.main(["--file", str(responses_file), "--host", server.url])
+        status = judge.run_from_command_line(["--file", str(responses_file), "--host", server.url])
     out = capsys.readouterr().out
     assert status == 0
     assert "Number of scores: 3 of 3" in out
@@ -66,7 +66,8 @@ def test_scores_are_parsed_and_averaged(judge, responses_file, capsys):
 
 def test_non_numeric_reply_is_reported_not_averaged_as_zero(judge, responses_file, capsys):
     with FakeOllama(["80", "The answer is quite good", "101"]) as server:
-        status = judge.main(["--file_path", str(responses_file), "--host", server.url])
+        status = judge.run_from_command_line(["--file_path", str(responses_file),
+                                              "--host", server.url])
     out = capsys.readouterr().out
     assert status == 0
     assert "Number of scores: 1 of 3" in out
@@ -103,8 +104,8 @@ def test_slow_server_times_out_and_is_retried(judge):
 
 
 def test_server_down_gives_one_line_with_instructions(judge, responses_file, capsys):
-    status = judge.main(["--file", str(responses_file), "--host",
-                         f"http://127.0.0.1:{free_port()}"])
+    status = judge.run_from_command_line(["--file", str(responses_file), "--host",
+                                          f"http://127.0.0.1:{free_port()}"])
     err = capsys.readouterr().err
     assert status == 1
     assert err.count("\n") == 1
@@ -113,7 +114,7 @@ def test_server_down_gives_one_line_with_instructions(judge, responses_file, cap
 
 def test_missing_model_gives_one_line_with_instructions(judge, responses_file, capsys):
     with FakeOllama(models=["phi3:latest"]) as server:
-        status = judge.main(["--file", str(responses_file), "--host", server.url])
+        status = judge.run_from_command_line(["--file", str(responses_file), "--host", server.url])
         with pytest.raises(judge.OllamaError, match="ollama pull llama3"):
             judge.query_model("x", "llama3", f"{server.url}/api/chat")
     err = capsys.readouterr().err
@@ -134,7 +135,7 @@ def test_host_from_environment_and_ollama_spellings(judge, monkeypatch):
 def test_unreadable_file_exits_2_with_one_line(judge, tmp_path, capsys):
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps([{"instruction": "x"}]))
-    assert judge.main(["--file", str(bad)]) == 2
+    assert judge.run_from_command_line(["--file", str(bad)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--file" in err
 
@@ -163,7 +164,7 @@ def test_book_responses_are_downloaded_and_scored(judge, tmp_path, monkeypatch, 
     monkeypatch.setattr(judge, "BOOK_RESPONSES_FILE", book_file)
     monkeypatch.chdir(tmp_path)
     with FakeOllama(default="60") as server:
-        status = judge.main(["--download-book-responses", "--host", server.url])
+        status = judge.run_from_command_line(["--download-book-responses", "--host", server.url])
     out = capsys.readouterr().out
     assert status == 0
     assert "Number of scores: 110 of 110" in out and "Average score: 60.00" in out

@@ -21,9 +21,9 @@ def test_a_batch_larger_than_the_training_entries_is_refused(ch07, tmp_path, cap
     data = tmp_path / "instruction-data.json"
     data.write_text(json.dumps([ENTRY] * 40))  # the reader's own file: 34 training entries
     monkeypatch.setattr(ch07, "load_model", lambda *args: pytest.fail("the model was loaded"))
-    error = exit_line(capsys, ch07.main, ["--test-mode", "--batch-size", "64", "--device", "cpu",
-                                          "--data-dir", str(tmp_path),
-                                          "--output-dir", str(tmp_path / "out")])
+    error = exit_line(capsys, ch07.run_from_command_line,
+                      ["--test-mode", "--batch-size", "64", "--device", "cpu",
+                       "--data-dir", str(tmp_path), "--output-dir", str(tmp_path / "out")])
     assert "--batch-size" in error and "0 training batches" in error
     assert json.loads(data.read_text()) == [ENTRY] * 40  # used as it is, not replaced
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
@@ -39,6 +39,7 @@ def test_a_batch_larger_than_the_training_entries_is_refused(ch07, tmp_path, cap
 def test_a_malformed_data_file_is_named_before_any_work(ch07, tmp_path, capsys, content,
                                                         problem):
     (tmp_path / "instruction-data.json").write_bytes(content)
-    error = exit_line(capsys, ch07.main, ["--test-mode", "--data-dir", str(tmp_path),
-                                          "--output-dir", str(tmp_path / "out")])
+    error = exit_line(capsys, ch07.run_from_command_line,
+                      ["--test-mode", "--data-dir", str(tmp_path),
+                       "--output-dir", str(tmp_path / "out")])
     assert "--data-dir" in error and problem in error.lower()

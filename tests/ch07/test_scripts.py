@@ -23,7 +23,7 @@ def test_end_to_end_from_an_openai_format_checkpoint(ch07, previous, course_mirr
     """Finetune a (small) checkpoint in OpenAI's layout served from the mirror."""
     monkeypatch.setenv("LLMS_FROM_SCRATCH_MIRROR", str(course_mirror(["355M-small"])))
     out = tmp_path / "out"
-    train_losses, val_losses, answered = ch07.main([
+    train_losses, val_losses, answered = ch07.run_from_command_line([
         "--model-size", "355M", "--models-dir", str(tmp_path / "gpt2"),
         "--data-dir", str(tmp_path), "--output-dir", str(out), "--epochs", "1",
         "--max-train-entries", "16", "--max-test-entries", "2", "--max-new-tokens", "3",
@@ -50,16 +50,17 @@ def test_existing_outputs_are_not_overwritten(ch07, tmp_path, capsys):
 
 
 def test_book_spellings_are_accepted(ch07, exercises, tmp_path):
-    args = ch07.parse_args(["--test_mode", "--output_dir", str(tmp_path), "--batch_size", "2"])
-    assert args.test_mode and args.batch_size == 2 and args.output_dir == tmp_path
-    args = exercises.parse_args(["--exercise_solution", "lora", "--output-dir", str(tmp_path)])
-    assert args.exercise_solution == "lora"
+    settings = ch07.parse_args(["--test_mode", "--output_dir", str(tmp_path), "--batch_size", "2"])
+    assert settings["test_mode"] and settings["batch_size"] == 2
+    assert settings["output_dir"] == tmp_path
+    settings = exercises.parse_args(["--exercise_solution", "lora", "--output-dir", str(tmp_path)])
+    assert settings["exercise_solution"] == "lora"
 
 
 def test_lora_exercise_trains_only_lora_parameters(exercises, previous, tmp_path, capsys):
-    exercises.main(["--exercise-solution", "lora", "--test-mode", "--epochs", "1",
-                    "--max-test-entries", "1", "--data-dir", str(tmp_path),
-                    "--output-dir", str(tmp_path)])
+    exercises.run_from_command_line(["--exercise-solution", "lora", "--test-mode", "--epochs",
+                                     "1", "--max-test-entries", "1", "--data-dir", str(tmp_path),
+                                     "--output-dir", str(tmp_path)])
     assert "Trainable parameters with LoRA" in capsys.readouterr().out
     path = tmp_path / "test-model-sft-lora.pth"
     state = torch.load(path, weights_only=True)["model_state_dict"]
@@ -73,12 +74,13 @@ def test_alpaca_exercise_reads_the_dataset_through_the_mirror(exercises, tmp_pat
     mirror.mkdir()
     (mirror / "alpaca_data.json").write_text(json.dumps(ALPACA_ENTRIES))
     monkeypatch.setenv("LLMS_FROM_SCRATCH_MIRROR", str(mirror))
-    args = exercises.parse_args(["--exercise-solution", "alpaca_52k", "--output-dir",
-                                 str(tmp_path)])
-    assert args.batch_size == 4  # the book's solution
-    exercises.main(["--exercise-solution", "alpaca_52k", "--test-mode", "--epochs", "1",
-                    "--max-test-entries", "1", "--data-dir", str(tmp_path),
-                    "--output-dir", str(tmp_path / "out")])
+    settings = exercises.parse_args(["--exercise-solution", "alpaca_52k", "--output-dir",
+                                     str(tmp_path)])
+    assert settings["batch_size"] == 4  # the book's solution
+    exercises.run_from_command_line([
+        "--exercise-solution", "alpaca_52k", "--test-mode", "--epochs", "1",
+        "--max-test-entries", "1", "--data-dir", str(tmp_path),
+        "--output-dir", str(tmp_path / "out")])
     assert "40 entries: 8 for training" in capsys.readouterr().out
     answered = json.loads((tmp_path / "out" / "instruction-data-with-response-alpaca-52k.json")
                           .read_text())
@@ -125,18 +127,19 @@ def test_baseline_exercise_is_the_chapters_run(ch07, exercises, tmp_path, monkey
     settings and data and changes nothing but the output names (`...-baseline...`).
     """
     calls = []
-    monkeypatch.setattr(exercises, "run", lambda args, data, **options: calls.append(
-        (args, data, options)))
+    monkeypatch.setattr(exercises, "run", lambda settings, data, **options: calls.append(
+        (settings, data, options)))
     argv = ["--data-dir", str(tmp_path), "--output-dir", str(tmp_path / "out")]
-    exercises.main(argv)
-    exercises.main(["--exercise_solution", "baseline", *argv])
-    chapter_args = vars(ch07.parse_args(argv))
-    for args, data, options in calls:
+    exercises.run_from_command_line(argv)
+    exercises.run_from_command_line(["--exercise_solution", "baseline", *argv])
+    chapter_settings = ch07.parse_args(argv)
+    for settings, data, options in calls:
         assert options == {"suffix": "baseline"}  # no dataset, prompt or model change
-        assert {key: value for key, value in vars(args).items() if key in chapter_args} \
-            == chapter_args
+        assert {key: value for key, value in settings.items() if key in chapter_settings} \
+            == chapter_settings
         assert len(data) == 1100 and data[0] == json.loads(
             (tmp_path / "instruction-data.json").read_text())[0]
-    assert ch07.output_files(calls[0][0], "baseline") == [
+    assert ch07.output_files(calls[0][0]["model_size"], calls[0][0]["test_mode"],
+                             "baseline") == [
         "gpt2-medium355M-sft-baseline.pth", "instruction-data-with-response-baseline.json",
         "loss-plot-baseline.pdf"]
