@@ -60,7 +60,7 @@ EXCLUDED_TOP_LEVEL = {"tests", "tools"}
 PACKAGE_FOLDER = "pkg"
 
 # Names every script may define in its own way.
-SCRIPT_ENTRY_POINTS = {"main", "parse_args", "build_parser"}
+SCRIPT_ENTRY_POINTS = {"main", "parse_args", "build_parser", "run_from_command_line", "SETTINGS"}
 
 # Files copied whole into every folder that needs them: file name -> home.
 WHOLE_FILE_HOMES = {

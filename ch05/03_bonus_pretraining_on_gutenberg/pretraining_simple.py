@@ -61,8 +61,9 @@ from downloads import atomic_write, cache_gpt2_tokenizer_files
 from prepare_dataset import (INDEX_NAME, MB, TOKEN_DTYPE, DamagedIndex, list_books, read_index,
                              tokenize_to_shards)
 from previous_chapters import GPT_CONFIG_124M, GPTModel, calc_loss_batch, generate_and_print_sample
-from script_helpers import (ScriptArgumentParser, add_device_argument, non_negative_float,
-                            non_negative_int, positive_float, positive_int, writable_folder)
+from script_helpers import (ScriptArgumentParser, add_device_argument, exit_with_error,
+                            non_negative_float, non_negative_int, positive_float, positive_int,
+                            writable_folder)
 from torch.distributed.elastic.multiprocessing.errors import record
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
@@ -547,12 +548,8 @@ def tokenize_text_folder(data_dir, shard_dir, context_length, val_fraction, batc
     print(f"{data_dir} holds plain .txt files: tokenizing them into {shard_dir}")
     tokenize_to_shards(data_dir, shard_dir, int(TOKEN_CACHE_SHARD_MB * MB) // TOKEN_DTYPE.itemsize,
                        progress=progress)
-
-    def error(message):
-        print(f"{Path(__file__).name}: error: {message} (see --help)", file=sys.stderr)
-        sys.exit(2)
-
-    check_shard_folder(shard_dir, data_dir, context_length, val_fraction, batch_size, error)
+    check_shard_folder(shard_dir, data_dir, context_length, val_fraction, batch_size,
+                       exit_with_error)
 
 
 def report_peak_memory(device):
@@ -587,9 +584,8 @@ def check_resume_matches(path, config, run_facts):
                              ("data or batch settings", checkpoint["run"], run_facts)):
         if saved != now:
             differ = sorted(key for key in set(saved) | set(now) if saved.get(key) != now.get(key))
-            print(f"pretraining_simple.py: error: argument --resume: {path.name} has another "
-                  f"{what} ({', '.join(differ)}): use the same flags as before", file=sys.stderr)
-            sys.exit(2)
+            exit_with_error(f"argument --resume: {path.name} has another {what} "
+                            f"({', '.join(differ)}): use the same flags as before")
 
 
 @record  # under torchrun, a failing rank's error is shown in torchrun's summary
