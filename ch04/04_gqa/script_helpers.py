@@ -9,6 +9,10 @@ the copies in sync), so each folder still runs on its own.
   (`--batch_size`) work for our hyphenated flags (`--batch-size`) without
   cluttering `--help`; a bad value ends the script with one line that names
   the argument (exit status 2), before any long work starts.
+- Settings described once: `add_settings(parser, SETTINGS)` turns a table
+  `key: (flag, kind, default, help)` into flags whose values land under the
+  book's keys; `refuse_to_replace` stops a run before it would replace the
+  files of an earlier one (unless `--overwrite`).
 - `exit_with_error(message)`: the same one line and exit status for a check
   that needs the data a flag names (too few entries for one batch, a damaged
   file), made after `parse_args` but still before the long work.
@@ -193,6 +197,30 @@ def exit_with_error(message):
     """
     print(f"{Path(sys.argv[0]).name}: error: {message} (see --help)", file=sys.stderr)
     sys.exit(2)
+
+
+def add_settings(parser, settings):
+    """One flag per entry of a SETTINGS table; each value lands under the entry's key.
+
+    An entry is `key: (flag, kind, default, help)`; the kind is a checked type
+    from script_helpers (or None: text), a tuple of choices, or bool for a switch.
+    """
+    for key, (flag, kind, default, help_text) in settings.items():
+        if kind is bool:  # a switch, off by default
+            parser.add_argument(flag, dest=key, action="store_true", help=help_text)
+        elif isinstance(kind, tuple):  # one of these words
+            parser.add_argument(flag, dest=key, choices=kind, default=default, help=help_text)
+        else:
+            parser.add_argument(flag, dest=key, type=kind, default=default, help=help_text,
+                                metavar=flag[2:].replace("-", "_").upper())
+
+
+def refuse_to_replace(parser, output_dir, names, overwrite):
+    """Exit 2 naming --output-dir if it holds one of `names` and `overwrite` is off."""
+    existing = [name for name in names if (Path(output_dir) / name).exists()]
+    if existing and not overwrite:
+        parser.error(f"argument --output-dir: {output_dir} already holds "
+                     f"{', '.join(existing)}; pass --overwrite to replace")
 
 
 def add_device_argument(parser):

@@ -26,7 +26,6 @@ from gpt_download import (
     download_and_load_gpt2,
 )
 from gpt_utils import (
-    add_settings,
     generate,
     load_checkpoint,
     read_checkpoint_config,
@@ -37,6 +36,7 @@ from previous_chapters import GPT_CONFIG_124M, GPTModel
 from script_helpers import (
     ScriptArgumentParser,
     add_device_argument,
+    add_settings,
     existing_file,
     non_negative_float,
     non_negative_int,

@@ -47,7 +47,6 @@ from downloads import (
 from gpt_utils import (
     THE_VERDICT_SHA256,
     THE_VERDICT_URL,
-    add_settings,
     learning_rate_at,
     plot_losses,
     save_checkpoint,
@@ -58,6 +57,7 @@ from previous_chapters import GPT_CONFIG_124M, GPTModel, create_dataloader_v1
 from script_helpers import (
     ScriptArgumentParser,
     add_device_argument,
+    add_settings,
     existing_file,
     non_negative_float,
     non_negative_int,

@@ -3,9 +3,8 @@
 `gpt_train.py`, `gpt_generate.py` and `bench_train.py` import what they need
 from here, so no script imports another script. The functions are copied
 unchanged from the chapter notebook ch05.ipynb (their home); a test keeps the
-copies identical. `training_progress`, `add_settings` (a SETTINGS table as
-command-line flags) and the-verdict.txt's address are shared by the scripts;
-their command-line conventions (device choice included) come from
+copies identical. `training_progress` and the-verdict.txt's address are shared by the scripts;
+their command-line conventions (settings tables, device choice) come from
 `script_helpers.py`.
 """
 
@@ -44,22 +43,6 @@ def training_progress(optimizer, total_steps, tokens_per_step):
     finally:
         handle.remove()
         bar.close()
-
-
-def add_settings(parser, settings):
-    """One flag per entry of a SETTINGS table; each value lands under the entry's key.
-
-    An entry is `key: (flag, kind, default, help)`; the kind is a checked type
-    from script_helpers (or None: text), a tuple of choices, or bool for a switch.
-    """
-    for key, (flag, kind, default, help_text) in settings.items():
-        if kind is bool:  # a switch, off by default
-            parser.add_argument(flag, dest=key, action="store_true", help=help_text)
-        elif isinstance(kind, tuple):  # one of these words
-            parser.add_argument(flag, dest=key, choices=kind, default=default, help=help_text)
-        else:
-            parser.add_argument(flag, dest=key, type=kind, default=default, help=help_text,
-                                metavar=flag[2:].replace("-", "_").upper())
 
 
 # Copied from ch05/01_main-chapter-code/ch05.ipynb::text_to_token_ids

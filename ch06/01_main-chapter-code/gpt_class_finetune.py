@@ -23,7 +23,6 @@ copies identical.
 
 import argparse
 import hashlib
-import sys
 import time
 import zipfile
 import zlib
@@ -38,14 +37,22 @@ from previous_chapters import (
     GPT2_MODEL_SIZES,
     GPT_CONFIG_124M,
     GPTModel,
-    add_settings,
     download_and_load_gpt2,
     gpt_config_from_hparams,
     load_weights_into_gpt,
     save_checkpoint,
 )
-from script_helpers import (ScriptArgumentParser, add_device_argument, non_negative_float,
-                            positive_float, positive_int, writable_folder)
+from script_helpers import (
+    ScriptArgumentParser,
+    add_device_argument,
+    add_settings,
+    exit_with_error,
+    non_negative_float,
+    positive_float,
+    positive_int,
+    refuse_to_replace,
+    writable_folder,
+)
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
@@ -486,14 +493,6 @@ SETTINGS = {
 }
 
 
-def refuse_to_replace(parser, output_dir, names, overwrite):
-    """Exit 2 naming --output-dir if it holds one of `names` and `overwrite` is off."""
-    existing = [name for name in names if (Path(output_dir) / name).exists()]
-    if existing and not overwrite:
-        parser.error(f"argument --output-dir: {output_dir} already holds "
-                     f"{', '.join(existing)}; pass --overwrite to replace")
-
-
 def parse_args(argv=None):
     """The command line as a plain settings dict, checked: a bad value exits 2 naming it."""
     parser = ScriptArgumentParser(
@@ -588,9 +587,7 @@ def run_from_command_line(argv=None):
         run = prepare_run(settings)
     except (ValueError, ImportError, DownloadError) as err:
         # one line; a DownloadError's several say what was tried and where to put the file
-        message = str(err) if isinstance(err, DownloadError) else str(err).splitlines()[0]
-        print(f"{Path(__file__).name}: error: {message}", file=sys.stderr)
-        sys.exit(2)
+        exit_with_error(str(err) if isinstance(err, DownloadError) else str(err).splitlines()[0])
     finetune_and_save(*run, settings)
 
 

@@ -3,8 +3,7 @@
 Copied unchanged from the chapters that introduce it: the GPT model (chapters
 3 and 4), and from chapter 5 the helpers that turn text into token ids and back,
 save and load checkpoints, download OpenAI's GPT-2 and copy its weights into
-our model, and turn a script's SETTINGS table into command-line flags
-(`add_settings`); homes: ch05.ipynb, gpt_train.py, gpt_download.py,
+our model; homes: ch05.ipynb, gpt_train.py, gpt_download.py,
 gpt_generate.py and gpt_utils.py in ch05/01_main-chapter-code. A test checks
 that every copy is byte-identical to its home, so do not edit these
 definitions here: change them at home and re-run
@@ -582,20 +581,3 @@ def gpt_config_from_hparams(settings):
         "drop_rate": 0.0,
         "qkv_bias": True,
     }
-
-
-# Copied from ch05/01_main-chapter-code/gpt_utils.py::add_settings
-def add_settings(parser, settings):
-    """One flag per entry of a SETTINGS table; each value lands under the entry's key.
-
-    An entry is `key: (flag, kind, default, help)`; the kind is a checked type
-    from script_helpers (or None: text), a tuple of choices, or bool for a switch.
-    """
-    for key, (flag, kind, default, help_text) in settings.items():
-        if kind is bool:  # a switch, off by default
-            parser.add_argument(flag, dest=key, action="store_true", help=help_text)
-        elif isinstance(kind, tuple):  # one of these words
-            parser.add_argument(flag, dest=key, choices=kind, default=default, help=help_text)
-        else:
-            parser.add_argument(flag, dest=key, type=kind, default=default, help=help_text,
-                                metavar=flag[2:].replace("-", "_").upper())

@@ -45,8 +45,11 @@ from gpt_instruction_finetuning import (
     output_files,
     run,
 )
-from previous_chapters import refuse_to_replace
-from script_helpers import positive_float, positive_int
+from script_helpers import (
+    positive_float,
+    positive_int,
+    refuse_to_replace,
+)
 
 # Copied from ch07/01_main-chapter-code/exercise-solutions.ipynb::ALPACA_DATA_URL
 ALPACA_DATA_URL = (

@@ -33,20 +33,26 @@ from downloads import (MIRROR_ENV_VAR, DownloadError, atomic_write, cache_gpt2_t
 from gpt_download import GPT2_MODEL_SIZES
 from previous_chapters import (
     GPTModel,
-    add_settings,
     calc_loss_loader,
     generate,
     gpt_config_from_hparams,
     load_openai_gpt2,
     plot_losses,
-    refuse_to_replace,
     save_checkpoint,
     text_to_token_ids,
     token_ids_to_text,
     train_model_simple,
 )
-from script_helpers import (ScriptArgumentParser, add_device_argument, non_negative_float,
-                            positive_float, positive_int, writable_folder)
+from script_helpers import (
+    ScriptArgumentParser,
+    add_device_argument,
+    add_settings,
+    non_negative_float,
+    positive_float,
+    positive_int,
+    refuse_to_replace,
+    writable_folder,
+)
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 

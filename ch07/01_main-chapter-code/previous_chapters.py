@@ -8,10 +8,7 @@ Each definition below is a copy of its home (named in the comment above it);
 - chapter 5: text/token-id helpers, the losses, the training loop that counts
   tokens (`train_model_simple`), the loss plot, `generate` with temperature,
   top-k and an end-of-text id, saving and loading checkpoints, and copying
-  OpenAI's GPT-2 weights into `GPTModel`;
-- the scripts' helpers: a SETTINGS table becomes command-line flags
-  (`add_settings`, chapter 5), and an earlier run's files are replaced only
-  with --overwrite (`refuse_to_replace`, chapter 6).
+  OpenAI's GPT-2 weights into `GPTModel`.
 """
 
 from pathlib import Path
@@ -532,29 +529,3 @@ def default_device():
         else "mps" if torch.backends.mps.is_available()
         else "cpu"
     )
-
-
-# Copied from ch05/01_main-chapter-code/gpt_utils.py::add_settings
-def add_settings(parser, settings):
-    """One flag per entry of a SETTINGS table; each value lands under the entry's key.
-
-    An entry is `key: (flag, kind, default, help)`; the kind is a checked type
-    from script_helpers (or None: text), a tuple of choices, or bool for a switch.
-    """
-    for key, (flag, kind, default, help_text) in settings.items():
-        if kind is bool:  # a switch, off by default
-            parser.add_argument(flag, dest=key, action="store_true", help=help_text)
-        elif isinstance(kind, tuple):  # one of these words
-            parser.add_argument(flag, dest=key, choices=kind, default=default, help=help_text)
-        else:
-            parser.add_argument(flag, dest=key, type=kind, default=default, help=help_text,
-                                metavar=flag[2:].replace("-", "_").upper())
-
-
-# Copied from ch06/01_main-chapter-code/gpt_class_finetune.py::refuse_to_replace
-def refuse_to_replace(parser, output_dir, names, overwrite):
-    """Exit 2 naming --output-dir if it holds one of `names` and `overwrite` is off."""
-    existing = [name for name in names if (Path(output_dir) / name).exists()]
-    if existing and not overwrite:
-        parser.error(f"argument --output-dir: {output_dir} already holds "
-                     f"{', '.join(existing)}; pass --overwrite to replace")
