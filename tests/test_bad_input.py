@@ -192,6 +192,8 @@ BAD_INPUT = [
     (LLAMA, ["--repeats", "-1"], "--repeats"),
     (LLAMA, ["--model", "70B"], "--model"),
     (LLAMA, ["--device", "tpu"], "--device"),
+    (LLAMA, ["--model", "tiny", "--prompt-length", "1000", "--max-new-tokens", "100"],
+     "--max-new-tokens"),
     (QWEN3, ["--model", "7B"], "--model"),
     (QWEN3, ["--max-new-tokens", "0"], "--max-new-tokens"),
     (QWEN3, ["--model", "tiny", "--max_new_tokens", "1020"], "--max-new-tokens"),

@@ -18,9 +18,16 @@ Each is warmed up, then timed `--repeats` times, interleaved; the fastest run
 counts (the one least disturbed by other work on the machine). Peak memory is
 what a generation needs on top of the weights already in memory: on a GPU the
 peak of PyTorch's allocator, on a CPU the peak of the process's resident memory
-(sampled every millisecond on Linux).
+(sampled every millisecond on Linux). The report names the CPU and the load
+average before and after, since a shared machine slows every row.
+
+The helpers from `parse_generation_args` to `print_results_table` are shared
+with the Qwen3 and Gemma 3 benchmarks (ch05/11_qwen3, ch05/12_gemma3), which
+keep checked copies of them.
 """
 
+import os
+import platform
 import sys
 import threading
 import time
@@ -43,22 +50,10 @@ CONFIGS = {"1B": LLAMA32_CONFIG_1B, "3B": LLAMA32_CONFIG_3B,
                     "n_layers": 2, "hidden_dim": 128, "n_kv_groups": 2, "context_length": 1024}}
 DTYPES = {"bfloat16": torch.bfloat16, "float32": torch.float32}
 
+
 def parse_args(argv=None):
     """The command line as a dict of plain values, one per flag (checked)."""
-    parser = ScriptArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", choices=list(CONFIGS), default="1B",
-                        help="Llama 3.2 configuration to build with random weights")
-    parser.add_argument("--dtype", choices=list(DTYPES), default="bfloat16", help="weight type")
-    parser.add_argument("--max-new-tokens", type=positive_int, default=100,
-                        help="tokens to generate per run")
-    parser.add_argument("--prompt-length", type=positive_int, default=16,
-                        help="random prompt tokens")
-    parser.add_argument("--repeats", type=positive_int, default=3,
-                        help="timed runs per implementation; fastest counts")
-    parser.add_argument("--seed", type=int, default=123,
-                        help="seed for the weights and the prompt")
-    add_device_argument(parser)
-    return vars(parser.parse_args(argv))
+    return parse_generation_args(argv, __doc__.splitlines()[0], CONFIGS, repeats=3)
 
 
 def hf_config(cfg):
@@ -105,6 +100,58 @@ def build_shared_models(cfg, dtype, device, seed):
     return ours.eval(), hf_model
 
 
+def benchmark(ours, hf_model, prompt, max_new_tokens, repeats, device):
+    """name -> (best seconds, largest peak, ids) for both implementations."""
+    return time_generations({
+        "ours: Llama3Model + generate_with_cache":
+            lambda n: generate_with_cache(ours, prompt, max_new_tokens=n),
+        "Hugging Face: LlamaForCausalLM.generate": lambda n: hf_generate(hf_model, prompt, n),
+    }, max_new_tokens, repeats, device)
+
+
+def parse_generation_args(argv, description, configs, dtype="bfloat16", repeats=2):
+    """A generation benchmark's command line as a dict of plain values (checked).
+
+    `configs` maps the `--model` choices to configuration dicts (the first is the
+    default); `dtype` and `repeats` are the script's defaults for those flags.
+    """
+    parser = ScriptArgumentParser(description=description)
+    parser.add_argument("--model", choices=list(configs), default=next(iter(configs)),
+                        help="model shape to build with random weights")
+    parser.add_argument("--dtype", choices=list(DTYPES), default=dtype,
+                        help="weight type (float32 is faster on CPUs without bfloat16 arithmetic)")
+    parser.add_argument("--max-new-tokens", type=positive_int, default=100,
+                        help="tokens to generate per run")
+    parser.add_argument("--prompt-length", type=positive_int, default=16,
+                        help="random prompt tokens")
+    parser.add_argument("--repeats", type=positive_int, default=repeats,
+                        help="timed runs per implementation; fastest counts")
+    parser.add_argument("--seed", type=int, default=123,
+                        help="seed for the weights and the prompt")
+    add_device_argument(parser)
+    settings = vars(parser.parse_args(argv))
+    context = configs[settings["model"]]["context_length"]
+    if settings["prompt_length"] + settings["max_new_tokens"] > context:
+        parser.error(f"argument --max-new-tokens: the prompt and the new tokens "
+                     f"({settings['prompt_length']} + {settings['max_new_tokens']}) exceed "
+                     f"the context length of {context}")
+    return settings
+
+
+def random_prompt(vocab_size, length, seed, device):
+    """A batch of one prompt of `length` random token ids (the same for every run of `seed`)."""
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randint(0, vocab_size, (1, length), generator=generator).to(device)
+
+
+def hf_generate(hf_model, prompt, num_tokens, use_cache=True):
+    """Hugging Face's greedy `generate`: `prompt` and exactly `num_tokens` new token ids."""
+    with torch.no_grad():
+        return hf_model.generate(prompt, attention_mask=torch.ones_like(prompt),
+                                 max_new_tokens=num_tokens, min_new_tokens=num_tokens,
+                                 do_sample=False, use_cache=use_cache, pad_token_id=0)
+
+
 def resident_bytes():
     """This process's resident memory (Linux), or None where /proc is missing."""
     statm = Path("/proc/self/statm")
@@ -146,19 +193,13 @@ def run_measured(generate, device):
     return seconds, extra, ids
 
 
-def benchmark(ours, hf_model, prompt, max_new_tokens, repeats, device):
-    """name -> (best seconds, largest peak, ids) for both implementations."""
-    def hf_generate(num_tokens):
-        with torch.no_grad():
-            return hf_model.generate(prompt, attention_mask=torch.ones_like(prompt),
-                                     max_new_tokens=num_tokens, min_new_tokens=num_tokens,
-                                     do_sample=False, pad_token_id=0)
+def time_generations(methods, max_new_tokens, repeats, device):
+    """name -> (best seconds, largest peak, ids) for each generation method.
 
-    methods = {
-        "ours: Llama3Model + generate_with_cache":
-            lambda n: generate_with_cache(ours, prompt, max_new_tokens=n),
-        "Hugging Face: LlamaForCausalLM.generate": hf_generate,
-    }
+    `methods` maps a name to a function of the number of new tokens. All are
+    warmed up first, then timed in turn `repeats` times (interleaved, so a busy
+    moment on the machine slows one round of each rather than one method).
+    """
     for generate in methods.values():
         generate(2)  # warm-up: the first calls pay for allocations and kernel selection
     results = {name: (float("inf"), 0, None) for name in methods}
@@ -175,21 +216,52 @@ def format_bytes(num_bytes):
     return "n/a" if num_bytes is None else f"{num_bytes / 1024**2:,.0f} MiB"
 
 
-def print_report(results, settings, weight_bytes):
-    """The table of `results` and how the two runs compare; `settings` as parse_args returns."""
+def cpu_name():
+    """The CPU's model name from /proc/cpuinfo (Linux), else what `platform` knows."""
+    cpuinfo = Path("/proc/cpuinfo")
+    for line in cpuinfo.read_text().splitlines() if cpuinfo.exists() else []:
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def print_setup(settings, family, weight_bytes, load_before, weights_note=""):
+    """The report's header: software, machine and load, model and run settings.
+
+    `settings` as `parse_generation_args` returns; `load_before` is
+    `os.getloadavg()` from before the models were built.
+    """
     import transformers
 
-    dtype, max_new_tokens = settings["dtype"], settings["max_new_tokens"]
+    device, dtype = settings["device"], settings["dtype"]
+    gpu = f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""
     print(f"torch {torch.__version__}, transformers {transformers.__version__}, "
-          f"device: {settings['device']}, CPU threads: {torch.get_num_threads()}")
-    print(f"Llama 3.2 {settings['model']}-shaped model, random {dtype} weights "
-          f"({weight_bytes / 1024**3:.2f} GiB), prompt {settings['prompt_length']} random tokens, "
-          f"{max_new_tokens} new tokens (greedy), batch size 1, best of {settings['repeats']}\n")
+          f"device: {device}{gpu}, CPU threads: {torch.get_num_threads()}")
+    after = ", ".join(f"{value:.1f}" for value in os.getloadavg())
+    before = ", ".join(f"{value:.1f}" for value in load_before)
+    print(f"CPU: {cpu_name()}, {os.cpu_count()} cores, load average (1, 5, 15 min) "
+          f"at the end: {after} (before: {before})")
+    print(f"{family} {settings['model']}-shaped model, random {dtype} weights "
+          f"({weight_bytes / 1024**3:.2f} GiB{weights_note}), prompt {settings['prompt_length']} "
+          f"random tokens, {settings['max_new_tokens']} new tokens (greedy), batch size 1, "
+          f"best of {settings['repeats']}\n")
+
+
+def print_results_table(results, max_new_tokens):
+    """`results` (name -> (seconds, peak bytes, ids)) as a Markdown table."""
     print("| implementation | seconds | tokens/s | peak memory during generation |")
     print("|---|---:|---:|---:|")
     for name, (seconds, peak, _) in results.items():
-        print(f"| {name} | {seconds:.2f} | {max_new_tokens / seconds:.1f} | "
-              f"{format_bytes(peak)} |")
+        # Two decimals for real runs; three significant digits for a tiny model's milliseconds.
+        shown = f"{seconds:.2f}" if seconds >= 1 else f"{seconds:.3g}"
+        print(f"| {name} | {shown} | {max_new_tokens / seconds:.1f} | {format_bytes(peak)} |")
+
+
+def print_report(results, settings, weight_bytes, load_before):
+    """The table of `results` and how the two runs compare; `settings` as parse_args returns."""
+    dtype = settings["dtype"]
+    print_setup(settings, "Llama 3.2", weight_bytes, load_before)
+    print_results_table(results, settings["max_new_tokens"])
     (ours_s, _, ours_ids), (hf_s, _, hf_ids) = results.values()
     print(f"\nspeed relative to Hugging Face (> 1: ours faster): {hf_s / ours_s:.2f}x")
     same = torch.equal(ours_ids, hf_ids)
@@ -205,15 +277,14 @@ def print_report(results, settings, weight_bytes):
 def main(argv=None):
     settings = parse_args(argv)
     device, seed = settings["device"], settings["seed"]
+    load_before = os.getloadavg()
     cfg = CONFIGS[settings["model"]]
     ours, hf_model = build_shared_models(cfg, DTYPES[settings["dtype"]], device, seed)
     weight_bytes = sum(p.numel() * p.element_size() for p in ours.parameters())
-    generator = torch.Generator().manual_seed(seed)
-    prompt = torch.randint(0, cfg["vocab_size"], (1, settings["prompt_length"]),
-                           generator=generator).to(device)
+    prompt = random_prompt(cfg["vocab_size"], settings["prompt_length"], seed, device)
     results = benchmark(ours, hf_model, prompt, settings["max_new_tokens"], settings["repeats"],
                         device)
-    print_report(results, settings, weight_bytes)
+    print_report(results, settings, weight_bytes, load_before)
     return 0
 
 

@@ -58,26 +58,7 @@ HF_TO_OURS = {"model.embed_tokens.": "tok_emb.", "model.norm.weight": "final_nor
 
 def parse_args(argv=None):
     """The command line as a dict of plain values, one per flag (checked)."""
-    parser = ScriptArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", choices=list(BENCHMARK_CONFIGS), default="0.6B",
-                        help="Qwen3 configuration to build with random weights")
-    parser.add_argument("--dtype", choices=list(DTYPES), default="bfloat16", help="weight type")
-    parser.add_argument("--max-new-tokens", type=positive_int, default=100,
-                        help="tokens to generate per run")
-    parser.add_argument("--prompt-length", type=positive_int, default=16,
-                        help="random prompt tokens")
-    parser.add_argument("--repeats", type=positive_int, default=2,
-                        help="timed runs per implementation; fastest counts")
-    parser.add_argument("--seed", type=int, default=123,
-                        help="seed for the weights and the prompt")
-    add_device_argument(parser)
-    args = parser.parse_args(argv)
-    context = BENCHMARK_CONFIGS[args.model]["context_length"]
-    if args.prompt_length + args.max_new_tokens > context:
-        parser.error(f"argument --max-new-tokens: the prompt and the new tokens "
-                     f"({args.prompt_length} + {args.max_new_tokens}) exceed the "
-                     f"context length of {context}")
-    return vars(args)
+    return parse_generation_args(argv, __doc__.splitlines()[0], BENCHMARK_CONFIGS)
 
 
 def our_name(hf_name):
@@ -114,6 +95,67 @@ def build_models_sharing_weights(cfg, dtype, device, seed):
         model.cos, model.sin = cos.to(device), sin.to(device)  # not in state dicts
         ours.append(model.eval())
     return (*ours, hf_model)
+
+
+def compare_generation(plain, cached, hf_model, prompt, max_new_tokens, repeats, device):
+    """name -> (best seconds, largest peak, ids) for the three implementations."""
+    def ours(module, model):
+        return lambda n: torch.cat(list(module.generate_text_basic_stream(model, prompt, n)),
+                                   dim=1)
+
+    return time_generations({
+        "ours, no cache (qwen3.py)": ours(qwen3, plain),
+        "ours, KV cache (qwen3_kvcache.py)": ours(qwen3_kvcache, cached),
+        # Only the new tokens, as generate_text_basic_stream returns them.
+        "Hugging Face: Qwen3ForCausalLM.generate":
+            lambda n: hf_generate(hf_model, prompt, n)[:, prompt.shape[1]:],
+    }, max_new_tokens, repeats, device)
+
+
+# Copied from ch05/07_gpt_to_llama/benchmark.py::parse_generation_args
+def parse_generation_args(argv, description, configs, dtype="bfloat16", repeats=2):
+    """A generation benchmark's command line as a dict of plain values (checked).
+
+    `configs` maps the `--model` choices to configuration dicts (the first is the
+    default); `dtype` and `repeats` are the script's defaults for those flags.
+    """
+    parser = ScriptArgumentParser(description=description)
+    parser.add_argument("--model", choices=list(configs), default=next(iter(configs)),
+                        help="model shape to build with random weights")
+    parser.add_argument("--dtype", choices=list(DTYPES), default=dtype,
+                        help="weight type (float32 is faster on CPUs without bfloat16 arithmetic)")
+    parser.add_argument("--max-new-tokens", type=positive_int, default=100,
+                        help="tokens to generate per run")
+    parser.add_argument("--prompt-length", type=positive_int, default=16,
+                        help="random prompt tokens")
+    parser.add_argument("--repeats", type=positive_int, default=repeats,
+                        help="timed runs per implementation; fastest counts")
+    parser.add_argument("--seed", type=int, default=123,
+                        help="seed for the weights and the prompt")
+    add_device_argument(parser)
+    settings = vars(parser.parse_args(argv))
+    context = configs[settings["model"]]["context_length"]
+    if settings["prompt_length"] + settings["max_new_tokens"] > context:
+        parser.error(f"argument --max-new-tokens: the prompt and the new tokens "
+                     f"({settings['prompt_length']} + {settings['max_new_tokens']}) exceed "
+                     f"the context length of {context}")
+    return settings
+
+
+# Copied from ch05/07_gpt_to_llama/benchmark.py::random_prompt
+def random_prompt(vocab_size, length, seed, device):
+    """A batch of one prompt of `length` random token ids (the same for every run of `seed`)."""
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randint(0, vocab_size, (1, length), generator=generator).to(device)
+
+
+# Copied from ch05/07_gpt_to_llama/benchmark.py::hf_generate
+def hf_generate(hf_model, prompt, num_tokens, use_cache=True):
+    """Hugging Face's greedy `generate`: `prompt` and exactly `num_tokens` new token ids."""
+    with torch.no_grad():
+        return hf_model.generate(prompt, attention_mask=torch.ones_like(prompt),
+                                 max_new_tokens=num_tokens, min_new_tokens=num_tokens,
+                                 do_sample=False, use_cache=use_cache, pad_token_id=0)
 
 
 # Copied from ch05/07_gpt_to_llama/benchmark.py::resident_bytes
@@ -159,26 +201,14 @@ def run_measured(generate, device):
     return seconds, extra, ids
 
 
-# Copied from ch05/07_gpt_to_llama/benchmark.py::format_bytes
-def format_bytes(num_bytes):
-    return "n/a" if num_bytes is None else f"{num_bytes / 1024**2:,.0f} MiB"
+# Copied from ch05/07_gpt_to_llama/benchmark.py::time_generations
+def time_generations(methods, max_new_tokens, repeats, device):
+    """name -> (best seconds, largest peak, ids) for each generation method.
 
-def compare_generation(plain, cached, hf_model, prompt, max_new_tokens, repeats, device):
-    """name -> (best seconds, largest peak, ids) for the three implementations."""
-    def hf_generate(num_tokens):
-        with torch.no_grad():
-            out = hf_model.generate(prompt, attention_mask=torch.ones_like(prompt),
-                                    max_new_tokens=num_tokens, min_new_tokens=num_tokens,
-                                    do_sample=False, pad_token_id=0)
-        return out[:, prompt.shape[1]:]
-
-    def ours(module, model):
-        return lambda n: torch.cat(list(module.generate_text_basic_stream(model, prompt, n)),
-                                   dim=1)
-
-    methods = {"ours, no cache (qwen3.py)": ours(qwen3, plain),
-               "ours, KV cache (qwen3_kvcache.py)": ours(qwen3_kvcache, cached),
-               "Hugging Face: Qwen3ForCausalLM.generate": hf_generate}
+    `methods` maps a name to a function of the number of new tokens. All are
+    warmed up first, then timed in turn `repeats` times (interleaved, so a busy
+    moment on the machine slows one round of each rather than one method).
+    """
     for generate in methods.values():
         generate(2)  # warm-up: the first calls pay for allocations and kernel selection
     results = {name: (float("inf"), 0, None) for name in methods}
@@ -191,31 +221,60 @@ def compare_generation(plain, cached, hf_model, prompt, max_new_tokens, repeats,
     return results
 
 
+# Copied from ch05/07_gpt_to_llama/benchmark.py::format_bytes
+def format_bytes(num_bytes):
+    return "n/a" if num_bytes is None else f"{num_bytes / 1024**2:,.0f} MiB"
+
+
+# Copied from ch05/07_gpt_to_llama/benchmark.py::cpu_name
 def cpu_name():
-    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() \
-            else []:
+    """The CPU's model name from /proc/cpuinfo (Linux), else what `platform` knows."""
+    cpuinfo = Path("/proc/cpuinfo")
+    for line in cpuinfo.read_text().splitlines() if cpuinfo.exists() else []:
         if line.startswith("model name"):
             return line.split(":", 1)[1].strip()
     return platform.processor() or platform.machine()
 
 
-def print_comparison(results, settings, weight_bytes, load_before):
-    """The table of `results` and how the runs compare; `settings` as parse_args returns."""
+# Copied from ch05/07_gpt_to_llama/benchmark.py::print_setup
+def print_setup(settings, family, weight_bytes, load_before, weights_note=""):
+    """The report's header: software, machine and load, model and run settings.
+
+    `settings` as `parse_generation_args` returns; `load_before` is
+    `os.getloadavg()` from before the models were built.
+    """
     import transformers
 
-    dtype, max_new_tokens = settings["dtype"], settings["max_new_tokens"]
+    device, dtype = settings["device"], settings["dtype"]
+    gpu = f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""
     print(f"torch {torch.__version__}, transformers {transformers.__version__}, "
-          f"device: {settings['device']}, CPU: {cpu_name()}, threads: {torch.get_num_threads()}")
-    print(f"load average (1 min) before: {load_before:.1f}, after: {os.getloadavg()[0]:.1f} "
-          f"on {os.cpu_count()} cores")
-    print(f"Qwen3 {settings['model']}-shaped model, random {dtype} weights "
-          f"({weight_bytes / 1024**3:.2f} GiB), prompt {settings['prompt_length']} random tokens, "
-          f"{max_new_tokens} new tokens (greedy), batch size 1, best of {settings['repeats']}\n")
+          f"device: {device}{gpu}, CPU threads: {torch.get_num_threads()}")
+    after = ", ".join(f"{value:.1f}" for value in os.getloadavg())
+    before = ", ".join(f"{value:.1f}" for value in load_before)
+    print(f"CPU: {cpu_name()}, {os.cpu_count()} cores, load average (1, 5, 15 min) "
+          f"at the end: {after} (before: {before})")
+    print(f"{family} {settings['model']}-shaped model, random {dtype} weights "
+          f"({weight_bytes / 1024**3:.2f} GiB{weights_note}), prompt {settings['prompt_length']} "
+          f"random tokens, {settings['max_new_tokens']} new tokens (greedy), batch size 1, "
+          f"best of {settings['repeats']}\n")
+
+
+# Copied from ch05/07_gpt_to_llama/benchmark.py::print_results_table
+def print_results_table(results, max_new_tokens):
+    """`results` (name -> (seconds, peak bytes, ids)) as a Markdown table."""
     print("| implementation | seconds | tokens/s | peak memory during generation |")
     print("|---|---:|---:|---:|")
     for name, (seconds, peak, _) in results.items():
-        print(f"| {name} | {seconds:.2f} | {max_new_tokens / seconds:.1f} | "
-              f"{format_bytes(peak)} |")
+        # Two decimals for real runs; three significant digits for a tiny model's milliseconds.
+        shown = f"{seconds:.2f}" if seconds >= 1 else f"{seconds:.3g}"
+        print(f"| {name} | {shown} | {max_new_tokens / seconds:.1f} | {format_bytes(peak)} |")
+
+
+def print_comparison(results, settings, weight_bytes, load_before):
+    """The table of `results` and how the runs compare; `settings` as parse_args returns."""
+    dtype = settings["dtype"]
+    print_setup(settings, "Qwen3", weight_bytes, load_before)
+    print_results_table(results, settings["max_new_tokens"])
     (plain_s, _, plain_ids), (kv_s, _, kv_ids), (hf_s, _, hf_ids) = results.values()
     print(f"\nKV cache against no cache: {plain_s / kv_s:.2f}x faster")
     print(f"KV cache against Hugging Face (> 1: ours faster): {hf_s / kv_s:.2f}x")
@@ -231,14 +290,12 @@ def print_comparison(results, settings, weight_bytes, load_before):
 def main(argv=None):
     settings = parse_args(argv)
     device, seed = settings["device"], settings["seed"]
-    load_before = os.getloadavg()[0]
+    load_before = os.getloadavg()
     cfg = BENCHMARK_CONFIGS[settings["model"]]
     plain, cached, hf_model = build_models_sharing_weights(cfg, DTYPES[settings["dtype"]], device,
                                                            seed)
     weight_bytes = sum(p.numel() * p.element_size() for p in hf_model.parameters())
-    generator = torch.Generator().manual_seed(seed)
-    prompt = torch.randint(0, cfg["vocab_size"], (1, settings["prompt_length"]),
-                           generator=generator).to(device)
+    prompt = random_prompt(cfg["vocab_size"], settings["prompt_length"], seed, device)
     results = compare_generation(plain, cached, hf_model, prompt, settings["max_new_tokens"],
                                  settings["repeats"], device)
     print_comparison(results, settings, weight_bytes, load_before)

@@ -54,26 +54,7 @@ DTYPES = {"bfloat16": torch.bfloat16, "float32": torch.float32}
 
 def parse_args(argv=None):
     """The command line as a dict of plain values, one per flag (checked)."""
-    parser = ScriptArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", choices=list(BENCH_CONFIGS), default="270m",
-                        help="Gemma 3 configuration to build with random weights")
-    parser.add_argument("--dtype", choices=list(DTYPES), default="float32",
-                        help="weight type (float32 is the fast one on most CPUs)")
-    parser.add_argument("--max-new-tokens", type=positive_int, default=100,
-                        help="tokens to generate per run")
-    parser.add_argument("--prompt-length", type=positive_int, default=16,
-                        help="random prompt tokens")
-    parser.add_argument("--repeats", type=positive_int, default=2,
-                        help="timed runs per implementation; fastest counts")
-    parser.add_argument("--seed", type=int, default=123,
-                        help="seed for the weights and the prompt")
-    add_device_argument(parser)
-    args = parser.parse_args(argv)
-    context_length = BENCH_CONFIGS[args.model]["context_length"]
-    if args.prompt_length + args.max_new_tokens > context_length:
-        parser.error(f"argument --max-new-tokens: the prompt and the new tokens exceed the "
-                     f"context length {context_length}")
-    return vars(args)
+    return parse_generation_args(argv, __doc__.splitlines()[0], BENCH_CONFIGS, dtype="float32")
 
 
 def random_hf_gemma3(cfg, dtype, device, seed):
@@ -96,6 +77,102 @@ def random_hf_gemma3(cfg, dtype, device, seed):
     torch.manual_seed(seed)
     with torch.device(device):
         return Gemma3ForCausalLM._from_config(config, dtype=dtype).eval()
+
+
+# Copied from ch04/01_main-chapter-code/ch04.ipynb::generate_text_simple
+def generate_text_simple(model, idx, max_new_tokens, context_size):
+    """Greedily append `max_new_tokens` token ids to the batch `idx`.
+
+    At each step the model sees at most the last `context_size` tokens (the
+    longest input it supports) and we keep the most likely next token.
+    """
+    for _ in range(max_new_tokens):
+        idx_cond = idx[:, -context_size:]
+        with torch.no_grad():
+            logits = model(idx_cond)
+        next_token_logits = logits[:, -1, :]
+        idx_next = torch.argmax(next_token_logits, dim=-1, keepdim=True)
+        idx = torch.cat((idx, idx_next), dim=1)
+    return idx
+
+
+def measure_hugging_face(cfg, dtype, prompt, max_new_tokens, repeats, device, seed):
+    """Hugging Face's runs with and without its cache; then our model with its weights.
+
+    The Hugging Face model is freed when this returns: one copy of the weights at a time.
+    """
+    hf_model = random_hf_gemma3(cfg, dtype, device, seed)
+    results = time_generations({
+        "Hugging Face: Gemma3ForCausalLM.generate": lambda n: hf_generate(hf_model, prompt, n),
+        "Hugging Face: generate(use_cache=False)":
+            lambda n: hf_generate(hf_model, prompt, n, use_cache=False),
+    }, max_new_tokens, repeats, device)
+    with torch.device(device):
+        ours = Gemma3Model({**cfg, "dtype": dtype}).eval()
+    # Without "lm_head.weight", as on the hub: the loader ties our head to the embedding.
+    params = {name: tensor for name, tensor in hf_model.state_dict().items()
+              if name != "lm_head.weight"}
+    load_weights_into_gemma(ours, cfg, params)
+    return results, ours
+
+
+def measure_ours(ours, prompt, max_new_tokens, repeats, device):
+    """Our model without a cache (chapter 4's loop) and with the KV cache."""
+    def with_cache(num_tokens):
+        new = list(generate_text_basic_stream(ours, prompt, num_tokens))
+        return torch.cat([prompt, *new], dim=1)
+
+    return time_generations({
+        "ours: Gemma3Model, no cache (generate_text_simple)":
+            lambda n: generate_text_simple(ours, prompt, n, ours.cfg["context_length"]),
+        "ours: Gemma3Model + KV cache (generate_text_basic_stream)": with_cache,
+    }, max_new_tokens, repeats, device)
+
+
+# Copied from ch05/07_gpt_to_llama/benchmark.py::parse_generation_args
+def parse_generation_args(argv, description, configs, dtype="bfloat16", repeats=2):
+    """A generation benchmark's command line as a dict of plain values (checked).
+
+    `configs` maps the `--model` choices to configuration dicts (the first is the
+    default); `dtype` and `repeats` are the script's defaults for those flags.
+    """
+    parser = ScriptArgumentParser(description=description)
+    parser.add_argument("--model", choices=list(configs), default=next(iter(configs)),
+                        help="model shape to build with random weights")
+    parser.add_argument("--dtype", choices=list(DTYPES), default=dtype,
+                        help="weight type (float32 is faster on CPUs without bfloat16 arithmetic)")
+    parser.add_argument("--max-new-tokens", type=positive_int, default=100,
+                        help="tokens to generate per run")
+    parser.add_argument("--prompt-length", type=positive_int, default=16,
+                        help="random prompt tokens")
+    parser.add_argument("--repeats", type=positive_int, default=repeats,
+                        help="timed runs per implementation; fastest counts")
+    parser.add_argument("--seed", type=int, default=123,
+                        help="seed for the weights and the prompt")
+    add_device_argument(parser)
+    settings = vars(parser.parse_args(argv))
+    context = configs[settings["model"]]["context_length"]
+    if settings["prompt_length"] + settings["max_new_tokens"] > context:
+        parser.error(f"argument --max-new-tokens: the prompt and the new tokens "
+                     f"({settings['prompt_length']} + {settings['max_new_tokens']}) exceed "
+                     f"the context length of {context}")
+    return settings
+
+
+# Copied from ch05/07_gpt_to_llama/benchmark.py::random_prompt
+def random_prompt(vocab_size, length, seed, device):
+    """A batch of one prompt of `length` random token ids (the same for every run of `seed`)."""
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randint(0, vocab_size, (1, length), generator=generator).to(device)
+
+
+# Copied from ch05/07_gpt_to_llama/benchmark.py::hf_generate
+def hf_generate(hf_model, prompt, num_tokens, use_cache=True):
+    """Hugging Face's greedy `generate`: `prompt` and exactly `num_tokens` new token ids."""
+    with torch.no_grad():
+        return hf_model.generate(prompt, attention_mask=torch.ones_like(prompt),
+                                 max_new_tokens=num_tokens, min_new_tokens=num_tokens,
+                                 do_sample=False, use_cache=use_cache, pad_token_id=0)
 
 
 # Copied from ch05/07_gpt_to_llama/benchmark.py::resident_bytes
@@ -141,25 +218,14 @@ def run_measured(generate, device):
     return seconds, extra, ids
 
 
-# Copied from ch04/01_main-chapter-code/ch04.ipynb::generate_text_simple
-def generate_text_simple(model, idx, max_new_tokens, context_size):
-    """Greedily append `max_new_tokens` token ids to the batch `idx`.
-
-    At each step the model sees at most the last `context_size` tokens (the
-    longest input it supports) and we keep the most likely next token.
-    """
-    for _ in range(max_new_tokens):
-        idx_cond = idx[:, -context_size:]
-        with torch.no_grad():
-            logits = model(idx_cond)
-        next_token_logits = logits[:, -1, :]
-        idx_next = torch.argmax(next_token_logits, dim=-1, keepdim=True)
-        idx = torch.cat((idx, idx_next), dim=1)
-    return idx
-
-
+# Copied from ch05/07_gpt_to_llama/benchmark.py::time_generations
 def time_generations(methods, max_new_tokens, repeats, device):
-    """name -> (best seconds, largest peak, ids) for each generation method."""
+    """name -> (best seconds, largest peak, ids) for each generation method.
+
+    `methods` maps a name to a function of the number of new tokens. All are
+    warmed up first, then timed in turn `repeats` times (interleaved, so a busy
+    moment on the machine slows one round of each rather than one method).
+    """
     for generate in methods.values():
         generate(2)  # warm-up: the first calls pay for allocations and kernel selection
     results = {name: (float("inf"), 0, None) for name in methods}
@@ -172,71 +238,59 @@ def time_generations(methods, max_new_tokens, repeats, device):
     return results
 
 
-def measure_hugging_face(cfg, dtype, prompt, max_new_tokens, repeats, device, seed):
-    """Hugging Face's runs with and without its cache; then our model with its weights.
-
-    The Hugging Face model is freed when this returns: one copy of the weights at a time.
-    """
-    hf_model = random_hf_gemma3(cfg, dtype, device, seed)
-
-    def hf_generate(num_tokens, use_cache):
-        with torch.no_grad():
-            return hf_model.generate(prompt, attention_mask=torch.ones_like(prompt),
-                                     max_new_tokens=num_tokens, min_new_tokens=num_tokens,
-                                     do_sample=False, use_cache=use_cache)
-
-    results = time_generations({
-        "Hugging Face: Gemma3ForCausalLM.generate": lambda n: hf_generate(n, True),
-        "Hugging Face: generate(use_cache=False)": lambda n: hf_generate(n, False),
-    }, max_new_tokens, repeats, device)
-    with torch.device(device):
-        ours = Gemma3Model({**cfg, "dtype": dtype}).eval()
-    # Without "lm_head.weight", as on the hub: the loader ties our head to the embedding.
-    params = {name: tensor for name, tensor in hf_model.state_dict().items()
-              if name != "lm_head.weight"}
-    load_weights_into_gemma(ours, cfg, params)
-    return results, ours
-
-
-def measure_ours(ours, prompt, max_new_tokens, repeats, device):
-    """Our model without a cache (chapter 4's loop) and with the KV cache."""
-    def with_cache(num_tokens):
-        new = list(generate_text_basic_stream(ours, prompt, num_tokens))
-        return torch.cat([prompt, *new], dim=1)
-
-    return time_generations({
-        "ours: Gemma3Model, no cache (generate_text_simple)":
-            lambda n: generate_text_simple(ours, prompt, n, ours.cfg["context_length"]),
-        "ours: Gemma3Model + KV cache (generate_text_basic_stream)": with_cache,
-    }, max_new_tokens, repeats, device)
-
-
 # Copied from ch05/07_gpt_to_llama/benchmark.py::format_bytes
 def format_bytes(num_bytes):
     return "n/a" if num_bytes is None else f"{num_bytes / 1024**2:,.0f} MiB"
 
 
-def report_results(results, settings, weight_bytes):
-    """The table of `results` and how the runs compare; `settings` as parse_args returns."""
+# Copied from ch05/07_gpt_to_llama/benchmark.py::cpu_name
+def cpu_name():
+    """The CPU's model name from /proc/cpuinfo (Linux), else what `platform` knows."""
+    cpuinfo = Path("/proc/cpuinfo")
+    for line in cpuinfo.read_text().splitlines() if cpuinfo.exists() else []:
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+# Copied from ch05/07_gpt_to_llama/benchmark.py::print_setup
+def print_setup(settings, family, weight_bytes, load_before, weights_note=""):
+    """The report's header: software, machine and load, model and run settings.
+
+    `settings` as `parse_generation_args` returns; `load_before` is
+    `os.getloadavg()` from before the models were built.
+    """
     import transformers
 
     device, dtype = settings["device"], settings["dtype"]
-    max_new_tokens = settings["max_new_tokens"]
+    gpu = f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""
     print(f"torch {torch.__version__}, transformers {transformers.__version__}, "
-          f"device: {device}, CPU threads: {torch.get_num_threads()}")
-    if device.type == "cpu":
-        load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
-        print(f"CPU: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-              f"load average (1, 5, 15 min) at the end: {load}")
-    print(f"Gemma 3 {settings['model']}-shaped model, random {dtype} weights "
-          f"({weight_bytes / 1024**3:.2f} GiB, head tied), prompt {settings['prompt_length']} "
-          f"random tokens, {max_new_tokens} new tokens (greedy), batch size 1, "
+          f"device: {device}{gpu}, CPU threads: {torch.get_num_threads()}")
+    after = ", ".join(f"{value:.1f}" for value in os.getloadavg())
+    before = ", ".join(f"{value:.1f}" for value in load_before)
+    print(f"CPU: {cpu_name()}, {os.cpu_count()} cores, load average (1, 5, 15 min) "
+          f"at the end: {after} (before: {before})")
+    print(f"{family} {settings['model']}-shaped model, random {dtype} weights "
+          f"({weight_bytes / 1024**3:.2f} GiB{weights_note}), prompt {settings['prompt_length']} "
+          f"random tokens, {settings['max_new_tokens']} new tokens (greedy), batch size 1, "
           f"best of {settings['repeats']}\n")
+
+
+# Copied from ch05/07_gpt_to_llama/benchmark.py::print_results_table
+def print_results_table(results, max_new_tokens):
+    """`results` (name -> (seconds, peak bytes, ids)) as a Markdown table."""
     print("| implementation | seconds | tokens/s | peak memory during generation |")
     print("|---|---:|---:|---:|")
     for name, (seconds, peak, _) in results.items():
-        print(f"| {name} | {seconds:.2f} | {max_new_tokens / seconds:.1f} | "
-              f"{format_bytes(peak)} |")
+        # Two decimals for real runs; three significant digits for a tiny model's milliseconds.
+        shown = f"{seconds:.2f}" if seconds >= 1 else f"{seconds:.3g}"
+        print(f"| {name} | {shown} | {max_new_tokens / seconds:.1f} | {format_bytes(peak)} |")
+
+
+def report_results(results, settings, weight_bytes, load_before):
+    """The table of `results` and how the runs compare; `settings` as parse_args returns."""
+    print_setup(settings, "Gemma 3", weight_bytes, load_before, weights_note=", head tied")
+    print_results_table(results, settings["max_new_tokens"])
     ours_s = results["ours: Gemma3Model + KV cache (generate_text_basic_stream)"][0]
     hf_s = results["Hugging Face: Gemma3ForCausalLM.generate"][0]
     print(f"\nspeed with cache relative to Hugging Face (> 1: ours faster): {hf_s / ours_s:.2f}x")
@@ -245,7 +299,7 @@ def report_results(results, settings, weight_bytes):
     if same:
         print("all four produced the same token ids")
     else:
-        print(f"token ids differ between the runs (rounding differences in {dtype} "
+        print(f"token ids differ between the runs (rounding differences in {settings['dtype']} "
               "between near-tied random logits)")
     return same
 
@@ -254,15 +308,14 @@ def main(argv=None):
     settings = parse_args(argv)
     device, seed = settings["device"], settings["seed"]
     max_new_tokens, repeats = settings["max_new_tokens"], settings["repeats"]
+    load_before = os.getloadavg()
     cfg = BENCH_CONFIGS[settings["model"]]
-    generator = torch.Generator().manual_seed(seed)
-    prompt = torch.randint(0, cfg["vocab_size"], (1, settings["prompt_length"]),
-                           generator=generator).to(device)
+    prompt = random_prompt(cfg["vocab_size"], settings["prompt_length"], seed, device)
     results, ours = measure_hugging_face(cfg, DTYPES[settings["dtype"]], prompt, max_new_tokens,
                                          repeats, device, seed)
     results.update(measure_ours(ours, prompt, max_new_tokens, repeats, device))
     weight_bytes = sum(p.numel() * p.element_size() for p in ours.parameters())
-    report_results(results, settings, weight_bytes)
+    report_results(results, settings, weight_bytes, load_before)
     return 0
 
 
