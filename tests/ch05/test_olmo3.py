@@ -26,6 +26,11 @@ ATOL = 1e-5
 TINY = tiny_olmo3_config(nb.OLMO3_CONFIG_7B)
 
 
+def test_the_fake_hub_model_is_the_books_7b_shrunk():
+    """The fake hub's repository (and the notebooks in the suite) use this tiny model."""
+    assert tiny_olmo3_config() == TINY
+
+
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory):
     """A tiny allenai/Olmo-3-7B-Instruct folder: sharded safetensors, tokenizer.json."""

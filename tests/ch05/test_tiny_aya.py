@@ -27,6 +27,11 @@ ATOL = 1e-5
 TINY = tiny_tiny_aya_config(nb.TINY_AYA_CONFIG)
 
 
+def test_the_fake_hub_model_is_the_books_model_shrunk():
+    """The fake hub's repository (and the notebooks in the suite) use this tiny model."""
+    assert tiny_tiny_aya_config() == TINY
+
+
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory):
     """A tiny CohereLabs/tiny-aya-global folder: sharded safetensors, tokenizer.json."""

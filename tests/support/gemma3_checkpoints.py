@@ -9,9 +9,9 @@ module writes stand-ins that are exact in format and small in size:
   (BPE with byte fallback, spaces normalised to "▁", <bos> added in front,
   the special tokens at the real file's ids) and `tokenizer_config.json`
   with Gemma 3's chat template, learned from a short text;
-* `write_fake_gemma3_hub(cache_dir)`: a hub cache holding tiny versions of
-  google/gemma-3-270m-it and google/gemma-3-270m, so that the notebooks'
-  real `hf_hub_download` calls work with HF_HUB_OFFLINE=1.
+* `HUB_REPOS` (served by fake_hub.py): tiny versions of google/gemma-3-270m-it
+  and google/gemma-3-270m, so that the notebooks' real `hf_hub_download` calls
+  work with HF_HUB_OFFLINE=1.
 """
 
 import json
@@ -164,20 +164,12 @@ def write_gemma_tokenizer(folder, vocab_size=TINY_GEMMA3_OVERRIDES["vocab_size"]
     return folder / "tokenizer.json"
 
 
-def write_fake_gemma3_hub(cache_dir, seed=0):
-    """A hub cache with both Gemma 3 270M repositories, tiny; returns the HF model.
+def write_gemma3_repo(folder):
+    """What the notebooks download from a Gemma 3 270M repository, for the tiny model:
+    `model.safetensors` (Gemma3ForCausalLM's names, tied head left out, as on the hub),
+    `config.json` and the tokenizer files."""
+    random_hf_gemma3(tiny_gemma3_config()).save_pretrained(folder)
+    write_gemma_tokenizer(folder)
 
-    Each holds what the notebooks download: `model.safetensors` (Gemma3ForCausalLM's
-    names, tied head left out, as on the hub), `config.json` and the tokenizer files.
-    """
-    from support.notebook_setups import write_hub_snapshot
 
-    hf_model = random_hf_gemma3(tiny_gemma3_config(), seed=seed)
-    saved = Path(cache_dir) / "saved"
-    hf_model.save_pretrained(saved)
-    write_gemma_tokenizer(saved)
-    files = {name: saved / name for name in
-             ("model.safetensors", "config.json", "tokenizer.json", "tokenizer_config.json")}
-    for repo_id in GEMMA3_REPOS:
-        write_hub_snapshot(cache_dir, repo_id, files)
-    return hf_model
+HUB_REPOS = dict.fromkeys(GEMMA3_REPOS, write_gemma3_repo)

@@ -9,7 +9,8 @@
   fallback, spaces as "▁", the special tokens) and `tokenizer_config.json` with the chat
   template written for these tests;
 * `write_gemma4_repo(folder, cfg)`: google/gemma-4-E2B-it as the hub serves it, tiny: the
-  multimodal names (model.language_model.*), no lm_head (tied), a vision tensor beside it.
+  multimodal names (model.language_model.*), no lm_head (tied), a vision tensor beside it;
+  `HUB_REPOS` serves it (fake_hub.py) as both E2B repositories.
 """
 
 import json
@@ -146,3 +147,7 @@ def write_gemma4_repo(folder, cfg):
     (folder / "config.json").write_text(hf_model.config.to_json_string())
     write_gemma4_tokenizer(folder)
     return hf_model
+
+
+HUB_REPOS = dict.fromkeys(GEMMA4_REPOS,
+                          lambda folder: write_gemma4_repo(folder, tiny_gemma4_config()))

@@ -9,9 +9,9 @@ This module writes stand-ins that are exact in format and small in size:
   Llama 2's (byte fallback, split digits, ids 0/1/2 = <unk>/<s>/</s>);
 * `write_tiktoken_bpe(path)`: a byte-level BPE file in tiktoken's format, learned
   with Llama 3's pre-tokenization pattern, as Llama 3's `original/tokenizer.model`;
-* `fake_hub_cache(folder, repo_ids)`: a Hugging Face hub cache holding tiny
-  versions of Meta's repositories, so that the notebooks' real
-  `hf_hub_download(repo_id=..., filename=...)` calls work with HF_HUB_OFFLINE=1.
+* `HUB_REPOS`: writers of tiny versions of Meta's repositories, served by
+  fake_hub.py, so that the notebooks' real `hf_hub_download(repo_id=..., filename=...)`
+  calls work with HF_HUB_OFFLINE=1.
 """
 
 import base64
@@ -297,7 +297,7 @@ def _write_llama3_family_repo(folder, version, num_shards, seed):
     write_tiktoken_bpe(folder / "original" / "tokenizer.model")
 
 
-REPO_WRITERS = {
+HUB_REPOS = {
     "meta-llama/Llama-2-7b-hf": _write_llama2_repo,
     "meta-llama/Llama-3.2-1B-Instruct": _write_llama32_repo,
     "meta-llama/Llama-2-7b": lambda folder: _write_llama2_meta_repo(folder, seed=1),
@@ -309,21 +309,3 @@ REPO_WRITERS = {
     "meta-llama/Llama-3.2-1B":
         lambda folder: _write_llama3_family_repo(folder, "llama3.2", num_shards=1, seed=5),
 }
-FAKE_COMMIT = "0" * 40
-
-
-def fake_hub_cache(cache_dir, repo_ids):
-    """Fill `cache_dir` (use it as HF_HUB_CACHE) with tiny versions of `repo_ids`.
-
-    The layout is the hub cache's: models--org--name/refs/main names a commit,
-    whose files live in models--org--name/snapshots/<commit>/.
-    """
-    cache_dir = Path(cache_dir)
-    for repo_id in repo_ids:
-        repo = cache_dir / ("models--" + repo_id.replace("/", "--"))
-        snapshot = repo / "snapshots" / FAKE_COMMIT
-        snapshot.mkdir(parents=True)
-        REPO_WRITERS[repo_id](snapshot)
-        (repo / "refs").mkdir()
-        (repo / "refs" / "main").write_text(FAKE_COMMIT)
-    return cache_dir

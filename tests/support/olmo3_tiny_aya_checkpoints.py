@@ -8,9 +8,9 @@ stand-ins that are exact in format and small in size:
   configuration dicts (the references);
 * `write_tokenizer_json(path, ...)`: a byte-level BPE `tokenizer.json`, trained
   with the `tokenizers` library on a few lines, with the model's special tokens;
-* `olmo3_hub_cache` / `tiny_aya_hub_cache` (setups in notebook_setups.py):
-  hub caches holding tiny versions of the repositories, sharded like the real
-  ones (`model.safetensors.index.json`).
+* `HUB_REPOS` (served by fake_hub.py): tiny versions of allenai/Olmo-3-7B-Instruct
+  and CohereLabs/tiny-aya-global, sharded like the real ones
+  (`model.safetensors.index.json`).
 """
 
 import json
@@ -18,7 +18,6 @@ from pathlib import Path
 
 import torch
 from support.llama_checkpoints import TRAINING_TEXT
-from support.notebook_setups import write_hub_snapshot
 
 OLMO3_SPECIAL_TOKENS = ["<|endoftext|>", "<|pad|>", "<|im_start|>", "<|im_end|>"]
 
@@ -31,8 +30,18 @@ TINY_OLMO3_OVERRIDES = {
 }
 
 
-def tiny_olmo3_config(base):
-    """The tiny Olmo 3 in float32, from the notebook's OLMO3_CONFIG_7B `base`."""
+# The entries of the notebooks' OLMO3_CONFIG_7B that the tiny model keeps (test_olmo3.py
+# checks that they agree).
+OLMO3_7B_BASE = {
+    "attention_bias": False, "attention_dropout": 0.0, "rope_base": 500_000.0,
+    "rope_attention_factor": 1.2079441541679836, "rope_type": "yarn", "rope_factor": 8.0,
+    "beta_fast": 32.0, "beta_slow": 1.0, "rms_norm_eps": 1e-6, "eos_token_id": 100_257,
+    "pad_token_id": 100_277,
+}
+
+
+def tiny_olmo3_config(base=OLMO3_7B_BASE):
+    """The tiny Olmo 3 in float32, from OLMO3_CONFIG_7B (`base`)."""
     return {**base, **TINY_OLMO3_OVERRIDES, "dtype": torch.float32}
 
 
@@ -117,7 +126,7 @@ def olmo3_chat_template():
             "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
 
 
-def write_olmo3_repo(folder, base_cfg, seed=0):
+def write_olmo3_repo(folder, base_cfg=OLMO3_7B_BASE, seed=0):
     """Like allenai/Olmo-3-7B-Instruct: config.json, sharded safetensors, tokenizer.json."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -128,12 +137,6 @@ def write_olmo3_repo(folder, base_cfg, seed=0):
         {"chat_template": olmo3_chat_template(), "eos_token": "<|endoftext|>",
          "pad_token": "<|pad|>"}))
     return folder
-
-
-def hub_cache_with(cache_dir, repo_id, folder):
-    """A hub cache (HF_HUB_CACHE) serving the files of `folder` as `repo_id`."""
-    write_hub_snapshot(cache_dir, repo_id, {p.name: p for p in Path(folder).iterdir()})
-    return cache_dir
 
 
 # Tiny Aya: the first special tokens of its tokenizer (ids 0-3 as in the real file, whose
@@ -153,8 +156,17 @@ TINY_AYA_OVERRIDES = {
 }
 
 
-def tiny_tiny_aya_config(base):
-    """The tiny Tiny Aya in float32, from the notebook's TINY_AYA_CONFIG `base`."""
+# The entries of the notebooks' TINY_AYA_CONFIG that the tiny model keeps (test_tiny_aya.py
+# checks that they agree).
+TINY_AYA_BASE = {
+    "attention_bias": False, "attention_dropout": 0.0, "rope_base": 50_000.0,
+    "layer_norm_eps": 1e-5, "tie_word_embeddings": True, "bos_token_id": 2, "eos_token_id": 3,
+    "pad_token_id": 0,
+}
+
+
+def tiny_tiny_aya_config(base=TINY_AYA_BASE):
+    """The tiny Tiny Aya in float32, from TINY_AYA_CONFIG (`base`)."""
     return {**base, **TINY_AYA_OVERRIDES, "dtype": torch.float32}
 
 
@@ -193,7 +205,7 @@ def tiny_aya_chat_template():
             "<|START_RESPONSE|>{% endif %}")
 
 
-def write_tiny_aya_repo(folder, base_cfg, seed=0):
+def write_tiny_aya_repo(folder, base_cfg=TINY_AYA_BASE, seed=0):
     """Like CohereLabs/tiny-aya-global: config.json, sharded safetensors without
     lm_head.weight (tied), tokenizer.json that adds <BOS_TOKEN>."""
     folder = Path(folder)
@@ -206,6 +218,10 @@ def write_tiny_aya_repo(folder, base_cfg, seed=0):
         {"chat_template": tiny_aya_chat_template(), "bos_token": "<BOS_TOKEN>",
          "eos_token": "<|END_OF_TURN_TOKEN|>", "pad_token": "<PAD>"}))
     return folder
+
+
+HUB_REPOS = {"allenai/Olmo-3-7B-Instruct": write_olmo3_repo,
+             "CohereLabs/tiny-aya-global": write_tiny_aya_repo}
 
 
 def one_line_error(error_type, call):

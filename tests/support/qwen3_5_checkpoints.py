@@ -8,7 +8,8 @@
   Qwen's (regex split + byte level, Qwen's special tokens), trained on a short text;
 * `write_qwen3_5_repo(folder)`: `Qwen/Qwen3.5-0.8B` as the hub serves it, with a tiny
   model: safetensors shards with `model.language_model.` names and an index,
-  `config.json`, `tokenizer.json` and `tokenizer_config.json` with a chat template.
+  `config.json`, `tokenizer.json` and `tokenizer_config.json` with a chat template;
+  `HUB_REPOS` serves it (fake_hub.py).
 """
 
 import json
@@ -36,7 +37,7 @@ QWEN3_5_CHAT_TEMPLATE = (
     "{%- endif %}"
 )
 # Widths small, but every kind of layer and head grouping present; the notebooks get the
-# same values as CONFIG_OVERRIDES (through the setup in tests/support/notebook_setups.py).
+# same values as CONFIG_OVERRIDES (tests/ch05/notebook_parameters.json; a test checks).
 TINY_QWEN3_5_OVERRIDES = {
     "vocab_size": 320, "context_length": 128, "emb_dim": 48, "n_heads": 4, "n_layers": 4,
     "hidden_dim": 80, "head_dim": 16, "n_kv_groups": 2, "linear_key_head_dim": 8,
@@ -145,3 +146,6 @@ def write_qwen3_5_repo(folder, cfg):
         {"chat_template": QWEN3_5_CHAT_TEMPLATE, "eos_token": "<|im_end|>",
          "pad_token": "<|endoftext|>"}))
     return hf_model
+
+
+HUB_REPOS = {QWEN3_5_REPO_ID: lambda folder: write_qwen3_5_repo(folder, tiny_qwen3_5_config())}

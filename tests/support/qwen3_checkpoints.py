@@ -11,17 +11,16 @@ exact in format and small in size:
   tokens after the BPE tokens), learned here from a short text;
 * `hf_qwen3_tokenizer(path)`: transformers' fast tokenizer for that file, with a
   chat template that writes Qwen3's format (the reference for our tokenizer);
-* `fake_qwen3_hub(cache_dir, repo_ids)`: a Hugging Face hub cache in which
-  `Qwen/Qwen3-0.6B` has a single `model.safetensors` (tied head, as on the hub)
+* `HUB_REPOS` (served by fake_hub.py): the repositories the notebooks download, in
+  which `Qwen/Qwen3-0.6B` has a single `model.safetensors` (tied head, as on the hub)
   and every larger size shards with `model.safetensors.index.json`.
 """
 
-from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 
 import torch
 from support.llama_checkpoints import TRAINING_TEXT
-from support.notebook_setups import write_hub_snapshot
 
 QWEN_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}"
                 r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
@@ -164,17 +163,6 @@ def write_qwen3_repo(folder, repo_id, wordy=False):
     return model
 
 
-def fake_qwen3_hub(cache_dir, repo_ids, wordy=False):
-    """Fill `cache_dir` (use it as HF_HUB_CACHE) with tiny versions of `repo_ids`."""
-    cache_dir = Path(cache_dir)
-    for repo_id in repo_ids:
-        staging = cache_dir / "staging" / repo_id.replace("/", "--")
-        write_qwen3_repo(staging, repo_id, wordy)
-        write_hub_snapshot(cache_dir, repo_id, {p.name: p for p in staging.iterdir()})
-    return cache_dir
-
-
-@contextmanager
-def qwen3_hub_cache(tmp_path, repo_ids):
-    cache = fake_qwen3_hub(Path(tmp_path) / "qwen3-hub-cache", repo_ids)
-    yield {"env": {"HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1"}}
+HUB_REPOS = {repo_id: partial(write_qwen3_repo, repo_id=repo_id)
+             for repo_id in ("Qwen/Qwen3-0.6B", "Qwen/Qwen3-0.6B-Base", "Qwen/Qwen3-1.7B",
+                             "Qwen/Qwen3-Coder-30B-A3B-Instruct")}
