@@ -9,6 +9,7 @@ and chat template. The KV-cache path is also compared with the cache-free path.
 
 import pytest
 import torch
+from support.assertions import one_line_error
 from support.gemma3_checkpoints import (
     random_hf_gemma3,
     tiny_gemma3_config,
@@ -227,14 +228,6 @@ def test_one_message_helper_equals_the_template(tokenizers):
     assert ours.encode(plain.apply_chat_template(messages[0]["content"])) == ours.encode(
         reference, add_special_tokens=False)
     assert (ours.start_of_turn_token_id, ours.end_of_turn_token_id) == (105, 106)
-
-
-def one_line_error(error_type, call):
-    with pytest.raises(error_type) as caught:
-        call()
-    message = str(caught.value)
-    assert message and "\n" not in message
-    return message
 
 
 def test_bad_input_gives_one_clear_line(tokenizers, tmp_path, hf_models):

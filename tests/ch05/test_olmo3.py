@@ -7,10 +7,10 @@ window of 8 tokens, run on sequences longer than the window.
 
 import pytest
 import torch
+from support.assertions import one_line_error
 from support.llama_notebook_code import notebook_definitions
 from support.olmo3_tiny_aya_checkpoints import (
     assert_cache_path_matches,
-    one_line_error,
     OLMO3_SPECIAL_TOKENS,
     hf_olmo3_config,
     olmo3_chat_template,

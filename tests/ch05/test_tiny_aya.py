@@ -7,10 +7,10 @@ of 0.25, run on sequences longer than the window.
 
 import pytest
 import torch
+from support.assertions import one_line_error
 from support.llama_notebook_code import notebook_definitions
 from support.olmo3_tiny_aya_checkpoints import (
     assert_cache_path_matches,
-    one_line_error,
     TINY_AYA_SPECIAL_TOKENS,
     hf_tiny_aya_config,
     tiny_aya_chat_template,
