@@ -14,9 +14,10 @@ import shutil
 import subprocess
 
 import nbformat
-from support import notebook_setups
 import pytest
 from conftest import running_in_ci
+from support import notebook_setups
+from support.fake_hub import hub_environment, repo_writers
 from notebooks import (
     DEFAULT_TIMEOUT,
     ENVIRONMENT_TAG,
@@ -63,15 +64,13 @@ def test_notebook_runs(notebook, tmp_path, course_mirror):
     if mirror is not None:
         env["LLMS_FROM_SCRATCH_MIRROR"] = str(mirror)
     if settings.get("hf_hub_repos"):
-        # Gated hub files (Meta's Llama): tiny stand-ins in a local hub cache, offline.
-        from support.llama_checkpoints import fake_hub_cache
-        hub_cache = fake_hub_cache(tmp_path / "hf-hub-cache", settings["hf_hub_repos"])
-        env.update(HF_HUB_CACHE=str(hub_cache), HF_HUB_OFFLINE="1")
+        # Hugging Face hub files: tiny random-weight stand-ins in a local hub cache, offline.
+        env.update(hub_environment(tmp_path / "hf-home", settings["hf_hub_repos"]))
 
     parameters = dict(settings.get("parameters", {}))
     try:
         with contextlib.ExitStack() as setups:
-            for name in settings.get("setups", []):  # fake hubs, local servers, ...
+            for name in settings.get("setups", []):  # local servers, model files
                 provided = setups.enter_context(getattr(notebook_setups, name)(tmp_path))
                 env.update(provided.get("env", {}))
                 parameters.update(provided.get("parameters", {}))
@@ -117,6 +116,13 @@ def test_injected_parameters_exist(notebook):
     }
     unknown = sorted(set(parameters) - assigned)
     assert not unknown, f"{notebook}: not assigned in its parameters cell: {unknown}"
+
+
+def test_every_hub_repository_is_served():
+    """A repository named under "hf_hub_repos" must have a writer in the fake hub."""
+    served = set(repo_writers())
+    named = {repo for entry in SETTINGS.values() for repo in entry.get("hf_hub_repos", [])}
+    assert named and named <= served, f"no fake-hub writer for {sorted(named - served)}"
 
 
 ABSOLUTE_PATH = re.compile(r"(/home/|/Users/|/root/|/work/|/tmp/|[A-Z]:\\\\Users)")

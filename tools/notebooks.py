@@ -61,8 +61,10 @@ def load_test_settings(root=REPO_ROOT):
     (names and small values to inject), optionally "timeout" (seconds for
     the whole notebook), "openai_gpt2_sizes" (checkpoints it needs),
     "openai_gpt2_hparams" (smaller hyperparameters for those checkpoints),
-    "hf_hub_repos" (hub repositories it downloads from, served from a local
-    cache by tests/support/llama_checkpoints.py) and "setups" (see notebook_setups.py).
+    "hf_hub_repos" (the Hugging Face repositories it downloads from, served as
+    tiny random-weight stand-ins from a local hub cache with HF_HUB_OFFLINE=1 by
+    tests/support/fake_hub.py) and "setups" (local LLM servers and model files, see
+    tests/support/notebook_setups.py).
     A settings file under any other name would be silently ignored, so it
     is an error.
     """

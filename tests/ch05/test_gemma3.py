@@ -6,20 +6,16 @@ transformers' `GemmaTokenizer` built from the same locally written `tokenizer.js
 and chat template. The KV-cache path is also compared with the cache-free path.
 """
 
-import json
-from pathlib import Path
 
-import nbformat
 import pytest
 import torch
+from support.assertions import one_line_error
 from support.gemma3_checkpoints import (
-    TINY_GEMMA3_OVERRIDES,
     random_hf_gemma3,
     tiny_gemma3_config,
     write_gemma_tokenizer,
 )
 from support.llama_notebook_code import notebook_definitions
-from notebooks import PRETRAINED_TAG, REPO_ROOT, cell_tags
 from safetensors.torch import load_file
 
 FOLDER = "ch05/12_gemma3"
@@ -234,14 +230,6 @@ def test_one_message_helper_equals_the_template(tokenizers):
     assert (ours.start_of_turn_token_id, ours.end_of_turn_token_id) == (105, 106)
 
 
-def one_line_error(error_type, call):
-    with pytest.raises(error_type) as caught:
-        call()
-    message = str(caught.value)
-    assert message and "\n" not in message
-    return message
-
-
 def test_bad_input_gives_one_clear_line(tokenizers, tmp_path, hf_models):
     for nb in (plain, kv):
         assert "unknown Gemma 3 size '1b'" in one_line_error(
@@ -270,18 +258,3 @@ def test_bad_input_gives_one_clear_line(tokenizers, tmp_path, hf_models):
             ValueError, lambda model=model: model(too_long))
     assert "more than the context size 128" in one_line_error(
         ValueError, lambda: next(kv.generate_text_basic_stream(kv.Gemma3Model(cfg), too_long, 5)))
-
-
-
-@pytest.mark.parametrize("notebook", ["standalone-gemma3.ipynb",
-                                      "standalone-gemma3-plus-kvcache.ipynb"])
-def test_suite_runs_the_notebooks_on_the_fake_hub_model(notebook):
-    """The injected tiny config is the fake hub's, and every hub download is tagged."""
-    settings = json.loads((Path(__file__).parent / "notebook_parameters.json").read_text())
-    entry = settings[f"{FOLDER}/{notebook}"]
-    assert entry["parameters"]["CONFIG_OVERRIDES"] == TINY_GEMMA3_OVERRIDES
-    assert "gemma3_hub_cache" in entry["setups"]
-    cells = nbformat.read(REPO_ROOT / FOLDER / notebook, as_version=4).cells
-    downloading = [c for c in cells if c.cell_type == "code" and "hf_hub_download(" in c.source]
-    assert len(downloading) == 2
-    assert all(PRETRAINED_TAG in cell_tags(cell) for cell in downloading)

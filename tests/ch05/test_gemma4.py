@@ -9,6 +9,7 @@ from the same tokenizer.json.
 import pytest
 import torch
 from support.llama_notebook_code import notebook_definitions
+from support.assertions import one_line_error
 from support.gemma4_checkpoints import (hf_gemma4_config, hf_gemma4_tokenizer, random_hf_gemma4,
                                 tiny_gemma4_config, write_gemma4_tokenizer)
 
@@ -175,36 +176,28 @@ def test_chat_template_equals_transformers(nbs, tokenizer_json, add_generation_p
             single, add_generation_prompt=True)
 
 
-def _one_line_error(error_type, call):
-    with pytest.raises(error_type) as caught:
-        call()
-    message = str(caught.value)
-    assert "\n" not in message
-    return message
-
-
 def test_bad_input_gives_one_clear_line(nbs, cfg, hf_model, tmp_path):
     nb = nbs["plain"]
-    assert "'E9B'" in _one_line_error(ValueError, lambda: nb.get_gemma4_dense_config("E9B"))
+    assert "'E9B'" in one_line_error(ValueError, lambda: nb.get_gemma4_dense_config("E9B"))
     wrong_count = {**cfg, "n_layers": 5}
-    assert "n_layers is 5" in _one_line_error(ValueError, lambda: nb.Gemma4DenseModel(wrong_count))
+    assert "n_layers is 5" in one_line_error(ValueError, lambda: nb.Gemma4DenseModel(wrong_count))
     wrong_type = {**cfg, "layer_types": ["linear_attention"] + cfg["layer_types"][1:]}
-    assert "'linear_attention'" in _one_line_error(ValueError,
+    assert "'linear_attention'" in one_line_error(ValueError,
                                                    lambda: nb.Gemma4DenseModel(wrong_type))
 
     model = nb.Gemma4DenseModel(cfg)
     missing = dict(hf_model.state_dict())
     del missing["model.layers.2.self_attn.k_norm.weight"]
-    message = _one_line_error(KeyError,
+    message = one_line_error(KeyError,
                               lambda: nb.load_weights_into_gemma4_dense(model, cfg, missing))
     assert "'model.layers.2.self_attn.k_norm.weight'" in message
     misshapen = dict(hf_model.state_dict())
     misshapen["model.layers.6.mlp.up_proj.weight"] = torch.zeros(3, 3)
-    message = _one_line_error(ValueError,
+    message = one_line_error(ValueError,
                               lambda: nb.load_weights_into_gemma4_dense(model, cfg, misshapen))
     assert "'model.layers.6.mlp.up_proj.weight'" in message and "(3, 3)" in message
 
     broken = tmp_path / "tokenizer.json"
     broken.write_text('{"model": {"type": "BPE", "vocab": ')
-    message = _one_line_error(ValueError, lambda: nb.GemmaTokenizer(broken))
+    message = one_line_error(ValueError, lambda: nb.GemmaTokenizer(broken))
     assert "is not a valid tokenizer.json" in message

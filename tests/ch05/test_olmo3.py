@@ -7,10 +7,10 @@ window of 8 tokens, run on sequences longer than the window.
 
 import pytest
 import torch
+from support.assertions import one_line_error
 from support.llama_notebook_code import notebook_definitions
 from support.olmo3_tiny_aya_checkpoints import (
     assert_cache_path_matches,
-    one_line_error,
     OLMO3_SPECIAL_TOKENS,
     hf_olmo3_config,
     olmo3_chat_template,
@@ -24,6 +24,11 @@ NOTEBOOKS = {"plain": notebook_definitions("standalone-olmo3.ipynb", FOLDER),
 nb, nb_kv = NOTEBOOKS["plain"], NOTEBOOKS["kv"]
 ATOL = 1e-5
 TINY = tiny_olmo3_config(nb.OLMO3_CONFIG_7B)
+
+
+def test_the_fake_hub_model_is_the_books_7b_shrunk():
+    """The fake hub's repository (and the notebooks in the suite) use this tiny model."""
+    assert tiny_olmo3_config() == TINY
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,6 @@ import pytest
 import torch
 from support.course_imports import import_course_module
 from support.qwen3_checkpoints import (
-    TINY_MOE_OVERRIDES,
     TINY_QWEN3_OVERRIDES,
     hf_qwen3_config,
     hf_qwen3_tokenizer,
@@ -302,17 +301,6 @@ def test_a_prompt_longer_than_the_context():
         with pytest.raises(ValueError) as excinfo:
             next(module.generate_text_basic_stream(module.Qwen3Model(cfg), prompt, 3))
         assert "17 tokens" in one_line(excinfo) and "context length of 16" in one_line(excinfo)
-
-
-def test_the_notebooks_tiny_models_match_the_fake_hub():
-    from notebooks import load_test_settings
-
-    settings = load_test_settings()
-    for name, overrides in (("standalone-qwen3.ipynb", TINY_QWEN3_OVERRIDES),
-                            ("standalone-qwen3-plus-kvcache.ipynb", TINY_QWEN3_OVERRIDES),
-                            ("standalone-qwen3-moe.ipynb", TINY_MOE_OVERRIDES),
-                            ("standalone-qwen3-moe-plus-kvcache.ipynb", TINY_MOE_OVERRIDES)):
-        assert settings[f"{FOLDER}/{name}"]["parameters"]["CONFIG_OVERRIDES"] == overrides
 
 
 @pytest.mark.parametrize("setting, value, named", [

@@ -8,6 +8,7 @@ the tokenizer is compared with transformers' tokenizer built from the same token
 import pytest
 import torch
 from support.llama_notebook_code import notebook_definitions
+from support.assertions import one_line_error
 from support.qwen3_5_checkpoints import (QWEN3_5_REPO_ID, hf_qwen3_5_tokenizer, random_hf_qwen3_5,
                                  tiny_qwen3_5_config, write_qwen_tokenizer_json)
 
@@ -179,34 +180,26 @@ def test_chat_template_equals_transformers(nbs, tokenizer_json, add_generation_p
     assert base.eos_token_id == ours.pad_token_id
 
 
-def _one_line_error(error_type, call):
-    with pytest.raises(error_type) as caught:
-        call()
-    message = str(caught.value)
-    assert "\n" not in message
-    return message
-
-
 def test_bad_input_gives_one_clear_line(nbs, cfg, hf_model, tmp_path):
     nb = nbs["plain"]
-    assert "'Qwen3.5-9B'" in _one_line_error(ValueError, lambda: nb.choose_config("Qwen3.5-9B"))
+    assert "'Qwen3.5-9B'" in one_line_error(ValueError, lambda: nb.choose_config("Qwen3.5-9B"))
     wrong_count = {**cfg, "n_layers": 5}
-    assert "5" in _one_line_error(ValueError, lambda: nb.Qwen3_5Model(wrong_count))
+    assert "5" in one_line_error(ValueError, lambda: nb.Qwen3_5Model(wrong_count))
     wrong_type = {**cfg, "layer_types": ["linear_attention"] * 3 + ["sliding_attention"]}
-    assert "'sliding_attention'" in _one_line_error(ValueError, lambda: nb.Qwen3_5Model(wrong_type))
+    assert "'sliding_attention'" in one_line_error(ValueError, lambda: nb.Qwen3_5Model(wrong_type))
 
     model = nb.Qwen3_5Model(cfg)
     missing = dict(hf_model.state_dict())
     del missing["model.layers.2.linear_attn.A_log"]
-    message = _one_line_error(ValueError, lambda: nb.load_weights_into_qwen3_5(model, cfg, missing))
+    message = one_line_error(ValueError, lambda: nb.load_weights_into_qwen3_5(model, cfg, missing))
     assert "'model.layers.2.linear_attn.A_log'" in message
     misshapen = dict(hf_model.state_dict())
     misshapen["model.layers.3.self_attn.q_proj.weight"] = torch.zeros(3, 3)
-    message = _one_line_error(ValueError,
+    message = one_line_error(ValueError,
                               lambda: nb.load_weights_into_qwen3_5(model, cfg, misshapen))
     assert "'model.layers.3.self_attn.q_proj.weight'" in message and "(3, 3)" in message
 
     broken = tmp_path / "tokenizer.json"
     broken.write_text('{"model": {"type": "BPE", "vocab": ')
-    message = _one_line_error(ValueError, lambda: nb.Qwen3_5Tokenizer(broken))
+    message = one_line_error(ValueError, lambda: nb.Qwen3_5Tokenizer(broken))
     assert "tokenizer.json is not a valid tokenizer.json" in message

@@ -14,7 +14,8 @@ import re
 import pytest
 import torch
 from support.course_imports import REPO_ROOT
-from support.qwen3_checkpoints import fake_qwen3_hub, hf_qwen3_tokenizer
+from support.fake_hub import write_hub_snapshot
+from support.qwen3_checkpoints import hf_qwen3_tokenizer, write_qwen3_repo
 from chat_browser import ChainlitServer, last_answer, missing_requirements, open_chat
 from chat_browser import send_message
 
@@ -41,7 +42,10 @@ def hub(tmp_path_factory):
     from huggingface_hub import snapshot_download
     from transformers import Qwen3ForCausalLM
 
-    cache = fake_qwen3_hub(tmp_path_factory.mktemp("hub"), [REPO_ID], wordy=True)
+    repo = tmp_path_factory.mktemp("repo")
+    write_qwen3_repo(repo, REPO_ID, wordy=True)
+    cache = tmp_path_factory.mktemp("hub")
+    write_hub_snapshot(cache, REPO_ID, repo)
     folder = snapshot_download(REPO_ID, cache_dir=cache, local_files_only=True)
     model = Qwen3ForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
     env = {"HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1", "QWEN3_DEVICE": "cpu",

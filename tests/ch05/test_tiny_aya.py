@@ -7,10 +7,10 @@ of 0.25, run on sequences longer than the window.
 
 import pytest
 import torch
+from support.assertions import one_line_error
 from support.llama_notebook_code import notebook_definitions
 from support.olmo3_tiny_aya_checkpoints import (
     assert_cache_path_matches,
-    one_line_error,
     TINY_AYA_SPECIAL_TOKENS,
     hf_tiny_aya_config,
     tiny_aya_chat_template,
@@ -25,6 +25,11 @@ NOTEBOOKS = {"plain": notebook_definitions("standalone-tiny-aya.ipynb", FOLDER),
 nb, nb_kv = NOTEBOOKS["plain"], NOTEBOOKS["kv"]
 ATOL = 1e-5
 TINY = tiny_tiny_aya_config(nb.TINY_AYA_CONFIG)
+
+
+def test_the_fake_hub_model_is_the_books_model_shrunk():
+    """The fake hub's repository (and the notebooks in the suite) use this tiny model."""
+    assert tiny_tiny_aya_config() == TINY
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,8 @@ generates the same text as chapter 5 for the same weights.
 import pytest
 import torch
 from support.course_imports import import_course_module
-from support.notebook_setups import TINY_GPT2_HPARAMS, write_fake_gpt2_hub
+from support.fake_hub import fake_hub_cache
+from support.openai_gpt2 import HUB_REPOS, TINY_GPT2_HPARAMS, random_hf_gpt2
 
 FOLDER = "ch05/02_alternative_weight_loading"
 
@@ -26,8 +27,8 @@ def hub_cache(tmp_path_factory):
     variables such as HF_HUB_OFFLINE are read when huggingface_hub is imported,
     which in a test session has happened long before.
     """
-    cache = tmp_path_factory.mktemp("hub-cache")
-    return cache, write_fake_gpt2_hub(cache)
+    cache = fake_hub_cache(tmp_path_factory.mktemp("hub-cache"), HUB_REPOS)
+    return cache, random_hf_gpt2(TINY_GPT2_HPARAMS)  # the seeded weights the hub files hold
 
 
 @pytest.fixture(scope="module")

@@ -9,19 +9,18 @@ module writes stand-ins that are exact in format and small in size:
   (BPE with byte fallback, spaces normalised to "▁", <bos> added in front,
   the special tokens at the real file's ids) and `tokenizer_config.json`
   with Gemma 3's chat template, learned from a short text;
-* `write_fake_gemma3_hub(cache_dir)`: a hub cache holding tiny versions of
-  google/gemma-3-270m-it and google/gemma-3-270m, so that the notebooks'
-  real `hf_hub_download` calls work with HF_HUB_OFFLINE=1.
+* `HUB_REPOS` (served by fake_hub.py): tiny versions of google/gemma-3-270m-it
+  and google/gemma-3-270m, so that the notebooks' real `hf_hub_download` calls
+  work with HF_HUB_OFFLINE=1.
 """
 
-import json
 import re
 from collections import Counter
 from pathlib import Path
 
 import torch
-from support.llama_checkpoints import TRAINING_TEXT
-from support.llama_checkpoints import _merge as merge_pair  # the same merge, on strings
+from support.hf_checkpoints import (TRAINING_TEXT, hf_sizes, merge_pair, pair_counts,
+                                    random_hf_model, write_tokenizer_config)
 
 # The tiny model behind the fake hub repositories. The notebooks get the same
 # values as CONFIG_OVERRIDES (tests/ch05/notebook_parameters.json; a test
@@ -77,10 +76,7 @@ def hf_gemma3_config(cfg):
     from transformers import Gemma3TextConfig
 
     return Gemma3TextConfig(
-        vocab_size=cfg["vocab_size"], hidden_size=cfg["emb_dim"],
-        intermediate_size=cfg["hidden_dim"], num_hidden_layers=cfg["n_layers"],
-        num_attention_heads=cfg["n_heads"], num_key_value_heads=cfg["n_kv_groups"],
-        head_dim=cfg["head_dim"], max_position_embeddings=cfg["context_length"],
+        **hf_sizes(cfg), num_key_value_heads=cfg["n_kv_groups"], head_dim=cfg["head_dim"],
         sliding_window=cfg["sliding_window"], layer_types=list(cfg["layer_types"]),
         query_pre_attn_scalar=cfg["query_pre_attn_scalar"],
         rope_parameters={
@@ -93,20 +89,22 @@ def hf_gemma3_config(cfg):
 
 
 def random_hf_gemma3(cfg, seed=0):
-    """A Gemma3ForCausalLM with random weights in which every tensor differs.
-
-    Hugging Face initialises Gemma's norm weights to 0; noise on every parameter
-    makes each tensor distinct, so a tensor loaded into the wrong place changes
-    the output.
-    """
+    """A Gemma3ForCausalLM with random weights in which every tensor differs."""
     from transformers import Gemma3ForCausalLM
 
-    torch.manual_seed(seed)
-    model = Gemma3ForCausalLM(hf_gemma3_config(cfg)).eval()
-    with torch.no_grad():
-        for param in model.parameters():
-            param.add_(0.05 * torch.randn_like(param))
-    return model
+    return random_hf_model(Gemma3ForCausalLM, hf_gemma3_config(cfg), seed)
+
+
+def gemma_style(tokenizer, bos_id):
+    """Gemma's normaliser (spaces as "▁"), decoder (byte fallback) and <bos> in front."""
+    from tokenizers import decoders, normalizers, processors
+
+    tokenizer.normalizer = normalizers.Replace(" ", "▁")
+    tokenizer.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback(),
+                                           decoders.Fuse()])
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="<bos> $A", pair="<bos> $A <bos> $B", special_tokens=[("<bos>", bos_id)])
+    return tokenizer
 
 
 def learn_merges(text, vocab_size):
@@ -122,10 +120,7 @@ def learn_merges(text, vocab_size):
     pieces = Counter(tuple(piece) for piece in re.findall(r"▁?[^▁]+|▁+", text.replace(" ", "▁")))
     merges = []
     while len(vocab) < vocab_size:
-        pairs = Counter()
-        for piece, count in pieces.items():
-            for pair in zip(piece, piece[1:], strict=False):
-                pairs[pair] += count
+        pairs = pair_counts(pieces)
         if not pairs:
             break
         best = max(pairs, key=lambda pair: (pairs[pair], pair))
@@ -139,45 +134,32 @@ def learn_merges(text, vocab_size):
 
 def write_gemma_tokenizer(folder, vocab_size=TINY_GEMMA3_OVERRIDES["vocab_size"]):
     """Write tokenizer.json and tokenizer_config.json as in Gemma 3's repositories."""
-    from tokenizers import AddedToken, Tokenizer, decoders, normalizers, pre_tokenizers, processors
+    from tokenizers import AddedToken, Tokenizer, pre_tokenizers
     from tokenizers.models import BPE
 
     vocab, merges = learn_merges(TRAINING_TEXT, vocab_size)
-    tokenizer = Tokenizer(BPE(vocab=vocab, merges=merges, unk_token="<unk>", fuse_unk=True,
-                              byte_fallback=True))
-    tokenizer.normalizer = normalizers.Replace(" ", "▁")
+    tokenizer = gemma_style(Tokenizer(BPE(vocab=vocab, merges=merges, unk_token="<unk>",
+                                          fuse_unk=True, byte_fallback=True)),
+                            SPECIAL_TOKENS["<bos>"])
     tokenizer.pre_tokenizer = pre_tokenizers.Split(" ", behavior="merged_with_previous")
-    tokenizer.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback(),
-                                           decoders.Fuse()])
-    tokenizer.post_processor = processors.TemplateProcessing(
-        single="<bos> $A", pair="<bos> $A <bos> $B", special_tokens=[("<bos>", 2)])
     tokenizer.add_special_tokens([AddedToken(token, special=True, normalized=False)
                                   for token in SPECIAL_TOKENS])
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     tokenizer.save(str(folder / "tokenizer.json"))
-    config = {"tokenizer_class": "GemmaTokenizer", "bos_token": "<bos>", "eos_token": "<eos>",
-              "pad_token": "<pad>", "unk_token": "<unk>", "mask_token": "<mask>",
-              "add_bos_token": True, "add_eos_token": False,
-              "clean_up_tokenization_spaces": False, "chat_template": GEMMA3_CHAT_TEMPLATE}
-    (folder / "tokenizer_config.json").write_text(json.dumps(config, indent=2))
+    write_tokenizer_config(folder, GEMMA3_CHAT_TEMPLATE, tokenizer_class="GemmaTokenizer",
+                           bos_token="<bos>", eos_token="<eos>", pad_token="<pad>",
+                           unk_token="<unk>", mask_token="<mask>", add_bos_token=True,
+                           add_eos_token=False, clean_up_tokenization_spaces=False)
     return folder / "tokenizer.json"
 
 
-def write_fake_gemma3_hub(cache_dir, seed=0):
-    """A hub cache with both Gemma 3 270M repositories, tiny; returns the HF model.
+def write_gemma3_repo(folder):
+    """What the notebooks download from a Gemma 3 270M repository, for the tiny model:
+    `model.safetensors` (Gemma3ForCausalLM's names, tied head left out, as on the hub),
+    `config.json` and the tokenizer files."""
+    random_hf_gemma3(tiny_gemma3_config()).save_pretrained(folder)
+    write_gemma_tokenizer(folder)
 
-    Each holds what the notebooks download: `model.safetensors` (Gemma3ForCausalLM's
-    names, tied head left out, as on the hub), `config.json` and the tokenizer files.
-    """
-    from support.notebook_setups import write_hub_snapshot
 
-    hf_model = random_hf_gemma3(tiny_gemma3_config(), seed=seed)
-    saved = Path(cache_dir) / "saved"
-    hf_model.save_pretrained(saved)
-    write_gemma_tokenizer(saved)
-    files = {name: saved / name for name in
-             ("model.safetensors", "config.json", "tokenizer.json", "tokenizer_config.json")}
-    for repo_id in GEMMA3_REPOS:
-        write_hub_snapshot(cache_dir, repo_id, files)
-    return hf_model
+HUB_REPOS = dict.fromkeys(GEMMA3_REPOS, write_gemma3_repo)

@@ -9,13 +9,16 @@
   fallback, spaces as "▁", the special tokens) and `tokenizer_config.json` with the chat
   template written for these tests;
 * `write_gemma4_repo(folder, cfg)`: google/gemma-4-E2B-it as the hub serves it, tiny: the
-  multimodal names (model.language_model.*), no lm_head (tied), a vision tensor beside it.
+  multimodal names (model.language_model.*), no lm_head (tied), a vision tensor beside it;
+  `HUB_REPOS` serves it (fake_hub.py) as both E2B repositories.
 """
 
-import json
 from pathlib import Path
 
 import torch
+from support.gemma3_checkpoints import BYTE_TOKENS, gemma_style
+from support.hf_checkpoints import (hf_sizes, language_model_tensors, random_hf_model,
+                                    save_safetensors, train_bpe, write_tokenizer_config)
 
 GEMMA4_REPOS = ("google/gemma-4-E2B-it", "google/gemma-4-E2B")
 GEMMA4_SPECIAL_TOKENS = ["<pad>", "<eos>", "<bos>", "<unk>", "<mask>", "<|turn>", "<turn|>"]
@@ -59,11 +62,9 @@ def hf_gemma4_config(cfg):
     from transformers import Gemma4TextConfig
 
     return Gemma4TextConfig(
-        vocab_size=cfg["vocab_size"], vocab_size_per_layer_input=cfg["vocab_size_per_layer_input"],
-        hidden_size=cfg["emb_dim"], intermediate_size=cfg["hidden_dim"],
-        num_hidden_layers=cfg["n_layers"], num_attention_heads=cfg["n_heads"],
+        **hf_sizes(cfg), vocab_size_per_layer_input=cfg["vocab_size_per_layer_input"],
         num_key_value_heads=cfg["n_kv_heads"], head_dim=cfg["head_dim"],
-        global_head_dim=cfg["global_head_dim"], max_position_embeddings=cfg["context_length"],
+        global_head_dim=cfg["global_head_dim"],
         sliding_window=cfg["sliding_window"], layer_types=list(cfg["layer_types"]),
         hidden_size_per_layer_input=cfg["hidden_size_per_layer_input"],
         num_kv_shared_layers=cfg["num_kv_shared_layers"],
@@ -81,46 +82,30 @@ def hf_gemma4_config(cfg):
 
 
 def random_hf_gemma4(cfg, seed=0):
-    """A Gemma4ForCausalLM with random weights in which every tensor differs."""
+    """A Gemma4ForCausalLM with random weights in which every tensor differs (the
+    checkpoint's `layer_scalar` buffers included)."""
     from transformers import Gemma4ForCausalLM
 
-    torch.manual_seed(seed)
-    model = Gemma4ForCausalLM(hf_gemma4_config(cfg)).eval()
-    with torch.no_grad():
-        for name, tensor in model.state_dict().items():
-            if not name.endswith("lm_head.weight"):  # tied to embed_tokens
-                tensor.add_(0.05 * torch.randn_like(tensor))
-    return model
+    return random_hf_model(Gemma4ForCausalLM, hf_gemma4_config(cfg), seed,
+                           buffers=("layer_scalar",))
 
 
 def write_gemma4_tokenizer(folder, vocab_size=600):
     """tokenizer.json (Gemma-style BPE, trained on a short text) and tokenizer_config.json."""
-    from support.llama_checkpoints import TRAINING_TEXT
-    from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers, pre_tokenizers
-    from tokenizers import processors, trainers
+    from tokenizers import AddedToken, Tokenizer, models, pre_tokenizers
 
     tokenizer = Tokenizer(models.BPE(unk_token="<unk>", byte_fallback=True, fuse_unk=True))
-    tokenizer.normalizer = normalizers.Replace(" ", "▁")
     tokenizer.pre_tokenizer = pre_tokenizers.Split("▁", behavior="merged_with_next")
-    tokenizer.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback(),
-                                           decoders.Fuse()])
-    byte_tokens = [f"<0x{b:02X}>" for b in range(256)]
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size,
-                                  special_tokens=GEMMA4_SPECIAL_TOKENS + byte_tokens,
-                                  show_progress=False)
-    tokenizer.train_from_iterator(TRAINING_TEXT.splitlines(), trainer)
+    train_bpe(gemma_style(tokenizer, GEMMA4_SPECIAL_TOKENS.index("<bos>")), vocab_size,
+              special_tokens=GEMMA4_SPECIAL_TOKENS + BYTE_TOKENS)
     tokenizer.add_special_tokens([AddedToken(t, special=True, normalized=False)
                                   for t in GEMMA4_SPECIAL_TOKENS])
-    bos = tokenizer.token_to_id("<bos>")
-    tokenizer.post_processor = processors.TemplateProcessing(
-        single="<bos> $A", pair="<bos> $A <bos> $B", special_tokens=[("<bos>", bos)])
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     tokenizer.save(str(folder / "tokenizer.json"))
-    config = {"bos_token": "<bos>", "eos_token": "<eos>", "pad_token": "<pad>",
-              "unk_token": "<unk>", "add_bos_token": True, "add_eos_token": False,
-              "clean_up_tokenization_spaces": False, "chat_template": GEMMA4_CHAT_TEMPLATE}
-    (folder / "tokenizer_config.json").write_text(json.dumps(config, indent=2))
+    write_tokenizer_config(folder, GEMMA4_CHAT_TEMPLATE, bos_token="<bos>", eos_token="<eos>",
+                           pad_token="<pad>", unk_token="<unk>", add_bos_token=True,
+                           add_eos_token=False, clean_up_tokenization_spaces=False)
     return folder / "tokenizer.json"
 
 
@@ -135,14 +120,15 @@ def hf_gemma4_tokenizer(tokenizer_json):
 
 def write_gemma4_repo(folder, cfg):
     """google/gemma-4-E2B(-it)'s files for the tiny model `cfg`; returns the HF model."""
-    from safetensors.torch import save_file
-
     folder = Path(folder)
     hf_model = random_hf_gemma4(cfg)
-    tensors = {name.replace("model.", "model.language_model.", 1): tensor.contiguous()
-               for name, tensor in hf_model.state_dict().items() if name != "lm_head.weight"}
-    tensors["model.vision_tower.patch_embedder.input_proj.weight"] = torch.randn(8, 12)
-    save_file(tensors, folder / "model.safetensors", metadata={"format": "pt"})
+    tensors = {**language_model_tensors(hf_model),
+               "model.vision_tower.patch_embedder.input_proj.weight": torch.randn(8, 12)}
+    save_safetensors(tensors, folder)
     (folder / "config.json").write_text(hf_model.config.to_json_string())
     write_gemma4_tokenizer(folder)
     return hf_model
+
+
+HUB_REPOS = dict.fromkeys(GEMMA4_REPOS,
+                          lambda folder: write_gemma4_repo(folder, tiny_gemma4_config()))

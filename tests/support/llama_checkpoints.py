@@ -9,9 +9,9 @@ This module writes stand-ins that are exact in format and small in size:
   Llama 2's (byte fallback, split digits, ids 0/1/2 = <unk>/<s>/</s>);
 * `write_tiktoken_bpe(path)`: a byte-level BPE file in tiktoken's format, learned
   with Llama 3's pre-tokenization pattern, as Llama 3's `original/tokenizer.model`;
-* `fake_hub_cache(folder, repo_ids)`: a Hugging Face hub cache holding tiny
-  versions of Meta's repositories, so that the notebooks' real
-  `hf_hub_download(repo_id=..., filename=...)` calls work with HF_HUB_OFFLINE=1.
+* `HUB_REPOS`: writers of tiny versions of Meta's repositories, served by
+  fake_hub.py, so that the notebooks' real `hf_hub_download(repo_id=..., filename=...)`
+  calls work with HF_HUB_OFFLINE=1.
 """
 
 import base64
@@ -23,20 +23,8 @@ from pathlib import Path
 
 import regex
 import torch
-
-# Written for these tests: varied English with digits, punctuation, contractions,
-# accents and emoji, so that every kind of pre-tokenizer piece occurs.
-TRAINING_TEXT = """\
-The llama is a domesticated camelid from South America. Llamas were used as pack
-animals by the Inca; a grown llama can carry 25 to 30 percent of its weight for 8 to
-13 km. They're social animals and live in herds. "Don't they spit?" you'll ask. They do,
-mostly at each other, when they disagree about food: grass, hay, and 2-3 kg of silage.
-In 2024, 1,234,567 visitors came to see 89 llamas at the fair -- café, crème brûlée,
-naïve piñata! Ünïcödé wörks too: 😀 🦙 ✓. Weights: 0.5, 12.75, 3e-4; dates 03/12/2026.
-    Indented line with tabs\tand  double  spaces.
-Alpacas are smaller than llamas, and their wool is finer. Guanacos and vicuñas are wild.
-I'm sure we'd like to know what they've eaten; it's grass, mostly, and they'll chew it.
-""" * 3
+from support.hf_checkpoints import (TRAINING_TEXT, hf_sizes, merge_pair, pair_counts,
+                                    random_hf_model, save_safetensors)
 
 LLAMA3_PATTERN = (
     r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"
@@ -87,12 +75,10 @@ def hf_llama_config(cfg, tie_word_embeddings=False):
                     high_freq_factor=freq["high_freq_factor"],
                     original_max_position_embeddings=freq["original_context_length"])
     return LlamaConfig(
-        vocab_size=cfg["vocab_size"], hidden_size=cfg["emb_dim"],
-        intermediate_size=cfg["hidden_dim"], num_hidden_layers=cfg["n_layers"],
-        num_attention_heads=cfg["n_heads"],
+        **hf_sizes(cfg),
         num_key_value_heads=cfg.get("n_kv_groups") or cfg["n_heads"],
         head_dim=cfg.get("head_dim") or cfg["emb_dim"] // cfg["n_heads"],
-        max_position_embeddings=cfg["context_length"], rms_norm_eps=1e-5,
+        rms_norm_eps=1e-5,
         rope_parameters=rope, tie_word_embeddings=tie_word_embeddings,
         bos_token_id=None, eos_token_id=None, pad_token_id=None,
         attn_implementation="eager",  # the textbook formula, as the reference
@@ -100,20 +86,10 @@ def hf_llama_config(cfg, tie_word_embeddings=False):
 
 
 def random_hf_llama(cfg, tie_word_embeddings=False, seed=0):
-    """A LlamaForCausalLM with random weights in which every tensor differs.
-
-    Hugging Face initialises RMSNorm weights to 1; noise on every parameter
-    makes each tensor distinct, so a tensor loaded into the wrong place changes
-    the output.
-    """
+    """A LlamaForCausalLM with random weights in which every tensor differs."""
     from transformers import LlamaForCausalLM
 
-    torch.manual_seed(seed)
-    model = LlamaForCausalLM(hf_llama_config(cfg, tie_word_embeddings)).eval()
-    with torch.no_grad():
-        for param in model.parameters():
-            param.add_(0.05 * torch.randn_like(param))
-    return model
+    return random_hf_model(LlamaForCausalLM, hf_llama_config(cfg, tie_word_embeddings), seed)
 
 
 def train_sentencepiece(path, vocab_size=TINY_LLAMA2_OVERRIDES["vocab_size"],
@@ -149,29 +125,14 @@ def learn_bpe_ranks(text=TRAINING_TEXT, num_tokens=NUM_BPE_TOKENS, pattern=LLAMA
     words = Counter(tuple(bytes([b]) for b in piece.encode("utf-8"))
                     for piece in regex.findall(pattern, text))
     while len(ranks) < num_tokens:
-        pairs = Counter()
-        for word, count in words.items():
-            for pair in zip(word, word[1:], strict=False):
-                pairs[pair] += count
+        pairs = pair_counts(words)
         if not pairs:
             break
         best = max(pairs, key=lambda pair: (pairs[pair], -ranks[pair[0]], -ranks[pair[1]]))
         merged = best[0] + best[1]
         ranks.setdefault(merged, len(ranks))
-        words = Counter({_merge(word, best, merged): count for word, count in words.items()})
+        words = Counter({merge_pair(word, best, merged): count for word, count in words.items()})
     return ranks
-
-
-def _merge(word, pair, merged):
-    out, i = [], 0
-    while i < len(word):
-        if i + 1 < len(word) and (word[i], word[i + 1]) == pair:
-            out.append(merged)
-            i += 2
-        else:
-            out.append(word[i])
-            i += 1
-    return tuple(out)
 
 
 @cache
@@ -274,30 +235,20 @@ def tiny_llama3_family_config(version):
 
 def _write_llama3_family_repo(folder, version, num_shards, seed):
     """Like meta-llama/Meta-Llama-3-8B, Llama-3.1-8B (4 shards) or Llama-3.2-1B (one file)."""
-    from safetensors.torch import save_file
-
     tied = version == "llama3.2"
     model = random_hf_llama(tiny_llama3_family_config(version), tie_word_embeddings=tied,
                             seed=seed)
     if num_shards == 1:
         model.save_pretrained(folder)
     else:
-        state = {name: tensor.contiguous() for name, tensor in model.state_dict().items()}
-        names = list(state)
-        weight_map = {}
-        for i in range(num_shards):
-            shard = f"model-{i + 1:05d}-of-{num_shards:05d}.safetensors"
-            part = names[i * len(names) // num_shards:(i + 1) * len(names) // num_shards]
-            save_file({name: state[name] for name in part}, folder / shard,
-                      metadata={"format": "pt"})
-            weight_map.update(dict.fromkeys(part, shard))
-        (folder / "model.safetensors.index.json").write_text(
-            json.dumps({"metadata": {}, "weight_map": weight_map}))
+        save_safetensors(model.state_dict(), folder,
+                         [f"model-{i:05d}-of-{num_shards:05d}.safetensors"
+                          for i in range(1, num_shards + 1)])
     (folder / "original").mkdir()
     write_tiktoken_bpe(folder / "original" / "tokenizer.model")
 
 
-REPO_WRITERS = {
+HUB_REPOS = {
     "meta-llama/Llama-2-7b-hf": _write_llama2_repo,
     "meta-llama/Llama-3.2-1B-Instruct": _write_llama32_repo,
     "meta-llama/Llama-2-7b": lambda folder: _write_llama2_meta_repo(folder, seed=1),
@@ -309,21 +260,3 @@ REPO_WRITERS = {
     "meta-llama/Llama-3.2-1B":
         lambda folder: _write_llama3_family_repo(folder, "llama3.2", num_shards=1, seed=5),
 }
-FAKE_COMMIT = "0" * 40
-
-
-def fake_hub_cache(cache_dir, repo_ids):
-    """Fill `cache_dir` (use it as HF_HUB_CACHE) with tiny versions of `repo_ids`.
-
-    The layout is the hub cache's: models--org--name/refs/main names a commit,
-    whose files live in models--org--name/snapshots/<commit>/.
-    """
-    cache_dir = Path(cache_dir)
-    for repo_id in repo_ids:
-        repo = cache_dir / ("models--" + repo_id.replace("/", "--"))
-        snapshot = repo / "snapshots" / FAKE_COMMIT
-        snapshot.mkdir(parents=True)
-        REPO_WRITERS[repo_id](snapshot)
-        (repo / "refs").mkdir()
-        (repo / "refs" / "main").write_text(FAKE_COMMIT)
-    return cache_dir

@@ -8,31 +8,41 @@ stand-ins that are exact in format and small in size:
   configuration dicts (the references);
 * `write_tokenizer_json(path, ...)`: a byte-level BPE `tokenizer.json`, trained
   with the `tokenizers` library on a few lines, with the model's special tokens;
-* `olmo3_hub_cache` / `tiny_aya_hub_cache` (setups in notebook_setups.py):
-  hub caches holding tiny versions of the repositories, sharded like the real
-  ones (`model.safetensors.index.json`).
+* `HUB_REPOS` (served by fake_hub.py): tiny versions of allenai/Olmo-3-7B-Instruct
+  and CohereLabs/tiny-aya-global, sharded like the real ones
+  (`model.safetensors.index.json`).
 """
 
-import json
 from pathlib import Path
 
 import torch
-from support.llama_checkpoints import TRAINING_TEXT
-from support.notebook_setups import write_hub_snapshot
+from support.hf_checkpoints import hf_sizes, random_hf_model, train_bpe, write_tokenizer_config
 
 OLMO3_SPECIAL_TOKENS = ["<|endoftext|>", "<|pad|>", "<|im_start|>", "<|im_end|>"]
 
-# The tiny Olmo 3 behind the fake hub repository: every kind of layer, YaRN on
-# (original context 32 of 512), a window of 8 tokens, grouped key/value heads.
-TINY_OLMO3_OVERRIDES = {
+# The sizes of both tiny models: three sliding-window layers (a window of 8 tokens) and
+# a full-attention layer, grouped key/value heads.
+TINY_SIZES = {
     "vocab_size": 384, "context_length": 512, "emb_dim": 64, "n_heads": 4, "n_kv_heads": 2,
-    "head_dim": 16, "hidden_dim": 96, "n_layers": 4, "sliding_window": 8, "rope_orig_max": 32,
+    "head_dim": 16, "hidden_dim": 96, "n_layers": 4, "sliding_window": 8,
     "layer_types": ["sliding_attention"] * 3 + ["full_attention"],
+}
+# The tiny Olmo 3 behind the fake hub repository: YaRN on (original context 32 of 512).
+TINY_OLMO3_OVERRIDES = {**TINY_SIZES, "rope_orig_max": 32}
+
+
+# The entries of the notebooks' OLMO3_CONFIG_7B that the tiny model keeps (test_olmo3.py
+# checks that they agree).
+OLMO3_7B_BASE = {
+    "attention_bias": False, "attention_dropout": 0.0, "rope_base": 500_000.0,
+    "rope_attention_factor": 1.2079441541679836, "rope_type": "yarn", "rope_factor": 8.0,
+    "beta_fast": 32.0, "beta_slow": 1.0, "rms_norm_eps": 1e-6, "eos_token_id": 100_257,
+    "pad_token_id": 100_277,
 }
 
 
-def tiny_olmo3_config(base):
-    """The tiny Olmo 3 in float32, from the notebook's OLMO3_CONFIG_7B `base`."""
+def tiny_olmo3_config(base=OLMO3_7B_BASE):
+    """The tiny Olmo 3 in float32, from OLMO3_CONFIG_7B (`base`)."""
     return {**base, **TINY_OLMO3_OVERRIDES, "dtype": torch.float32}
 
 
@@ -51,10 +61,7 @@ def hf_olmo3_config(cfg, tie_word_embeddings=False):
                         "attention_factor": cfg["rope_attention_factor"],
                         "beta_fast": cfg["beta_fast"], "beta_slow": cfg["beta_slow"]}
     return Olmo3Config(
-        vocab_size=cfg["vocab_size"], hidden_size=cfg["emb_dim"],
-        intermediate_size=cfg["hidden_dim"], num_hidden_layers=cfg["n_layers"],
-        num_attention_heads=cfg["n_heads"], num_key_value_heads=cfg["n_kv_heads"],
-        head_dim=cfg["head_dim"], max_position_embeddings=cfg["context_length"],
+        **hf_sizes(cfg), num_key_value_heads=cfg["n_kv_heads"], head_dim=cfg["head_dim"],
         rms_norm_eps=cfg["rms_norm_eps"], sliding_window=cfg["sliding_window"],
         layer_types=list(cfg["layer_types"]), attention_bias=cfg["attention_bias"],
         rope_theta=cfg["rope_base"], rope_scaling=rope_scaling,
@@ -63,20 +70,10 @@ def hf_olmo3_config(cfg, tie_word_embeddings=False):
     )
 
 
-def perturbed(model, seed):
-    """`model` with noise on every parameter, so that every tensor differs (norms included)."""
-    torch.manual_seed(seed)
-    with torch.no_grad():
-        for param in model.parameters():
-            param.add_(0.05 * torch.randn_like(param))
-    return model.eval()
-
-
 def random_hf_olmo3(cfg, tie_word_embeddings=False, seed=0):
     from transformers import Olmo3ForCausalLM
 
-    torch.manual_seed(seed)
-    return perturbed(Olmo3ForCausalLM(hf_olmo3_config(cfg, tie_word_embeddings)), seed)
+    return random_hf_model(Olmo3ForCausalLM, hf_olmo3_config(cfg, tie_word_embeddings), seed)
 
 
 def write_tokenizer_json(path, special_tokens, vocab_size, bos_token=None):
@@ -86,15 +83,13 @@ def write_tokenizer_json(path, special_tokens, vocab_size, bos_token=None):
     tokenizer puts it in front of every encoded text (a template post-processor),
     as Tiny Aya's does.
     """
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
 
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=special_tokens,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-                                  show_progress=False)
-    tokenizer.train_from_iterator(TRAINING_TEXT.splitlines(), trainer=trainer)
+    train_bpe(tokenizer, vocab_size, special_tokens=special_tokens,
+              initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     if bos_token is not None:
         bos = (bos_token, tokenizer.token_to_id(bos_token))
         tokenizer.post_processor = processors.TemplateProcessing(
@@ -117,23 +112,16 @@ def olmo3_chat_template():
             "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
 
 
-def write_olmo3_repo(folder, base_cfg, seed=0):
+def write_olmo3_repo(folder, base_cfg=OLMO3_7B_BASE, seed=0):
     """Like allenai/Olmo-3-7B-Instruct: config.json, sharded safetensors, tokenizer.json."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     write_sharded_checkpoint(random_hf_olmo3(tiny_olmo3_config(base_cfg), seed=seed), folder)
     write_tokenizer_json(folder / "tokenizer.json", OLMO3_SPECIAL_TOKENS,
                          TINY_OLMO3_OVERRIDES["vocab_size"])
-    (folder / "tokenizer_config.json").write_text(json.dumps(
-        {"chat_template": olmo3_chat_template(), "eos_token": "<|endoftext|>",
-         "pad_token": "<|pad|>"}))
+    write_tokenizer_config(folder, olmo3_chat_template(), eos_token="<|endoftext|>",
+                           pad_token="<|pad|>")
     return folder
-
-
-def hub_cache_with(cache_dir, repo_id, folder):
-    """A hub cache (HF_HUB_CACHE) serving the files of `folder` as `repo_id`."""
-    write_hub_snapshot(cache_dir, repo_id, {p.name: p for p in Path(folder).iterdir()})
-    return cache_dir
 
 
 # Tiny Aya: the first special tokens of its tokenizer (ids 0-3 as in the real file, whose
@@ -144,17 +132,22 @@ TINY_AYA_SPECIAL_TOKENS = [
     "<|START_RESPONSE|>", "<|END_RESPONSE|>",
 ]
 
-# The tiny Tiny Aya behind the fake hub repository: RoPE sliding-window layers (window 8),
-# a NoPE full-attention layer, grouped key/value heads, a logit scale that is not 1.
-TINY_AYA_OVERRIDES = {
-    "vocab_size": 384, "context_length": 512, "emb_dim": 64, "n_heads": 4, "n_kv_heads": 2,
-    "head_dim": 16, "hidden_dim": 96, "n_layers": 4, "sliding_window": 8, "logit_scale": 0.25,
-    "layer_types": ["sliding_attention"] * 3 + ["full_attention"],
+# The tiny Tiny Aya behind the fake hub repository: RoPE sliding-window layers, a NoPE
+# full-attention layer, a logit scale that is not 1.
+TINY_AYA_OVERRIDES = {**TINY_SIZES, "logit_scale": 0.25}
+
+
+# The entries of the notebooks' TINY_AYA_CONFIG that the tiny model keeps (test_tiny_aya.py
+# checks that they agree).
+TINY_AYA_BASE = {
+    "attention_bias": False, "attention_dropout": 0.0, "rope_base": 50_000.0,
+    "layer_norm_eps": 1e-5, "tie_word_embeddings": True, "bos_token_id": 2, "eos_token_id": 3,
+    "pad_token_id": 0,
 }
 
 
-def tiny_tiny_aya_config(base):
-    """The tiny Tiny Aya in float32, from the notebook's TINY_AYA_CONFIG `base`."""
+def tiny_tiny_aya_config(base=TINY_AYA_BASE):
+    """The tiny Tiny Aya in float32, from TINY_AYA_CONFIG (`base`)."""
     return {**base, **TINY_AYA_OVERRIDES, "dtype": torch.float32}
 
 
@@ -164,10 +157,8 @@ def hf_tiny_aya_config(cfg):
 
     assert cfg["head_dim"] == cfg["emb_dim"] // cfg["n_heads"]  # Cohere2Config derives it
     return Cohere2Config(
-        vocab_size=cfg["vocab_size"], hidden_size=cfg["emb_dim"],
-        intermediate_size=cfg["hidden_dim"], num_hidden_layers=cfg["n_layers"],
-        num_attention_heads=cfg["n_heads"], num_key_value_heads=cfg["n_kv_heads"],
-        max_position_embeddings=cfg["context_length"], layer_norm_eps=cfg["layer_norm_eps"],
+        **hf_sizes(cfg), num_key_value_heads=cfg["n_kv_heads"],
+        layer_norm_eps=cfg["layer_norm_eps"],
         logit_scale=cfg["logit_scale"], sliding_window=cfg["sliding_window"],
         layer_types=list(cfg["layer_types"]), attention_bias=cfg["attention_bias"],
         rope_parameters={"rope_type": "default", "rope_theta": cfg["rope_base"]},
@@ -180,8 +171,7 @@ def hf_tiny_aya_config(cfg):
 def random_hf_tiny_aya(cfg, seed=0):
     from transformers import Cohere2ForCausalLM
 
-    torch.manual_seed(seed)
-    return perturbed(Cohere2ForCausalLM(hf_tiny_aya_config(cfg)), seed)
+    return random_hf_model(Cohere2ForCausalLM, hf_tiny_aya_config(cfg), seed)
 
 
 def tiny_aya_chat_template():
@@ -193,7 +183,7 @@ def tiny_aya_chat_template():
             "<|START_RESPONSE|>{% endif %}")
 
 
-def write_tiny_aya_repo(folder, base_cfg, seed=0):
+def write_tiny_aya_repo(folder, base_cfg=TINY_AYA_BASE, seed=0):
     """Like CohereLabs/tiny-aya-global: config.json, sharded safetensors without
     lm_head.weight (tied), tokenizer.json that adds <BOS_TOKEN>."""
     folder = Path(folder)
@@ -202,21 +192,13 @@ def write_tiny_aya_repo(folder, base_cfg, seed=0):
                              folder)
     write_tokenizer_json(folder / "tokenizer.json", TINY_AYA_SPECIAL_TOKENS,
                          TINY_AYA_OVERRIDES["vocab_size"], bos_token="<BOS_TOKEN>")
-    (folder / "tokenizer_config.json").write_text(json.dumps(
-        {"chat_template": tiny_aya_chat_template(), "bos_token": "<BOS_TOKEN>",
-         "eos_token": "<|END_OF_TURN_TOKEN|>", "pad_token": "<PAD>"}))
+    write_tokenizer_config(folder, tiny_aya_chat_template(), bos_token="<BOS_TOKEN>",
+                           eos_token="<|END_OF_TURN_TOKEN|>", pad_token="<PAD>")
     return folder
 
 
-def one_line_error(error_type, call):
-    """The message of the `error_type` that `call()` raises; it must be one line."""
-    import pytest
-
-    with pytest.raises(error_type) as info:
-        call()
-    message = str(info.value)
-    assert "\n" not in message
-    return message
+HUB_REPOS = {"allenai/Olmo-3-7B-Instruct": write_olmo3_repo,
+             "CohereLabs/tiny-aya-global": write_tiny_aya_repo}
 
 
 def assert_cache_path_matches(nb, nb_kv, ours, ours_kv, hf_model, vocab_size, atol=1e-5):

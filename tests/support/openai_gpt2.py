@@ -13,6 +13,10 @@ The weights are either random (seeded; full size is fine: 124M takes seconds)
 or copied from a Hugging Face `GPT2LMHeadModel`, which then serves as an
 independent reference: code that loads the release correctly reproduces the
 Hugging Face model's logits. `random_hf_gpt2` makes such a reference model.
+
+`HUB_REPOS` (served by fake_hub.py) holds the Hugging Face repositories the weight-loading
+notebooks download: one small random GPT-2 (`random_hf_gpt2(TINY_GPT2_HPARAMS)`) stands
+in for every size.
 """
 
 import json
@@ -184,3 +188,27 @@ def write_openai_gpt2_mirror(mirror, model_size="124M", **release_options):
     write_openai_gpt2_release(Path(mirror) / "gpt-2" / "models" / model_size,
                               model_size=model_size, **release_options)
     return Path(mirror)
+
+
+# The small GPT-2 that stands in for every size on the fake hub. Notebooks that build
+# our model from a size table get the same sizes injected as MODEL_CONFIG_CHANGES.
+TINY_GPT2_HPARAMS = {"n_vocab": 50257, "n_ctx": 64, "n_embd": 32, "n_head": 2, "n_layer": 2}
+
+
+def write_gpt2_hub_repo(folder):
+    """openai-community/gpt2: `config.json` and `model.safetensors` as `GPT2Model`
+    saves them (OpenAI's names, no `transformer.` prefix, as on the hub)."""
+    random_hf_gpt2(TINY_GPT2_HPARAMS).transformer.save_pretrained(folder)
+
+
+def write_gpt2_from_scratch_repo(folder):
+    """rasbt/gpt2-from-scratch-pytorch: the same weights as our GPTModel's state dict."""
+    import torch
+
+    hf_conversion = import_course_module("ch04/01_main-chapter-code/hf_conversion.py")
+    ours = hf_conversion.gpt_model_from_hf(random_hf_gpt2(TINY_GPT2_HPARAMS))
+    torch.save(ours.state_dict(), Path(folder) / "gpt2-small-124M.pth")
+
+
+HUB_REPOS = {"openai-community/gpt2": write_gpt2_hub_repo,
+             "rasbt/gpt2-from-scratch-pytorch": write_gpt2_from_scratch_repo}

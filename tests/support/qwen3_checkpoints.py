@@ -11,17 +11,16 @@ exact in format and small in size:
   tokens after the BPE tokens), learned here from a short text;
 * `hf_qwen3_tokenizer(path)`: transformers' fast tokenizer for that file, with a
   chat template that writes Qwen3's format (the reference for our tokenizer);
-* `fake_qwen3_hub(cache_dir, repo_ids)`: a Hugging Face hub cache in which
-  `Qwen/Qwen3-0.6B` has a single `model.safetensors` (tied head, as on the hub)
+* `HUB_REPOS` (served by fake_hub.py): the repositories the notebooks download, in
+  which `Qwen/Qwen3-0.6B` has a single `model.safetensors` (tied head, as on the hub)
   and every larger size shards with `model.safetensors.index.json`.
 """
 
-from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 
 import torch
-from support.llama_checkpoints import TRAINING_TEXT
-from support.notebook_setups import write_hub_snapshot
+from support.hf_checkpoints import TRAINING_TEXT, hf_sizes, random_hf_model, train_bpe
 
 QWEN_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}"
                 r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
@@ -58,10 +57,9 @@ TINY_MOE_OVERRIDES = {**{k: v for k, v in TINY_QWEN3_OVERRIDES.items() if k != "
                       "num_experts": 6, "num_experts_per_tok": 2, "moe_hidden_dim": 32}
 
 
-def write_qwen3_tokenizer_json(path, text=TRAINING_TEXT, num_bpe_tokens=NUM_BPE_TOKENS):
-    """Learn a byte-level BPE from `text` and save it in Qwen3's tokenizer.json layout."""
-    from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers
-    from tokenizers import pre_tokenizers, processors, trainers
+def qwen_byte_level_bpe():
+    """An untrained tokenizer with Qwen's layout: NFC, the Qwen split pattern, byte level."""
+    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers
 
     tokenizer = Tokenizer(models.BPE())
     tokenizer.normalizer = normalizers.NFC()
@@ -69,10 +67,17 @@ def write_qwen3_tokenizer_json(path, text=TRAINING_TEXT, num_bpe_tokens=NUM_BPE_
         pre_tokenizers.Split(Regex(QWEN_PATTERN), behavior="isolated"),
         pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
     tokenizer.decoder = decoders.ByteLevel()
+    return tokenizer
+
+
+def write_qwen3_tokenizer_json(path, text=TRAINING_TEXT, num_bpe_tokens=NUM_BPE_TOKENS):
+    """Learn a byte-level BPE from `text` and save it in Qwen3's tokenizer.json layout."""
+    from tokenizers import AddedToken, pre_tokenizers, processors
+
+    tokenizer = train_bpe(qwen_byte_level_bpe(), num_bpe_tokens,
+                          initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+                          lines=text.splitlines(keepends=True))
     tokenizer.post_processor = processors.ByteLevel(trim_offsets=False)
-    trainer = trainers.BpeTrainer(vocab_size=num_bpe_tokens, show_progress=False,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tokenizer.train_from_iterator(text.splitlines(keepends=True), trainer)
     tokenizer.add_special_tokens([AddedToken(t, special=True, normalized=False)
                                   for t in SPECIAL_TOKENS])
     tokenizer.add_tokens([AddedToken(t, special=False, normalized=False)
@@ -94,39 +99,26 @@ def hf_qwen3_config(cfg, tie_word_embeddings=False):
     from transformers import Qwen3Config, Qwen3MoeConfig
 
     common = dict(
-        vocab_size=cfg["vocab_size"], hidden_size=cfg["emb_dim"],
-        num_hidden_layers=cfg["n_layers"], num_attention_heads=cfg["n_heads"],
-        num_key_value_heads=cfg["n_kv_groups"],
-        head_dim=cfg.get("head_dim") or cfg["emb_dim"] // cfg["n_heads"],
-        max_position_embeddings=cfg["context_length"], rms_norm_eps=1e-6,
+        **hf_sizes(cfg), num_key_value_heads=cfg["n_kv_groups"],
+        head_dim=cfg.get("head_dim") or cfg["emb_dim"] // cfg["n_heads"], rms_norm_eps=1e-6,
         rope_parameters={"rope_type": "default", "rope_theta": float(cfg["rope_base"])},
         tie_word_embeddings=tie_word_embeddings, bos_token_id=None, eos_token_id=None,
         pad_token_id=None, attn_implementation="eager")
     if cfg.get("num_experts", 0) > 0:
-        return Qwen3MoeConfig(**common, intermediate_size=4 * cfg["emb_dim"],
+        return Qwen3MoeConfig(**{**common, "intermediate_size": 4 * cfg["emb_dim"]},
                               moe_intermediate_size=cfg["moe_hidden_dim"],
                               num_experts=cfg["num_experts"],
                               num_experts_per_tok=cfg["num_experts_per_tok"],
                               norm_topk_prob=True, decoder_sparse_step=1, mlp_only_layers=[])
-    return Qwen3Config(**common, intermediate_size=cfg["hidden_dim"])
+    return Qwen3Config(**common)
 
 
 def random_hf_qwen3(cfg, tie_word_embeddings=False, seed=0):
-    """A Qwen3ForCausalLM / Qwen3MoeForCausalLM with random weights, every tensor distinct.
-
-    Hugging Face initialises the norms to 1; noise on every parameter makes a
-    tensor loaded into the wrong place change the output.
-    """
+    """A Qwen3ForCausalLM / Qwen3MoeForCausalLM with random weights, every tensor distinct."""
     from transformers import Qwen3ForCausalLM, Qwen3MoeForCausalLM
 
-    torch.manual_seed(seed)
-    config = hf_qwen3_config(cfg, tie_word_embeddings)
     model_class = Qwen3MoeForCausalLM if cfg.get("num_experts", 0) > 0 else Qwen3ForCausalLM
-    model = model_class(config).eval()
-    with torch.no_grad():
-        for param in model.parameters():
-            param.add_(0.05 * torch.randn_like(param))
-    return model
+    return random_hf_model(model_class, hf_qwen3_config(cfg, tie_word_embeddings), seed)
 
 
 def tiny_qwen3_config(repo_id):
@@ -164,17 +156,6 @@ def write_qwen3_repo(folder, repo_id, wordy=False):
     return model
 
 
-def fake_qwen3_hub(cache_dir, repo_ids, wordy=False):
-    """Fill `cache_dir` (use it as HF_HUB_CACHE) with tiny versions of `repo_ids`."""
-    cache_dir = Path(cache_dir)
-    for repo_id in repo_ids:
-        staging = cache_dir / "staging" / repo_id.replace("/", "--")
-        write_qwen3_repo(staging, repo_id, wordy)
-        write_hub_snapshot(cache_dir, repo_id, {p.name: p for p in staging.iterdir()})
-    return cache_dir
-
-
-@contextmanager
-def qwen3_hub_cache(tmp_path, repo_ids):
-    cache = fake_qwen3_hub(Path(tmp_path) / "qwen3-hub-cache", repo_ids)
-    yield {"env": {"HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1"}}
+HUB_REPOS = {repo_id: partial(write_qwen3_repo, repo_id=repo_id)
+             for repo_id in ("Qwen/Qwen3-0.6B", "Qwen/Qwen3-0.6B-Base", "Qwen/Qwen3-1.7B",
+                             "Qwen/Qwen3-Coder-30B-A3B-Instruct")}
