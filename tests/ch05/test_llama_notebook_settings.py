@@ -14,7 +14,7 @@ from pathlib import Path
 from support import llama_checkpoints
 import nbformat
 import pytest
-from support.llama_notebook_code import notebook_definitions
+from support.course_imports import notebook_definitions
 from notebooks import PRETRAINED_TAG, REPO_ROOT, cell_tags
 
 SETTINGS = json.loads((Path(__file__).parent / "notebook_parameters.json").read_text())
@@ -86,7 +86,7 @@ def test_llama3_notebook_suite_config_matches_the_fake_checkpoints():
     """converting-llama2-to-llama3.ipynb's overrides, and the real RoPE settings, as faked."""
     settings = SETTINGS[FOLDER + "converting-llama2-to-llama3.ipynb"]["parameters"]
     assert settings["CONFIG_OVERRIDES"] == llama_checkpoints.TINY_LLAMA3_OVERRIDES
-    nb = notebook_definitions("converting-llama2-to-llama3.ipynb")
+    nb = notebook_definitions("ch05/07_gpt_to_llama/converting-llama2-to-llama3.ipynb")
     assert nb.LLAMA3_CONFIG_8B["rope_freq"] == llama_checkpoints.REAL_ROPE_FREQ["llama3"]
     assert nb.LLAMA31_CONFIG_8B["rope_freq"] == llama_checkpoints.REAL_ROPE_FREQ["llama3.1"]
     assert nb.LLAMA32_CONFIG_1B["rope_freq"] == llama_checkpoints.REAL_ROPE_FREQ["llama3.2"]

@@ -213,11 +213,10 @@ def tiny_model_hub(tmp_path, notebook, config_name, repo_id, writer, overrides):
     """A hub cache serving `repo_id` as a tiny random model that `writer` lays out,
     built from the notebook's configuration `config_name`; the notebook gets the
     tiny sizes as CONFIG_OVERRIDES (and for its speed measurement)."""
-    from support.llama_notebook_code import notebook_definitions
+    from support.course_imports import notebook_definitions
     from support.olmo3_tiny_aya_checkpoints import hub_cache_with
 
-    folder, name = notebook.rsplit("/", 1)
-    base_cfg = getattr(notebook_definitions(name, folder), config_name)
+    base_cfg = getattr(notebook_definitions(notebook), config_name)
     repo = writer(Path(tmp_path) / "tiny-repo", base_cfg)
     cache = hub_cache_with(Path(tmp_path) / "hub-cache", repo_id, repo)
     return {"env": {"HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1"},
