@@ -25,6 +25,7 @@ imported, then forgets this folder's again, so each folder gets its own.
 """
 
 import ast
+import builtins
 import contextlib
 import functools
 import importlib
@@ -110,8 +111,9 @@ def _whole_cell(tree, defined):
 def _definitions_only(tree, defined):
     """The cell's imports, defs, classes, UPPER_CASE constants and aliases of those.
 
-    `defined` collects the names bound so far, so that `a = b` is kept only
-    where `b` is one of them (`GPTModel = Llama3Model`, not `n = max_length`).
+    `defined` collects the names bound so far: a constant or alias is kept
+    only where it reads nothing else (`GPTModel = Llama3Model` is kept,
+    `n = max_length` and `CFG = {**model_configs[...]}` are demonstration).
     """
     kept = [node for node in tree.body if _is_definition(node, defined)]
     return ast.Module(body=kept, type_ignores=[])
@@ -124,10 +126,20 @@ def _is_definition(node, defined):
         bound = {node.name}
     elif isinstance(node, ast.Assign) and all(isinstance(t, ast.Name) for t in node.targets):
         bound = {target.id for target in node.targets}
-        alias = isinstance(node.value, ast.Name) and node.value.id in defined
-        if not (alias or all(name.isupper() for name in bound)):
+        constant = all(name.isupper() for name in bound) or isinstance(node.value, ast.Name)
+        if not constant or not _reads(node.value) <= defined | set(dir(builtins)):
             return False
     else:
         return False
     defined |= bound
     return True
+
+
+def _reads(expression):
+    """The outside names `expression` reads (not those its comprehensions/lambdas bind)."""
+    nodes = list(ast.walk(expression))
+    loaded = {n.id for n in nodes if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+    stored = {n.id for n in nodes if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+    arguments = {a.arg for n in nodes if isinstance(n, ast.arguments)
+                 for a in n.posonlyargs + n.args + n.kwonlyargs + [n.vararg, n.kwarg] if a}
+    return loaded - stored - arguments
