@@ -1,27 +1,32 @@
 """Load the course's code in a test, the way the course itself runs it.
 
-Two loaders, one for each kind of file a reader has:
+One loader for each kind of file a reader has:
 
-- A course file, `import_course_module("ch04/01_main-chapter-code/gpt.py")`:
-  the module, imported once per session with its own folder first on the path.
+- A course file: `import_course_module("ch04/01_main-chapter-code/gpt.py")`
+  is the module, imported once per session with its own folder first on the path.
 
-- A notebook, `notebook_definitions("ch05/07_gpt_to_llama/standalone-llama32.ipynb")`:
-  a module holding the notebook's imports, functions, classes, UPPER_CASE
-  constants and aliases of those (`GPTModel = Llama3Model`), taken from every
-  code cell in notebook order and executed without the demonstrations around
-  them, so the tests run the code a reader sees, not a second copy of it.
-  Loaded once per session. `names=[...]` checks that the notebook defines
-  them (a renamed function fails at import, naming itself); `whole_cells=True`
-  instead runs every statement of every cell, as Jupyter would, and gives the
-  results of the run too (`vars(...)["context_vecs"]`); such a run is not
-  shared between callers.
+- A notebook: `notebook_definitions("ch05/07_gpt_to_llama/standalone-llama32.ipynb")`
+  is a module holding the notebook's imports, functions, classes, UPPER_CASE
+  constants and aliases (`GPTModel = Llama3Model`), taken from every code cell
+  in notebook order and run without the demonstrations around them (a constant
+  that reads a demonstration's variable is left out too), so the tests run the
+  code a reader sees, not a second copy of it. Loaded once per session and
+  shared. `notebook_definitions(path, ["GPTModel", ...])` also checks that
+  the notebook defines those names (LookupError naming the missing ones).
+  `notebook_definitions(path, whole_cells=True)` runs every statement of every
+  cell instead, as Jupyter would, so the run's results are there too
+  (`vars(run)["context_vecs"]`); such a run is fresh for each call.
 
-Both run in the file's folder: every chapter folder has its own
+Both run in the file's folder (a notebook's cells also with it as the working
+folder, printing into the void): every chapter folder has its own
 `previous_chapters.py`, `downloads.py`, ... with the same module names, and
 importing them through `sys.path` in one pytest process would hand chapter 5
 the chapter 4 copy. `course_folder_on_path` puts the folder first on the path
-and hides any other folder's modules of the same names while the code is
-imported, then forgets this folder's again, so each folder gets its own.
+and hides any other folder's modules of the same names while the code runs,
+then forgets this folder's again, so each folder gets its own.
+(`llms_from_scratch.utils.import_definitions_from_notebook` is the package's
+reader-facing cousin, tested in tests/pkg; it keeps no aliases and runs no
+whole cells, which the tests need.)
 """
 
 import ast
@@ -70,11 +75,11 @@ def _import_course_module(path):
 def notebook_definitions(notebook, names=(), *, whole_cells=False):
     """The notebook's definitions (or, with `whole_cells`, its whole run) as a module.
 
-    `notebook` is relative to the repository (or absolute). See the module
-    docstring for what is kept; LookupError if one of `names` is not defined.
+    `notebook` is relative to the repository (or absolute); the module
+    docstring says what is kept. LookupError if one of `names` is not defined.
     """
     path = (REPO_ROOT / notebook).resolve()
-    module = _run_notebook(path, _whole_cell) if whole_cells else _notebook_definitions(path)
+    module = _run_notebook(path) if whole_cells else _notebook_definitions(path)
     missing = [name for name in names if not hasattr(module, name)]
     if missing:
         raise LookupError(f"{notebook} defines no {missing}")
@@ -83,11 +88,11 @@ def notebook_definitions(notebook, names=(), *, whole_cells=False):
 
 @functools.cache
 def _notebook_definitions(path):
-    return _run_notebook(path, _definitions_only)
+    return _run_notebook(path, definitions_only=True)
 
 
-def _run_notebook(path, keep):
-    """Run `keep(cell)` of each code cell, in the notebook's folder, into a new module."""
+def _run_notebook(path, definitions_only=False):
+    """Run each code cell (or its definitions), in the notebook's folder, into a new module."""
     module = types.ModuleType(f"notebook_{path.stem.replace('-', '_')}")
     defined = set()
     cells = [cell for cell in nbformat.read(path, as_version=4).cells
@@ -97,15 +102,13 @@ def _run_notebook(path, keep):
         os.chdir(path.parent)  # cells read their data files relative to the notebook
         try:
             for index, cell in enumerate(cells):
-                tree = keep(ast.parse(cell.source), defined)
+                tree = ast.parse(cell.source)
+                if definitions_only:
+                    tree = _definitions_only(tree, defined)
                 exec(compile(tree, f"{path.name} (code cell {index})", "exec"), module.__dict__)
         finally:
             os.chdir(saved_cwd)
     return module
-
-
-def _whole_cell(tree, defined):
-    return tree
 
 
 def _definitions_only(tree, defined):
