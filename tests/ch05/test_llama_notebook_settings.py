@@ -8,13 +8,12 @@ notebooks' loaders would (rightly) reject the checkpoints.
 
 import ast
 import json
-import sys
 from pathlib import Path
 
 from support import llama_checkpoints
 import nbformat
 import pytest
-from support.course_imports import notebook_definitions
+from support.course_imports import course_folder_on_path, notebook_definitions
 from notebooks import PRETRAINED_TAG, REPO_ROOT, cell_tags
 
 SETTINGS = json.loads((Path(__file__).parent / "notebook_parameters.json").read_text())
@@ -73,11 +72,8 @@ def test_every_definition_cell_carries_its_own_imports(notebook):
         assert not missing, f"{notebook}: a cell defining {definitions[0].name} lacks {missing}"
         alone = ast.Module(body=[node for node in tree.body if isinstance(
             node, (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.ClassDef))], type_ignores=[])
-        sys.path.insert(0, str(REPO_ROOT / FOLDER))
-        try:
+        with course_folder_on_path(REPO_ROOT / FOLDER):
             exec(compile(alone, notebook, "exec"), {"__name__": "cell_alone"})
-        finally:
-            sys.path.remove(str(REPO_ROOT / FOLDER))
         checked += 1
     assert checked >= 5
 
