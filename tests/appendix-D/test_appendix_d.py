@@ -4,7 +4,7 @@ import math
 
 import pytest
 import torch
-from support.course_imports import definitions_from_notebook, import_course_module
+from support.course_imports import import_course_module, notebook_definitions
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -12,11 +12,8 @@ pytestmark = pytest.mark.usefixtures("single_thread_torch")
 
 FOLDER = "appendix-D/01_main-chapter-code"
 pc = import_course_module(f"{FOLDER}/previous_chapters.py")
-appendix_d = definitions_from_notebook(
-    f"{FOLDER}/appendix-D.ipynb",
-    ["learning_rate_at", "find_highest_gradient", "train_model"],
-    namespace={**vars(pc), "math": math, "torch": torch},
-)
+appendix_d = notebook_definitions(
+    f"{FOLDER}/appendix-D.ipynb", ["learning_rate_at", "find_highest_gradient", "train_model"])
 learning_rate_at = appendix_d.learning_rate_at
 
 # The book's D.1/D.2 settings: 15 epochs of 9 batches, 20% warm-up.

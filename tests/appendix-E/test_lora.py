@@ -5,16 +5,15 @@ import math
 
 import pytest
 import torch
-from support.course_imports import definitions_from_notebook, import_course_module
+from support.course_imports import import_course_module, notebook_definitions
 
 pytestmark = pytest.mark.usefixtures("single_thread_torch")
 
 FOLDER = "appendix-E/01_main-chapter-code"
 pc = import_course_module(f"{FOLDER}/previous_chapters.py")
-lora = definitions_from_notebook(
+lora = notebook_definitions(
     f"{FOLDER}/appendix-E.ipynb",
     ["LoRALayer", "LinearWithLoRA", "replace_linear_with_lora", "merge_lora"],
-    namespace={"torch": torch, "math": math},
 )
 
 TINY = {"vocab_size": 64, "context_length": 16, "emb_dim": 32, "n_heads": 2, "n_layers": 2,

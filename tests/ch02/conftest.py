@@ -2,12 +2,10 @@
 tokenizer code that lives in the chapter notebook."""
 
 import json
-import types
 
 import pytest
 import tiktoken
-from support.course_imports import import_course_module
-from support.helpers import run_notebook_code
+from support.course_imports import import_course_module, notebook_definitions
 
 MAIN_FOLDER = "ch02/01_main-chapter-code"
 VERDICT_URL = (
@@ -26,8 +24,7 @@ INSTRUCTIONS_SHA256 = "7e09a9af353722ca15c18bc580f093f9c39d3178335a75177319cb1e1
 def ch02_notebook():
     """split_into_tokens, SimpleTokenizerV1 and SimpleTokenizerV2 from ch02.ipynb."""
     names = ["split_into_tokens", "SimpleTokenizerV1", "SimpleTokenizerV2"]
-    namespace = run_notebook_code(f"{MAIN_FOLDER}/ch02.ipynb", names)
-    return types.SimpleNamespace(**{name: namespace[name] for name in names})
+    return notebook_definitions(f"{MAIN_FOLDER}/ch02.ipynb", names)
 
 
 @pytest.fixture(scope="session")

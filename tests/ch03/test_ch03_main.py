@@ -11,8 +11,7 @@ import math
 
 import pytest
 import torch
-from support.course_imports import REPO_ROOT
-from support.helpers import run_notebook_code
+from support.course_imports import REPO_ROOT, notebook_definitions
 
 CHAPTER = REPO_ROOT / "ch03/01_main-chapter-code"
 ATOL = 1e-4
@@ -20,7 +19,7 @@ ATOL = 1e-4
 
 @pytest.fixture(scope="module")
 def ch03():
-    return run_notebook_code(CHAPTER / "ch03.ipynb")
+    return vars(notebook_definitions(CHAPTER / "ch03.ipynb", whole_cells=True))
 
 
 def test_simplified_attention_context_vectors_match_book(ch03):
@@ -164,7 +163,7 @@ def test_rejects_input_longer_than_context(ch03, name):
 
 @pytest.mark.needs_mirror("the-verdict.txt")
 def test_summary_notebook_shapes():
-    summary = run_notebook_code(CHAPTER / "multihead-attention.ipynb")
+    summary = vars(notebook_definitions(CHAPTER / "multihead-attention.ipynb", whole_cells=True))
     assert summary["input_embeddings"].shape == (8, 4, 256)
     # variant A: the wrapper, two heads of d_in // 2; variant B: MultiHeadAttention
     assert summary["context_vecs_wrapper"].shape == (8, 4, 256)
@@ -172,7 +171,7 @@ def test_summary_notebook_shapes():
 
 
 def test_exercise_solutions():
-    solutions = run_notebook_code(CHAPTER / "exercise-solutions.ipynb")
+    solutions = vars(notebook_definitions(CHAPTER / "exercise-solutions.ipynb", whole_cells=True))
     x = solutions["inputs"]
     with torch.no_grad():
         torch.testing.assert_close(solutions["sa_v1"](x), solutions["sa_v2"](x))
@@ -183,7 +182,8 @@ def test_exercise_solutions():
 
 
 def test_buffers_notebook_demonstrates_the_differences():
-    ns = run_notebook_code(REPO_ROOT / "ch03/03_understanding-buffers/understanding-buffers.ipynb")
+    ns = vars(notebook_definitions(
+        "ch03/03_understanding-buffers/understanding-buffers.ipynb", whole_cells=True))
     assert "mask" in ns["ca_buffer"].state_dict()
     assert "mask" not in ns["ca_plain"].state_dict()
     assert "mask" not in ns["ca_nonpersistent"].state_dict()

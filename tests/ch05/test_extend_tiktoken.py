@@ -6,35 +6,15 @@ whose old tokens' logits must not change when the model grows (while the book
 repository's biased head changes them).
 """
 
-import ast
-import sys
-import types
-
 import nbformat
 import pytest
 import torch
-from support.course_imports import import_course_module
-from notebooks import REPO_ROOT
+from support.course_imports import REPO_ROOT, course_folder_on_path, notebook_definitions
 
 FOLDER = "ch05/09_extending-tokenizers"
 NOTEBOOK = "extend-tiktoken.ipynb"
 NOTEBOOK_CELLS = nbformat.read(REPO_ROOT / FOLDER / NOTEBOOK, as_version=4).cells
-
-
-def notebook_functions():
-    """The notebook's functions, with torch and the folder's GPTModel in scope."""
-    chapter = import_course_module(f"{FOLDER}/previous_chapters.py")
-    namespace = {"torch": torch, "GPTModel": chapter.GPTModel,
-                 "GPT_CONFIG_124M": chapter.GPT_CONFIG_124M}
-    for cell in NOTEBOOK_CELLS:
-        if cell.cell_type == "code":
-            functions = [n for n in ast.parse(cell.source).body if isinstance(n, ast.FunctionDef)]
-            exec(compile(ast.Module(body=functions, type_ignores=[]), NOTEBOOK, "exec"),
-                 namespace)
-    return types.SimpleNamespace(**namespace)
-
-
-nb = notebook_functions()
+nb = notebook_definitions(f"{FOLDER}/{NOTEBOOK}", ["GPTModel", "GPT_CONFIG_124M"])
 
 # The book repository's outputs (../shared/book-repo-newer-folders.md, section 2.1)
 BOOK_BASE_IDS = [15496, 11, 2011, 3791, 30642, 62, 16, 318, 257, 649, 11241, 13, 220, 50256]
@@ -46,17 +26,14 @@ SMALL = {**nb.GPT_CONFIG_124M, "context_length": 64, "emb_dim": 32, "n_heads": 2
 @pytest.fixture(scope="module")
 def tokenizer_cells(tmp_path_factory, monkeypatch_module):
     """The namespace after the notebook's cells up to the model section (section 2)."""
-    folder = str(REPO_ROOT / FOLDER)
     monkeypatch_module.chdir(tmp_path_factory.mktemp("extend-tiktoken"))
-    monkeypatch_module.syspath_prepend(folder)
     namespace = {}
-    for cell in NOTEBOOK_CELLS:
-        if cell.cell_type == "markdown" and cell.source.startswith("## 2."):
-            break
-        if cell.cell_type == "code":
-            exec(compile(cell.source, NOTEBOOK, "exec"), namespace)
-    for name in ("downloads", "previous_chapters"):
-        sys.modules.pop(name, None)
+    with course_folder_on_path(REPO_ROOT / FOLDER):
+        for cell in NOTEBOOK_CELLS:
+            if cell.cell_type == "markdown" and cell.source.startswith("## 2."):
+                break
+            if cell.cell_type == "code":
+                exec(compile(cell.source, NOTEBOOK, "exec"), namespace)
     return namespace
 
 

@@ -15,12 +15,12 @@ from support.gemma3_checkpoints import (
     tiny_gemma3_config,
     write_gemma_tokenizer,
 )
-from support.llama_notebook_code import notebook_definitions
+from support.course_imports import notebook_definitions
 from safetensors.torch import load_file
 
 FOLDER = "ch05/12_gemma3"
-plain = notebook_definitions("standalone-gemma3.ipynb", FOLDER)
-kv = notebook_definitions("standalone-gemma3-plus-kvcache.ipynb", FOLDER)
+plain = notebook_definitions(f"{FOLDER}/standalone-gemma3.ipynb")
+kv = notebook_definitions(f"{FOLDER}/standalone-gemma3-plus-kvcache.ipynb")
 BOTH = pytest.mark.parametrize("nb", [plain, kv], ids=["no-cache", "kv-cache"])
 ATOL = 1e-5
 

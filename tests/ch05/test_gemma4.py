@@ -8,8 +8,8 @@ from the same tokenizer.json.
 
 import pytest
 import torch
-from support.llama_notebook_code import notebook_definitions
 from support.assertions import one_line_error
+from support.course_imports import notebook_definitions
 from support.gemma4_checkpoints import (hf_gemma4_config, hf_gemma4_tokenizer, random_hf_gemma4,
                                 tiny_gemma4_config, write_gemma4_tokenizer)
 
@@ -19,7 +19,7 @@ NOTEBOOKS = {"plain": "standalone-gemma4.ipynb", "kv": "standalone-gemma4-plus-k
 
 @pytest.fixture(scope="module")
 def nbs():
-    return {key: notebook_definitions(name, FOLDER) for key, name in NOTEBOOKS.items()}
+    return {key: notebook_definitions(f"{FOLDER}/{name}") for key, name in NOTEBOOKS.items()}
 
 
 @pytest.fixture(scope="module")

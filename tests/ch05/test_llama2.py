@@ -1,6 +1,6 @@
 """converting-gpt-to-llama2.ipynb: every block and the whole Llama 2 against references.
 
-The notebook's own definitions are tested (see llama_notebook_code.py). The
+The notebook's own definitions are tested (see support/course_imports.py). The
 references are PyTorch's `torch.nn.RMSNorm`, direct formulas, and Hugging
 Face's `LlamaForCausalLM` with random weights (no download).
 """
@@ -11,11 +11,11 @@ import pytest
 import torch
 from support.llama_checkpoints import (hf_llama_config, meta_state_dict, random_hf_llama,
                                tiny_llama2_config)
-from support.llama_notebook_code import notebook_definitions
+from support.course_imports import notebook_definitions
 from safetensors.torch import load_file
 from transformers.models.llama import modeling_llama
 
-nb = notebook_definitions("converting-gpt-to-llama2.ipynb")
+nb = notebook_definitions("ch05/07_gpt_to_llama/converting-gpt-to-llama2.ipynb")
 ATOL = 1e-5
 
 

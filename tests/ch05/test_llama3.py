@@ -14,12 +14,12 @@ from support.llama_checkpoints import (
     random_hf_llama,
     tiny_llama32_config,
 )
-from support.llama_notebook_code import notebook_definitions
+from support.course_imports import notebook_definitions
 from safetensors.torch import load_file
 from transformers.models.llama import modeling_llama
 
-nb = notebook_definitions("standalone-llama32.ipynb")
-nb_llama3 = notebook_definitions("converting-llama2-to-llama3.ipynb")
+nb = notebook_definitions("ch05/07_gpt_to_llama/standalone-llama32.ipynb")
+nb_llama3 = notebook_definitions("ch05/07_gpt_to_llama/converting-llama2-to-llama3.ipynb")
 ATOL = 1e-5
 
 # Small versions of each family: Llama 3 (no RoPE scaling, own output head), Llama 3.2

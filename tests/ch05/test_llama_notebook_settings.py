@@ -8,13 +8,12 @@ settings the fake Llama 3 repositories keep, and the book's loads in tagged cell
 
 import ast
 import json
-import sys
 from pathlib import Path
 
 from support import llama_checkpoints
 import nbformat
 import pytest
-from support.llama_notebook_code import notebook_definitions
+from support.course_imports import course_folder_on_path, notebook_definitions
 from notebooks import PRETRAINED_TAG, REPO_ROOT, cell_tags
 
 SETTINGS = json.loads((Path(__file__).parent / "notebook_parameters.json").read_text())
@@ -54,11 +53,8 @@ def test_every_definition_cell_carries_its_own_imports(notebook):
         assert not missing, f"{notebook}: a cell defining {definitions[0].name} lacks {missing}"
         alone = ast.Module(body=[node for node in tree.body if isinstance(
             node, (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.ClassDef))], type_ignores=[])
-        sys.path.insert(0, str(REPO_ROOT / FOLDER))
-        try:
+        with course_folder_on_path(REPO_ROOT / FOLDER):
             exec(compile(alone, notebook, "exec"), {"__name__": "cell_alone"})
-        finally:
-            sys.path.remove(str(REPO_ROOT / FOLDER))
         checked += 1
     assert checked >= 5
 
@@ -67,7 +63,7 @@ def test_llama3_notebook_suite_config_matches_the_fake_checkpoints():
     """converting-llama2-to-llama3.ipynb's overrides, and the real RoPE settings, as faked."""
     settings = SETTINGS[FOLDER + "converting-llama2-to-llama3.ipynb"]["parameters"]
     assert settings["CONFIG_OVERRIDES"] == llama_checkpoints.TINY_LLAMA3_OVERRIDES
-    nb = notebook_definitions("converting-llama2-to-llama3.ipynb")
+    nb = notebook_definitions("ch05/07_gpt_to_llama/converting-llama2-to-llama3.ipynb")
     assert nb.LLAMA3_CONFIG_8B["rope_freq"] == llama_checkpoints.REAL_ROPE_FREQ["llama3"]
     assert nb.LLAMA31_CONFIG_8B["rope_freq"] == llama_checkpoints.REAL_ROPE_FREQ["llama3.1"]
     assert nb.LLAMA32_CONFIG_1B["rope_freq"] == llama_checkpoints.REAL_ROPE_FREQ["llama3.2"]

@@ -23,12 +23,12 @@ from support.llama_checkpoints import (
     train_sentencepiece,
     write_tiktoken_bpe,
 )
-from support.llama_notebook_code import notebook_definitions
+from support.course_imports import notebook_definitions
 from tiktoken.load import load_tiktoken_bpe
 from transformers.convert_slow_tokenizer import TikTokenConverter
 
-llama2_nb = notebook_definitions("converting-gpt-to-llama2.ipynb")
-llama3_nb = notebook_definitions("standalone-llama32.ipynb")
+llama2_nb = notebook_definitions("ch05/07_gpt_to_llama/converting-gpt-to-llama2.ipynb")
+llama3_nb = notebook_definitions("ch05/07_gpt_to_llama/standalone-llama32.ipynb")
 
 TEXTS = [
     "", "Every effort moves you", "What do llamas eat?", "  leading and trailing  ",

@@ -8,7 +8,7 @@ window of 8 tokens, run on sequences longer than the window.
 import pytest
 import torch
 from support.assertions import one_line_error
-from support.llama_notebook_code import notebook_definitions
+from support.course_imports import notebook_definitions
 from support.olmo3_tiny_aya_checkpoints import (
     assert_cache_path_matches,
     OLMO3_SPECIAL_TOKENS,
@@ -19,8 +19,8 @@ from support.olmo3_tiny_aya_checkpoints import (
 )
 
 FOLDER = "ch05/13_olmo3"
-NOTEBOOKS = {"plain": notebook_definitions("standalone-olmo3.ipynb", FOLDER),
-             "kv": notebook_definitions("standalone-olmo3-plus-kv-cache.ipynb", FOLDER)}
+NOTEBOOKS = {"plain": notebook_definitions(f"{FOLDER}/standalone-olmo3.ipynb"),
+             "kv": notebook_definitions(f"{FOLDER}/standalone-olmo3-plus-kv-cache.ipynb")}
 nb, nb_kv = NOTEBOOKS["plain"], NOTEBOOKS["kv"]
 ATOL = 1e-5
 TINY = tiny_olmo3_config(nb.OLMO3_CONFIG_7B)

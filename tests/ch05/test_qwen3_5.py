@@ -7,8 +7,8 @@ the tokenizer is compared with transformers' tokenizer built from the same token
 
 import pytest
 import torch
-from support.llama_notebook_code import notebook_definitions
 from support.assertions import one_line_error
+from support.course_imports import notebook_definitions
 from support.qwen3_5_checkpoints import (QWEN3_5_REPO_ID, hf_qwen3_5_tokenizer, random_hf_qwen3_5,
                                  tiny_qwen3_5_config, write_qwen_tokenizer_json)
 
@@ -18,7 +18,7 @@ NOTEBOOKS = {"plain": "qwen3.5.ipynb", "kv": "qwen3.5-plus-kv-cache.ipynb"}
 
 @pytest.fixture(scope="module")
 def nbs():
-    return {key: notebook_definitions(name, FOLDER) for key, name in NOTEBOOKS.items()}
+    return {key: notebook_definitions(f"{FOLDER}/{name}") for key, name in NOTEBOOKS.items()}
 
 
 @pytest.fixture(scope="module")

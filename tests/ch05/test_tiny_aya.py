@@ -8,7 +8,7 @@ of 0.25, run on sequences longer than the window.
 import pytest
 import torch
 from support.assertions import one_line_error
-from support.llama_notebook_code import notebook_definitions
+from support.course_imports import notebook_definitions
 from support.olmo3_tiny_aya_checkpoints import (
     assert_cache_path_matches,
     TINY_AYA_SPECIAL_TOKENS,
@@ -20,8 +20,8 @@ from support.olmo3_tiny_aya_checkpoints import (
 )
 
 FOLDER = "ch05/15_tiny-aya"
-NOTEBOOKS = {"plain": notebook_definitions("standalone-tiny-aya.ipynb", FOLDER),
-             "kv": notebook_definitions("standalone-tiny-aya-plus-kv-cache.ipynb", FOLDER)}
+NOTEBOOKS = {"plain": notebook_definitions(f"{FOLDER}/standalone-tiny-aya.ipynb"),
+             "kv": notebook_definitions(f"{FOLDER}/standalone-tiny-aya-plus-kv-cache.ipynb")}
 nb, nb_kv = NOTEBOOKS["plain"], NOTEBOOKS["kv"]
 ATOL = 1e-5
 TINY = tiny_tiny_aya_config(nb.TINY_AYA_CONFIG)

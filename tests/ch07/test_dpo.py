@@ -8,17 +8,15 @@ import math
 
 import pytest
 import torch
-from support.course_imports import definitions_from_notebook, import_course_module
-from torch.utils.data import Dataset
+from support.course_imports import import_course_module, notebook_definitions
 
 FOLDER = "ch07/04_preference-tuning-with-dpo"
 chapter = import_course_module(f"{FOLDER}/previous_chapters.py")
-dpo = definitions_from_notebook(
+dpo = notebook_definitions(
     f"{FOLDER}/dpo-from-scratch.ipynb",
     ["PreferenceDataset", "preference_collate_fn", "compute_logprobs", "compute_dpo_loss",
      "compute_dpo_loss_batch", "compute_dpo_loss_loader", "evaluate_dpo_loss_loader",
      "train_model_dpo_simple"],
-    namespace={"torch": torch, "Dataset": Dataset, **vars(chapter)},
 )
 
 

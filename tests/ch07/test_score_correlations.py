@@ -11,7 +11,7 @@ import subprocess
 from itertools import combinations
 
 import pytest
-from support.course_imports import REPO_ROOT, definitions_from_notebook, import_course_module
+from support.course_imports import REPO_ROOT, import_course_module, notebook_definitions
 
 FOLDER = "ch07/03_model-evaluation/scores"
 NOTEBOOK = f"{FOLDER}/correlation-analysis.ipynb"
@@ -71,7 +71,7 @@ def published(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def notebook():
-    return definitions_from_notebook(NOTEBOOK, ["judge_correlations", "correlation_if_dropped"])
+    return notebook_definitions(NOTEBOOK, ["judge_correlations", "correlation_if_dropped"])
 
 
 def test_correlations_equal_the_textbook_definitions(notebook, published):
@@ -87,7 +87,7 @@ def test_the_dropped_position_is_found():
     """A score removed from a copy is located where the copy lines up again."""
     import numpy as np
 
-    notebook = definitions_from_notebook(NOTEBOOK, ["correlation_if_dropped"])
+    notebook = notebook_definitions(NOTEBOOK, ["correlation_if_dropped"])
     full = np.random.default_rng(0).integers(0, 101, size=40).astype(float)
     shorter = np.delete(full, 17) + np.random.default_rng(1).normal(0, 3, size=39)
     assert int(np.argmax(notebook.correlation_if_dropped(full, shorter))) == 17
