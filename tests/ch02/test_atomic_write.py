@@ -8,13 +8,12 @@ no temporary file. Also `published_file`, which never replaces a user's file.
 
 import os
 import signal
-import subprocess
-import sys
 import textwrap
 import time
 
 import pytest
 from support.course_imports import import_course_module
+from support.helpers import sigterm_once_a_part_file_appears
 
 downloads = import_course_module("ch02/01_main-chapter-code/downloads.py")
 
@@ -96,17 +95,7 @@ def test_sigterm_while_writing_leaves_the_old_file_and_no_debris(target):
             f.flush()
             time.sleep(60)
     """)
-    process = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 30
-        while not any(p.name.endswith(".part") for p in target.parent.iterdir()):
-            assert time.monotonic() < deadline, "the write never started"
-            time.sleep(0.05)
-        process.send_signal(signal.SIGTERM)
-        returncode = process.wait(timeout=30)
-    finally:
-        process.kill()
-        process.wait()
+    returncode = sigterm_once_a_part_file_appears(script, target.parent)
     assert returncode == 128 + signal.SIGTERM
     assert target.read_text() == OLD
     assert [p.name for p in target.parent.iterdir()] == ["result.txt"]

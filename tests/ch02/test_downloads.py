@@ -9,7 +9,6 @@ import hashlib
 import http.server
 import os
 import errno
-import signal
 import socket
 import subprocess
 import sys
@@ -20,6 +19,7 @@ from collections import Counter
 
 import pytest
 from support.course_imports import import_course_module
+from support.helpers import sigterm_once_a_part_file_appears
 
 downloads = import_course_module("ch02/01_main-chapter-code/downloads.py")
 
@@ -401,17 +401,7 @@ def test_sigterm_during_download_leaves_no_part_file(server, folder):
         import downloads
         downloads.download_file({server.url("/slow.bin")!r}, {str(folder / "slow.bin")!r})
     """)
-    process = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 30
-        while not any(name.endswith(".part") for name in files_in(folder)):
-            assert time.monotonic() < deadline, "the download never started"
-            time.sleep(0.05)
-        process.send_signal(signal.SIGTERM)
-        returncode = process.wait(timeout=30)
-    finally:
-        process.kill()
-        process.wait()
+    returncode = sigterm_once_a_part_file_appears(script, folder)
     assert returncode != 0
     assert files_in(folder) == []
 

@@ -6,6 +6,9 @@
   process: much faster when only argument handling is under test (torch is
   imported once). Exits and uncaught exceptions become a return code, and the
   traceback text lands in `stderr`, as in a real process.
+- `sigterm_once_a_part_file_appears(script, folder)`: a write or download in a
+  fresh Python process, stopped with SIGTERM the moment its temporary `.part`
+  file exists (what `kill`, or a cluster's scheduler, does to a real run).
 - `tiny_gpt_config(**changes)`: GPT-2's configuration shrunk so that a model
   builds and runs in milliseconds.
 (The one offline fixture, `course_mirror`, is in conftest.py; course files and
@@ -16,8 +19,10 @@ import contextlib
 import io
 import os
 import runpy
+import signal
 import subprocess
 import sys
+import time
 import traceback
 from pathlib import Path
 
@@ -67,6 +72,25 @@ def run_script_in_process(relative_path, args, cwd):
             returncode = 1
     return subprocess.CompletedProcess(sys.argv, returncode, stdout.getvalue(),
                                        stderr.getvalue())
+
+
+def sigterm_once_a_part_file_appears(script, folder):
+    """Run `python -c script`; SIGTERM it once a `.part` file is in `folder`; its exit status.
+
+    The `.part` file is the temporary file of `downloads.atomic_write` and
+    `download_file`: once it exists, the process is in the middle of writing.
+    """
+    process = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while not any(path.name.endswith(".part") for path in Path(folder).iterdir()):
+            assert time.monotonic() < deadline, "the write never started"
+            time.sleep(0.05)
+        process.send_signal(signal.SIGTERM)
+        return process.wait(timeout=30)
+    finally:
+        process.kill()
+        process.wait()
 
 
 def tiny_gpt_config(**changes):
