@@ -9,17 +9,12 @@ from the same tokenizer.json.
 import pytest
 import torch
 from support.assertions import one_line_error
-from support.course_imports import notebook_definitions
+from support.hf_checkpoints import models_from_notebooks
 from support.gemma4_checkpoints import (hf_gemma4_config, hf_gemma4_tokenizer, random_hf_gemma4,
                                 tiny_gemma4_config, write_gemma4_tokenizer)
 
 FOLDER = "ch05/17_gemma4"
 NOTEBOOKS = {"plain": "standalone-gemma4.ipynb", "kv": "standalone-gemma4-plus-kvcache.ipynb"}
-
-
-@pytest.fixture(scope="module")
-def nbs():
-    return {key: notebook_definitions(f"{FOLDER}/{name}") for key, name in NOTEBOOKS.items()}
 
 
 @pytest.fixture(scope="module")
@@ -34,24 +29,15 @@ def hf_model(cfg):
 
 @pytest.fixture(scope="module")
 def models(nbs, cfg, hf_model):
-    loaded = {}
-    for key, nb in nbs.items():
-        model = nb.Gemma4DenseModel(cfg).eval()
-        nb.load_weights_into_gemma4_dense(model, cfg, hf_model.state_dict())
-        loaded[key] = model
-    return loaded
+    """Our model from each notebook, loaded from the Hugging Face model's state dict."""
+    return models_from_notebooks(nbs, "Gemma4DenseModel", "load_weights_into_gemma4_dense", cfg,
+                                 hf_model.state_dict())
 
 
 @pytest.fixture(scope="module")
 def token_ids(cfg):
     # 40 tokens: five times the sliding window of 8
     return torch.randint(0, cfg["vocab_size"], (2, 40), generator=torch.Generator().manual_seed(1))
-
-
-@pytest.fixture(scope="module")
-def hf_logits(hf_model, token_ids):
-    with torch.no_grad():
-        return hf_model(token_ids).logits
 
 
 @pytest.mark.parametrize("size", ["E2B", "e4b"])

@@ -8,17 +8,12 @@ the tokenizer is compared with transformers' tokenizer built from the same token
 import pytest
 import torch
 from support.assertions import one_line_error
-from support.course_imports import notebook_definitions
+from support.hf_checkpoints import models_from_notebooks
 from support.qwen3_5_checkpoints import (QWEN3_5_REPO_ID, hf_qwen3_5_tokenizer, random_hf_qwen3_5,
                                  tiny_qwen3_5_config, write_qwen_tokenizer_json)
 
 FOLDER = "ch05/16_qwen3.5"
 NOTEBOOKS = {"plain": "qwen3.5.ipynb", "kv": "qwen3.5-plus-kv-cache.ipynb"}
-
-
-@pytest.fixture(scope="module")
-def nbs():
-    return {key: notebook_definitions(f"{FOLDER}/{name}") for key, name in NOTEBOOKS.items()}
 
 
 @pytest.fixture(scope="module")
@@ -34,24 +29,14 @@ def hf_model(cfg):
 @pytest.fixture(scope="module")
 def models(nbs, cfg, hf_model):
     """Our model from each notebook, loaded from the Hugging Face model's state dict."""
-    loaded = {}
-    for key, nb in nbs.items():
-        model = nb.Qwen3_5Model(cfg).eval()
-        nb.load_weights_into_qwen3_5(model, cfg, hf_model.state_dict())
-        loaded[key] = model
-    return loaded
+    return models_from_notebooks(nbs, "Qwen3_5Model", "load_weights_into_qwen3_5", cfg,
+                                 hf_model.state_dict())
 
 
 @pytest.fixture(scope="module")
 def token_ids(cfg):
     # 90 tokens: longer than transformers' 64-token chunks in its Gated DeltaNet
     return torch.randint(0, cfg["vocab_size"], (2, 90), generator=torch.Generator().manual_seed(1))
-
-
-@pytest.fixture(scope="module")
-def hf_logits(hf_model, token_ids):
-    with torch.no_grad():
-        return hf_model(token_ids).logits
 
 
 @pytest.mark.parametrize("key", NOTEBOOKS)

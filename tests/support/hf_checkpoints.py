@@ -9,6 +9,8 @@ its repository's file names. The common steps live here:
   weights in which every tensor differs;
 * `save_safetensors(tensors, folder, shard_names)`: safetensors files, and for several
   shards the `model.safetensors.index.json` that lists them, as the hub's repositories;
+* `models_from_notebooks(notebooks, model_class, load_weights, cfg, state_dict)`: each
+  notebook's own model class, filled by the notebook's own weight loader;
 * `language_model_tensors(hf_model)`: a text model's tensors under the names of the
   released multimodal checkpoint (`model.language_model.`, tied head left out);
 * `TRAINING_TEXT`, `train_bpe(tokenizer, ...)` and `write_tokenizer_config(folder, ...)`:
@@ -92,6 +94,17 @@ def save_safetensors(tensors, folder, shard_names=("model.safetensors",)):
         total_size = sum(t.numel() * t.element_size() for t in tensors.values())
         (Path(folder) / "model.safetensors.index.json").write_text(json.dumps(
             {"metadata": {"total_size": total_size}, "weight_map": weight_map}, indent=2))
+
+
+def models_from_notebooks(notebooks, model_class, load_weights, cfg, state_dict):
+    """{key: model} for {key: notebook}: the notebook's `model_class(cfg)` in eval mode,
+    loaded by its `load_weights(model, cfg, state_dict)` (both named as in the book)."""
+    models = {}
+    for key, notebook in notebooks.items():
+        model = getattr(notebook, model_class)(cfg).eval()
+        getattr(notebook, load_weights)(model, cfg, state_dict)
+        models[key] = model
+    return models
 
 
 def language_model_tensors(hf_model):
