@@ -1,13 +1,14 @@
 """The IMDB folder: safe preparation from a synthetic archive, and the three classifiers."""
 
 import csv
+import os
 import re
 import tarfile
 
 import pytest
 import torch
 from support.course_imports import import_course_module
-from support.helpers import run_script_in_process
+from support.helpers import run_script, run_script_in_process
 from support.synthetic_imdb import FILLER, NEGATIVE_WORDS, POSITIVE_WORDS
 
 IMDB = "ch06/03_bonus_imdb-classification"
@@ -175,12 +176,13 @@ def test_train_bert_hf_finetunes_a_local_encoder_offline(imdb_data_dir, tmp_path
         p.numel() for n, p in model.named_parameters() if "classifier" in n)
 
 
-def test_train_bert_hf_without_the_model_says_how_to_work_offline(imdb_data_dir, tmp_path,
-                                                                  monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-cache"))
-    result = run_script_in_process(f"{IMDB}/train_bert_hf.py",
-                                   ["--data-dir", str(imdb_data_dir)], cwd=tmp_path)
+def test_train_bert_hf_without_the_model_says_how_to_work_offline(imdb_data_dir, tmp_path):
+    """A reader's first offline run, in a fresh process: huggingface_hub reads HF_HUB_OFFLINE
+    when it is imported, so inside this worker (transformers already imported) the setting
+    would come too late and the script would wait for the network."""
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "empty-cache"))
+    result = run_script(f"{IMDB}/train_bert_hf.py", "--data-dir", imdb_data_dir, cwd=tmp_path,
+                        env=env)
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "save_pretrained" in lines[-1], result.stderr
