@@ -53,13 +53,14 @@ SAMPLE_TEXTS = [
 
 
 def parse_args(argv=None):
+    """The command line as a dict of plain values, one per flag."""
     parser = ScriptArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=positive_int, default=30,
                         help="timed calls per tokenizer; the fastest counts")
     parser.add_argument("--text", type=existing_file, default=None,
                         help="text file to time, only read (default: the-verdict.txt, "
                              "downloaded beside this script)")
-    return parser.parse_args(argv)
+    return vars(parser.parse_args(argv))
 
 
 def load_hf_gpt2_tokenizers(encoder_json_path, vocab_bpe_path):
@@ -172,9 +173,10 @@ def read_benchmark_text(text_file=None):
     return text_file.name, text_file.read_text(encoding="utf-8")
 
 
-def main():
-    args = parse_args()
-    text_name, text = read_benchmark_text(args.text)
+def main(settings):
+    """Check that all tokenizers agree, then time them as `settings` (parse_args's dict) says."""
+    repeats = settings["repeats"]
+    text_name, text = read_benchmark_text(settings["text"])
     encoders = load_all_encoders()
     check_identical_ids(encoders, [text, *SAMPLE_TEXTS])
     num_tokens = len(encoders["tiktoken"](text))
@@ -185,9 +187,9 @@ def main():
           f"{platform.machine()} {platform.system()}, {os.cpu_count()} CPU cores")
     print()
 
-    times = encoding_times(encoders, text, args.repeats)
+    times = encoding_times(encoders, text, repeats)
     tiktoken_wall, tiktoken_cpu = times["tiktoken"]
-    print(f"| encode {text_name} (best of {args.repeats}) | wall clock | vs tiktoken | "
+    print(f"| encode {text_name} (best of {repeats}) | wall clock | vs tiktoken | "
           "CPU time | vs tiktoken |")
     print("|---|---:|---:|---:|---:|")
     for name, (wall, cpu) in sorted(times.items(), key=lambda item: item[1][1]):
@@ -196,4 +198,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    main(parse_args())

@@ -101,6 +101,7 @@ def time_forward_backward(embedding, linear, token_ids, repeats=3):
 
 
 def parse_args(argv=None):
+    """The command line as a dict of plain values, one per flag (the device a torch.device)."""
     parser = ScriptArgumentParser(
         description="Check that nn.Embedding equals one-hot x nn.Linear, and time both."
     )
@@ -114,28 +115,30 @@ def parse_args(argv=None):
     parser.add_argument("--threads", type=positive_int, default=None,
                         help="CPU threads for PyTorch (default: %(default)s, PyTorch's choice)")
     add_device_argument(parser)
-    return parser.parse_args(argv)
+    return vars(parser.parse_args(argv))
 
 
-def main():
-    args = parse_args()
-    device = args.device
+def main(settings):
+    """Compare and time both methods as `settings` (parse_args's dict) says; print a table."""
+    device, repeats = settings["device"], settings["repeats"]
+    vocab_size, emb_dim, num_tokens = (settings["vocab_size"], settings["emb_dim"],
+                                       settings["num_tokens"])
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    if settings["threads"]:
+        torch.set_num_threads(settings["threads"])
 
-    torch.manual_seed(args.seed)
-    embedding = nn.Embedding(args.vocab_size, args.emb_dim, device=device)
+    torch.manual_seed(settings["seed"])
+    embedding = nn.Embedding(vocab_size, emb_dim, device=device)
     linear = linear_layer_like(embedding)
-    token_ids = torch.randint(args.vocab_size, (args.num_tokens,), device=device)
+    token_ids = torch.randint(vocab_size, (num_tokens,), device=device)
 
     differences = compare_embedding_and_linear(embedding, linear, token_ids)
-    seconds = time_forward_backward(embedding, linear, token_ids, args.repeats)
-    one_hot_mib = args.num_tokens * args.vocab_size * 4 / 2**20
+    seconds = time_forward_backward(embedding, linear, token_ids, repeats)
+    one_hot_mib = num_tokens * vocab_size * 4 / 2**20
 
     print(f"torch {torch.__version__}, device: {device}, threads: {torch.get_num_threads()}")
-    print(f"vocab_size={args.vocab_size}, emb_dim={args.emb_dim}, "
-          f"num_tokens={args.num_tokens}, repeats={args.repeats}")
+    print(f"vocab_size={vocab_size}, emb_dim={emb_dim}, "
+          f"num_tokens={num_tokens}, repeats={repeats}")
     print(f"largest output difference:   {differences['output']:.3g}")
     print(f"largest gradient difference: {differences['gradient']:.3g}")
     print(f"one-hot input: {one_hot_mib:.1f} MiB of float32 (the lookup needs none)")
@@ -149,4 +152,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    main(parse_args())

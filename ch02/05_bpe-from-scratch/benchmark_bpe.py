@@ -49,6 +49,7 @@ def vocab_size(text):
 
 
 def parse_args(argv=None):
+    """The command line as a dict of plain values, one per flag."""
     parser = ScriptArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=positive_int, default=50,
                         help="timed calls per measurement; the fastest counts "
@@ -58,7 +59,7 @@ def parse_args(argv=None):
     parser.add_argument("--text", type=existing_file, default=None,
                         help="text file to use, only read (default: the-verdict.txt, "
                              "downloaded beside this script)")
-    return parser.parse_args(argv)
+    return vars(parser.parse_args(argv))
 
 
 # Copied from ch02/02_bonus_bytepair-encoder/benchmark_tokenizers.py::seconds_for_call
@@ -142,12 +143,13 @@ def training_seconds(text, vocab_size, repeats):
     return fastest_seconds_interleaved(contender, repeats)["train"]
 
 
-def main():
-    args = parse_args()
-    text_name, text = read_benchmark_text(args.text)
-    encode_best = encoding_times_vs_tiktoken(text, args.repeats)
-    train_runs = max(1, args.repeats // 4)
-    train_best = training_seconds(text, args.vocab_size, train_runs)
+def main(settings):
+    """Time encoding and training as `settings` (parse_args's dict) says; print the tables."""
+    repeats, vocab_size = settings["repeats"], settings["vocab_size"]
+    text_name, text = read_benchmark_text(settings["text"])
+    encode_best = encoding_times_vs_tiktoken(text, repeats)
+    train_runs = max(1, repeats // 4)
+    train_best = training_seconds(text, vocab_size, train_runs)
 
     print(f"text: {text_name}, {len(text):,} characters "
           "(both tokenizers give identical ids)")
@@ -156,7 +158,7 @@ def main():
           f"{os.cpu_count()} CPU cores")
     print()
     tiktoken_wall, tiktoken_cpu = next(iter(encode_best.values()))
-    print(f"| encode with GPT-2's vocabulary (best of {args.repeats}) | wall clock | "
+    print(f"| encode with GPT-2's vocabulary (best of {repeats}) | wall clock | "
           "vs tiktoken | CPU time | vs tiktoken |")
     print("|---|---:|---:|---:|---:|")
     for name, (wall, cpu) in encode_best.items():
@@ -166,9 +168,9 @@ def main():
     train_wall, train_cpu = train_best
     print(f"| training (best of {train_runs}) | wall clock | CPU time |")
     print("|---|---:|---:|")
-    print(f"| ByteLevelBPETokenizer.train, vocab_size={args.vocab_size} | {train_wall:.2f} s | "
+    print(f"| ByteLevelBPETokenizer.train, vocab_size={vocab_size} | {train_wall:.2f} s | "
           f"{train_cpu:.2f} s |")
 
 
 if __name__ == "__main__":
-    main()
+    main(parse_args())
