@@ -35,6 +35,7 @@ MODES = ("forward", "forward+backward")
 
 
 def parse_args(argv=None):
+    """The command line as a dict of plain values, one per flag (the device a torch.device)."""
     parser = ScriptArgumentParser(
         description="Benchmark causal multi-head attention implementations."
     )
@@ -55,7 +56,7 @@ def parse_args(argv=None):
     if args.emb_dim % args.num_heads:
         parser.error(f"argument --num-heads: {args.num_heads} does not divide "
                      f"--emb-dim {args.emb_dim}")
-    return args
+    return vars(args)
 
 
 def describe_machine(device):
@@ -253,17 +254,18 @@ def plot_report(report, path=None):
     return fig
 
 
-def main(argv=None):
-    args = parse_args(argv)
+def main(settings):
+    """Time every implementation as `settings` (parse_args's dict) says; print and plot."""
     report = run_benchmark(
-        batch_size=args.batch_size, num_tokens=args.num_tokens, emb_dim=args.emb_dim,
-        num_heads=args.num_heads, warmup=args.warmup, repeats=args.repeats,
-        device=args.device, compile_flex=args.compile_flex, seed=args.seed,
+        batch_size=settings["batch_size"], num_tokens=settings["num_tokens"],
+        emb_dim=settings["emb_dim"], num_heads=settings["num_heads"],
+        warmup=settings["warmup"], repeats=settings["repeats"], device=settings["device"],
+        compile_flex=settings["compile_flex"], seed=settings["seed"],
     )
     print(format_table(report))
-    plot_report(report, args.plot)
-    print(f"\nSaved the plot to {args.plot}")
+    plot_report(report, settings["plot"])
+    print(f"\nSaved the plot to {settings['plot']}")
 
 
 if __name__ == "__main__":
-    main()
+    main(parse_args())
