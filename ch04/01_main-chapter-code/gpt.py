@@ -254,6 +254,7 @@ def generate_text_simple(model, idx, max_new_tokens, context_size):
 
 
 def parse_args(argv=None):
+    """The command line as `main`'s keyword arguments (plain values; device a torch.device)."""
     parser = ScriptArgumentParser(
         description="Build GPT-2 (124M) with random weights and generate a few tokens.",
     )
@@ -266,7 +267,8 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     if not args.prompt:
         parser.error("argument --prompt: must not be empty (the model needs a token to continue)")
-    return args
+    return {"start_context": args.prompt, "max_new_tokens": args.max_new_tokens,
+            "seed": args.seed, "device": args.device}
 
 
 def main(start_context="Hello, I am", max_new_tokens=10, seed=123, device="cpu"):
@@ -311,6 +313,4 @@ def main(start_context="Hello, I am", max_new_tokens=10, seed=123, device="cpu")
 
 
 if __name__ == "__main__":
-    cli = parse_args()
-    main(start_context=cli.prompt, max_new_tokens=cli.max_new_tokens, seed=cli.seed,
-         device=cli.device)
+    main(**parse_args())

@@ -310,6 +310,7 @@ def markdown_table(rows, formats):
 
 
 def parse_args(argv=None):
+    """The command line as a dict of plain values, one per flag (the device a torch.device)."""
     parser = ScriptArgumentParser(
         description="FLOPs, throughput and model FLOPs utilisation of the GPT-2 sizes."
     )
@@ -332,35 +333,35 @@ def parse_args(argv=None):
     if args.seq_len > context_length:
         parser.error(f"argument --seq-len: GPT-2 reads at most {context_length} tokens, "
                      f"got {args.seq_len}")
-    return args
+    return vars(args)
 
 
-def main():
-    args = parse_args()
-    device = args.device
+def main(settings):
+    """Count FLOPs and time the sizes `settings` (parse_args's dict) names; print tables."""
+    device, batch_size, seq_len = settings["device"], settings["batch_size"], settings["seq_len"]
     dtype = default_dtype(device)
     print(f"torch {torch.__version__}, device: {device}, dtype: {dtype}, "
           f"threads: {torch.get_num_threads()}")
-    print(f"batch size {args.batch_size}, sequence length {args.seq_len}\n")
+    print(f"batch size {batch_size}, sequence length {seq_len}\n")
 
-    flop_rows = flops_table(args.sizes, args.batch_size, args.seq_len)
+    flop_rows = flops_table(settings["sizes"], batch_size, seq_len)
     gflop_rows = [{name: value / 1e9 if ("FLOPs" in name or "6NT" in name) else value
                    for name, value in row.items()} for row in flop_rows]
     print("FLOPs in GFLOPs (1e9):")
     print(markdown_table(gflop_rows, {c: ",.1f" for c in gflop_rows[0] if c != "size"}
                          | {"parameters": ",", "matmul parameters": ","}))
 
-    peak, peak_source = peak_flops_per_second(device, dtype, args.matmul_size)
+    peak, peak_source = peak_flops_per_second(device, dtype, settings["matmul_size"])
     print(f"\npeak used for MFU: {peak_source}\n")
     rows = []
-    for size in args.throughput_sizes:
-        for training in ([False] if args.skip_training else [False, True]):
-            row = throughput_row(gpt2_config(size), device, dtype, args.batch_size,
-                                 args.seq_len, peak, training, args.repeats)
+    for size in settings["throughput_sizes"]:
+        for training in ([False] if settings["skip_training"] else [False, True]):
+            row = throughput_row(gpt2_config(size), device, dtype, batch_size,
+                                 seq_len, peak, training, settings["repeats"])
             rows.append({"size": size, **row})
     print(markdown_table(rows, {"seconds per step": ".2f", "tokens/s": ",.0f",
                                 "model GFLOP/s": ",.1f", "MFU": ".1%"}))
 
 
 if __name__ == "__main__":
-    main()
+    main(parse_args())

@@ -38,13 +38,14 @@ GPT2_124M_SHAPES = {
 
 
 def parse_args(argv=None):
+    """The command line as a dict of plain values, one per flag (the device a torch.device)."""
     parser = ScriptArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=positive_int, default=50,
                         help="matrix-vector products timed per layout and shape")
     parser.add_argument("--memory-mb", type=positive_int, default=400,
                         help="total size of the copies of each matrix (larger than the cache)")
     add_device_argument(parser)
-    return parser.parse_args(argv)
+    return vars(parser.parse_args(argv))
 
 
 def milliseconds_per_product(multiply, matrices, x, repeats):
@@ -76,18 +77,20 @@ def compare_layouts(in_features, out_features, repeats, memory_mb, device="cpu")
     return row_major_ms, col_major_ms
 
 
-def main(argv=None):
-    args = parse_args(argv)
-    print(f"torch {torch.__version__}, device: {args.device}, "
+def main(settings):
+    """Time both layouts for every GPT-2 124M shape as `settings` (parse_args's dict) says."""
+    device = settings["device"]
+    print(f"torch {torch.__version__}, device: {device}, "
           f"threads: {torch.get_num_threads()}, float32, "
           f"one token (batch 1)\n")
     print("| matrix | row-major weight (nn.Linear's), ms | column-major weight, ms |")
     print("|---|---:|---:|")
     for name, (in_features, out_features) in GPT2_124M_SHAPES.items():
         row_major_ms, col_major_ms = compare_layouts(in_features, out_features,
-                                                     args.repeats, args.memory_mb, args.device)
+                                                     settings["repeats"], settings["memory_mb"],
+                                                     device)
         print(f"| {name} | {row_major_ms:.3f} | {col_major_ms:.3f} |")
 
 
 if __name__ == "__main__":
-    main()
+    main(parse_args())
