@@ -35,6 +35,7 @@ def calc_kv_bytes_total(batch, context_length, emb_dim, n_heads, n_kv_heads, n_l
 
 
 def parse_args(argv=None):
+    """The command line as a dict of plain values, one per flag (gqa_estimates's arguments)."""
     parser = ScriptArgumentParser(description="Estimate KV-cache memory for MHA and GQA.")
     parser.add_argument("--context-length", type=positive_int, default=1024)
     parser.add_argument("--emb-dim", type=positive_int, required=True)
@@ -48,7 +49,7 @@ def parse_args(argv=None):
     if args.n_heads % args.n_kv_groups != 0:
         parser.error(f"argument --n-kv-groups: {args.n_kv_groups} does not divide "
                      f"--n-heads {args.n_heads}")
-    return args
+    return vars(args)
 
 
 def gqa_estimates(context_length, emb_dim, n_heads, n_layers, n_kv_groups, batch_size, dtype):
@@ -64,14 +65,13 @@ def gqa_estimates(context_length, emb_dim, n_heads, n_layers, n_kv_groups, batch
     }
 
 
-def main(argv=None):
-    args = parse_args(argv)
-    result = gqa_estimates(args.context_length, args.emb_dim, args.n_heads, args.n_layers,
-                      args.n_kv_groups, args.batch_size, args.dtype)
-    print(f"Settings: context {args.context_length}, emb_dim {args.emb_dim}, "
-          f"{args.n_heads} heads (head_dim {result['head_dim']}), {args.n_layers} layers, "
-          f"batch {args.batch_size}, {args.dtype}")
-    print(f"GQA: {args.n_kv_groups} query heads per key/value head -> "
+def main(settings):
+    """Print the MHA and GQA cache sizes for `settings` (parse_args's dict)."""
+    result = gqa_estimates(**settings)
+    print(f"Settings: context {settings['context_length']}, emb_dim {settings['emb_dim']}, "
+          f"{settings['n_heads']} heads (head_dim {result['head_dim']}), "
+          f"{settings['n_layers']} layers, batch {settings['batch_size']}, {settings['dtype']}")
+    print(f"GQA: {settings['n_kv_groups']} query heads per key/value head -> "
           f"{result['n_kv_heads_gqa']} key/value heads")
     print(f"MHA KV cache: {convert_bytes(result['total_mha'])}")
     print(f"GQA KV cache: {convert_bytes(result['total_gqa'])}")
@@ -80,4 +80,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    main(parse_args())

@@ -79,24 +79,26 @@ def save_plot_atomically(fig, output):
 
 
 def parse_args(argv=None):
+    """The command line as a dict of plain values: the figure's path."""
     parser = ScriptArgumentParser(description="Plot KV-cache size vs context length, MHA vs GQA.")
     parser.add_argument("--output", type=writable_file,
                         default=Path("kv_bytes_vs_context_length.pdf"),
                         help="the figure to write (.pdf or .png)")
-    return parser.parse_args(argv)
+    return vars(parser.parse_args(argv))
 
 
-def main(argv=None):
-    args = parse_args(argv)
+def main(settings):
+    """Print the largest context's cache sizes; plot all to `settings["output"]`."""
+    output = settings["output"]
     curves = gqa_curves()
     mha = next(iter(curves.values()))
     print(f"KV cache at {CONTEXT_LENGTHS[-1]:,} tokens:")
     for label, values in curves.items():
         print(f"  {label}: {bytes_convert(values[-1] * 1000**3)} GB "
               f"(saves {savings_percent(mha[-1], values[-1]):.2f}% vs MHA)")
-    plot_abs_kv_vs_context_multi_groups(args.output)
-    print(f"Saved {args.output}")
+    plot_abs_kv_vs_context_multi_groups(output)
+    print(f"Saved {output}")
 
 
 if __name__ == "__main__":
-    main()
+    main(parse_args())

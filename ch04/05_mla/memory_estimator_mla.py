@@ -42,6 +42,7 @@ def calc_mla_bytes_total(batch, context_length, n_layers, latent_dim, bytes_per_
 
 
 def parse_args(argv=None):
+    """The command line as a dict of plain values, one per flag (mla_estimates's arguments)."""
     parser = ScriptArgumentParser(description="Estimate KV-cache memory for MHA, GQA and MLA.")
     parser.add_argument("--context-length", type=positive_int, default=1024)
     parser.add_argument("--emb-dim", type=positive_int, required=True)
@@ -57,7 +58,7 @@ def parse_args(argv=None):
     if args.n_heads % args.n_kv_groups != 0:
         parser.error(f"argument --n-kv-groups: {args.n_kv_groups} does not divide "
                      f"--n-heads {args.n_heads}")
-    return args
+    return vars(args)
 
 
 def mla_estimates(context_length, emb_dim, n_heads, n_layers, n_kv_groups, latent_dim, batch_size,
@@ -76,15 +77,15 @@ def mla_estimates(context_length, emb_dim, n_heads, n_layers, n_kv_groups, laten
     }
 
 
-def main(argv=None):
-    args = parse_args(argv)
-    result = mla_estimates(args.context_length, args.emb_dim, args.n_heads, args.n_layers,
-                      args.n_kv_groups, args.latent_dim, args.batch_size, args.dtype)
+def main(settings):
+    """Print the MHA, GQA and MLA cache sizes for `settings` (parse_args's dict)."""
+    result = mla_estimates(**settings)
     mha, gqa, mla = result["total_mha"], result["total_gqa"], result["total_mla"]
-    print(f"Settings: context {args.context_length}, emb_dim {args.emb_dim}, "
-          f"{args.n_heads} heads (head_dim {result['head_dim']}), {args.n_layers} layers, "
-          f"batch {args.batch_size}, {args.dtype}")
-    print(f"GQA: {result['n_kv_heads_gqa']} key/value heads; MLA: latent_dim {args.latent_dim}")
+    print(f"Settings: context {settings['context_length']}, emb_dim {settings['emb_dim']}, "
+          f"{settings['n_heads']} heads (head_dim {result['head_dim']}), "
+          f"{settings['n_layers']} layers, batch {settings['batch_size']}, {settings['dtype']}")
+    print(f"GQA: {result['n_kv_heads_gqa']} key/value heads; "
+          f"MLA: latent_dim {settings['latent_dim']}")
     print(f"MHA KV cache: {convert_bytes(mha)}")
     print(f"GQA KV cache: {convert_bytes(gqa)}")
     print(f"MLA latent cache: {convert_bytes(mla)}")
@@ -93,4 +94,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    main(parse_args())

@@ -72,20 +72,22 @@ def save_plot_atomically(fig, output):
 
 
 def parse_args(argv=None):
+    """The command line as a dict of plain values: the figure's path."""
     parser = ScriptArgumentParser(description="Plot KV-cache size vs context length, MHA vs MLA.")
     parser.add_argument("--output", type=writable_file,
                         default=Path("kv_bytes_vs_context_length.pdf"),
                         help="the figure to write (.pdf or .png)")
-    return parser.parse_args(argv)
+    return vars(parser.parse_args(argv))
 
 
-def main(argv=None):
-    args = parse_args(argv)
+def main(settings):
+    """Print the largest context's cache sizes; plot all to `settings["output"]`."""
+    output = settings["output"]
     for label, values in mla_curves().items():
         print(f"{label}: {values[-1]:.2f} GB at {CONTEXT_LENGTHS[-1]:,} tokens")
-    plot_abs_kv_vs_context_multiple(args.output)
-    print(f"Saved {args.output}")
+    plot_abs_kv_vs_context_multiple(output)
+    print(f"Saved {output}")
 
 
 if __name__ == "__main__":
-    main()
+    main(parse_args())

@@ -90,6 +90,7 @@ def ratio_argument(text):
 
 
 def parse_args(argv=None):
+    """The command line as a dict of plain values, one per flag (estimate_totals's arguments)."""
     parser = ScriptArgumentParser(description="Estimate KV-cache memory with sliding-window "
                                               "attention (MHA and GQA).")
     parser.add_argument("--context-length", type=positive_int, default=1024)
@@ -107,24 +108,24 @@ def parse_args(argv=None):
     if args.n_heads % args.n_kv_groups != 0:
         parser.error(f"argument --n-kv-groups: {args.n_kv_groups} does not divide "
                      f"--n-heads {args.n_heads}")
-    return args
+    return vars(args)
 
 
-def main(argv=None):
-    args = parse_args(argv)
-    r = estimate_totals(args.context_length, args.sliding_window_size, args.emb_dim,
-                        args.n_heads, args.n_layers, args.n_kv_groups, args.batch_size,
-                        args.dtype, args.swa_ratio)
-    print(f"Settings: context {args.context_length}, window {args.sliding_window_size} "
-          f"(effective {r['eff_W']}), emb_dim {args.emb_dim}, {args.n_heads} heads "
-          f"(head_dim {r['head_dim']}), {args.n_layers} layers, {args.dtype}")
-    print(f"Layers (ratio {args.swa_ratio}): {r['n_swa_layers']} SWA + {r['n_full_layers']} FULL; "
+def main(settings):
+    """Print the cache sizes with and without SWA for `settings` (parse_args's dict)."""
+    r = estimate_totals(**settings)
+    ratio = settings["swa_ratio"]
+    print(f"Settings: context {settings['context_length']}, "
+          f"window {settings['sliding_window_size']} (effective {r['eff_W']}), "
+          f"emb_dim {settings['emb_dim']}, {settings['n_heads']} heads "
+          f"(head_dim {r['head_dim']}), {settings['n_layers']} layers, {settings['dtype']}")
+    print(f"Layers (ratio {ratio}): {r['n_swa_layers']} SWA + {r['n_full_layers']} FULL; "
           f"GQA: {r['n_kv_heads_gqa']} key/value heads")
     print(f"MHA, all FULL: {convert_bytes(r['total_mha_allfull'])}")
     print(f"GQA, all FULL: {convert_bytes(r['total_gqa_allfull'])}")
-    print(f"MHA + SWA (ratio {args.swa_ratio}): {convert_bytes(r['total_mixed_mha'])}")
-    print(f"GQA + SWA (ratio {args.swa_ratio}): {convert_bytes(r['total_mixed_gqa'])}")
+    print(f"MHA + SWA (ratio {ratio}): {convert_bytes(r['total_mixed_mha'])}")
+    print(f"GQA + SWA (ratio {ratio}): {convert_bytes(r['total_mixed_gqa'])}")
 
 
 if __name__ == "__main__":
-    main()
+    main(parse_args())

@@ -63,6 +63,7 @@ def save_plot_atomically(fig, output):
 
 
 def parse_args(argv=None):
+    """The command line as a dict of plain values, one per flag."""
     parser = ScriptArgumentParser(description="Plot KV-cache size vs context length with SWA.")
     parser.add_argument("--emb-dim", type=positive_int, required=True)
     parser.add_argument("--n-heads", type=positive_int, required=True)
@@ -77,21 +78,24 @@ def parse_args(argv=None):
     if args.n_heads % N_KV_GROUPS != 0:
         parser.error(f"argument --n-heads: the GQA curves need a multiple of {N_KV_GROUPS}, "
                      f"got {args.n_heads}")
-    return args
+    return vars(args)
 
 
-def main(argv=None):
-    args = parse_args(argv)
-    curves = swa_curves(args.emb_dim, args.n_heads, args.n_layers, args.sliding_window_size,
-                       args.batch_size, args.dtype, args.swa_ratio)
+def main(settings):
+    """Print the largest context's cache sizes; plot all to `settings["output"]`."""
+    emb_dim, n_heads, n_layers = settings["emb_dim"], settings["n_heads"], settings["n_layers"]
+    window, ratio, output = (settings["sliding_window_size"], settings["swa_ratio"],
+                             settings["output"])
+    curves = swa_curves(emb_dim, n_heads, n_layers, window, settings["batch_size"],
+                        settings["dtype"], ratio)
     for label, values in curves.items():
         print(f"{label}: {values[-1]:.2f} GB at {CONTEXT_LENGTHS[-1]:,} tokens")
-    title = (f"KV cache, {args.n_layers} layers, emb_dim {args.emb_dim}, {args.n_heads} heads, "
-             f"window {args.sliding_window_size}, SWA ratio {args.swa_ratio}")
+    title = (f"KV cache, {n_layers} layers, emb_dim {emb_dim}, {n_heads} heads, "
+             f"window {window}, SWA ratio {ratio}")
     plot_lines(CONTEXT_LENGTHS, curves, "context length (tokens)", "KV cache (GB)", title,
-               args.output)
-    print(f"Saved {args.output}")
+               output)
+    print(f"Saved {output}")
 
 
 if __name__ == "__main__":
-    main()
+    main(parse_args())

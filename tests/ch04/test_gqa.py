@@ -84,8 +84,9 @@ def test_gqa_equals_hugging_face_llama_attention_without_rope():
 
 
 def test_estimator_reproduces_the_book_figures(capsys):
-    estimator.main(["--emb_dim", "4096", "--n_heads", "32", "--n_layers", "32",
-                    "--context_length", "32768", "--n_kv_groups", "4", "--dtype", "bf16"])
+    estimator.main(estimator.parse_args([
+        "--emb_dim", "4096", "--n_heads", "32", "--n_layers", "32",
+        "--context_length", "32768", "--n_kv_groups", "4", "--dtype", "bf16"]))
     out = capsys.readouterr().out
     assert "head_dim 128" in out and "8 key/value heads" in out
     assert "MHA KV cache: 17.18 GB" in out and "GQA KV cache: 4.29 GB" in out
@@ -103,7 +104,7 @@ def test_plot_writes_the_figure_of_the_estimator_values(tmp_path, capsys):
                 for n in plot.CONTEXT_LENGTHS]
     assert mha_curve == expected and plot.CONTEXT_LENGTHS[-1] == 131072
     output = tmp_path / "kv.png"
-    plot.main(["--output", str(output)])
+    plot.main(plot.parse_args(["--output", str(output)]))
     assert output.stat().st_size > 10_000
     assert "GQA, 4 query heads per KV head (6 KV heads): 12.99 GB" in capsys.readouterr().out
 

@@ -46,9 +46,9 @@ def test_mla_is_mha_with_low_rank_key_and_value_matrices():
 
 
 def test_estimator_reproduces_the_book_figures(capsys):
-    estimator.main(["--context_length", "8192", "--emb_dim", "2048", "--n_heads", "24",
-                    "--n_layers", "48", "--n_kv_groups", "4", "--latent_dim", "1024",
-                    "--dtype", "bf16"])
+    estimator.main(estimator.parse_args([
+        "--context_length", "8192", "--emb_dim", "2048", "--n_heads", "24",
+        "--n_layers", "48", "--n_kv_groups", "4", "--latent_dim", "1024", "--dtype", "bf16"]))
     out = capsys.readouterr().out
     assert "head_dim 86" in out and "GQA: 6 key/value heads" in out
     assert "MHA KV cache: 3.25 GB" in out and "GQA KV cache: 0.81 GB" in out
@@ -62,7 +62,7 @@ def test_plot_writes_the_figure(tmp_path, capsys):
     assert list(curves)[1:] == [f"MLA, latent_dim {d}" for d in (1024, 512, 256, 64)]
     assert curves["MLA, latent_dim 64"][-1] == 131072 * 48 * 64 * 2 / 1e9
     output = tmp_path / "kv.png"
-    plot.main(["--output", str(output)])
+    plot.main(plot.parse_args(["--output", str(output)]))
     assert output.stat().st_size > 10_000
     assert "MLA, latent_dim 1024: 12.88 GB" in capsys.readouterr().out
 

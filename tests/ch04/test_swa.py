@@ -94,9 +94,10 @@ def test_sliding_window_mask_equals_hugging_face_mistral():
 
 
 def test_estimator_reproduces_the_book_figures(capsys):
-    estimator.main(["--emb_dim", "4096", "--n_heads", "32", "--n_layers", "32",
-                    "--context_length", "32768", "--n_kv_groups", "4",
-                    "--sliding_window_size", "1024", "--swa_ratio", "5:1", "--dtype", "bf16"])
+    estimator.main(estimator.parse_args([
+        "--emb_dim", "4096", "--n_heads", "32", "--n_layers", "32",
+        "--context_length", "32768", "--n_kv_groups", "4",
+        "--sliding_window_size", "1024", "--swa_ratio", "5:1", "--dtype", "bf16"]))
     out = capsys.readouterr().out
     assert "27 SWA + 5 FULL" in out
     assert "MHA, all FULL: 17.18 GB" in out and "GQA, all FULL: 4.29 GB" in out
@@ -120,8 +121,8 @@ def test_parse_ratio_rejects_nonsense(ratio):
 
 def test_plot_writes_the_figure(tmp_path, capsys):
     output = tmp_path / "kv.png"
-    plot.main(["--emb_dim", "4096", "--n_heads", "48", "--n_layers", "36",
-               "--sliding_window_size", "2048", "--output", str(output)])
+    plot.main(plot.parse_args(["--emb_dim", "4096", "--n_heads", "48", "--n_layers", "36",
+                               "--sliding_window_size", "2048", "--output", str(output)]))
     assert output.stat().st_size > 10_000
     out = capsys.readouterr().out
     totals = estimator.estimate_totals(131072, 2048, 4096, 48, 36, 4, 1, "bf16", "5:1")
