@@ -62,6 +62,7 @@ def active_params(estimate, top_k):
 
 
 def parse_args(argv=None):
+    """The command line as a dict of plain values, one per flag."""
     parser = ScriptArgumentParser(description="Compare dense and MoE feed-forward parameters.")
     parser.add_argument("--emb-dim", type=positive_int, required=True)
     parser.add_argument("--hidden-dim", type=positive_int, required=True,
@@ -76,26 +77,28 @@ def parse_args(argv=None):
     if args.top_k > args.num_experts:
         parser.error(f"argument --top-k: {args.top_k} is more than "
                      f"--num-experts {args.num_experts}")
-    return args
+    return vars(args)
 
 
-def main(argv=None):
-    args = parse_args(argv)
-    est = estimate_params_and_hidden(args.emb_dim, args.hidden_dim, args.ffn_type,
-                                     args.num_experts, args.match_dense)
-    nbytes = DTYPE_BYTES[args.dtype]
+def main(settings):
+    """Print the dense and MoE parameter counts for `settings` (parse_args's dict)."""
+    ffn_type, num_experts, top_k, match_dense = (
+        settings["ffn_type"], settings["num_experts"], settings["top_k"], settings["match_dense"])
+    est = estimate_params_and_hidden(settings["emb_dim"], settings["hidden_dim"], ffn_type,
+                                     num_experts, match_dense)
+    nbytes = DTYPE_BYTES[settings["dtype"]]
 
     def line(label, params):
         print(f"{label:<26}{params:>16,} parameters ({convert_bytes(params * nbytes)})")
 
-    line(f"Dense {args.ffn_type} FFN", est["dense_params"])
+    line(f"Dense {ffn_type} FFN", est["dense_params"])
     line("Per expert", est["per_expert_params"])
     line("Router", est["router"])
-    line(f"MoE total ({args.num_experts} experts)", est["moe_total"])
-    line(f"Active per token (top-{args.top_k})", active_params(est, args.top_k))
+    line(f"MoE total ({num_experts} experts)", est["moe_total"])
+    line(f"Active per token (top-{top_k})", active_params(est, top_k))
     print(f"Expert hidden size: {est['moe_hidden_dim']}"
-          + (" (matched to the dense layer)" if args.match_dense else ""))
+          + (" (matched to the dense layer)" if match_dense else ""))
 
 
 if __name__ == "__main__":
-    main()
+    main(parse_args())

@@ -81,6 +81,7 @@ def save_plot_atomically(fig, output):
 
 
 def parse_args(argv=None):
+    """The command line as a dict of plain values, one per flag."""
     parser = ScriptArgumentParser(description="Plot MoE active/total parameters vs experts.")
     parser.add_argument("--emb-dim", type=positive_int, required=True)
     parser.add_argument("--hidden-dim", type=positive_int, required=True)
@@ -94,18 +95,19 @@ def parse_args(argv=None):
     if args.top_k > args.max_experts:
         parser.error(f"argument --top-k: {args.top_k} is more than "
                      f"--max-experts {args.max_experts}")
-    return args
+    return vars(args)
 
 
-def main(argv=None):
-    args = parse_args(argv)
+def main(settings):
+    """Print the curves' parameter counts; plot them to `settings["save"]`."""
     counts, active, total = plot_active_params_vs_experts(
-        args.emb_dim, args.hidden_dim, args.ffn_type, args.top_k, args.max_experts,
-        y_log=not args.no_log, save_path=args.save, match_dense=not args.no_match_dense)
+        settings["emb_dim"], settings["hidden_dim"], settings["ffn_type"], settings["top_k"],
+        settings["max_experts"], y_log=not settings["no_log"], save_path=settings["save"],
+        match_dense=not settings["no_match_dense"])
     for n, a, t in zip(counts, active, total, strict=True):
         print(f"{n:>4} experts: {a:>14,} active, {t:>16,} total")
-    print(f"Saved {args.save}")
+    print(f"Saved {settings['save']}")
 
 
 if __name__ == "__main__":
-    main()
+    main(parse_args())

@@ -150,6 +150,7 @@ def _cpuinfo():
 
 
 def parse_args(argv=None):
+    """The command line as a dict of plain values, one per flag (the device a torch.device)."""
     parser = ScriptArgumentParser(description="Compare KV-cache bytes and speed of MHA, GQA, "
                                               "MLA, SWA and the Gated DeltaNet hybrid.")
     parser.add_argument("--context-length", type=positive_int, default=4096,
@@ -179,19 +180,21 @@ def parse_args(argv=None):
     if args.new_tokens >= args.context_length:
         parser.error(f"argument --new-tokens: must be less than --context-length "
                      f"{args.context_length}, so that there is a prompt")
-    return args
+    return vars(args)
 
 
-def main(argv=None):
-    args = parse_args(argv)
-    shape = {key: getattr(args, key) for key in (
+def main(settings):
+    """Measure every variant as `settings` (parse_args's dict) says; print and return the rows."""
+    device, new_tokens = settings["device"], settings["new_tokens"]
+    shape = {key: settings[key] for key in (
         "context_length", "emb_dim", "n_heads", "n_layers", "n_kv_groups", "latent_dim",
         "sliding_window_size", "sliding_window_stride", "full_attention_interval", "dtype")}
-    print(f"Machine: {machine_line(args.device)}")
-    print(f"Model: emb_dim {args.emb_dim}, {args.n_heads} heads, {args.n_layers} layers, "
-          f"{args.dtype}; cache at {args.context_length:,} tokens "
-          f"({args.context_length - args.new_tokens:,} prompt + {args.new_tokens} generated)")
-    rows = compare(shape, args.new_tokens, args.prefill_chunk, args.device)
+    print(f"Machine: {machine_line(device)}")
+    print(f"Model: emb_dim {shape['emb_dim']}, {shape['n_heads']} heads, "
+          f"{shape['n_layers']} layers, {shape['dtype']}; "
+          f"cache at {shape['context_length']:,} tokens "
+          f"({shape['context_length'] - new_tokens:,} prompt + {new_tokens} generated)")
+    rows = compare(shape, new_tokens, settings["prefill_chunk"], device)
     print("\n| variant | the cache holds | measured cache bytes | estimator's bytes | equal "
           "| prefill (s) | decode tokens/s |")
     print("| --- | --- | ---: | ---: | --- | ---: | ---: |")
@@ -199,9 +202,9 @@ def main(argv=None):
         print(f"| {r['variant']} | {r['holds']} | {r['measured']:,} | {r['predicted']:,} | "
               f"{'yes' if r['measured'] == r['predicted'] else 'NO'} | {r['prefill_s']:.2f} | "
               f"{r['tokens_per_s']:.1f} |")
-    print(f"\nLoad average after the run: {machine_line(args.device).rsplit(': ', 1)[-1]}")
+    print(f"\nLoad average after the run: {machine_line(device).rsplit(': ', 1)[-1]}")
     return rows
 
 
 if __name__ == "__main__":
-    main()
+    main(parse_args())

@@ -95,6 +95,7 @@ def save_plot_atomically(fig, output):
 
 
 def parse_args(argv=None):
+    """The command line as a dict of plain values, one per flag."""
     parser = ScriptArgumentParser(description="Plot KV cache vs Gated DeltaNet state memory.")
     parser.add_argument("--batch", type=positive_int, default=1)
     parser.add_argument("--emb-dim", type=positive_int, default=2048)
@@ -110,22 +111,23 @@ def parse_args(argv=None):
                      f"--emb-dim {args.emb_dim} into equal parts")
     if args.max_ctx < args.min_ctx:
         parser.error(f"argument --max-ctx: {args.max_ctx} is less than --min-ctx {args.min_ctx}")
-    return args
+    return vars(args)
 
 
-def main(argv=None):
-    args = parse_args(argv)
-    contexts, curves = memory_curves(args.batch, args.emb_dim, args.n_heads, args.n_layers,
-                                     args.dtype, args.min_ctx, args.max_ctx)
+def main(settings):
+    """Print the curves' end points; plot them to `settings["output"]`."""
+    batch, emb_dim, n_heads, n_layers, dtype, output = (settings[key] for key in (
+        "batch", "emb_dim", "n_heads", "n_layers", "dtype", "output"))
+    contexts, curves = memory_curves(batch, emb_dim, n_heads, n_layers, dtype,
+                                     settings["min_ctx"], settings["max_ctx"])
     for label, values in curves.items():
         print(f"{label}: {values[0]:.4f} GB at {contexts[0]:,} tokens, "
               f"{values[-1]:.4f} GB at {contexts[-1]:,} tokens")
-    title = (f"{args.n_layers} layers, emb_dim {args.emb_dim}, {args.n_heads} heads, "
-             f"{args.dtype}, batch {args.batch}")
+    title = f"{n_layers} layers, emb_dim {emb_dim}, {n_heads} heads, {dtype}, batch {batch}"
     plot_lines(contexts, curves, "context length (tokens)", "cache memory (GB)", title,
-               args.output, log_x=False)
-    print(f"Saved {args.output}")
+               output, log_x=False)
+    print(f"Saved {output}")
 
 
 if __name__ == "__main__":
-    main()
+    main(parse_args())

@@ -104,15 +104,16 @@ def test_plot_curves(tmp_path, capsys):
     assert (delta == 16 * 128 * 128 * 2 * 48 / 1e9).all()  # constant
     assert hybrid[0] == (128 * 2048 * 2 * 2 * 12 + 16 * 128 * 128 * 2 * 36) / 1e9  # 3:1
     output = tmp_path / "plot.png"
-    plot.main(["--max_ctx", "1000", "--output", str(output)])
+    plot.main(plot.parse_args(["--max_ctx", "1000", "--output", str(output)]))
     assert output.stat().st_size > 10_000
     assert "Gated DeltaNet (all layers): 0.0252 GB" in capsys.readouterr().out
 
 
 def test_comparison_measures_what_the_estimators_predict(capsys):
-    rows = compare.main(["--context-length", "40", "--new-tokens", "3", "--prefill-chunk", "16",
-                         "--emb-dim", "16", "--n-heads", "4", "--n-layers", "4",
-                         "--sliding-window-size", "8", "--latent-dim", "4", "--device", "cpu"])
+    rows = compare.main(compare.parse_args([
+        "--context-length", "40", "--new-tokens", "3", "--prefill-chunk", "16",
+        "--emb-dim", "16", "--n-heads", "4", "--n-layers", "4",
+        "--sliding-window-size", "8", "--latent-dim", "4", "--device", "cpu"]))
     assert [r["variant"].split()[0] for r in rows] == ["MHA", "GQA", "MLA", "SWA", "DeltaNet"]
     assert all(r["measured"] == r["predicted"] for r in rows)
     assert rows[0]["measured"] == 40 * 16 * 2 * 4 * 4  # tokens x emb x (K, V) x 4 bytes x layers

@@ -70,8 +70,9 @@ def test_zero_experts_give_the_dense_swiglu_layer():
 
 
 def test_estimator_reproduces_the_book_figures(capsys):
-    estimator.main(["--emb_dim", "7168", "--hidden_dim", "14336", "--ffn_type", "swiglu",
-                    "--num_experts", "8", "--top_k", "2", "--match_dense"])
+    estimator.main(estimator.parse_args([
+        "--emb_dim", "7168", "--hidden_dim", "14336", "--ffn_type", "swiglu",
+        "--num_experts", "8", "--top_k", "2", "--match_dense"]))
     out = capsys.readouterr().out
     for figure in ("308,281,344 parameters (0.62 GB)", "38,535,168 parameters (0.08 GB)",
                    "57,344 parameters", "308,338,688 parameters (0.62 GB)",
@@ -90,8 +91,8 @@ def test_estimator_counts_the_parameters_of_the_real_layer():
 
 def test_plot_writes_the_figure(tmp_path, capsys):
     output = tmp_path / "moe.png"
-    plot.main(["--emb_dim", "7168", "--hidden_dim", "14336", "--top_k", "2",
-               "--max_experts", "64", "--save", str(output)])
+    plot.main(plot.parse_args(["--emb_dim", "7168", "--hidden_dim", "14336", "--top_k", "2",
+                               "--max_experts", "64", "--save", str(output)]))
     assert output.stat().st_size > 10_000
     assert "   8 experts:     77,127,680 active,      308,338,688 total" in capsys.readouterr().out
     counts, active, total = plot.expert_curve(7168, 28672, "swiglu", 8, 512, True)
