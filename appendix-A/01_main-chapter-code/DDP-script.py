@@ -88,6 +88,10 @@ def backend_and_device(rank, device_type):
 
 
 def init_process_group(rank, world_size, backend):
+    # The rendezvous address: set by torchrun or run_from_command_line; the book's
+    # defaults when `main` is spawned some other way.
+    os.environ.setdefault("MASTER_ADDR", "localhost")
+    os.environ.setdefault("MASTER_PORT", "12345")
     if sys.platform == "win32":
         # PyTorch's Windows builds have no libuv; the rendezvous store must not use it.
         os.environ["USE_LIBUV"] = "0"
@@ -108,7 +112,15 @@ def compute_accuracy(model, dataloader, device):
     return correct / total
 
 
-def train(rank, world_size, num_epochs, fail_rank, device_type):
+def main(rank, world_size, num_epochs, fail_rank=None, device_type=None):
+    """One process's training, as in the book: `mp.spawn(main, args=(world_size, num_epochs),
+    nprocs=world_size)` runs it on every rank.
+
+    `fail_rank` makes that rank raise (--fail-rank); `device_type` is "cuda" or "cpu"
+    (None: CUDA where there is a GPU).
+    """
+    if device_type is None:
+        device_type = "cuda" if torch.cuda.is_available() else "cpu"
     backend, device = backend_and_device(rank, device_type)
     init_process_group(rank, world_size, backend)
     try:
@@ -159,10 +171,15 @@ def free_port():
 def spawned_worker(rank, world_size, num_epochs, fail_rank, device_type):
     """Entry point of each process started by `mp.spawn`."""
     os.environ["RANK"] = str(rank)
-    train(rank, world_size, num_epochs, fail_rank, device_type)
+    main(rank, world_size, num_epochs, fail_rank, device_type)
 
 
 def parse_args(argv=None):
+    """The command line as a plain settings dict, checked: a bad value exits 2 naming it.
+
+    "device" is a torch.device (the CPU in place of an Apple GPU), and "num_procs" is
+    filled in: one process per GPU, or 2 on the CPU.
+    """
     parser = ScriptArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--num-procs", type=positive_int, default=None,
                         help="processes to start (None: one per GPU, or 2 on a CPU)")
@@ -171,26 +188,33 @@ def parse_args(argv=None):
                         help="make this rank raise during training, to see how a failed "
                              "process ends the whole run")
     add_device_argument(parser)
-    args = parser.parse_args(argv)
-    if args.device.type == "mps":
-        args.device = torch.device("cpu")  # DDP has no backend for Apple GPUs
-    if args.num_procs is None:
-        args.num_procs = torch.cuda.device_count() if args.device.type == "cuda" else 2
-    if args.fail_rank is not None and args.fail_rank >= args.num_procs:
-        parser.error(f"argument --fail-rank: ranks are 0 to {args.num_procs - 1}, "
-                     f"got {args.fail_rank}")
-    return args
+    settings = vars(parser.parse_args(argv))
+    if settings["device"].type == "mps":
+        settings["device"] = torch.device("cpu")  # DDP has no backend for Apple GPUs
+    if settings["num_procs"] is None:
+        settings["num_procs"] = (torch.cuda.device_count() if settings["device"].type == "cuda"
+                                 else 2)
+    fail_rank, num_procs = settings["fail_rank"], settings["num_procs"]
+    if fail_rank is not None and fail_rank >= num_procs:
+        parser.error(f"argument --fail-rank: ranks are 0 to {num_procs - 1}, got {fail_rank}")
+    return settings
 
 
-def main():
-    args = parse_args()
-    device_type = args.device.type
+def run_from_command_line(argv=None):
+    """Parse the command line, then train on every rank; return the exit status.
+
+    Under torchrun this process is one rank already; otherwise it starts
+    --num-procs processes with `mp.spawn`.
+    """
+    settings = parse_args(argv)
+    device_type, num_epochs = settings["device"].type, settings["num_epochs"]
+    fail_rank = settings["fail_rank"]
     if "LOCAL_RANK" in os.environ:  # started by torchrun, which set up the rendezvous
-        train(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]),
-              args.num_epochs, args.fail_rank, device_type)
+        main(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]),
+             num_epochs, fail_rank, device_type)
         return 0
 
-    world_size = args.num_procs
+    world_size = settings["num_procs"]
     os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
     os.environ.setdefault("MASTER_PORT", str(free_port()))
     print(f"Starting {world_size} {device_type} processes (PyTorch {torch.__version__})",
@@ -198,7 +222,7 @@ def main():
     try:
         # If any process raises, spawn stops the others and re-raises here.
         mp.spawn(spawned_worker,
-                 args=(world_size, args.num_epochs, args.fail_rank, device_type),
+                 args=(world_size, num_epochs, fail_rank, device_type),
                  nprocs=world_size, join=True)
     except mp.ProcessRaisedException as err:
         first_line = str(err).strip().splitlines()[-1]
@@ -208,4 +232,4 @@ def main():
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_from_command_line())

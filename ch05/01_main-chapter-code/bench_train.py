@@ -107,17 +107,19 @@ def time_run(name, text, tokenizer, num_epochs, device):
 
 
 def parse_args(argv=None):
+    """The command line as a plain dict: epochs, repeats and device (a torch.device)."""
     parser = ScriptArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=positive_int, default=1, help="epochs per timed run")
     parser.add_argument("--repeats", type=positive_int, default=1,
                         help="timed runs per implementation (the best one is reported)")
     add_device_argument(parser)
-    return parser.parse_args(argv)
+    return vars(parser.parse_args(argv))
 
 
-def main(argv=None):
-    args = parse_args(argv)
-    print(f"torch {torch.__version__}, device: {args.device}, {torch.get_num_threads()} threads, "
+def main(settings):
+    """Time both loops as `settings` (parse_args's dict) says and print the table."""
+    device = settings["device"]
+    print(f"torch {torch.__version__}, device: {device}, {torch.get_num_threads()} threads, "
           f"{os.cpu_count()} CPU cores, {platform.processor() or platform.machine()}, "
           f"Python {platform.python_version()}")
 
@@ -127,10 +129,10 @@ def main(argv=None):
     tokenizer = tiktoken.get_encoding("gpt2")
 
     best, histories = {}, {}
-    for _ in range(args.repeats):
+    for _ in range(settings["repeats"]):
         for name in ("plain_training_loop", "train_model_simple"):
-            seconds, tokens, histories[name] = time_run(name, text, tokenizer, args.epochs,
-                                                        args.device)
+            seconds, tokens, histories[name] = time_run(name, text, tokenizer,
+                                                        settings["epochs"], device)
             best[name] = min(best.get(name, seconds), seconds)
 
     identical = histories["plain_training_loop"] == histories["train_model_simple"]
@@ -142,5 +144,10 @@ def main(argv=None):
         raise SystemExit("the two loops disagree: the comparison is not valid")
 
 
+def run_from_command_line(argv=None):
+    """Parse the command line (a bad value exits 2 naming it), then run `main`."""
+    return main(parse_args(argv))
+
+
 if __name__ == "__main__":
-    main()
+    run_from_command_line()

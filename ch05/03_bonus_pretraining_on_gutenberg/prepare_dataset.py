@@ -349,6 +349,11 @@ def print_shard_summary(index, seconds, input_bytes):
 
 
 def parse_args(argv=None):
+    """The command line as a plain settings dict, checked: a bad value exits 2 naming it.
+
+    The dict holds data_dir, output_dir, max_size_mb and workers, plus
+    shard_tokens (the tokens one shard of --max-size-mb holds).
+    """
     parser = ScriptArgumentParser(
         description="Tokenize a folder of Project Gutenberg .txt books into uint16 shards.",
     )
@@ -360,33 +365,40 @@ def parse_args(argv=None):
                         help="size of each shard in MB (2 bytes a token)")
     parser.add_argument("--workers", type=positive_int, default=min(4, os.cpu_count() or 1),
                         help="processes that tokenize books in parallel")
-    args = parser.parse_args(argv)
+    settings = vars(parser.parse_args(argv))
 
-    data_dir = Path(args.data_dir)
+    data_dir = Path(settings["data_dir"])
     if not data_dir.is_dir():
         parser.error(f"argument --data-dir: {data_dir} is not a folder")
     if not list_books(data_dir):
         parser.error(f"argument --data-dir: no .txt files below {data_dir}")
-    if args.max_size_mb * MB < TOKEN_DTYPE.itemsize:
+    if settings["max_size_mb"] * MB < TOKEN_DTYPE.itemsize:
         parser.error("argument --max-size-mb: must hold at least one token (2 bytes)")
-    output_dir = args.output_dir
+    output_dir = settings["output_dir"]
     if any(output_dir.glob("shard_*.bin")) and not (output_dir / INDEX_NAME).is_file():
         parser.error(f"argument --output-dir: {output_dir} holds shard files but no "
                      f"{INDEX_NAME}; they are not from this script, choose another folder")
-    args.shard_tokens = int(args.max_size_mb * MB) // TOKEN_DTYPE.itemsize
-    return args
+    settings["shard_tokens"] = int(settings["max_size_mb"] * MB) // TOKEN_DTYPE.itemsize
+    return settings
 
 
-def main(argv=None):
-    args = parse_args(argv)
-    books = list_books(args.data_dir)
-    input_bytes = sum((Path(args.data_dir) / name).stat().st_size for name in books)
-    print(f"{len(books)} .txt files ({input_bytes / MB:.1f} MB) in {args.data_dir}; "
-          f"shards of up to {args.shard_tokens:,} tokens; {args.workers} worker processes.")
+def main(settings):
+    """Tokenize the books into shards as `settings` (parse_args's dict) says."""
+    data_dir, shard_tokens = settings["data_dir"], settings["shard_tokens"]
+    workers = settings["workers"]
+    books = list_books(data_dir)
+    input_bytes = sum((Path(data_dir) / name).stat().st_size for name in books)
+    print(f"{len(books)} .txt files ({input_bytes / MB:.1f} MB) in {data_dir}; "
+          f"shards of up to {shard_tokens:,} tokens; {workers} worker processes.")
     start = time.perf_counter()
-    index = tokenize_to_shards(args.data_dir, args.output_dir, args.shard_tokens, args.workers)
+    index = tokenize_to_shards(data_dir, settings["output_dir"], shard_tokens, workers)
     print_shard_summary(index, time.perf_counter() - start, input_bytes)
 
 
+def run_from_command_line(argv=None):
+    """Parse the command line (a bad value exits 2 naming it), then run `main`."""
+    return main(parse_args(argv))
+
+
 if __name__ == "__main__":
-    main()
+    run_from_command_line()

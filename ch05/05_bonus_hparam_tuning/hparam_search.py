@@ -180,6 +180,11 @@ def load_text(data_dir):
 
 
 def parse_args(argv=None):
+    """The command line as a plain settings dict, checked: a bad value exits 2 naming it.
+
+    Besides one key per flag, "grid_values" holds the grid to search (--grid's
+    checked contents, or DEFAULT_GRID).
+    """
     parser = ScriptArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--max-trials", type=non_negative_int, default=0,
                         help="how many combinations to try (0: the whole grid)")
@@ -200,20 +205,21 @@ def parse_args(argv=None):
                         help="folder for the-verdict.txt (downloaded if missing)")
     parser.add_argument("--tiny", action="store_true",
                         help="a tiny model instead of GPT-2 124M, for quick checks")
-    args = parser.parse_args(argv)
-    args.grid_values = read_grid(parser, args.grid)
-    if not (Path(args.data_dir) / "the-verdict.txt").is_file():  # it will be downloaded there
+    settings = vars(parser.parse_args(argv))
+    settings["grid_values"] = read_grid(parser, settings["grid"])
+    data_dir, output, grid = settings["data_dir"], settings["output"], settings["grid"]
+    if not (Path(data_dir) / "the-verdict.txt").is_file():  # it will be downloaded there
         try:
-            writable_folder(args.data_dir)
+            writable_folder(data_dir)
         except argparse.ArgumentTypeError as err:
             parser.error(f"argument --data-dir: {err}")
-    if args.grid is not None and args.output.exists() and args.output.samefile(args.grid):
+    if grid is not None and output.exists() and output.samefile(grid):
         parser.error("argument --output: it is the --grid file, which is only read; "
                      "choose another file")
-    if args.output.exists() and not args.resume:
-        parser.error(f"argument --output: {args.output} exists: pass --resume to continue "
+    if output.exists() and not settings["resume"]:
+        parser.error(f"argument --output: {output} exists: pass --resume to continue "
                      "that search, or choose another file")
-    return args
+    return settings
 
 
 def read_grid(parser, path):
@@ -234,16 +240,17 @@ def read_grid(parser, path):
     return grid
 
 
-def main(argv=None):
-    args = parse_args(argv)
+def main(settings):
+    """Run the trials `settings` (parse_args's dict) asks for; rewrite --output after each."""
+    device, output, seed = settings["device"], settings["output"], settings["seed"]
     cache_gpt2_tokenizer_files()
     tokenizer = tiktoken.get_encoding("gpt2")
     try:
-        text = load_text(args.data_dir)
+        text = load_text(settings["data_dir"])
     except DownloadError as error:
         sys.exit(f"error: {error}")
     model_config = {**GPT_CONFIG_124M, "context_length": 256,
-                    **(TINY_CHANGES if args.tiny else {})}
+                    **(TINY_CHANGES if settings["tiny"] else {})}
     num_tokens = len(tokenizer.encode(text))
     if num_tokens // 10 < model_config["context_length"] + 1:
         sys.exit("error: the validation part of the text is shorter than one context")
@@ -251,21 +258,22 @@ def main(argv=None):
     train_tokens = len(tokenizer.encode(text[:int(0.9 * len(text))],
                                         allowed_special={"<|endoftext|>"}))
     train_windows = len(range(0, train_tokens - context, context))
-    largest_batch = max(args.grid_values["batch_size"])
+    largest_batch = max(settings["grid_values"]["batch_size"])
     if largest_batch > train_windows:
         exit_with_error(f"argument --grid: batch_size {largest_batch} is more than the "
-             f"{train_windows} training windows of the text: those trials would train 0 steps")
+                        f"{train_windows} training windows of the text: those trials would "
+                        "train 0 steps")
 
-    results = read_results(args.output) if args.resume else []
+    results = read_results(output) if settings["resume"] else []
     done = {trial_key(row) for row in results}
-    trials = [t for t in trials_from_grid(args.grid_values, args.max_trials, args.seed)
+    trials = [t for t in trials_from_grid(settings["grid_values"], settings["max_trials"], seed)
               if trial_key(t) not in done]
-    print(f"{len(done)} trials already done, {len(trials)} to run on {args.device}",
+    print(f"{len(done)} trials already done, {len(trials)} to run on {device}",
           file=sys.stderr)
     for trial in tqdm(trials, desc="trials", unit="trial"):
-        results.append(run_trial(trial, text, model_config, args.epochs, args.eval_freq,
-                                 args.device, args.seed))
-        write_results(args.output, results)
+        results.append(run_trial(trial, text, model_config, settings["epochs"],
+                                 settings["eval_freq"], device, seed))
+        write_results(output, results)
 
     if results:
         best = min(results, key=lambda row: row["best_val_loss"])
@@ -273,5 +281,10 @@ def main(argv=None):
               + ", ".join(f"{name}={best[name]}" for name in DEFAULT_GRID))
 
 
+def run_from_command_line(argv=None):
+    """Parse the command line (a bad value exits 2 naming it), then run `main`."""
+    return main(parse_args(argv))
+
+
 if __name__ == "__main__":
-    main()
+    run_from_command_line()

@@ -226,6 +226,11 @@ def results_table(results):
 
 
 def parse_args(argv=None):
+    """The command line as a plain settings dict, checked: a bad value exits 2 naming it.
+
+    The hidden --child, --config-json and --checkpoint are `measure`'s command line
+    for one measurement in a fresh process.
+    """
     parser = ScriptArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", choices=sorted(MODEL_SHAPES), default="gpt2-xl",
                         help="GPT-2 size whose shape the random-weight checkpoint has")
@@ -236,23 +241,29 @@ def parse_args(argv=None):
     parser.add_argument("--child", choices=sorted(APPROACHES), help=argparse.SUPPRESS)
     parser.add_argument("--config-json", help=argparse.SUPPRESS)
     parser.add_argument("--checkpoint", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    if "gpu-by-parameter" in (args.approach or []) and not torch.cuda.is_available():
+    settings = vars(parser.parse_args(argv))
+    if "gpu-by-parameter" in (settings["approach"] or []) and not torch.cuda.is_available():
         parser.error("argument --approach: gpu-by-parameter needs a CUDA GPU")
-    return args
+    return settings
 
 
-def main(argv=None):
-    args = parse_args(argv)
-    if args.child:  # one measurement inside a fresh process (see `measure`)
-        result = run_approach(args.child, json.loads(args.config_json), args.checkpoint)
+def main(settings):
+    """Measure as `settings` (parse_args's dict) says and print the Markdown table."""
+    if settings["child"]:  # one measurement inside a fresh process (see `measure`)
+        result = run_approach(settings["child"], json.loads(settings["config_json"]),
+                              settings["checkpoint"])
         print(json.dumps(result))
         return
-    config = random_gpt2_config(args.model)
-    print(f"torch {torch.__version__}; {args.model}: writing or reusing checkpoints "
-          f"in {args.folder}", file=sys.stderr)
-    print(results_table(measure_all(config, args.folder, args.approach)))
+    model, folder = settings["model"], settings["folder"]
+    print(f"torch {torch.__version__}; {model}: writing or reusing checkpoints "
+          f"in {folder}", file=sys.stderr)
+    print(results_table(measure_all(random_gpt2_config(model), folder, settings["approach"])))
+
+
+def run_from_command_line(argv=None):
+    """Parse the command line (a bad value exits 2 naming it), then run `main`."""
+    return main(parse_args(argv))
 
 
 if __name__ == "__main__":
-    main()
+    run_from_command_line()

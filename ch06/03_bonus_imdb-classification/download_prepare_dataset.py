@@ -175,6 +175,7 @@ def even_positive(text):
 
 
 def parse_args(argv=None):
+    """The command line as a plain settings dict, checked: a bad value exits 2 naming it."""
     parser = ScriptArgumentParser(
         description="Download the IMDB movie reviews and write balanced train/validation/test "
                     "CSV files.")
@@ -187,28 +188,28 @@ def parse_args(argv=None):
     parser.add_argument("--test-size", type=even_positive, default=10_000,
                         help="reviews in test.csv")
     parser.add_argument("--seed", type=int, default=123, help="seed for the shuffling")
-    args = parser.parse_args(argv)
-    total = args.train_size + args.validation_size + args.test_size
+    settings = vars(parser.parse_args(argv))
+    total = settings["train_size"] + settings["validation_size"] + settings["test_size"]
     if total > 2 * REVIEWS_PER_LABEL:
         parser.error(f"argument --train-size: the three splits ask for {total:,} reviews; "
                      f"the archive has {2 * REVIEWS_PER_LABEL:,}")
-    data_dir = Path(args.data_dir)
+    data_dir = Path(settings["data_dir"])
     if data_dir.exists() and not (data_dir.is_dir() and os.access(data_dir, os.W_OK)):
         parser.error(f"argument --data-dir: {data_dir} is not a writable folder")
-    return args
+    return settings
 
 
-def main(argv=None):
-    args = parse_args(argv)
-    data_dir = Path(args.data_dir)
-    sizes = (args.train_size, args.validation_size, args.test_size)
+def main(settings):
+    """Download, extract and split as `settings` (parse_args's dict) says."""
+    data_dir = Path(settings["data_dir"])
+    sizes = (settings["train_size"], settings["validation_size"], settings["test_size"])
     try:
         data_dir.mkdir(parents=True, exist_ok=True)
         archive = download_file(IMDB_URL, data_dir / "aclImdb_v1.tar.gz")
         print(f"Extracting the labelled reviews of {archive} ...")
         reviews = read_reviews(extract_reviews(archive, data_dir))
         print(f"Found {len(reviews[1]):,} positive and {len(reviews[0]):,} negative reviews")
-        for name, rows in zip(SPLIT_NAMES, balanced_splits(reviews, sizes, args.seed),
+        for name, rows in zip(SPLIT_NAMES, balanced_splits(reviews, sizes, settings["seed"]),
                               strict=True):
             write_csv(rows, data_dir / f"{name}.csv")
             print(f"Wrote {len(rows):,} reviews to {data_dir / f'{name}.csv'}")
@@ -218,5 +219,10 @@ def main(argv=None):
         raise SystemExit(f"{Path(__file__).name}: error: {str(err).splitlines()[0]}") from None
 
 
+def run_from_command_line(argv=None):
+    """Parse the command line (a bad value exits 2 naming it), then run `main`."""
+    return main(parse_args(argv))
+
+
 if __name__ == "__main__":
-    main()
+    run_from_command_line()

@@ -59,6 +59,7 @@ def train_and_evaluate(splits, features="tfidf", ngram_max=2, min_df=2, c=1.0, m
 
 
 def parse_args(argv=None):
+    """The command line as plain values: (a settings dict, the three CSV paths)."""
     parser = ScriptArgumentParser(
         description="Logistic regression on word counts, and a majority-class baseline.")
     parser.add_argument("--data-dir", default="imdb_data",
@@ -73,9 +74,8 @@ def parse_args(argv=None):
                         help="inverse regularization strength of the logistic regression")
     parser.add_argument("--max-iter", type=positive_int, default=1000,
                         help="most solver iterations")
-    args = parser.parse_args(argv)
-    args.csv_paths = split_paths(args.data_dir, parser)
-    return args
+    settings = vars(parser.parse_args(argv))
+    return settings, split_paths(settings["data_dir"], parser)
 
 
 def check_splits_fit_options(splits, min_df):
@@ -89,8 +89,8 @@ def check_splits_fit_options(splits, min_df):
                              "training texts (no word could be kept)")
 
 
-def main(argv=None):
-    args = parse_args(argv)
+def main(settings, csv_paths):
+    """Fit and evaluate on the three splits in `csv_paths` as `settings` says; print it."""
     try:
         import sklearn
     except ImportError:
@@ -99,15 +99,16 @@ def main(argv=None):
     print(f"scikit-learn {sklearn.__version__}")
     try:
         splits = {name: read_split(path)
-                  for name, path in zip(SPLIT_NAMES, args.csv_paths, strict=True)}
+                  for name, path in zip(SPLIT_NAMES, csv_paths, strict=True)}
     except (ValueError, IndexError, UnicodeDecodeError) as err:
         exit_with_error(f"argument --data-dir: {err}")
-    check_splits_fit_options(splits, args.min_df)
+    check_splits_fit_options(splits, settings["min_df"])
     print(", ".join(f"{len(labels):,} {name}" for name, (_, labels) in splits.items()),
           "texts")
     try:
-        results, train_time = train_and_evaluate(splits, args.features, args.ngram_max,
-                                                 args.min_df, args.c, args.max_iter)
+        results, train_time = train_and_evaluate(
+            splits, settings["features"], settings["ngram_max"], settings["min_df"],
+            settings["c"], settings["max_iter"])
     except ValueError as err:  # scikit-learn: e.g. "After pruning, no terms remain"
         exit_with_error(f"argument --min-df: scikit-learn refused the data ({err})")
     for method, accuracies in results.items():
@@ -116,5 +117,10 @@ def main(argv=None):
     print(f"Training time (vectorizing and fitting): {train_time:.1f} s")
 
 
+def run_from_command_line(argv=None):
+    """Parse the command line (a bad value exits 2 naming it), then run `main`."""
+    return main(*parse_args(argv))
+
+
 if __name__ == "__main__":
-    main()
+    run_from_command_line()

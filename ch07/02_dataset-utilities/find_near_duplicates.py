@@ -100,6 +100,11 @@ def threshold_value(text):
 
 
 def parse_args(argv=None):
+    """The command line as a plain settings dict, checked: a bad value exits 2 naming it.
+
+    Besides one key per flag, "entries" holds the dataset read from --json-file
+    and "keys" the fields to search.
+    """
     parser = ScriptArgumentParser(
         description="Find near-duplicate entries (TF-IDF cosine similarity) in an "
                     "instruction dataset, and optionally write it without them.",
@@ -116,19 +121,20 @@ def parse_args(argv=None):
                         help="write the dataset without the near-duplicates to --output")
     parser.add_argument("--output", type=writable_file, default=None,
                         help="where --remove-duplicates writes (a new file)")
-    args = parser.parse_args(argv)
-    if args.remove_duplicates and args.output is None:
+    settings = vars(parser.parse_args(argv))
+    output, key = settings["output"], settings["key"]
+    if settings["remove_duplicates"] and output is None:
         parser.error("argument --output: --remove-duplicates needs a file to write to")
-    if args.output is not None and not args.remove_duplicates:
+    if output is not None and not settings["remove_duplicates"]:
         parser.error("argument --output: only used with --remove-duplicates")
-    if args.output is not None and args.output.exists():
-        parser.error(f"argument --output: {args.output} exists; choose a new file name")
-    args.entries = read_dataset(parser, args.json_file, args.key)
-    args.keys = [args.key] if args.key is not None else text_fields(args.entries)
-    if not args.keys:
+    if output is not None and output.exists():
+        parser.error(f"argument --output: {output} exists; choose a new file name")
+    settings["entries"] = read_dataset(parser, settings["json_file"], key)
+    settings["keys"] = [key] if key is not None else text_fields(settings["entries"])
+    if not settings["keys"]:
         parser.error(f"argument --json-file: no field holds text in every entry of "
-                     f"{args.json_file}")
-    return args
+                     f"{settings['json_file']}")
+    return settings
 
 
 def read_dataset(parser, path, key):
@@ -165,20 +171,26 @@ def report_field(entries, key, threshold):
     return pairs
 
 
-def main(argv=None):
-    args = parse_args(argv)
+def main(settings):
+    """Report (and, with remove_duplicates, drop) near-duplicates as `settings` says."""
+    entries, keys = settings["entries"], settings["keys"]
     pairs = []
-    for key in args.keys:
-        if len(args.keys) > 1:
+    for key in keys:
+        if len(keys) > 1:
             print(f"\n== Field {key!r} ==")
-        pairs += report_field(args.entries, key, args.threshold)
-    if args.remove_duplicates:
-        removed = set(entries_to_remove(pairs, len(args.entries)))
-        kept = [entry for i, entry in enumerate(args.entries) if i not in removed]
-        write_json_atomically(args.output, kept)
-        print(f"Removed {len(removed)} entries; wrote {len(kept)} to {args.output}")
+        pairs += report_field(entries, key, settings["threshold"])
+    if settings["remove_duplicates"]:
+        removed = set(entries_to_remove(pairs, len(entries)))
+        kept = [entry for i, entry in enumerate(entries) if i not in removed]
+        write_json_atomically(settings["output"], kept)
+        print(f"Removed {len(removed)} entries; wrote {len(kept)} to {settings['output']}")
     return 0
 
 
+def run_from_command_line(argv=None):
+    """Parse the command line (a bad value exits 2 naming it), then run `main`."""
+    return main(parse_args(argv))
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_from_command_line())

@@ -61,6 +61,7 @@ def load_average():
 
 
 def parse_args(argv=None):
+    """The command line as a plain settings dict, checked: a bad value exits 2 naming it."""
     parser = ScriptArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--prompts", type=positive_int, default=8,
                         help="how many prompts (of lengths spread from 4 to 48 tokens)")
@@ -73,12 +74,13 @@ def parse_args(argv=None):
                         help="CPU threads for PyTorch (default: PyTorch's choice); on a "
                              "busy machine 1 thread can be many times faster")
     add_device_argument(parser)
-    args = parser.parse_args(argv)
-    config = TINY_BENCH_MODEL if args.test_mode else BOOK_MODEL
-    if 48 + args.max_new_tokens > config["context_length"]:
-        parser.error(f"argument --max-new-tokens: 48 prompt tokens + {args.max_new_tokens} "
+    settings = vars(parser.parse_args(argv))
+    config = TINY_BENCH_MODEL if settings["test_mode"] else BOOK_MODEL
+    max_new_tokens = settings["max_new_tokens"]
+    if 48 + max_new_tokens > config["context_length"]:
+        parser.error(f"argument --max-new-tokens: 48 prompt tokens + {max_new_tokens} "
                      f"exceed the context of {config['context_length']}")
-    return args
+    return settings
 
 
 def make_prompts(count, vocab_size, generator):
@@ -131,18 +133,20 @@ def time_generation_methods(config, num_prompts, max_new_tokens, seed, device):
     return results
 
 
-def main(argv=None):
-    args = parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    config = TINY_BENCH_MODEL if args.test_mode else BOOK_MODEL
-    size = "tiny test model" if args.test_mode else "GPT-2 124M (random weights)"
-    print(f"{size}; {args.prompts} prompts of 4-48 tokens, {args.max_new_tokens} new tokens each")
-    print(f"torch {torch.__version__}, device {args.device}: {describe_machine(args.device)}")
+def main(settings):
+    """Time the three ways as `settings` (parse_args's dict) says; 0 if they agree, else 1."""
+    device, num_prompts = settings["device"], settings["prompts"]
+    max_new_tokens = settings["max_new_tokens"]
+    if settings["threads"]:
+        torch.set_num_threads(settings["threads"])
+    config = TINY_BENCH_MODEL if settings["test_mode"] else BOOK_MODEL
+    size = "tiny test model" if settings["test_mode"] else "GPT-2 124M (random weights)"
+    print(f"{size}; {num_prompts} prompts of 4-48 tokens, {max_new_tokens} new tokens each")
+    print(f"torch {torch.__version__}, device {device}: {describe_machine(device)}")
     print(f"before: {load_average()}")
-    results = time_generation_methods(config, args.prompts, args.max_new_tokens, args.seed,
-                                      args.device)
-    total = args.prompts * args.max_new_tokens
+    results = time_generation_methods(config, num_prompts, max_new_tokens, settings["seed"],
+                                      device)
+    total = num_prompts * max_new_tokens
     for method, seconds, _ in results:
         print(f"{method:<40} {seconds:7.2f} s  {total / seconds:8.1f} tokens/s")
     same = all(ids == results[0][2] for _, _, ids in results)
@@ -150,5 +154,10 @@ def main(argv=None):
     return 0 if same else 1
 
 
+def run_from_command_line(argv=None):
+    """Parse the command line (a bad value exits 2 naming it), then run `main`."""
+    return main(parse_args(argv))
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_from_command_line())

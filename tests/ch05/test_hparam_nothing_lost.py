@@ -41,7 +41,7 @@ def test_resume_runs_a_cut_short_last_row_again(tmp_path, capsys, monkeypatch):
     (tmp_path / "results.csv").write_text(text[:-12])  # the last row, cut short
     os.chmod(tmp_path / "results.csv", 0o644)
 
-    search.main(search_args(tmp_path, TWO_TRIALS, "--resume"))
+    search.run_from_command_line(search_args(tmp_path, TWO_TRIALS, "--resume"))
 
     captured = capsys.readouterr()
     assert "left out 1 incomplete row(s)" in captured.out
@@ -76,7 +76,7 @@ def test_output_equal_to_the_grid_is_refused(tmp_path, capsys):
 
 
 def test_a_batch_larger_than_the_training_windows_is_refused(tmp_path, capsys):
-    error = exit_line(capsys, search.main,
+    error = exit_line(capsys, search.run_from_command_line,
                       search_args(tmp_path, {**TWO_TRIALS, "batch_size": [10_000]}))
     assert "--grid" in error and "0 steps" in error
     assert not (tmp_path / "results.csv").exists()

@@ -15,10 +15,10 @@ TWO_TRIALS = {**{name: values[:1] for name, values in search.DEFAULT_GRID.items(
 def run_search(tmp_path, *extra):
     grid = tmp_path / "grid.json"
     grid.write_text(json.dumps(TWO_TRIALS))
-    search.main(["--tiny", "--grid", str(grid), "--epochs", "1", "--device", "cpu",
-                 "--eval-freq", "100", "--data-dir", str(tmp_path),
-                 "--output", str(tmp_path / "results.csv"),
-                 *extra])
+    search.run_from_command_line([
+        "--tiny", "--grid", str(grid), "--epochs", "1", "--device", "cpu",
+        "--eval-freq", "100", "--data-dir", str(tmp_path),
+        "--output", str(tmp_path / "results.csv"), *extra])
     with open(tmp_path / "results.csv", newline="") as f:
         return list(csv.DictReader(f))
 

@@ -25,7 +25,7 @@ def test_prepares_balanced_disjoint_splits_from_the_mirror(imdb_mirror, imdb_pre
                                                             capsys):
     imdb_mirror(per_folder=30)
     data_dir = tmp_path / "data"
-    imdb_prepare.main(["--data-dir", str(data_dir), *SCALED_SIZES])
+    imdb_prepare.run_from_command_line(["--data-dir", str(data_dir), *SCALED_SIZES])
     assert "Found 60 positive and 60 negative reviews" in capsys.readouterr().out
     splits = {name: read_rows(data_dir / f"{name}.csv") for name in ("train", "validation", "test")}
     assert {name: len(rows) for name, rows in splits.items()} == {
@@ -48,7 +48,7 @@ def test_prepares_balanced_disjoint_splits_from_the_mirror(imdb_mirror, imdb_pre
 
     # a second run with the same seed writes the same splits
     before = (data_dir / "train.csv").read_bytes()
-    imdb_prepare.main(["--data-dir", str(data_dir), *SCALED_SIZES])
+    imdb_prepare.run_from_command_line(["--data-dir", str(data_dir), *SCALED_SIZES])
     assert (data_dir / "train.csv").read_bytes() == before
 
 
@@ -89,7 +89,7 @@ def test_too_few_reviews_for_the_requested_splits(imdb_mirror, tmp_path):
 
 def test_logistic_regression_beats_chance_and_the_majority_class(imdb_data_dir, capsys):
     logreg = import_course_module(f"{IMDB}/train_sklearn_logreg.py")
-    logreg.main(["--data-dir", str(imdb_data_dir), "--min-df", "1"])
+    logreg.run_from_command_line(["--data-dir", str(imdb_data_dir), "--min-df", "1"])
     stdout = capsys.readouterr().out
     assert "40 train, 20 validation, 40 test texts" in stdout
     assert ("majority class: train accuracy 50.00%, validation accuracy 50.00%, "

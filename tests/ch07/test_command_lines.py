@@ -113,9 +113,9 @@ def test_exercise_solution_defaults_to_the_baseline(reader_folders, monkeypatch)
 
 
 def test_book_near_duplicate_command_searches_every_text_field(reader_folders, monkeypatch):
-    args = parse_pasted(UTILITIES, "python find-near-duplicates.py --json_file "
-                        "instruction-examples-modified.json", reader_folders, monkeypatch)
-    assert args.keys == ["instruction", "input", "output", "output_2"]
+    settings = parse_pasted(UTILITIES, "python find-near-duplicates.py --json_file "
+                            "instruction-examples-modified.json", reader_folders, monkeypatch)
+    assert settings["keys"] == ["instruction", "input", "output", "output_2"]
 
 
 def test_readme_download_line_fetches_the_book_examples(tmp_path, book_files):
