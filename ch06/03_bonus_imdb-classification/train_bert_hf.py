@@ -188,8 +188,8 @@ def parse_args(argv=None):
     return vars(args), split_paths(args.data_dir, parser)
 
 
-def main(argv=None):
-    settings, csv_paths = parse_args(argv)
+def main(settings, csv_paths):
+    """Finetune the encoder on the three splits in `csv_paths` as `settings` says."""
     print(f"torch {torch.__version__}, device: {settings['device']}")
     finetune_and_evaluate(settings, csv_paths, Path(__file__).name)
 
@@ -228,5 +228,10 @@ def finetune_and_evaluate(settings, csv_paths, script_name):
         print(f"{label} accuracy: {evaluate(model, loaders[name], device) * 100:.2f}%")
 
 
+def run_from_command_line(argv=None):
+    """Parse the command line (a bad value exits 2 naming it), then run `main`."""
+    return main(*parse_args(argv))
+
+
 if __name__ == "__main__":
-    main()
+    run_from_command_line()

@@ -31,8 +31,8 @@ def parse_args(argv=None):
     return vars(parser.parse_args(argv))
 
 
-def main(argv=None):
-    settings = parse_args(argv)
+def main(settings):
+    """Download and split the SMS Spam Collection, then finetune the encoder on it."""
     print(f"torch {torch.__version__}, device: {settings['device']}")
     script_name = Path(__file__).name
     data_dir = Path(settings["data_dir"])
@@ -46,5 +46,10 @@ def main(argv=None):
     finetune_and_evaluate(settings, csv_paths, script_name)
 
 
+def run_from_command_line(argv=None):
+    """Parse the command line (a bad value exits 2 naming it), then run `main`."""
+    return main(parse_args(argv))
+
+
 if __name__ == "__main__":
-    main()
+    run_from_command_line()

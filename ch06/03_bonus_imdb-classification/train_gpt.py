@@ -36,8 +36,8 @@ def parse_args(argv=None):
     return vars(args), split_paths(args.data_dir, parser)
 
 
-def main(argv=None):
-    settings, csv_paths = parse_args(argv)
+def main(settings, csv_paths):
+    """Finetune GPT-2 on the three IMDb splits in `csv_paths` as `settings` says."""
     print(f"torch {torch.__version__}, device: {settings['device']}")
     try:
         run_experiment(settings, csv_paths, Path(__file__).name)
@@ -45,5 +45,10 @@ def main(argv=None):
         raise SystemExit(f"{Path(__file__).name}: error: {err}") from None
 
 
+def run_from_command_line(argv=None):
+    """Parse the command line (a bad value exits 2 naming it), then run `main`."""
+    return main(*parse_args(argv))
+
+
 if __name__ == "__main__":
-    main()
+    run_from_command_line()

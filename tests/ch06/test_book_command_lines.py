@@ -130,9 +130,10 @@ def test_compile_compiles_the_model_it_trains(imdb_data_dir, tmp_path, monkeypat
 
     monkeypatch.setattr(torch, "compile", spy_compile)
     train_gpt = import_course_module(f"{IMDB}/train_gpt.py")
-    train_gpt.main(["--test-mode", "--weights", "random", "--compile", "--max-examples", "4",
-                    "--batch-size", "4", "--eval-iter", "1", "--data-dir", str(imdb_data_dir),
-                    "--results-csv", str(tmp_path / "r.csv"), "--device", "cpu"])
+    train_gpt.run_from_command_line([
+        "--test-mode", "--weights", "random", "--compile", "--max-examples", "4",
+        "--batch-size", "4", "--eval-iter", "1", "--data-dir", str(imdb_data_dir),
+        "--results-csv", str(tmp_path / "r.csv"), "--device", "cpu"])
     assert len(compiled) == 1 and isinstance(compiled[0], train_gpt.run_experiment.__globals__[
         "GPTModel"])
     assert "Test accuracy:" in capsys.readouterr().out

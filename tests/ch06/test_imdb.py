@@ -113,10 +113,10 @@ def test_logistic_regression_on_its_own_separable_set(imdb_data_dir):
 def test_train_gpt_runs_on_the_prepared_reviews(imdb_data_dir, tmp_path, capsys):
     train_gpt = import_course_module(f"{IMDB}/train_gpt.py")
     results = tmp_path / "results.csv"
-    train_gpt.main(["--test-mode", "--weights", "random", "--eval-freq", "1", "--eval-iter", "1",
-                    "--max-examples", "8", "--batch-size", "4", "--trainable-token-pos",
-                    "flexible", "--data-dir", str(imdb_data_dir), "--results-csv", str(results),
-                    "--device", "cpu"])
+    train_gpt.run_from_command_line([
+        "--test-mode", "--weights", "random", "--eval-freq", "1", "--eval-iter", "1",
+        "--max-examples", "8", "--batch-size", "4", "--trainable-token-pos", "flexible",
+        "--data-dir", str(imdb_data_dir), "--results-csv", str(results), "--device", "cpu"])
     stdout = capsys.readouterr().out
     accuracies = [float(v) for v in re.findall(r"^(?:Training|Validation|Test) accuracy: "
                                                r"([\d.]+)%$", stdout, re.M)]
@@ -156,9 +156,10 @@ def test_train_bert_hf_finetunes_a_local_encoder_offline(imdb_data_dir, tmp_path
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     encoder = tiny_encoder(tmp_path / "tiny-distilbert")
     bert = import_course_module(f"{IMDB}/train_bert_hf.py")
-    bert.main(["--model", str(encoder), "--trainable-layers", "last_block", "--max-examples", "8",
-               "--batch-size", "4", "--num_epochs", "1", "--learning_rate", "1e-3",
-               "--max-length", "32", "--data-dir", str(imdb_data_dir), "--device", "cpu"])
+    bert.run_from_command_line([
+        "--model", str(encoder), "--trainable-layers", "last_block", "--max-examples", "8",
+        "--batch-size", "4", "--num_epochs", "1", "--learning_rate", "1e-3", "--max-length",
+        "32", "--data-dir", str(imdb_data_dir), "--device", "cpu"])
     stdout = capsys.readouterr().out
     assert "Ep 1 (Step 000000): Train loss" in stdout
     accuracies = [float(v) for v in re.findall(r"^(?:Training|Validation|Test) accuracy: "
@@ -195,9 +196,10 @@ def test_train_bert_hf_spam_finetunes_a_local_encoder_on_the_sms_splits(
     spam = import_course_module(f"{IMDB}/train_bert_hf_spam.py")
     settings = spam.parse_args(["--model", str(encoder), "--data_dir", str(sms_data_dir)])
     assert settings["learning_rate"] == 5e-6  # the book's default for the encoders
-    spam.main(["--model", str(encoder), "--max-examples", "8", "--batch-size", "4",
-               "--num-epochs", "1", "--learning-rate", "1e-3", "--max-length", "32",
-               "--data-dir", str(sms_data_dir), "--device", "cpu"])
+    spam.run_from_command_line([
+        "--model", str(encoder), "--max-examples", "8", "--batch-size", "4", "--num-epochs",
+        "1", "--learning-rate", "1e-3", "--max-length", "32", "--data-dir", str(sms_data_dir),
+        "--device", "cpu"])
     stdout = capsys.readouterr().out
     assert "Ep 1 (Step 000000): Train loss" in stdout
     accuracies = [float(v) for v in re.findall(r"^(?:Training|Validation|Test) accuracy: "
