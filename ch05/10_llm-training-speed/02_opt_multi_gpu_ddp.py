@@ -140,7 +140,7 @@ def global_report(settings, device, step_log, world_size):
 
 
 def parse_args(argv=None, environ=os.environ):
-    """(parser, gpt_config, settings, rank, world_size); torchrun's variables checked too."""
+    """Plain values: (gpt_config, settings, rank, world_size); torchrun's too, checked."""
     parser = ScriptArgumentParser(
         description="Chapter 5's training loop with the speed ladder on several processes "
                     "(start it with torchrun). Defaults are the book repository's run.")
@@ -156,10 +156,15 @@ def parse_args(argv=None, environ=os.environ):
     if numbers["RANK"] >= numbers["WORLD_SIZE"]:
         parser.error(f"environment variable RANK: {numbers['RANK']} is not below WORLD_SIZE "
                      f"{numbers['WORLD_SIZE']}")
-    return (parser, *config_and_settings(parser, args, args.steps), numbers["RANK"],
+    return (*config_and_settings(parser, args, args.steps), numbers["RANK"],
             numbers["WORLD_SIZE"])
 
 
+def run_from_command_line(argv=None, environ=os.environ):
+    """Parse, then train; a setting the data refutes stops in one line (exit 2)."""
+    gpt_config, settings, rank, world_size = parse_args(argv, environ)
+    return run_or_exit(main, gpt_config, settings, rank, world_size)
+
+
 if __name__ == "__main__":
-    parser, gpt_config, settings, rank, world_size = parse_args()
-    run_or_exit(parser, main, gpt_config, settings, rank, world_size)
+    run_from_command_line()
