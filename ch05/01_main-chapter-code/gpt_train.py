@@ -59,6 +59,7 @@ from script_helpers import (
     add_device_argument,
     add_settings,
     existing_file,
+    exit_with_error,
     non_negative_float,
     non_negative_int,
     positive_float,
@@ -418,7 +419,7 @@ def run_from_command_line(argv=None):
     except SettingError as err:
         for folder in reversed(created):  # leave no trace of a run that never started
             folder.rmdir()
-        ScriptArgumentParser().error(f"argument {err.flag}: {err.problem}")
+        exit_with_error(f"argument {err.flag}: {err.problem}")
 
     train_losses, val_losses, tokens_seen = train_with_progress(run)
 

@@ -29,14 +29,20 @@ def main(gpt_config, settings):
 
 
 def parse_args(argv=None):
+    """The command line as plain values: (gpt_config, settings), all checked."""
     parser = ScriptArgumentParser(
         description="Chapter 5's training loop with the speed ladder's steps switched on. "
                     "Defaults are the book repository's run.")
     add_ladder_arguments(parser, {"num_epochs": 15, "eval_freq": 10})
     args = parser.parse_args(argv)
-    return parser, *config_and_settings(parser, args, args.steps)
+    return config_and_settings(parser, args, args.steps)
+
+
+def run_from_command_line(argv=None):
+    """Parse, then train; a setting the data refutes stops in one line (exit 2)."""
+    gpt_config, settings = parse_args(argv)
+    return run_or_exit(main, gpt_config, settings)
 
 
 if __name__ == "__main__":
-    parser, gpt_config, settings = parse_args()
-    run_or_exit(parser, main, gpt_config, settings)
+    run_from_command_line()

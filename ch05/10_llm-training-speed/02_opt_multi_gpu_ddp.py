@@ -16,7 +16,6 @@ B each. `--batch-size` is per process. Only rank 0 prints and writes files.
 import contextlib
 import io
 import os
-import socket
 from pathlib import Path
 
 import torch
@@ -45,19 +44,20 @@ from torch.utils.data import DataLoader, DistributedSampler
 def ddp_setup(rank, world_size, device=None):
     """Join the process group: NCCL between GPUs, gloo between CPU processes.
 
-    torchrun sets MASTER_ADDR and MASTER_PORT; a plain `python` run (one
-    process) gets a local address here, so the same code runs both ways.
+    torchrun sets MASTER_ADDR and MASTER_PORT, where the processes meet. A
+    plain `python` run is one process with no one to meet: an in-memory store
+    serves it, so the same code runs both ways without opening a port (a port
+    picked by probing can be taken by another program before the store binds it).
     """
-    if "MASTER_ADDR" not in os.environ:
-        os.environ["MASTER_ADDR"] = "127.0.0.1"
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            os.environ["MASTER_PORT"] = str(probe.getsockname()[1])
     cuda = device is not None and device.type == "cuda"
     if cuda:
         torch.cuda.set_device(device)
-    dist.init_process_group(backend="nccl" if cuda else "gloo", rank=rank,
-                            world_size=world_size)
+    backend = "nccl" if cuda else "gloo"
+    if "MASTER_ADDR" not in os.environ and world_size == 1:
+        dist.init_process_group(backend=backend, store=dist.HashStore(), rank=rank,
+                                world_size=1)
+    else:
+        dist.init_process_group(backend=backend, rank=rank, world_size=world_size)
 
 
 def distributed_loaders(text, tokenizer, context_length, batch_size, rank, world_size, seed,
@@ -140,7 +140,7 @@ def global_report(settings, device, step_log, world_size):
 
 
 def parse_args(argv=None, environ=os.environ):
-    """(parser, gpt_config, settings, rank, world_size); torchrun's variables checked too."""
+    """Plain values: (gpt_config, settings, rank, world_size); torchrun's too, checked."""
     parser = ScriptArgumentParser(
         description="Chapter 5's training loop with the speed ladder on several processes "
                     "(start it with torchrun). Defaults are the book repository's run.")
@@ -156,10 +156,15 @@ def parse_args(argv=None, environ=os.environ):
     if numbers["RANK"] >= numbers["WORLD_SIZE"]:
         parser.error(f"environment variable RANK: {numbers['RANK']} is not below WORLD_SIZE "
                      f"{numbers['WORLD_SIZE']}")
-    return (parser, *config_and_settings(parser, args, args.steps), numbers["RANK"],
+    return (*config_and_settings(parser, args, args.steps), numbers["RANK"],
             numbers["WORLD_SIZE"])
 
 
+def run_from_command_line(argv=None, environ=os.environ):
+    """Parse, then train; a setting the data refutes stops in one line (exit 2)."""
+    gpt_config, settings, rank, world_size = parse_args(argv, environ)
+    return run_or_exit(main, gpt_config, settings, rank, world_size)
+
+
 if __name__ == "__main__":
-    parser, gpt_config, settings, rank, world_size = parse_args()
-    run_or_exit(parser, main, gpt_config, settings, rank, world_size)
+    run_from_command_line()

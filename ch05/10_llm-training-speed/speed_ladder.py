@@ -50,6 +50,7 @@ from previous_chapters import (
 )
 from script_helpers import (
     add_device_argument,
+    exit_with_error,
     non_negative_int,
     positive_float,
     positive_int,
@@ -743,9 +744,14 @@ def config_and_settings(parser, args, steps):
     return gpt_config, settings
 
 
-def run_or_exit(parser, function, *args):
-    """Run `function(*args)`; a SettingError found before training is one line, exit 2."""
+def run_or_exit(function, *args):
+    """Run `function(*args)`; a SettingError found before training is one line, exit 2.
+
+    The scripts' `main` checks what only the data can tell (an empty --data-dir,
+    a text too short for one batch) and raises SettingError, as it must when a
+    notebook calls it; on the command line that becomes the flag's one line.
+    """
     try:
         return function(*args)
     except SettingError as err:
-        parser.error(f"argument {flag_of(err.key)}: {err.problem}")
+        exit_with_error(f"argument {flag_of(err.key)}: {err.problem}")

@@ -227,7 +227,7 @@ def test_main_returns_the_book_values_and_the_baseline_losses(ladder, text_folde
     opt = import_course_module("ch05/10_llm-training-speed/01_opt_single_gpu.py")
     runs = {}
     for name, module, steps in (("orig", orig, ()), ("opt", opt, (1, 3, 6, 7, 9))):
-        parser, config, settings = module.parse_args(
+        config, settings = module.parse_args(
             [*TINY_RUN, "--data-dir", str(text_folder), "--loss-log", str(tmp_path / name),
              *(["--steps", ",".join(map(str, steps))] if steps else [])])
         train_losses, val_losses, tokens, model = module.main(config, settings)
@@ -253,7 +253,7 @@ def test_two_gloo_processes_give_the_losses_of_one(ladder, text_folder, tmp_path
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     assert "2 process(es) on cpu" in result.stdout
 
-    parser, config, settings, rank, world_size = ddp.parse_args(
+    config, settings, rank, world_size = ddp.parse_args(
         [*common, "--batch-size", "4", "--loss-log", str(tmp_path / "one")], environ={})
     assert (rank, world_size) == (0, 1)
     ddp.main(config, settings, rank, world_size)
@@ -275,9 +275,8 @@ def test_a_bad_world_size_is_one_line_and_exit_2(environ, word, capsys):
 
 def test_a_data_folder_without_text_is_one_line_and_exit_2(tmp_path, capsys):
     opt = import_course_module("ch05/10_llm-training-speed/01_opt_single_gpu.py")
-    parser, config, settings = opt.parse_args([*TINY_RUN, "--data-dir", str(tmp_path)])
     with pytest.raises(SystemExit) as exit_info:
-        opt.run_or_exit(parser, opt.main, config, settings)
+        opt.run_from_command_line([*TINY_RUN, "--data-dir", str(tmp_path)])
     assert exit_info.value.code == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and "--data-dir" in lines[0] and "no .txt" in lines[0]
