@@ -35,7 +35,7 @@ import tiktoken
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from downloads import DownloadError, cache_gpt2_tokenizer_files, download_file
+from downloads import DownloadError, atomic_write, cache_gpt2_tokenizer_files, download_file
 from previous_chapters import (
     GPT_CONFIG_124M,
     THE_VERDICT_SHA256,
@@ -50,7 +50,9 @@ from previous_chapters import (
 )
 from script_helpers import (
     add_device_argument,
+    add_settings,
     exit_with_error,
+    non_negative_float,
     non_negative_int,
     positive_float,
     positive_int,
@@ -449,39 +451,55 @@ def tokenizer_gpt2():
 
 
 def save_loss_plot(path, num_epochs, tokens_seen, train_losses, val_losses):
-    """loss.pdf as in the book, written through a temporary file."""
+    """loss.pdf as in the book, replaced whole or not at all (downloads.atomic_write)."""
     if not train_losses:
         return
     epochs_seen = torch.linspace(0, num_epochs, len(train_losses))
     fig = plot_losses(epochs_seen, tokens_seen, train_losses, val_losses)
-    tmp = path.with_name(f".{path.name}.part")
-    fig.savefig(tmp, format="pdf")
-    os.replace(tmp, path)
+    with atomic_write(path, "wb") as f:
+        fig.savefig(f, format="pdf")
 
 
 # ---------------------------------------------------------------- settings and the run
 
 # Copied from ch05/01_main-chapter-code/gpt_train.py::REQUIRED_SETTINGS
 REQUIRED_SETTINGS = ("learning_rate", "num_epochs", "batch_size", "weight_decay")
+# Every setting the command line sets directly, once: key: (flag, kind, default, help).
+# The defaults are the book repository's run; each script overrides num_epochs and
+# eval_freq with its own (add_ladder_arguments), and from Python the first four are
+# required (REQUIRED_SETTINGS).
+LADDER_SETTINGS = {
+    "learning_rate": ("--lr", positive_float, 5e-4, "AdamW learning rate"),
+    "num_epochs": ("--epochs", positive_int, 15, "passes over the training text"),
+    "batch_size": ("--batch-size", positive_int, 8,
+                   "sequences per batch (per process under torchrun)"),
+    "weight_decay": ("--weight-decay", non_negative_float, 0.1, "AdamW weight decay"),
+    "large_batch_size": ("--large-batch-size", positive_int, 32,
+                         "sequences per batch under step 10"),
+    "eval_freq": ("--eval-freq", positive_int, 15, "print the losses every this many steps"),
+    "eval_iter": ("--eval-iter", positive_int, 1, "batches per loss measurement"),
+    "max_steps": ("--max-steps", positive_int, None,
+                  "stop after this many training steps (for measurements)"),
+    "data_dir": ("--data-dir", None, None,
+                 "train on the .txt files in this folder instead of Middlemarch"),
+    "threads": ("--threads", positive_int, None,
+                "CPU threads for PyTorch (None: PyTorch's choice)"),
+    "num_workers": ("--num-workers", non_negative_int, 0,
+                    "data-loader worker processes (the book's 4 only help with cores to spare)"),
+    "seed": ("--seed", int, 123, "seed for weights and shuffling"),
+    "output_dir": ("--output-dir", writable_folder, None, "write loss.pdf there (None: no plot)"),
+    "loss_log": ("--loss-log", writable_file, None,
+                 "write every step's loss, tokens/s and peak memory to this JSON file"),
+}
+# What a settings dict from Python may leave out: the table's defaults, and the
+# settings the command line sets in its own way (--steps, --device, --no-sample).
 LADDER_DEFAULTS = {
+    **{key: entry[2] for key, entry in LADDER_SETTINGS.items() if key not in REQUIRED_SETTINGS},
     "steps": (),              # the ladder's steps to switch on (numbers 1-10)
     "device": "auto",         # auto, cpu, cuda or mps (or a torch.device)
-    "threads": None,          # CPU threads for PyTorch (None: its default)
-    "data_dir": None,         # train on the .txt files there instead of Middlemarch
-    "eval_freq": 15,          # print the losses every this many steps
-    "eval_iter": 1,           # batches per loss measurement
-    "max_steps": None,        # stop after this many training steps
-    "seed": 123,              # seeds the weights and the shuffling
-    "large_batch_size": 32,   # the batch under step 10
-    "num_workers": 0,         # data-loader processes (the book's 4 starve a 2-core CPU)
-    "start_context": "Every effort moves you",
     "sample": True,           # print a greedy sample after each epoch
-    "output_dir": None,       # where loss.pdf goes (None: no plot)
-    "loss_log": None,         # a JSON file for every step's loss and the speed
+    "start_context": "Every effort moves you",
 }
-# The command-line flag behind each setting, so an error names what the user typed.
-SETTING_FLAGS = {"learning_rate": "--lr", "num_epochs": "--epochs", "batch_size": "--batch-size",
-         "weight_decay": "--weight-decay", "context_length": "--context-length"}
 
 
 class SettingError(ValueError):
@@ -495,7 +513,9 @@ class SettingError(ValueError):
 
 def flag_of(key):
     """The command-line flag behind a setting, so an error names what the user typed."""
-    return SETTING_FLAGS.get(key, "--" + key.replace("_", "-"))
+    if key in LADDER_SETTINGS:
+        return LADDER_SETTINGS[key][0]
+    return "--" + key.replace("_", "-")
 
 
 def checked_ladder_settings(settings):
@@ -595,10 +615,8 @@ def describe_steps(steps):
 
 
 def write_report_json(path, data):
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.part")
-    tmp.write_text(json.dumps(data, indent=1))
-    os.replace(tmp, path)
+    with atomic_write(path) as f:
+        f.write(json.dumps(data, indent=1))
 
 
 def run_report(settings, device, step_log):
@@ -679,35 +697,10 @@ def add_ladder_arguments(parser, defaults, steps=True):
     parser.add_argument("--context-length", type=positive_int, default=None,
                         help="tokens per training sequence (None: the model's; the "
                              "book's 1,024 for 124M)")
-    parser.add_argument("--epochs", type=positive_int, default=defaults["num_epochs"],
-                        help="passes over the training text")
-    parser.add_argument("--lr", type=positive_float, default=5e-4, help="AdamW learning rate")
-    parser.add_argument("--weight-decay", type=float, default=0.1, help="AdamW weight decay")
-    parser.add_argument("--batch-size", type=positive_int, default=8,
-                        help="sequences per batch (per process under torchrun)")
-    parser.add_argument("--large-batch-size", type=positive_int, default=32,
-                        help="sequences per batch under step 10")
-    parser.add_argument("--eval-freq", type=positive_int, default=defaults["eval_freq"],
-                        help="print the losses every this many steps")
-    parser.add_argument("--eval-iter", type=positive_int, default=1,
-                        help="batches per loss measurement")
-    parser.add_argument("--max-steps", type=positive_int, default=None,
-                        help="stop after this many training steps (for measurements)")
-    parser.add_argument("--data-dir", type=str, default=None,
-                        help="train on the .txt files in this folder instead of Middlemarch")
-    parser.add_argument("--threads", type=positive_int, default=None,
-                        help="CPU threads for PyTorch (None: PyTorch's choice)")
-    parser.add_argument("--num-workers", type=non_negative_int, default=0,
-                        help="data-loader worker processes (the book's 4 only help with "
-                             "cores to spare)")
-    parser.add_argument("--seed", type=int, default=123, help="seed for weights and shuffling")
+    add_settings(parser, {key: (flag, kind, defaults.get(key, default), help_text)
+                          for key, (flag, kind, default, help_text) in LADDER_SETTINGS.items()})
     parser.add_argument("--no-sample", action="store_true",
                         help="skip the greedy sample after each epoch")
-    parser.add_argument("--output-dir", type=writable_folder, default=None,
-                        help="write loss.pdf there (None: no plot)")
-    parser.add_argument("--loss-log", type=writable_file, default=None,
-                        help="write every step's loss, tokens/s and peak memory to this "
-                             "JSON file")
     add_device_argument(parser)
 
 
@@ -728,15 +721,8 @@ def config_and_settings(parser, args, steps):
         if not 0.0 <= args.drop_rate < 1.0:
             parser.error(f"argument --drop-rate: must be in [0, 1), got {args.drop_rate}")
         gpt_config["drop_rate"] = args.drop_rate
-    settings = {
-        "learning_rate": args.lr, "num_epochs": args.epochs, "batch_size": args.batch_size,
-        "weight_decay": args.weight_decay, "steps": steps, "device": args.device,
-        "threads": args.threads, "data_dir": args.data_dir, "eval_freq": args.eval_freq,
-        "eval_iter": args.eval_iter, "max_steps": args.max_steps, "seed": args.seed,
-        "large_batch_size": args.large_batch_size, "num_workers": args.num_workers,
-        "sample": not args.no_sample, "output_dir": args.output_dir,
-        "loss_log": args.loss_log,
-    }
+    settings = {key: getattr(args, key) for key in LADDER_SETTINGS}
+    settings.update(steps=steps, device=args.device, sample=not args.no_sample)
     try:
         device_for(checked_ladder_settings(settings))
     except SettingError as err:
