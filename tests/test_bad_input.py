@@ -372,6 +372,7 @@ BAD_INPUT = [
     (SPEED_DDP, ["--max_steps", "0"], "--max-steps"),
     (SPEED_BENCH, ["--rounds", "0"], "--rounds"),
     (SPEED_BENCH, ["--threads", "0"], "--threads"),
+    (SPEED_BENCH, ["--model", "tiny", "--context-length", "64"], "--context-length"),
 ]
 
 def folder_state(folder):

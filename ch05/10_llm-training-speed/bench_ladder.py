@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 from script_helpers import ScriptArgumentParser, add_device_argument, positive_int
-from speed_ladder import STEPS, steps_that_cannot_run
+from speed_ladder import LADDER_MODELS, STEPS, steps_that_cannot_run
 
 SCRIPT = Path(__file__).resolve().parent / "01_opt_single_gpu.py"
 JEMALLOC = "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"            # Debian: libjemalloc2
@@ -133,8 +133,9 @@ def parse_args(argv=None):
                                               "machine, every row in a fresh process.")
     parser.add_argument("--model", choices=("124M", "small", "tiny"), default="small",
                         help="model size (01_opt_single_gpu.py --model)")
-    parser.add_argument("--context-length", type=positive_int, default=128,
-                        help="tokens per sequence")
+    parser.add_argument("--context-length", type=positive_int, default=None,
+                        help="tokens per sequence (None: 128, or the model's context if "
+                             "that is shorter)")
     parser.add_argument("--batch-size", type=positive_int, default=2,
                         help="sequences per batch")
     parser.add_argument("--large-batch-size", type=positive_int, default=4,
@@ -151,6 +152,12 @@ def parse_args(argv=None):
                         help="run every row with this many threads (None: PyTorch's choice)")
     add_device_argument(parser)
     settings = vars(parser.parse_args(argv))
+    longest = LADDER_MODELS[settings["model"]]["context_length"]
+    if settings["context_length"] is None:
+        settings["context_length"] = min(128, longest)
+    elif settings["context_length"] > longest:  # else every row would fail the same way
+        parser.error(f"argument --context-length: {settings['context_length']} is longer "
+                     f"than the {settings['model']} model's {longest}")
     try:
         settings["threads"] = [positive_int(t) for t in settings["threads"].split(",") if t]
     except Exception as err:
@@ -165,7 +172,7 @@ def main(argv=None):
     command = runner_command(settings["model"], settings["context_length"],
                              settings["batch_size"], settings["large_batch_size"],
                              settings["max_steps"], device)
-    print(f"{platform.processor() or platform.machine()}, {cpu_model()}, {os.cpu_count()} "
+    print(f"{platform.processor() or platform.machine()}, {cpu_name()}, {os.cpu_count()} "
           f"cores, torch {torch.__version__}, device {device}")
     print(f"threads: {all_threads or 'PyTorch default'} (unless a row says otherwise)")
     print(f"model {settings['model']}, context {settings['context_length']}, "
@@ -188,14 +195,14 @@ def main(argv=None):
     print(f"\nLoad average at the end (1, 5, 15 min): {os.getloadavg()}")
 
 
-def cpu_model():
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
+# Copied from ch05/07_gpt_to_llama/benchmark.py::cpu_name
+def cpu_name():
+    """The CPU's model name from /proc/cpuinfo (Linux), else what `platform` knows."""
+    cpuinfo = Path("/proc/cpuinfo")
+    for line in cpuinfo.read_text().splitlines() if cpuinfo.exists() else []:
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
 
 
 if __name__ == "__main__":
